@@ -1,0 +1,7 @@
+package main
+
+// Table types that live outside package maps register themselves when
+// imported; list each backend package here.
+import (
+	_ "github.com/vlmtpd/vlmtpd/maps"
+)

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"fmt"
+	"runtime/debug"
+)
+
+// version is set at link time (-ldflags "-X main.version=…"); otherwise
+// the module's build information is used.
+var version = ""
+
+func init() {
+	commands["version"] = command{"print the version", func([]string) int {
+		fmt.Println("vlmtpd", versionString())
+		return 0
+	}}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,144 @@
+// Package store writes messages into Maildir and mbox mailboxes: the
+// delivery contract shared by in-process delivery and the per-uid workers,
+// the writers themselves, their locks and the mailbox limit.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Format is a mailbox format.
+type Format uint8
+
+const (
+	Mbox Format = iota
+	Maildir
+)
+
+func (f Format) String() string {
+	if f == Maildir {
+		return "maildir"
+	}
+	return "mbox"
+}
+
+// FormatOf applies virtual(8)'s rule: a path ending in "/" is a Maildir.
+func FormatOf(path string) Format {
+	if len(path) > 0 && path[len(path)-1] == '/' {
+		return Maildir
+	}
+	return Mbox
+}
+
+// Message is one spooled message, shared by all its recipients.
+type Message struct {
+	// Sender is the envelope sender in external (quoted) form, "" for <>.
+	Sender string
+	// Body is the spool: the message with LF line endings, read with
+	// ReadAt or from offset 0 through a SectionReader, never modified.
+	Body *os.File
+	// Size is the body's length in bytes.
+	Size int64
+	// Arrival is when the message was received (used for the From_ line).
+	Arrival time.Time
+	// ID is the session's queue id, for logs.
+	ID string
+}
+
+// Recipient is one mailbox to write to.
+type Recipient struct {
+	// Address is the recipient as given to RCPT, in external form and
+	// original case: the Delivered-To header value.
+	Address string
+	// OriginalRecipient is the X-Original-To value (ORCPT, else Address).
+	OriginalRecipient string
+	// Path is the mailbox relative to the mailbox base (the map result,
+	// leading slashes allowed); a trailing "/" marks a Maildir.
+	Path string
+	// UID and GID own the mailbox; deliveries run with exactly these ids.
+	UID, GID int
+	// Limit is virtual_mailbox_limit for this mailbox, 0 for none: the mbox
+	// file size after the append, or each Maildir message file.
+	Limit int64
+}
+
+// Format is the recipient's mailbox format.
+func (r Recipient) Format() Format { return FormatOf(r.Path) }
+
+// Deliverer writes messages into mailboxes. Implementations: Local (in the
+// calling process, only for its own uid) and the worker pool.
+type Deliverer interface {
+	// Deliver writes msg to every recipient and returns one error per
+	// recipient, in order; nil means durably delivered. The errors are
+	// *Error values so callers can map them to replies.
+	Deliver(ctx context.Context, msg *Message, rcpts []Recipient) []error
+	// MailboxSize reports the current size of a recipient's mailbox in
+	// bytes (an mbox file's size; 0 for a Maildir or a missing mbox), for
+	// limit checks at RCPT time.
+	MailboxSize(ctx context.Context, r Recipient) (int64, error)
+}
+
+// Status classifies a delivery failure; it is what crosses the worker
+// protocol and what the server maps to an LMTP reply.
+type Status uint8
+
+const (
+	OK          Status = iota
+	Temporary          // transient I/O or an unclassified failure: 451 4.3.0
+	Locked             // lock not acquired before the deadline: 451 4.2.0
+	NoSpace            // ENOSPC: 452 4.3.1
+	OverLimit          // virtual_mailbox_limit or quota: 552 5.2.2
+	BadMailbox         // symlink, hard link, wrong owner, not a regular file, bad path: 451 4.3.5
+	NotPermitted       // this process may not write as that uid: 451 4.3.0
+	WorkerFailed       // the worker died or timed out: 451 4.3.0
+)
+
+var statusNames = [...]string{"ok", "temporary", "locked", "no-space", "over-limit", "bad-mailbox", "not-permitted", "worker-failed"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// Error is a failed delivery to one recipient.
+type Error struct {
+	Status Status
+	Op     string // what was being done: "open", "lock", "write", "link"…
+	Path   string // the mailbox, relative to the base
+	Err    error  // the cause, for logs only: never shown to the client
+}
+
+func (e *Error) Error() string {
+	msg := e.Status.String()
+	if e.Op != "" {
+		msg += ": " + e.Op
+	}
+	if e.Path != "" {
+		msg += " " + e.Path
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// StatusOf returns the Status of err: OK for nil, the Status of an *Error
+// in its chain, Temporary for anything else.
+func StatusOf(err error) Status {
+	if err == nil {
+		return OK
+	}
+	var se *Error
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	return Temporary
+}
