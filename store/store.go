@@ -87,14 +87,14 @@ type Deliverer interface {
 type Status uint8
 
 const (
-	OK          Status = iota
-	Temporary          // transient I/O or an unclassified failure: 451 4.3.0
-	Locked             // lock not acquired before the deadline: 451 4.2.0
-	NoSpace            // ENOSPC: 452 4.3.1
-	OverLimit          // virtual_mailbox_limit or quota: 552 5.2.2
-	BadMailbox         // symlink, hard link, wrong owner, not a regular file, bad path: 451 4.3.5
-	NotPermitted       // this process may not write as that uid: 451 4.3.0
-	WorkerFailed       // the worker died or timed out: 451 4.3.0
+	OK           Status = iota
+	Temporary           // transient I/O or an unclassified failure: 451 4.3.0
+	Locked              // lock not acquired before the deadline: 451 4.2.0
+	NoSpace             // ENOSPC: 452 4.3.1
+	OverLimit           // virtual_mailbox_limit or quota: 552 5.2.2
+	BadMailbox          // symlink, hard link, wrong owner, not a regular file, bad path: 451 4.3.5
+	NotPermitted        // this process may not write as that uid: 451 4.3.0
+	WorkerFailed        // the worker died or timed out: 451 4.3.0
 )
 
 var statusNames = [...]string{"ok", "temporary", "locked", "no-space", "over-limit", "bad-mailbox", "not-permitted", "worker-failed"}
