@@ -1,0 +1,207 @@
+package maps
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// Entry is one key/value pair of a postmap(1) source file.
+type Entry struct {
+	Key   string
+	Value string
+	Line  int // first physical line of the entry, 1-based
+}
+
+// Warn receives a load warning, already prefixed with "name:line: ". A nil
+// Warn discards warnings.
+type Warn func(msg string)
+
+func (w Warn) at(name string, line int, format string, args ...any) {
+	if w == nil {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	switch {
+	case name == "" && line == 0:
+		w(msg)
+	case line == 0:
+		w(name + ": " + msg)
+	default:
+		w(fmt.Sprintf("%s:%d: %s", name, line, msg))
+	}
+}
+
+// FoldKey is the case folding applied to table keys, both when a source is
+// loaded and when a table is queried. It must match Address.Fold.
+func FoldKey(key string) string { return strings.ToLower(key) }
+
+// ScanLines reads r as Postfix's logical lines (readllines(3)) and calls fn
+// with each one and the number of its first physical line:
+//   - a line that starts with white space continues the previous line (the
+//     newline is dropped, the continuation's leading white space is kept);
+//   - empty lines, white-space-only lines and lines whose first non-blank
+//     character is '#' are ignored, even in the middle of a continued line;
+//   - a continuation with nothing before it is ignored with a warning.
+//
+// A trailing CR is removed from each physical line. Trailing white space of
+// the logical line is left to the caller. fn's error stops the scan and is
+// returned; so is a read error.
+func ScanLines(r io.Reader, name string, warn Warn, fn func(line int, text string) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var (
+		cur     []byte // the logical line being built
+		curLine int    // its first physical line; 0 when none is open
+		long    []byte // a physical line longer than br's buffer
+		lineNo  int
+	)
+	flush := func() error {
+		if curLine == 0 {
+			return nil
+		}
+		l := curLine
+		curLine = 0
+		return fn(l, string(cur))
+	}
+	for {
+		raw, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, raw...)
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if len(long) > 0 {
+			long = append(long, raw...)
+			raw = long
+		}
+		if len(raw) > 0 {
+			lineNo++
+			phys := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte{'\n'}), []byte{'\r'})
+			first := bytes.TrimLeft(phys, " \t\v\f\r")
+			switch {
+			case len(first) == 0 || first[0] == '#':
+				// blank or comment: ignored, does not end a logical line
+			case len(first) != len(phys): // starts with white space
+				if curLine == 0 {
+					warn.at(name, lineNo, "logical line must not start with whitespace: ignoring this line")
+				} else {
+					cur = append(cur, phys...)
+				}
+			default:
+				if ferr := flush(); ferr != nil {
+					return ferr
+				}
+				cur = append(cur[:0], phys...)
+				curLine = lineNo
+			}
+		}
+		long = long[:0]
+		if cap(long) > 1<<20 {
+			long = nil // don't pin a huge buffer
+		}
+		if err != nil { // io.EOF
+			return flush()
+		}
+	}
+}
+
+// isSpace is C's isspace in the "C" locale, which Postfix uses to split
+// keys from values.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+// ScanSource reads a postmap(1) source file and calls fn with each entry in
+// file order, keys as written (not folded) and duplicates included. Lines
+// that postmap would skip are skipped with a warning that names name:line:
+// a missing key or value ("expected format: key whitespace value"), an
+// unbalanced '"' in the key, a NUL byte, or text that is not UTF-8. A key
+// ending in ':' is kept with a warning (it looks like an aliases(5) file).
+//
+// The key ends at the first white space outside double quotes; a backslash
+// protects the next character but stays in the key, as do the quotes. The
+// value is the rest of the line with surrounding white space trimmed; there
+// are no trailing comments.
+func ScanSource(r io.Reader, name string, warn Warn, fn func(Entry) error) error {
+	return ScanLines(r, name, warn, func(line int, text string) error {
+		e, msg := ParseSourceLine(text)
+		if msg != "" {
+			warn.at(name, line, "%s", msg)
+			return nil
+		}
+		if strings.HasSuffix(e.Key, ":") {
+			warn.at(name, line, "record is in \"key: value\" format; is this an alias file?")
+		}
+		e.Line = line
+		return fn(e)
+	})
+}
+
+// ParseSourceLine splits one logical line of a postmap(1) source file into
+// key and value. When the line must be skipped it returns a non-empty
+// explanation instead.
+func ParseSourceLine(text string) (e Entry, skip string) {
+	if strings.IndexByte(text, 0) >= 0 {
+		return Entry{}, "record contains a NUL byte: skipping this line"
+	}
+	if !utf8.ValidString(text) {
+		return Entry{}, "record is not valid UTF-8: skipping this line"
+	}
+	i := 0
+	for i < len(text) && isSpace(text[i]) {
+		i++
+	}
+	start := i
+	inQuotes := false
+scan:
+	for ; i < len(text); i++ {
+		switch c := text[i]; {
+		case c == '\\':
+			if i+1 >= len(text) {
+				i = len(text)
+				break scan
+			}
+			i++
+		case c == '"':
+			inQuotes = !inQuotes
+		case isSpace(c) && !inQuotes:
+			break scan
+		}
+	}
+	if inQuotes {
+		return Entry{}, fmt.Sprintf("unbalanced '\"' in %q: skipping this line", text)
+	}
+	key := text[start:i]
+	value := strings.TrimFunc(text[i:], func(r rune) bool { return r < utf8.RuneSelf && isSpace(byte(r)) })
+	if key == "" || value == "" {
+		return Entry{}, "expected format: key whitespace value: skipping this line"
+	}
+	return Entry{Key: key, Value: value}, ""
+}
+
+// ReadSource reads a whole postmap(1) source file the way postmap builds a
+// table from it: entries in file order with keys folded by FoldKey; for a
+// key seen twice the first entry wins and the later one is dropped with a
+// "duplicate entry" warning. It is what `vlmtpd makemap` and texthash:
+// tables share. Only I/O errors are returned; bad lines are warnings.
+func ReadSource(r io.Reader, name string, warn Warn) ([]Entry, error) {
+	var out []Entry
+	first := map[string]int{}
+	err := ScanSource(r, name, warn, func(e Entry) error {
+		e.Key = FoldKey(e.Key)
+		if l, dup := first[e.Key]; dup {
+			warn.at(name, e.Line, "duplicate entry: %q (keeping line %d)", e.Key, l)
+			return nil
+		}
+		first[e.Key] = e.Line
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}

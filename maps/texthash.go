@@ -1,0 +1,54 @@
+package maps
+
+import (
+	"context"
+	"io"
+)
+
+func init() { Register("texthash", openTextHash) }
+
+// textHash is a texthash: table: a postmap(1) source file held in memory,
+// keys folded, first entry winning. Unlike Postfix it follows changes to
+// the file (see watchedFile).
+type textHash struct {
+	spec string
+	file *watchedFile[map[string]string]
+}
+
+func openTextHash(name string, opts Options) (Map, error) {
+	path, err := resolvePath(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	t := &textHash{spec: "texthash:" + name}
+	t.file = &watchedFile[map[string]string]{path: path, spec: t.spec, log: opts.Logger, load: loadTextHash}
+	if err := t.file.open(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func loadTextHash(r io.Reader, name string, warn Warn) (map[string]string, error) {
+	m := map[string]string{}
+	err := ScanSource(r, name, warn, func(e Entry) error {
+		k := FoldKey(e.Key)
+		if _, dup := m[k]; dup {
+			warn.at(name, e.Line, "duplicate entry: %q (the first one wins)", k)
+			return nil
+		}
+		m[k] = e.Value
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (t *textHash) Lookup(_ context.Context, key string) (string, bool, error) {
+	v, ok := t.file.get()[FoldKey(key)]
+	return v, ok, nil
+}
+
+func (t *textHash) Spec() string  { return t.spec }
+func (t *textHash) Pattern() bool { return false }
