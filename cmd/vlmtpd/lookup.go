@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/vlmtpd/vlmtpd/maps"
+	"github.com/vlmtpd/vlmtpd/server"
+	"github.com/vlmtpd/vlmtpd/server/config"
+)
+
+func init() {
+	commands["lookup"] = command{"explain how recipients resolve: tables, keys, mailbox, uid, gid, reply", runLookup}
+	commands["check-config"] = command{"validate the configuration and open every table", runCheckConfig}
+}
+
+func runLookup(args []string) int {
+	fs := flag.NewFlagSet("lookup", flag.ContinueOnError)
+	path := fs.String("config", defaultConfig, "configuration file")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "usage: vlmtpd lookup -config FILE ADDRESS...")
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
+		return 1
+	}
+	r, err := server.NewResolver(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
+		return 1
+	}
+	defer r.Close()
+	code := 0
+	for _, a := range fs.Args() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res := r.Resolve(ctx, a)
+		cancel()
+		explain(os.Stdout, cfg, a, res)
+		if res.Err != nil {
+			code = 1
+		}
+	}
+	return code
+}
+
+func explain(w io.Writer, cfg *config.Config, addr string, res *server.Resolution) {
+	fmt.Fprintf(w, "%s\n", addr)
+	fmt.Fprintf(w, "  lookup address:  %s\n", res.Address.Quoted())
+	hit := func(name string, h maps.Hit) {
+		if h.Table != "" {
+			fmt.Fprintf(w, "  %-16s %q  (table %s, key %q)\n", name+":", h.Value, h.Table, h.Key)
+		}
+	}
+	hit("mailbox", res.Mailbox)
+	hit("uid", res.UID)
+	hit("gid", res.GID)
+	if res.Err == nil {
+		rc := res.Recipient
+		fmt.Fprintf(w, "  path:            %s/%s\n", cfg.VirtualMailboxBase, rc.Path)
+		fmt.Fprintf(w, "  format:          %s\n", rc.Format())
+		fmt.Fprintf(w, "  owner:           %d:%d\n", rc.UID, rc.GID)
+		if rc.Limit > 0 {
+			fmt.Fprintf(w, "  mailbox limit:   %d bytes (%s)\n", rc.Limit, limitWhat(rc.Format().String()))
+		} else {
+			fmt.Fprintf(w, "  mailbox limit:   none\n")
+		}
+		fmt.Fprintf(w, "  message limit:   %d bytes\n", cfg.MessageSizeLimit)
+		fmt.Fprintf(w, "  RCPT reply:      250 2.1.5 OK\n")
+		return
+	}
+	fmt.Fprintf(w, "  RCPT reply:      %s\n", res.Err.For(res.Address.Quoted()).Error())
+	if res.Err.Detail != "" {
+		fmt.Fprintf(w, "  why:             %s\n", res.Err.Detail)
+	}
+}
+
+func limitWhat(format string) string {
+	if format == "maildir" {
+		return "each message file"
+	}
+	return "mbox size after the append"
+}
+
+func runCheckConfig(args []string) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	path := fs.String("config", defaultConfig, "configuration file")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
+		return 1
+	}
+	r, err := server.NewResolver(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
+		return 1
+	}
+	r.Close()
+	problems := 0
+	for _, dir := range []struct{ key, path string }{
+		{"virtual_mailbox_base", cfg.VirtualMailboxBase}, {"spool_directory", cfg.SpoolDirectory},
+	} {
+		if fi, err := os.Stat(dir.path); err != nil || !fi.IsDir() {
+			fmt.Fprintf(os.Stderr, "vlmtpd: %s: %s is not an existing directory\n", dir.key, dir.path)
+			problems++
+		}
+	}
+	if problems > 0 {
+		return 1
+	}
+	fmt.Printf("%s: OK\n", cfg.Path)
+	return 0
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+
+	"github.com/vlmtpd/vlmtpd/server/config"
+)
+
+func init() {
+	commands["quickstart"] = command{"serve the example configuration as the current user (try-out mode)", runQuickstart}
+}
+
+// runQuickstart serves config.example.toml with the mailboxes owned by the
+// user running it (nobody when that is root), so a newcomer can deliver a
+// first message without creating users or editing the config.
+func runQuickstart(args []string) int {
+	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	path := fs.String("config", "config.example.toml", "configuration file to start from")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
+		return 1
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		nobody, err := user.Lookup("nobody")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vlmtpd: running as root needs the user nobody for the mailboxes:", err)
+			return 1
+		}
+		uid, _ = strconv.Atoi(nobody.Uid)
+		gid, _ = strconv.Atoi(nobody.Gid)
+		cfg.User = "nobody"
+	}
+	cfg.VirtualUIDMaps = []string{"static:" + strconv.Itoa(uid)}
+	cfg.VirtualGIDMaps = []string{"static:" + strconv.Itoa(gid)}
+	cfg.VirtualMinimumUID = min(cfg.VirtualMinimumUID, uid)
+	for _, dir := range []string{cfg.VirtualMailboxBase, cfg.SpoolDirectory} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "vlmtpd:", err)
+			return 1
+		}
+		if os.Getuid() == 0 {
+			os.Chown(dir, uid, gid)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "vlmtpd quickstart: %s with mailboxes owned by %d:%d under %s\n",
+		cfg.Path, uid, gid, cfg.VirtualMailboxBase)
+	return serve(cfg)
+}

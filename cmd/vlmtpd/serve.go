@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/vlmtpd/vlmtpd/server"
+	"github.com/vlmtpd/vlmtpd/server/config"
+)
+
+func init() {
+	commands["serve"] = command{"run the LMTP server in the foreground", runServe}
+}
+
+const defaultConfig = "/etc/vlmtpd/vlmtpd.toml"
+
+func runServe(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", defaultConfig, "configuration file")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
+		return 1
+	}
+	return serve(cfg)
+}
+
+// serve runs the server on a loaded configuration until SIGTERM or SIGINT.
+func serve(cfg *config.Config) int {
+	log := newLogger(cfg)
+	fail := func(err error) int {
+		log.Error("startup failed", "error", err)
+		return 1
+	}
+	ls, err := server.Listen(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	d, closeDeliverer, err := newDeliverer(cfg, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeDeliverer()
+	srv, err := server.New(cfg, d, log)
+	if err != nil {
+		return fail(err)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-sigs
+		log.Info("shutting down", "signal", sig.String())
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	log.Info("vlmtpd started", "version", versionString(), "listen", cfg.Listen, "uid", os.Getuid())
+	if err := srv.Serve(ls); err != nil {
+		return fail(err)
+	}
+	log.Info("vlmtpd stopped")
+	return 0
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

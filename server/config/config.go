@@ -1,0 +1,426 @@
+// Package config loads and validates vlmtpd's TOML configuration. Parameter
+// names are Postfix's where Postfix has one, with Postfix's defaults; every
+// error names the file, the line and the key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/vlmtpd/vlmtpd/maps"
+)
+
+// Config is a loaded, validated configuration. Paths are absolute.
+type Config struct {
+	// Path is the file the configuration came from; Dir its directory,
+	// which relative paths (and relative table names) are taken from.
+	Path, Dir string
+
+	Hostname        string
+	Listen          []string // "unix:/abs/path" or "inet:host:port"
+	SocketMode      os.FileMode
+	SocketGroup     string
+	AllowedNetworks []netip.Prefix
+	User            string
+	SpoolDirectory  string
+
+	MessageSizeLimit   int64
+	RecipientDelimiter string
+
+	VirtualMailboxBase    string
+	VirtualMailboxDomains []string
+	VirtualMailboxMaps    []string
+	VirtualUIDMaps        []string
+	VirtualGIDMaps        []string
+	VirtualMinimumUID     int
+	VirtualMailboxLock    []string
+	VirtualMailboxLimit   int64
+
+	DeliverLockAttempts int
+	DeliverLockDelay    time.Duration
+	StaleLockTime       time.Duration
+
+	MaxConnections  int
+	MaxRecipients   int
+	LineLengthLimit int
+	IdleTimeout     time.Duration
+	DataTimeout     time.Duration
+	DeliveryTimeout time.Duration
+
+	WorkerIdleTimeout time.Duration
+	WorkerMaxUse      int
+	WorkerLimit       int
+
+	EnableOriginalRecipient bool
+	LogLevel                string
+	LogFormat               string
+}
+
+// LockTimeout is the whole time one delivery may wait for mbox locks.
+func (c *Config) LockTimeout() time.Duration {
+	return time.Duration(c.DeliverLockAttempts) * c.DeliverLockDelay
+}
+
+// MapOptions are the options every table of this configuration opens with.
+func (c *Config) MapOptions() maps.Options { return maps.Options{Dir: c.Dir} }
+
+// file mirrors the TOML; pointers tell "absent" from "zero".
+type file struct {
+	Hostname        *string `toml:"hostname"`
+	Listen          *list   `toml:"listen"`
+	SocketMode      *string `toml:"socket_mode"`
+	SocketGroup     *string `toml:"socket_group"`
+	AllowedNetworks *list   `toml:"allowed_networks"`
+	User            *string `toml:"user"`
+	SpoolDirectory  *string `toml:"spool_directory"`
+
+	MessageSizeLimit   *int64  `toml:"message_size_limit"`
+	RecipientDelimiter *string `toml:"recipient_delimiter"`
+
+	VirtualMailboxBase    *string `toml:"virtual_mailbox_base"`
+	VirtualMailboxDomains *list   `toml:"virtual_mailbox_domains"`
+	VirtualMailboxMaps    *list   `toml:"virtual_mailbox_maps"`
+	VirtualUIDMaps        *list   `toml:"virtual_uid_maps"`
+	VirtualGIDMaps        *list   `toml:"virtual_gid_maps"`
+	VirtualMinimumUID     *int    `toml:"virtual_minimum_uid"`
+	VirtualMailboxLock    *list   `toml:"virtual_mailbox_lock"`
+	VirtualMailboxLimit   *int64  `toml:"virtual_mailbox_limit"`
+
+	DeliverLockAttempts *int    `toml:"deliver_lock_attempts"`
+	DeliverLockDelay    *string `toml:"deliver_lock_delay"`
+	StaleLockTime       *string `toml:"stale_lock_time"`
+
+	MaxConnections  *int    `toml:"max_connections"`
+	MaxRecipients   *int    `toml:"max_recipients"`
+	LineLengthLimit *int    `toml:"line_length_limit"`
+	IdleTimeout     *string `toml:"idle_timeout"`
+	DataTimeout     *string `toml:"data_timeout"`
+	DeliveryTimeout *string `toml:"delivery_timeout"`
+
+	WorkerIdleTimeout *string `toml:"worker_idle_timeout"`
+	WorkerMaxUse      *int    `toml:"worker_max_use"`
+	WorkerLimit       *int    `toml:"worker_limit"`
+
+	EnableOriginalRecipient *bool   `toml:"enable_original_recipient"`
+	LogLevel                *string `toml:"log_level"`
+	LogFormat               *string `toml:"log_format"`
+}
+
+// list is a list parameter: a TOML array of strings, or one string split
+// like main.cf (commas and white space, braces kept together).
+type list []string
+
+func (l *list) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		*l = maps.SplitList(v)
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("list items must be strings, not %T", e)
+			}
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		*l = out
+	default:
+		return fmt.Errorf("expected a string or an array of strings, not %T", v)
+	}
+	return nil
+}
+
+// Load reads and validates the configuration at path.
+func Load(path string) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(abs, data)
+}
+
+// Parse validates configuration text; path names it in errors and fixes
+// the directory relative paths are taken from.
+func Parse(path string, data []byte) (*Config, error) {
+	var f file
+	md, err := toml.Decode(string(data), &f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	p := &parser{path: path, text: string(data)}
+	for _, k := range md.Undecoded() {
+		p.errorf(k.String(), "unknown parameter %q", k.String())
+	}
+	c := p.build(&f)
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return c, nil
+}
+
+type parser struct {
+	path, text string
+	errs       []error
+}
+
+// errorf records an error about key, prefixed with file:line.
+func (p *parser) errorf(key, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if line := p.lineOf(key); line > 0 {
+		p.errs = append(p.errs, fmt.Errorf("%s:%d: %s: %s", p.path, line, key, msg))
+	} else {
+		p.errs = append(p.errs, fmt.Errorf("%s: %s: %s", p.path, key, msg))
+	}
+}
+
+// lineOf finds the line that sets a top-level key.
+func (p *parser) lineOf(key string) int {
+	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=`)
+	for i, l := range strings.Split(p.text, "\n") {
+		if re.MatchString(l) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func or[T any](v *T, def T) T {
+	if v == nil {
+		return def
+	}
+	return *v
+}
+
+func (p *parser) build(f *file) *Config {
+	dir := filepath.Dir(p.path)
+	c := &Config{
+		Path:                    p.path,
+		Dir:                     dir,
+		Hostname:                or(f.Hostname, ""),
+		SocketGroup:             or(f.SocketGroup, ""),
+		User:                    or(f.User, "vlmtpd"),
+		SpoolDirectory:          p.absPath(dir, or(f.SpoolDirectory, "/var/spool/vlmtpd")),
+		MessageSizeLimit:        or(f.MessageSizeLimit, 10240000),
+		RecipientDelimiter:      or(f.RecipientDelimiter, ""),
+		VirtualMailboxMaps:      or(f.VirtualMailboxMaps, nil),
+		VirtualUIDMaps:          or(f.VirtualUIDMaps, nil),
+		VirtualGIDMaps:          or(f.VirtualGIDMaps, nil),
+		VirtualMinimumUID:       or(f.VirtualMinimumUID, 100),
+		VirtualMailboxLock:      or(f.VirtualMailboxLock, list{"fcntl", "dotlock"}),
+		VirtualMailboxLimit:     or(f.VirtualMailboxLimit, 51200000),
+		DeliverLockAttempts:     or(f.DeliverLockAttempts, 20),
+		MaxConnections:          or(f.MaxConnections, 100),
+		MaxRecipients:           or(f.MaxRecipients, 1000),
+		LineLengthLimit:         or(f.LineLengthLimit, 1<<20),
+		WorkerMaxUse:            or(f.WorkerMaxUse, 10000),
+		WorkerLimit:             or(f.WorkerLimit, 64),
+		EnableOriginalRecipient: or(f.EnableOriginalRecipient, true),
+		LogLevel:                or(f.LogLevel, "info"),
+		LogFormat:               or(f.LogFormat, "text"),
+	}
+	c.DeliverLockDelay = p.duration("deliver_lock_delay", f.DeliverLockDelay, time.Second)
+	c.StaleLockTime = p.duration("stale_lock_time", f.StaleLockTime, 500*time.Second)
+	c.IdleTimeout = p.duration("idle_timeout", f.IdleTimeout, 300*time.Second)
+	c.DataTimeout = p.duration("data_timeout", f.DataTimeout, 600*time.Second)
+	c.DeliveryTimeout = p.duration("delivery_timeout", f.DeliveryTimeout, 300*time.Second)
+	c.WorkerIdleTimeout = p.duration("worker_idle_timeout", f.WorkerIdleTimeout, 60*time.Second)
+
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			p.errorf("hostname", "not set and the system's hostname is unknown: %v", err)
+		}
+		c.Hostname = h
+	}
+	if !validHostname(c.Hostname) {
+		p.errorf("hostname", "%q is not a valid host name (letters, digits, '-', '_', '.')", c.Hostname)
+	}
+
+	for _, l := range or(f.Listen, list{"unix:/run/vlmtpd/lmtp.sock"}) {
+		c.Listen = append(c.Listen, p.listenAddr(dir, l))
+	}
+	if len(c.Listen) == 0 {
+		p.errorf("listen", "at least one listener is needed")
+	}
+	mode, err := strconv.ParseUint(or(f.SocketMode, "0660"), 8, 32)
+	if err != nil || mode > 0o777 {
+		p.errorf("socket_mode", "%q is not an octal file mode", or(f.SocketMode, ""))
+	}
+	c.SocketMode = os.FileMode(mode)
+	for _, n := range or(f.AllowedNetworks, list{"127.0.0.0/8", "::1/128"}) {
+		pfx, err := parseNetwork(n)
+		if err != nil {
+			p.errorf("allowed_networks", "%v", err)
+			continue
+		}
+		c.AllowedNetworks = append(c.AllowedNetworks, pfx)
+	}
+	if c.User == "" || c.User == "root" {
+		p.errorf("user", "must name an unprivileged user")
+	}
+
+	if c.MessageSizeLimit < 0 {
+		p.errorf("message_size_limit", "must not be negative")
+	}
+	for _, r := range c.RecipientDelimiter {
+		if r == '@' || r < ' ' || r > '~' {
+			p.errorf("recipient_delimiter", "%q is not usable as a delimiter", r)
+		}
+	}
+
+	base := or(f.VirtualMailboxBase, "")
+	switch {
+	case base == "":
+		p.errorf("virtual_mailbox_base", "must be set")
+	default:
+		c.VirtualMailboxBase = p.absPath(dir, base)
+	}
+	if len(c.VirtualMailboxMaps) == 0 {
+		p.errorf("virtual_mailbox_maps", "must name at least one table")
+	}
+	if len(c.VirtualUIDMaps) == 0 {
+		p.errorf("virtual_uid_maps", "must name at least one table")
+	}
+	if len(c.VirtualGIDMaps) == 0 {
+		p.errorf("virtual_gid_maps", "must name at least one table")
+	}
+	// Postfix's default: virtual_mailbox_domains = $virtual_mailbox_maps.
+	c.VirtualMailboxDomains = or(f.VirtualMailboxDomains, list(c.VirtualMailboxMaps))
+	if c.VirtualMinimumUID < 1 {
+		p.errorf("virtual_minimum_uid", "must be at least 1 (uid 0 may never receive mail)")
+	}
+	for _, m := range c.VirtualMailboxLock {
+		if m != "fcntl" && m != "flock" && m != "dotlock" {
+			p.errorf("virtual_mailbox_lock", "unknown method %q (fcntl, flock, dotlock)", m)
+		}
+	}
+	switch lim, msg := c.VirtualMailboxLimit, c.MessageSizeLimit; {
+	case lim < 0:
+		p.errorf("virtual_mailbox_limit", "must not be negative")
+	case lim > 0 && msg == 0:
+		p.errorf("virtual_mailbox_limit", "is %d while message_size_limit is 0 (unlimited): set message_size_limit or make this 0", lim)
+	case lim > 0 && lim < msg:
+		p.errorf("virtual_mailbox_limit", "%d is smaller than message_size_limit %d", lim, msg)
+	}
+	if c.DeliverLockAttempts < 1 {
+		p.errorf("deliver_lock_attempts", "must be at least 1")
+	}
+	for key, v := range map[string]int{"max_connections": c.MaxConnections, "max_recipients": c.MaxRecipients,
+		"worker_max_use": c.WorkerMaxUse, "worker_limit": c.WorkerLimit} {
+		if v < 1 {
+			p.errorf(key, "must be at least 1")
+		}
+	}
+	if c.LineLengthLimit < 1000 {
+		p.errorf("line_length_limit", "must be at least 1000 (RFC 5321 allows 1000-byte lines)")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		p.errorf("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		p.errorf("log_format", "%q is not text or json", c.LogFormat)
+	}
+	return c
+}
+
+func (p *parser) absPath(dir, path string) string {
+	if filepath.IsAbs(path) {
+		return filepath.Clean(path)
+	}
+	return filepath.Join(dir, path)
+}
+
+func (p *parser) listenAddr(dir, l string) string {
+	switch {
+	case strings.HasPrefix(l, "unix:"):
+		path := strings.TrimPrefix(l, "unix:")
+		if path == "" {
+			p.errorf("listen", "%q: empty socket path", l)
+		}
+		return "unix:" + p.absPath(dir, path)
+	case strings.HasPrefix(l, "inet:"):
+		hostport := strings.TrimPrefix(l, "inet:")
+		if _, err := netip.ParseAddrPort(hostport); err != nil {
+			// host names are allowed too; the port must be there
+			if i := strings.LastIndexByte(hostport, ':'); i < 0 || i == len(hostport)-1 {
+				p.errorf("listen", "%q: expected inet:host:port", l)
+			}
+		}
+		return l
+	default:
+		p.errorf("listen", "%q: expected unix:/path or inet:host:port", l)
+		return l
+	}
+}
+
+func parseNetwork(s string) (netip.Prefix, error) {
+	s = strings.Trim(s, "[]")
+	if strings.Contains(s, "/") {
+		pfx, err := netip.ParsePrefix(strings.Replace(s, "]/", "/", 1))
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a network (address/bits)", s)
+		}
+		return pfx.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or network", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// duration parses a Postfix time value: a number with an optional unit
+// s, m, h, d or w (default seconds); Go durations such as "1m30s" too.
+func (p *parser) duration(key string, v *string, def time.Duration) time.Duration {
+	if v == nil {
+		return def
+	}
+	d, err := ParseDuration(*v)
+	if err != nil || d <= 0 {
+		p.errorf(key, "%q is not a positive time (e.g. 30s, 5m, 1h)", *v)
+		return def
+	}
+	return d
+}
+
+// ParseDuration parses a Postfix-style time value.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	if len(s) > 1 {
+		unit := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[s[len(s)-1]]
+		if n, err := strconv.ParseInt(s[:len(s)-1], 10, 64); err == nil && unit > 0 {
+			return time.Duration(n) * unit, nil
+		}
+	}
+	return time.ParseDuration(s)
+}
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$`)
+
+func validHostname(h string) bool {
+	return len(h) <= 255 && hostnameRE.MatchString(h)
+}

@@ -1,0 +1,164 @@
+// Package server is vlmtpd's front: LMTP sessions over go-smtp, recipient
+// resolution through the configured tables, spooling, and one reply per
+// recipient mapped from every outcome.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/vlmtpd/vlmtpd/server/config"
+	"github.com/vlmtpd/vlmtpd/store"
+)
+
+// Server is a running LMTP service.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	resolver *Resolver
+	spool    *Spool
+	deliver  store.Deliverer
+	smtp     *smtp.Server
+
+	draining atomic.Bool
+	conns    chan struct{} // one token per open connection
+	wg       sync.WaitGroup
+}
+
+// New opens the tables and the spool. d does the mailbox writes.
+func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, error) {
+	res, err := NewResolver(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := NewSpool(cfg.SpoolDirectory)
+	if err != nil {
+		res.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, resolver: res, spool: sp, deliver: d,
+		conns: make(chan struct{}, cfg.MaxConnections)}
+	ss := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	ss.LMTP = true
+	ss.Domain = cfg.Hostname
+	ss.MaxMessageBytes = cfg.MessageSizeLimit
+	ss.MaxRecipients = cfg.MaxRecipients
+	ss.MaxLineLength = cfg.LineLengthLimit
+	ss.ReadTimeout = cfg.IdleTimeout
+	ss.WriteTimeout = time.Minute
+	ss.EnableSMTPUTF8 = true
+	ss.EnableDSN = true
+	ss.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	s.smtp = ss
+	return s, nil
+}
+
+// Resolver is the server's recipient resolver (for `vlmtpd lookup`).
+func (s *Server) Resolver() *Resolver { return s.resolver }
+
+// Serve accepts LMTP connections on every listener until Shutdown.
+func (s *Server) Serve(ls []net.Listener) error {
+	errs := make(chan error, len(ls))
+	for _, l := range ls {
+		l := &gateListener{Listener: l, s: s}
+		go func() { errs <- s.smtp.Serve(l) }()
+	}
+	var first error
+	for range ls {
+		if err := <-errs; err != nil && !errors.Is(err, smtp.ErrServerClosed) && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Shutdown stops accepting connections, refuses new transactions with 421,
+// waits for deliveries in progress until ctx ends, then closes everything.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	err := s.smtp.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		s.smtp.Close()
+		err = nil
+	}
+	s.wg.Wait()
+	return errors.Join(err, s.resolver.Close())
+}
+
+// gateListener applies allowed_networks and max_connections before go-smtp
+// sees a connection, answering refused clients with a greeting they
+// understand.
+type gateListener struct {
+	net.Listener
+	s *Server
+}
+
+func (g *gateListener) Accept() (net.Conn, error) {
+	for {
+		c, err := g.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok && !g.s.allowed(tcp) {
+			g.s.log.Warn("connection refused: client not in allowed_networks", "client", tcp.String())
+			refuse(c, "554 5.7.1 "+g.s.cfg.Hostname+" access denied")
+			continue
+		}
+		select {
+		case g.s.conns <- struct{}{}:
+			return &countedConn{Conn: c, release: func() { <-g.s.conns }}, nil
+		default:
+			g.s.log.Warn("connection refused: max_connections reached", "limit", g.s.cfg.MaxConnections)
+			refuse(c, "421 4.4.5 "+g.s.cfg.Hostname+" too many connections, try again later")
+		}
+	}
+}
+
+func refuse(c net.Conn, line string) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "%s\r\n", line)
+	c.Close()
+}
+
+func (s *Server) allowed(a *net.TCPAddr) bool {
+	ip, ok := netipAddr(a)
+	if !ok {
+		return false
+	}
+	for _, p := range s.cfg.AllowedNetworks {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+var idEncoding = base32.NewEncoding("0123456789BCDFGHJKLMNPQRSTVWXYZa").WithPadding(base32.NoPadding)
+
+// newID returns a short random identifier for sessions and messages.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spool holds message bodies while they are delivered: anonymous files in
+// spool_directory (O_TMPFILE), gone when closed, so nothing is left behind
+// by a crash. The body is written once, with LF line endings.
+type Spool struct {
+	dir string
+}
+
+// NewSpool checks that dir can hold spool files.
+func NewSpool(dir string) (*Spool, error) {
+	s := &Spool{dir: dir}
+	f, err := s.create()
+	if err != nil {
+		return nil, fmt.Errorf("spool_directory %s: %w", dir, err)
+	}
+	f.Close()
+	return s, nil
+}
+
+func (s *Spool) create() (*os.File, error) {
+	fd, err := unix.Open(s.dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), s.dir+"/(spool)"), nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
+		return nil, &os.PathError{Op: "open", Path: s.dir, Err: err}
+	}
+	// Filesystems without O_TMPFILE: a named file, unlinked at once.
+	f, err := os.CreateTemp(s.dir, "spool-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
+// Write copies r into a new spool file, turning CRLF into LF, and returns
+// the file (positioned anywhere: readers use ReadAt) and its size. On a
+// read error the file is closed and the error returned as is, so the
+// caller can tell a client's fault (too big, too long a line) from ours.
+func (s *Spool) Write(r io.Reader) (*os.File, int64, error) {
+	f, err := s.create()
+	if err != nil {
+		return nil, 0, err
+	}
+	w := &lfWriter{w: bufio.NewWriterSize(f, 64<<10)}
+	_, err = io.Copy(w, r)
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, w.n, nil
+}
+
+// lfWriter turns CRLF into LF on the way through; a CR not followed by LF
+// is kept. It holds back at most one CR between writes.
+type lfWriter struct {
+	w  *bufio.Writer
+	cr bool // the last byte seen was a CR, not yet written
+	n  int64
+}
+
+func (l *lfWriter) Write(p []byte) (int, error) {
+	total := len(p)
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if l.cr {
+		l.cr = false
+		if p[0] != '\n' {
+			if err := l.put([]byte{'\r'}); err != nil {
+				return 0, err
+			}
+		}
+	}
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\r')
+		if i < 0 {
+			return total, l.put(p)
+		}
+		if err := l.put(p[:i]); err != nil {
+			return 0, err
+		}
+		switch {
+		case i+1 == len(p):
+			l.cr = true
+			return total, nil
+		case p[i+1] == '\n':
+			p = p[i+1:] // drop the CR, keep the LF
+		default:
+			if err := l.put(p[i : i+1]); err != nil {
+				return 0, err
+			}
+			p = p[i+1:]
+		}
+	}
+	return total, nil
+}
+
+func (l *lfWriter) put(p []byte) error {
+	n, err := l.w.Write(p)
+	l.n += int64(n)
+	return err
+}
+
+// Close flushes a held-back CR and the buffer.
+func (l *lfWriter) Close() error {
+	if l.cr {
+		l.cr = false
+		if err := l.put([]byte{'\r'}); err != nil {
+			return err
+		}
+	}
+	return l.w.Flush()
+}
+
+// maxHeaderScan bounds how much of the header block the loop check reads.
+const maxHeaderScan = 1 << 20
+
+// deliveredTo collects the Delivered-To values of the message's header
+// block (first physical line, folded, as Postfix's delivered_hdr), at most
+// 1000 of them.
+func deliveredTo(body io.ReaderAt, size int64) (map[string]bool, error) {
+	br := bufio.NewReaderSize(io.NewSectionReader(body, 0, min(size, maxHeaderScan)), 16<<10)
+	seen := map[string]bool{}
+	for len(seen) < 1000 {
+		line, err := br.ReadSlice('\n')
+		if len(line) == 0 || line[0] == '\n' {
+			break // end of header block (or of the message)
+		}
+		if len(line) > 13 && (line[0] == 'D' || line[0] == 'd') && strings.EqualFold(string(line[:13]), "delivered-to:") {
+			v := strings.TrimSpace(string(line[13:]))
+			seen[strings.ToLower(v)] = true
+		} else if line[0] != ' ' && line[0] != '\t' && bytes.IndexByte(line, ':') < 0 {
+			break // not a header line: the header block has ended
+		}
+		if err == bufio.ErrBufferFull {
+			// An over-long header line: skip the rest of it.
+			for err == bufio.ErrBufferFull {
+				_, err = br.ReadSlice('\n')
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				break
+			}
+			return seen, err
+		}
+	}
+	return seen, nil
+}
