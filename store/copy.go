@@ -1,0 +1,140 @@
+package store
+
+import (
+	"io"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+const copyBufSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// copySpool appends the first size bytes of the spool to dst at dst's
+// current offset. It reads the spool only at explicit offsets, so one
+// spool descriptor can serve many recipients (and goroutines) at once.
+// The kernel copies the data (copy_file_range, else sendfile); pread and
+// write are the last resort, e.g. for an O_APPEND target.
+func copySpool(dst int, src *os.File, size int64) error {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cerr error
+	err = rc.Control(func(fd uintptr) { cerr = copyFD(dst, int(fd), size) })
+	if err != nil {
+		return err
+	}
+	return cerr
+}
+
+// chunk bounds one copy system call, well below the kernel's limit.
+const chunk = 1 << 30
+
+func copyFD(dst, src int, size int64) error {
+	var off int64
+	for off < size {
+		n, err := unix.CopyFileRange(src, &off, dst, nil, int(min(size-off, chunk)), 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			if fallbackErr(err) && n <= 0 {
+				break
+			}
+			return err
+		}
+		if n == 0 {
+			return errShortSpool
+		}
+	}
+	for off < size {
+		n, err := unix.Sendfile(dst, src, &off, int(min(size-off, chunk)))
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			if fallbackErr(err) && n <= 0 {
+				break
+			}
+			return err
+		}
+		if n == 0 {
+			return errShortSpool
+		}
+	}
+	if off >= size {
+		return nil
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for off < size {
+		n, err := unix.Pread(src, buf[:min(int64(len(buf)), size-off)], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errShortSpool
+		}
+		if err := writeAll(dst, buf[:n]); err != nil {
+			return err
+		}
+		off += int64(n)
+	}
+	return nil
+}
+
+// fallbackErr says the kernel cannot do this copy this way (another
+// filesystem, an unsupported file type, an O_APPEND target, an old kernel),
+// not that the copy itself failed.
+func fallbackErr(err error) bool {
+	switch err {
+	case unix.EXDEV, unix.EINVAL, unix.ENOSYS, unix.EOPNOTSUPP, unix.EBADF, unix.EPERM:
+		return true
+	}
+	return false
+}
+
+// writeAll writes p to fd completely, retrying interrupted and short writes.
+func writeAll(fd int, p []byte) error {
+	for len(p) > 0 {
+		n, err := unix.Write(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// fdWriter is an io.Writer on a raw descriptor that refuses to let the
+// file grow past limit bytes (limit 0: no limit), so a mailbox limit is
+// enforced before the bytes reach the disk.
+type fdWriter struct {
+	fd    int
+	size  int64 // current file size, including what was written
+	limit int64
+}
+
+func (w *fdWriter) Write(p []byte) (int, error) {
+	if w.limit > 0 && w.size+int64(len(p)) > w.limit {
+		return 0, errOverLimit
+	}
+	if err := writeAll(w.fd, p); err != nil {
+		return 0, err
+	}
+	w.size += int64(len(p))
+	return len(p), nil
+}

@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Local delivers in the calling process, to mailboxes of the process's own
+// uid only. It is safe for concurrent use.
+type Local struct {
+	opts LocalOptions
+	log  *slog.Logger
+	uid  int    // the only uid this process may deliver as
+	host string // the Maildir-safe hostname
+	pid  string
+
+	mu   sync.RWMutex // Close waits for deliveries that use base
+	base int          // the mailbox base, O_PATH|O_DIRECTORY; -1 when closed
+}
+
+var _ Deliverer = (*Local)(nil)
+
+// Defaults of LocalOptions, as in Postfix.
+const (
+	DefaultLockTimeout   = 20 * time.Second
+	DefaultStaleLockTime = 500 * time.Second
+)
+
+// DefaultLockMethods is virtual_mailbox_lock's default.
+var DefaultLockMethods = []string{LockFcntl, LockDotlock}
+
+// NewLocal opens the mailbox base (which must be an absolute path to an
+// existing directory) once; every mailbox is then reached beneath it.
+// Empty options get their defaults; an unknown or repeated lock method is
+// an error.
+func NewLocal(base string, opts LocalOptions) (*Local, error) {
+	if !filepath.IsAbs(base) {
+		return nil, fmt.Errorf("store: mailbox base %q is not an absolute path", base)
+	}
+	if len(opts.LockMethods) == 0 {
+		opts.LockMethods = DefaultLockMethods
+	}
+	opts.LockMethods = append([]string(nil), opts.LockMethods...)
+	seen := map[string]bool{}
+	for _, m := range opts.LockMethods {
+		switch m {
+		case LockFcntl, LockFlock, LockDotlock:
+		default:
+			return nil, fmt.Errorf("store: unknown mailbox lock method %q (want fcntl, flock or dotlock)", m)
+		}
+		if seen[m] {
+			return nil, fmt.Errorf("store: mailbox lock method %q given twice", m)
+		}
+		seen[m] = true
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.StaleLockTime <= 0 {
+		opts.StaleLockTime = DefaultStaleLockTime
+	}
+	if opts.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("store: hostname for Maildir names: %w", err)
+		}
+		opts.Hostname = h
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	fd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("store: open mailbox base: %w", &os.PathError{Op: "open", Path: base, Err: err})
+	}
+	return &Local{
+		opts: opts,
+		log:  opts.Logger,
+		uid:  os.Geteuid(),
+		host: maildirHost(opts.Hostname),
+		pid:  strconv.Itoa(os.Getpid()),
+		base: fd,
+	}, nil
+}
+
+// Close releases the mailbox base. It waits for deliveries in progress;
+// later calls fail with a Temporary error.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.base < 0 {
+		return nil
+	}
+	err := unix.Close(l.base)
+	l.base = -1
+	return err
+}
+
+var errClosed = errors.New("store: deliverer is closed")
+
+// Deliver writes msg into each recipient's mailbox, one after another; a
+// failure for one recipient never affects another. Recipients that share
+// a Maildir share one fsync of its new/ directory, done after all links
+// and before Deliver returns.
+func (l *Local) Deliver(ctx context.Context, msg *Message, rcpts []Recipient) []error {
+	errs := make([]error, len(rcpts))
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var batch dirSyncBatch
+	for i, r := range rcpts {
+		errs[i] = l.deliverOne(ctx, msg, r, i, &batch)
+	}
+	batch.sync(errs)
+	return errs
+}
+
+func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch) error {
+	if err := l.permitted(r); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(Temporary, "deliver", r.Path, err)
+	}
+	if msg == nil || msg.Body == nil || msg.Size < 0 {
+		return fail(Temporary, "deliver", r.Path, errors.New("no message to deliver"))
+	}
+	mp, err := parsePath(r.Path)
+	if err != nil {
+		return fail(BadMailbox, "path", r.Path, err)
+	}
+	hdr, err := traceHeader(msg.Sender, r)
+	if err != nil {
+		return fail(Temporary, "header", r.Path, err)
+	}
+	if r.Format() == Maildir {
+		return l.deliverMaildir(msg, r, mp, hdr, idx, batch)
+	}
+	return l.deliverMbox(ctx, msg, r, mp, hdr)
+}
+
+// permitted checks that this process may write as r.UID and that the
+// deliverer is open. It must hold l.mu.
+func (l *Local) permitted(r Recipient) error {
+	if l.base < 0 {
+		return fail(Temporary, "deliver", r.Path, errClosed)
+	}
+	if r.UID != l.uid {
+		l.log.Warn("cannot deliver: this process lacks privileges for the mailbox uid",
+			"path", r.Path, "uid", r.UID, "process_uid", l.uid)
+		return fail(NotPermitted, "deliver", r.Path,
+			fmt.Errorf("process running as uid %d lacks privileges to deliver as uid %d", l.uid, r.UID))
+	}
+	return nil
+}
+
+// MailboxSize reports an mbox's current size (0 if it does not exist yet)
+// and 0 for a Maildir. The mbox must be a regular file beneath the base.
+func (l *Local) MailboxSize(ctx context.Context, r Recipient) (int64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.permitted(r); err != nil {
+		return 0, err
+	}
+	mp, err := parsePath(r.Path)
+	if err != nil {
+		return 0, fail(BadMailbox, "path", r.Path, err)
+	}
+	if r.Format() == Maildir {
+		return 0, nil
+	}
+	dirfd, err := openBeneath(l.base, mp.dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err == unix.ENOENT {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, classify("stat", r.Path, err)
+	}
+	defer unix.Close(dirfd)
+	var st unix.Stat_t
+	err = unix.Fstatat(dirfd, mp.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.ENOENT {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, classify("stat", r.Path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, fail(BadMailbox, "stat", r.Path, fmt.Errorf("mailbox is not a regular file (mode %#o)", st.Mode&unix.S_IFMT))
+	}
+	return st.Size, nil
+}
+
+// traceHeader is what virtual(8) puts before the message, in its order:
+// Return-Path (with angle brackets, <> for the null sender), X-Original-To
+// (left out when unknown) and Delivered-To (both without brackets, as
+// Postfix writes them and as its loop detection compares them).
+func traceHeader(sender string, r Recipient) ([]byte, error) {
+	for _, s := range []string{sender, r.Address, r.OriginalRecipient} {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c == 0x7f {
+				return nil, fmt.Errorf("control character in envelope address %q", s)
+			}
+		}
+	}
+	b := make([]byte, 0, 64+len(sender)+len(r.Address)+len(r.OriginalRecipient))
+	b = append(b, "Return-Path: <"...)
+	b = append(b, sender...)
+	b = append(b, ">\n"...)
+	if r.OriginalRecipient != "" {
+		b = append(b, "X-Original-To: "...)
+		b = append(b, r.OriginalRecipient...)
+		b = append(b, '\n')
+	}
+	b = append(b, "Delivered-To: "...)
+	b = append(b, r.Address...)
+	b = append(b, '\n')
+	return b, nil
+}

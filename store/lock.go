@@ -1,0 +1,166 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock methods, the values of virtual_mailbox_lock.
+const (
+	LockFcntl   = "fcntl"
+	LockFlock   = "flock"
+	LockDotlock = "dotlock"
+)
+
+var errLockBusy = errors.New("mailbox is locked by another process")
+
+// mboxLock is the set of locks held on one mbox.
+type mboxLock struct {
+	dirfd   int    // the mbox's directory, for the dotlock
+	dotlock string // the dotlock's name in dirfd, "" if none is held
+}
+
+// lockMbox takes the configured locks on the open mbox fd (named name in
+// dirfd), in the configured order, all before one deadline. Kernel locks
+// are tried without blocking and retried with backoff: a blocking
+// F_OFD_SETLKW would park an OS thread and could not honour the deadline.
+func (l *Local) lockMbox(ctx context.Context, fd, dirfd int, name, path string) (*mboxLock, error) {
+	deadline := time.Now().Add(l.opts.LockTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	lk := &mboxLock{dirfd: dirfd}
+	for _, m := range l.opts.LockMethods {
+		var err error
+		switch m {
+		case LockFcntl:
+			err = retryLock(ctx, deadline, func() error {
+				// An OFD lock belongs to this open file description, not
+				// to the process, so another goroutine closing its own
+				// descriptor for the same file cannot drop it; it still
+				// conflicts with the classic fcntl locks of other programs.
+				flk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+				err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &flk)
+				if err == unix.EAGAIN || err == unix.EACCES {
+					return errLockBusy
+				}
+				return err
+			})
+		case LockFlock:
+			err = retryLock(ctx, deadline, func() error {
+				err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+				if err == unix.EWOULDBLOCK {
+					return errLockBusy
+				}
+				return err
+			})
+		case LockDotlock:
+			err = l.dotlock(ctx, deadline, lk, name)
+		}
+		if err != nil {
+			lk.releaseDotlock()
+			if errors.Is(err, errLockBusy) {
+				return nil, fail(Locked, m+" lock", path, err)
+			}
+			return nil, classify(m+" lock", path, err)
+		}
+	}
+	return lk, nil
+}
+
+// dotlock creates <name>.lock in the mbox directory: O_EXCL, mode 0, empty,
+// closed at once, as Postfix and mutt do. A lock whose ctime is older than
+// StaleLockTime is taken to be left over by a crash and removed.
+func (l *Local) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, name string) error {
+	lockName := name + ".lock"
+	return retryLock(ctx, deadline, func() error {
+		fd, err := openBeneath(lk.dirfd, lockName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0)
+		if err == nil {
+			unix.Close(fd)
+			lk.dotlock = lockName
+			return nil
+		}
+		if err != unix.EEXIST {
+			return fmt.Errorf("create %s: %w", lockName, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(lk.dirfd, lockName, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if err == unix.ENOENT {
+				return errRetryNow
+			}
+			return fmt.Errorf("stat %s: %w", lockName, err)
+		}
+		age := time.Since(time.Unix(st.Ctim.Unix()))
+		if age <= l.opts.StaleLockTime {
+			return errLockBusy
+		}
+		if err := unix.Unlinkat(lk.dirfd, lockName, 0); err != nil && err != unix.ENOENT {
+			return fmt.Errorf("remove stale %s: %w", lockName, err)
+		}
+		l.log.Warn("removed stale mailbox lock", "lock", lockName, "age", age.Round(time.Second))
+		return errRetryNow
+	})
+}
+
+// releaseDotlock removes a dotlock this delivery holds. It is called after
+// the mbox is closed, so the kernel locks are gone first (as in Postfix).
+func (lk *mboxLock) releaseDotlock() {
+	if lk.dotlock != "" {
+		unix.Unlinkat(lk.dirfd, lk.dotlock, 0)
+		lk.dotlock = ""
+	}
+}
+
+var errRetryNow = errors.New("retry now")
+
+// Backoff between lock attempts: starts short because deliveries are
+// short, grows to a cap, and is jittered ±25% so that waiting writers do
+// not retry in lockstep.
+const (
+	lockBackoffMin = 2 * time.Millisecond
+	lockBackoffMax = 100 * time.Millisecond
+)
+
+// retryLock calls try until it succeeds, fails with something other than
+// errLockBusy, or the deadline passes (errLockBusy). It always tries once.
+func retryLock(ctx context.Context, deadline time.Time, try func() error) error {
+	wait := lockBackoffMin
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for quick := 0; ; {
+		err := try()
+		if err == errRetryNow && quick < 10 {
+			quick++
+			continue
+		}
+		if err != errLockBusy && err != errRetryNow {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return errLockBusy
+		}
+		d := time.Duration(float64(wait) * (0.75 + rand.Float64()/2))
+		d = min(d, left)
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", errLockBusy, ctx.Err())
+		case <-timer.C:
+		}
+		wait = min(2*wait, lockBackoffMax)
+	}
+}

@@ -1,0 +1,290 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+var maildirNameRE = regexp.MustCompile(`^(\d+)\.M(\d+)P(\d+)Q(\d+)\.` + regexp.QuoteMeta(testHost) + `,S=(\d+)$`)
+
+const testBody = "Subject: hello\nFrom: a@example.org\n\nFrom the start\n>From quoted\nbye\n"
+
+// maildirFiles returns the paths of the messages in a Maildir's new/ and
+// checks that tmp/ holds nothing.
+func maildirFiles(t *testing.T, md string) []string {
+	t.Helper()
+	if left := listDir(t, filepath.Join(md, "tmp")); len(left) != 0 {
+		t.Errorf("tmp/ not empty: %v", left)
+	}
+	var paths []string
+	for _, n := range listDir(t, filepath.Join(md, "new")) {
+		paths = append(paths, filepath.Join(md, "new", n))
+	}
+	return paths
+}
+
+func TestMaildirDelivery(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	msg := spool(t, "alice@example.org", testBody)
+	r := rcpt("/example.com/user/Maildir/")
+	if err := deliver(t, l, msg, r); err != nil {
+		t.Fatal(err)
+	}
+	md := filepath.Join(base, "example.com/user/Maildir")
+	for _, d := range []string{"example.com", "example.com/user", "example.com/user/Maildir",
+		"example.com/user/Maildir/tmp", "example.com/user/Maildir/new", "example.com/user/Maildir/cur"} {
+		checkFile(t, filepath.Join(base, d), os.ModeDir|0o700)
+	}
+	files := maildirFiles(t, md)
+	if len(files) != 1 {
+		t.Fatalf("new/ has %d files, want 1", len(files))
+	}
+	want := "Return-Path: <alice@example.org>\nX-Original-To: user+tag@example.com\nDelivered-To: User@example.com\n" + testBody
+	if got := readFile(t, files[0]); got != want {
+		t.Errorf("content:\n%q\nwant\n%q", got, want)
+	}
+	checkFile(t, files[0], 0o600)
+	m := maildirNameRE.FindStringSubmatch(filepath.Base(files[0]))
+	if m == nil {
+		t.Fatalf("name %q does not match %v", filepath.Base(files[0]), maildirNameRE)
+	}
+	if size, _ := strconv.Atoi(m[5]); size != len(want) {
+		t.Errorf("S=%d, file has %d bytes", size, len(want))
+	}
+	if pid, _ := strconv.Atoi(m[3]); pid != os.Getpid() {
+		t.Errorf("P%d, want our pid %d", pid, os.Getpid())
+	}
+	if n := listDir(t, filepath.Join(md, "cur")); len(n) != 0 {
+		t.Errorf("cur/ not empty: %v", n)
+	}
+}
+
+func TestMaildirNullSenderNoOriginal(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	r := rcpt("u/")
+	r.OriginalRecipient = ""
+	if err := deliver(t, l, spool(t, "", "x"), r); err != nil {
+		t.Fatal(err)
+	}
+	files := maildirFiles(t, filepath.Join(base, "u"))
+	if len(files) != 1 {
+		t.Fatalf("%d files", len(files))
+	}
+	// No trailing LF is added to a Maildir message, no quoting is done.
+	if got, want := readFile(t, files[0]), "Return-Path: <>\nDelivered-To: User@example.com\nx"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestMaildirExistingDirs(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	md := filepath.Join(base, "md")
+	for _, d := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(md, d), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if err := deliver(t, l, spool(t, "a@b", "body\n"), rcpt("md/")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(maildirFiles(t, md)); n != 3 {
+		t.Errorf("%d files, want 3", n)
+	}
+	// Existing directories keep their mode.
+	checkFile(t, filepath.Join(md, "new"), os.ModeDir|0o750)
+}
+
+func TestMaildirLimit(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	msg := spool(t, "a@b", testBody)
+	hdr, _ := traceHeader("a@b", rcpt("m/"))
+	size := int64(len(hdr) + len(testBody))
+
+	r := rcpt("m/")
+	r.Limit = size - 1
+	err := deliver(t, l, msg, r)
+	wantStatus(t, err, OverLimit)
+	if files := maildirFiles(t, filepath.Join(base, "m")); len(files) != 0 {
+		t.Errorf("over-limit delivery left %v", files)
+	}
+
+	r.Limit = size // the limit is inclusive
+	if err := deliver(t, l, msg, r); err != nil {
+		t.Fatal(err)
+	}
+	if files := maildirFiles(t, filepath.Join(base, "m")); len(files) != 1 {
+		t.Errorf("got %d files, want 1", len(files))
+	}
+}
+
+func TestMaildirShortSpool(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	msg := spool(t, "a@b", "short")
+	msg.Size = 100 // the spool claims more than it holds
+	wantStatus(t, deliver(t, l, msg, rcpt("m/")), Temporary)
+	if files := maildirFiles(t, filepath.Join(base, "m")); len(files) != 0 {
+		t.Errorf("failed delivery left %v", files)
+	}
+}
+
+// A symlink anywhere in a Maildir path must not be followed: not in a
+// parent directory, not as the Maildir, not as tmp/ or new/.
+func TestMaildirSymlinks(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		link       string // created relative to base, pointing to outside
+	}{
+		{"parent", "dom/user/", "dom"},
+		{"maildir", "dom/user/", "dom/user"},
+		{"tmp", "dom/user/", "dom/user/tmp"},
+		{"new", "dom/user/", "dom/user/new"},
+		{"cur", "dom/user/", "dom/user/cur"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, base := newTestLocal(t, LocalOptions{})
+			outside := t.TempDir()
+			for _, d := range []string{"tmp", "new", "cur"} {
+				os.Mkdir(filepath.Join(outside, d), 0o700)
+			}
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(base, tc.link)), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if tc.link != "dom" && tc.link != "dom/user" {
+				for _, d := range []string{"tmp", "new", "cur"} {
+					os.Mkdir(filepath.Join(base, "dom/user", d), 0o700)
+				}
+				os.Remove(filepath.Join(base, tc.link))
+			}
+			if err := os.Symlink(outside, filepath.Join(base, tc.link)); err != nil {
+				t.Fatal(err)
+			}
+			wantStatus(t, deliver(t, l, spool(t, "a@b", "x\n"), rcpt(tc.path)), BadMailbox)
+			for _, d := range []string{"", "tmp", "new", "cur"} {
+				ents := listDir(t, filepath.Join(outside, d))
+				if d == "" && len(ents) != 3 || d != "" && len(ents) != 0 {
+					t.Errorf("outside/%s was written to: %v", d, ents)
+				}
+			}
+		})
+	}
+}
+
+func TestMaildirNotOwned(t *testing.T) {
+	requireRoot(t)
+	for _, sub := range []string{"", "tmp", "new", "cur"} {
+		t.Run("dir="+sub, func(t *testing.T) {
+			l, base := newTestLocal(t, LocalOptions{})
+			md := filepath.Join(base, "md")
+			for _, d := range []string{"tmp", "new", "cur"} {
+				if err := os.MkdirAll(filepath.Join(md, d), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chown(filepath.Join(md, sub), 12345, 12345); err != nil {
+				t.Fatal(err)
+			}
+			wantStatus(t, deliver(t, l, spool(t, "a@b", "x\n"), rcpt("md/")), BadMailbox)
+			if n := listDir(t, filepath.Join(md, "new")); len(n) != 0 {
+				t.Errorf("delivered into a Maildir of another uid: %v", n)
+			}
+		})
+	}
+}
+
+func TestMaildirFileInTheWay(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	if err := os.WriteFile(filepath.Join(base, "dom"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, deliver(t, l, spool(t, "a@b", "x\n"), rcpt("dom/user/")), BadMailbox)
+}
+
+// Several recipients in one call, some sharing a Maildir: every one gets
+// its own file, and the new/ fsync is shared.
+func TestMaildirSharedNewDir(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	msg := spool(t, "a@b", testBody)
+	rcpts := []Recipient{rcpt("a/"), rcpt("a/"), rcpt("b/"), rcpt("/a/"), rcpt("a/../x/")}
+	errs := l.Deliver(context.Background(), msg, rcpts)
+	for i, want := range []Status{OK, OK, OK, OK, BadMailbox} {
+		wantStatus(t, errs[i], want)
+	}
+	if n := len(maildirFiles(t, filepath.Join(base, "a"))); n != 3 {
+		t.Errorf("a/ has %d messages, want 3", n)
+	}
+	if n := len(maildirFiles(t, filepath.Join(base, "b"))); n != 1 {
+		t.Errorf("b/ has %d messages, want 1", n)
+	}
+}
+
+// 1000 deliveries from concurrent callers give 1000 distinct files.
+func TestMaildirUniqueNames(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	msg := spool(t, "a@b", testBody)
+	const callers, calls, perCall = 10, 10, 10
+	var wg sync.WaitGroup
+	errc := make(chan error, callers*calls*perCall)
+	for g := 0; g < callers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rcpts := make([]Recipient, perCall)
+			for i := range rcpts {
+				rcpts[i] = rcpt("shared/")
+			}
+			for c := 0; c < calls; c++ {
+				for _, err := range l.Deliver(context.Background(), msg, rcpts) {
+					if err != nil {
+						errc <- err
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	files := maildirFiles(t, filepath.Join(base, "shared"))
+	if len(files) != callers*calls*perCall {
+		t.Fatalf("%d files, want %d", len(files), callers*calls*perCall)
+	}
+	want := readFile(t, files[0])
+	for _, f := range files {
+		if !maildirNameRE.MatchString(filepath.Base(f)) {
+			t.Errorf("bad name %q", f)
+		}
+		if got := readFile(t, f); got != want {
+			t.Errorf("%s: content differs", f)
+		}
+	}
+}
+
+func TestMaildirHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"mx.example.com": "mx.example.com",
+		"a/b:c":          `a\057b\072c`,
+		"x,y z\n":        "xyz",
+		"":               "localhost",
+	} {
+		if got := maildirHost(in); got != want {
+			t.Errorf("maildirHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+	l, base := newTestLocal(t, LocalOptions{Hostname: "h/1:2"})
+	if err := deliver(t, l, spool(t, "a@b", "x"), rcpt("m/")); err != nil {
+		t.Fatal(err)
+	}
+	files := maildirFiles(t, filepath.Join(base, "m"))
+	if len(files) != 1 || !regexp.MustCompile(`\.h\\0571\\0722,S=\d+$`).MatchString(files[0]) {
+		t.Errorf("files %v", files)
+	}
+}

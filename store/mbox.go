@@ -1,0 +1,206 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fromLineTime is asctime(3)'s layout, used in the From_ line.
+const fromLineTime = "Mon Jan _2 15:04:05 2006"
+
+// fromLine is the mbox separator: "From <sender>  <asctime>" with the
+// delivery time in UTC (Postfix uses local time; UTC keeps the worker
+// processes, which may run without a TZ setting, consistent).
+func fromLine(sender string, now time.Time) []byte {
+	if sender == "" {
+		sender = "MAILER-DAEMON"
+	}
+	b := make([]byte, 0, len(sender)+32)
+	b = append(b, "From "...)
+	b = append(b, sender...)
+	b = append(b, "  "...)
+	b = now.UTC().AppendFormat(b, fromLineTime)
+	return append(b, '\n')
+}
+
+var bufioPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, copyBufSize) }}
+
+// checkMboxStat refuses anything but a regular file with one link owned
+// by uid.
+func checkMboxStat(st *unix.Stat_t, uid int) error {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFLNK:
+		return errors.New("mailbox is a symbolic link")
+	default:
+		return fmt.Errorf("mailbox is not a regular file (mode %#o)", st.Mode&unix.S_IFMT)
+	}
+	if st.Nlink != 1 {
+		return fmt.Errorf("mailbox has %d hard links", st.Nlink)
+	}
+	if int(st.Uid) != uid {
+		return fmt.Errorf("mailbox is owned by uid %d, not %d", st.Uid, uid)
+	}
+	return nil
+}
+
+// openMboxDir opens the directory that holds the mbox. It is never
+// created: a missing parent is a temporary failure, as in virtual(8).
+func (l *Local) openMboxDir(mp mailboxPath, path string) (int, error) {
+	dirfd, err := openBeneath(l.base, mp.dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err == unix.ENOENT {
+		return -1, fail(Temporary, "open", path, fmt.Errorf("mailbox directory %s does not exist: %w", mp.dir, err))
+	}
+	if err != nil {
+		return -1, classify("open", path, err)
+	}
+	return dirfd, nil
+}
+
+// openMbox opens the mbox name in dirfd for appending, creating it (0600)
+// if it is missing. It never follows a symlink and never opens anything
+// but a regular file with one link owned by this uid: the entry is checked
+// with lstat first (so a FIFO or device is never opened) and the opened
+// file is checked again.
+func (l *Local) openMbox(dirfd int, name, path string) (int, error) {
+	for tries := 0; tries < 10; tries++ {
+		var st unix.Stat_t
+		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == unix.ENOENT {
+			fd, err := openBeneath(dirfd, name, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_EXCL, 0o600)
+			if err == unix.EEXIST {
+				continue // lost a race with another creator: open it as existing
+			}
+			if err != nil {
+				return -1, classify("create", path, err)
+			}
+			return fd, nil
+		}
+		if err != nil {
+			return -1, classify("open", path, err)
+		}
+		if err := checkMboxStat(&st, l.uid); err != nil {
+			return -1, fail(BadMailbox, "open", path, err)
+		}
+		// O_NONBLOCK: should a FIFO appear after the lstat, opening it
+		// fails (ENXIO) or returns at once instead of hanging.
+		fd, err := openBeneath(dirfd, name, unix.O_WRONLY|unix.O_APPEND|unix.O_NONBLOCK, 0)
+		if err == unix.ENOENT {
+			continue
+		}
+		if err != nil {
+			return -1, classify("open", path, err)
+		}
+		var fst unix.Stat_t
+		if err := unix.Fstat(fd, &fst); err != nil {
+			unix.Close(fd)
+			return -1, classify("open", path, err)
+		}
+		if err := checkMboxStat(&fst, l.uid); err != nil {
+			unix.Close(fd)
+			return -1, fail(BadMailbox, "open", path, err)
+		}
+		if fst.Dev != st.Dev || fst.Ino != st.Ino {
+			unix.Close(fd)
+			continue
+		}
+		return fd, nil
+	}
+	return -1, fail(Temporary, "open", path, errors.New("mailbox keeps changing while being opened"))
+}
+
+// deliverMbox appends one message to an mbox under its locks: From_ line,
+// trace headers, the body with From quoting, a final LF if missing and one
+// empty line; fdatasync. On any failure the file is truncated back to its
+// size before the append, so it never holds part of a message.
+func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte) error {
+	from := fromLine(msg.Sender, time.Now())
+	// The least this append can add; quoting and a missing final LF only
+	// add to it.
+	minAppend := int64(len(from)+len(hdr)) + msg.Size + 1
+
+	dirfd, err := l.openMboxDir(mp, r.Path)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	fd, err := l.openMbox(dirfd, mp.name, r.Path)
+	if err != nil {
+		return err
+	}
+	lk, err := l.lockMbox(ctx, fd, dirfd, mp.name, r.Path)
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
+	// Release order: closing drops the kernel locks, then the dotlock goes.
+	defer lk.releaseDotlock()
+	defer unix.Close(fd)
+
+	// Whoever held the lock may have replaced or linked the file; check
+	// again now that nobody else may change it.
+	var st, cur unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return classify("stat", r.Path, err)
+	}
+	if err := checkMboxStat(&st, l.uid); err != nil {
+		return fail(BadMailbox, "lock", r.Path, err)
+	}
+	if err := unix.Fstatat(dirfd, mp.name, &cur, unix.AT_SYMLINK_NOFOLLOW); err != nil || cur.Dev != st.Dev || cur.Ino != st.Ino {
+		return fail(Temporary, "lock", r.Path, errors.New("mailbox was replaced while waiting for the lock"))
+	}
+	oldSize := st.Size
+	if r.Limit > 0 && oldSize+minAppend > r.Limit {
+		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: mailbox of %d bytes plus a message of at least %d, limit %d",
+			errOverLimit, oldSize, minAppend, r.Limit))
+	}
+
+	err = l.appendMbox(fd, oldSize, r.Limit, msg, from, hdr)
+	if err == nil {
+		err = unix.Fdatasync(fd)
+	}
+	if err != nil {
+		// Errors from the truncate itself cannot be reported any better.
+		unix.Ftruncate(fd, oldSize)
+		return classify("write", r.Path, err)
+	}
+	return nil
+}
+
+// appendMbox streams the message into fd in one pass with a fixed buffer:
+// memory use does not grow with the message.
+func (l *Local) appendMbox(fd int, size, limit int64, msg *Message, from, hdr []byte) error {
+	fw := &fdWriter{fd: fd, size: size, limit: limit}
+	bw := bufioPool.Get().(*bufio.Writer)
+	bw.Reset(fw)
+	defer func() {
+		bw.Reset(nil)
+		bufioPool.Put(bw)
+	}()
+	bw.Write(from)
+	bw.Write(hdr)
+	q := newFromQuoter(bw)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	n, err := io.CopyBuffer(q, io.NewSectionReader(msg.Body, 0, msg.Size), *bp)
+	if err == nil && n < msg.Size {
+		err = errShortSpool
+	}
+	if err == nil {
+		err = q.Close()
+	}
+	if err == nil {
+		err = bw.WriteByte('\n')
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	return err
+}
