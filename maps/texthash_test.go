@@ -1,0 +1,220 @@
+package maps
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func lookup(t *testing.T, m Map, key string) string {
+	t.Helper()
+	v, ok, err := m.Lookup(context.Background(), key)
+	if err != nil {
+		t.Fatalf("lookup %q: %v", key, err)
+	}
+	if !ok {
+		return "(not found)"
+	}
+	return v
+}
+
+// reload makes the table look at its file on the next lookup instead of
+// waiting for the next second.
+func reload(m Map) {
+	switch m := m.(type) {
+	case *textHash:
+		m.file.forceCheck()
+	case *ruleMap:
+		m.file.forceCheck()
+	}
+}
+
+func TestTextHashReload(t *testing.T) {
+	opts, rec := testOptions(t)
+	path := writeFile(t, opts.Dir, "vmailbox", "a@x.test a/\n")
+	m, err := Open("texthash:vmailbox", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(t, m, "a@x.test"); got != "a/" {
+		t.Fatalf("a = %q", got)
+	}
+
+	// rewritten in place: seen at the next check
+	writeFile(t, opts.Dir, "vmailbox", "a@x.test a2/\nb@x.test b/\n")
+	reload(m)
+	if got := lookup(t, m, "b@x.test"); got != "b/" {
+		t.Fatalf("after rewrite: b = %q", got)
+	}
+
+	// replaced by rename (a new inode), as deploy tools and editors do
+	tmp := writeFile(t, opts.Dir, "vmailbox.tmp", "c@x.test c/\n")
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	reload(m)
+	if got := lookup(t, m, "c@x.test"); got != "c/" {
+		t.Fatalf("after rename: c = %q", got)
+	}
+	if got := lookup(t, m, "a@x.test"); got != "(not found)" {
+		t.Fatalf("after rename: a = %q", got)
+	}
+
+	// without a forced check, a change is not looked at before a second has passed
+	writeFile(t, opts.Dir, "vmailbox", "d@x.test d/\n")
+	if got := lookup(t, m, "d@x.test"); got != "(not found)" {
+		t.Fatalf("change seen before the check interval: %q", got)
+	}
+
+	// removed: the old contents stay in use, with one warning
+	rec.msgs = nil
+	reload(m)
+	lookup(t, m, "d@x.test") // loads d/
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		reload(m)
+		if got := lookup(t, m, "d@x.test"); got != "d/" {
+			t.Fatalf("after removal: d = %q", got)
+		}
+	}
+	if w := rec.warnings(); len(w) != 1 || !strings.Contains(w[0], "still using the previous contents") {
+		t.Fatalf("warnings after removal: %q", w)
+	}
+
+	// back again: loaded
+	writeFile(t, opts.Dir, "vmailbox", "e@x.test e/\n")
+	reload(m)
+	if got := lookup(t, m, "e@x.test"); got != "e/" {
+		t.Fatalf("after restore: e = %q", got)
+	}
+
+	// a real wait, no forced check: the change shows within about a second
+	writeFile(t, opts.Dir, "vmailbox", "f@x.test f/\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for lookup(t, m, "f@x.test") != "f/" {
+		if time.Now().After(deadline) {
+			t.Fatal("change not seen after 5s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRegexpReloadKeepsOldOnError(t *testing.T) {
+	opts, rec := testOptions(t)
+	writeFile(t, opts.Dir, "re", "/^a@/ a/\n")
+	m, err := Open("regexp:re", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, opts.Dir, "re", "/^b@/ b/\n/^(x)\\1@/ backref\n")
+	reload(m)
+	if got := lookup(t, m, "a@x"); got != "a/" {
+		t.Fatalf("a = %q after a broken edit", got)
+	}
+	w := rec.warnings()
+	if len(w) != 1 || !strings.Contains(w[0], "still using the previous contents") {
+		t.Fatalf("warnings %q", w)
+	}
+	writeFile(t, opts.Dir, "re", "/^b@/ b/\n")
+	reload(m)
+	if got := lookup(t, m, "b@x"); got != "b/" {
+		t.Fatalf("b = %q after the fix", got)
+	}
+}
+
+// TestTextHashConcurrentReload runs lookups while the file is replaced;
+// run with -race to check the swap.
+func TestTextHashConcurrentReload(t *testing.T) {
+	opts, _ := testOptions(t)
+	path := writeFile(t, opts.Dir, "t", "k v0\n")
+	m, err := Open("texthash:"+path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				v, ok, err := m.Lookup(context.Background(), "k")
+				if err != nil || !ok || !strings.HasPrefix(v, "v") {
+					t.Errorf("lookup during reload: %q %v %v", v, ok, err)
+					return
+				}
+				reload(m)
+			}
+		})
+	}
+	for i := range 20 {
+		tmp := writeFile(t, opts.Dir, "t.tmp", fmt.Sprintf("k v%d\n", i+1))
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	reload(m)
+	if got := lookup(t, m, "k"); got != "v20" {
+		t.Fatalf("final value %q", got)
+	}
+}
+
+func TestTextHashOpen(t *testing.T) {
+	opts, _ := testOptions(t)
+	if _, err := Open("texthash:", opts); err == nil {
+		t.Error("texthash: without a file name opened")
+	}
+	if _, err := Open("texthash:"+opts.Dir, opts); err == nil || !strings.Contains(err.Error(), "directory") {
+		t.Errorf("a directory: %v", err)
+	}
+	// proxy: is stripped, as virtual(8) does
+	p := writeFile(t, opts.Dir, "t", "K v\n")
+	m, err := Open("proxy:texthash:"+p, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Spec() != "texthash:"+p || m.Pattern() {
+		t.Errorf("spec %q pattern %v", m.Spec(), m.Pattern())
+	}
+	if got := lookup(t, m, "K"); got != "v" {
+		t.Errorf("query folding: %q", got)
+	}
+	if got := lookup(t, m, filepath.Base(p)); got != "(not found)" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// TestTextHashLookupAllocs: Lookup is on the RCPT path; a folded key must
+// not allocate.
+func TestTextHashLookupAllocs(t *testing.T) {
+	opts, _ := testOptions(t)
+	p := writeFile(t, opts.Dir, "t", "user@example.com user/\n")
+	m, err := Open("texthash:"+p, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, ok, _ := m.Lookup(ctx, "user@example.com"); !ok {
+			t.Fatal("not found")
+		}
+		if _, ok, _ := m.Lookup(ctx, "other@example.com"); ok {
+			t.Fatal("found")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per lookup pair, want 0", allocs)
+	}
+}
