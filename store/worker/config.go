@@ -1,0 +1,98 @@
+package worker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vlmtpd/vlmtpd/store"
+)
+
+// Config is what a worker process is started with. It travels on the
+// worker's command line (none of it is secret); the process that starts the
+// worker decides it, never the request that asked for the worker.
+type Config struct {
+	// Base is virtual_mailbox_base: every mailbox lies beneath it.
+	Base string
+	// UID and GID are the only ids the worker runs and delivers as.
+	UID, GID int
+	// KeepGroups accepts inherited supplementary groups: set only in
+	// single-user mode, where the worker runs as its unprivileged starter
+	// and could not drop them anyway.
+	KeepGroups bool
+	// Options for the mailbox writer (store.LocalOptions; Logger unused).
+	Hostname      string
+	LockMethods   []string
+	LockTimeout   time.Duration
+	StaleLockTime time.Duration
+}
+
+// Args is the command line after the "worker" subcommand.
+func (c Config) Args() []string {
+	a := []string{
+		"-base", c.Base,
+		"-uid", strconv.Itoa(c.UID),
+		"-gid", strconv.Itoa(c.GID),
+	}
+	if c.KeepGroups {
+		a = append(a, "-keep-groups")
+	}
+	if c.Hostname != "" {
+		a = append(a, "-hostname", c.Hostname)
+	}
+	if len(c.LockMethods) > 0 {
+		a = append(a, "-lock", strings.Join(c.LockMethods, ","))
+	}
+	if c.LockTimeout > 0 {
+		a = append(a, "-lock-timeout", c.LockTimeout.String())
+	}
+	if c.StaleLockTime > 0 {
+		a = append(a, "-stale-lock-time", c.StaleLockTime.String())
+	}
+	return a
+}
+
+// ParseArgs is the inverse of Args.
+func ParseArgs(args []string) (Config, error) {
+	var c Config
+	var locks string
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Base, "base", "", "virtual_mailbox_base")
+	fs.IntVar(&c.UID, "uid", -1, "uid to run and deliver as")
+	fs.IntVar(&c.GID, "gid", -1, "gid to run and deliver as")
+	fs.BoolVar(&c.KeepGroups, "keep-groups", false, "accept inherited supplementary groups (single-user mode)")
+	fs.StringVar(&c.Hostname, "hostname", "", "host name for Maildir file names")
+	fs.StringVar(&locks, "lock", "", "mbox lock methods, comma-separated")
+	fs.DurationVar(&c.LockTimeout, "lock-timeout", 0, "mbox lock timeout")
+	fs.DurationVar(&c.StaleLockTime, "stale-lock-time", 0, "age of a stale dotlock")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if locks != "" {
+		c.LockMethods = strings.Split(locks, ",")
+	}
+	switch {
+	case c.Base == "" || c.Base[0] != '/':
+		return c, errors.New("-base must be an absolute path")
+	case c.UID <= 0 || c.GID <= 0:
+		return c, errors.New("-uid and -gid must be set and not 0")
+	}
+	return c, nil
+}
+
+func (c Config) localOptions() store.LocalOptions {
+	return store.LocalOptions{
+		Hostname:      c.Hostname,
+		LockMethods:   c.LockMethods,
+		LockTimeout:   c.LockTimeout,
+		StaleLockTime: c.StaleLockTime,
+	}
+}

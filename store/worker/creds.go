@@ -1,0 +1,205 @@
+package worker
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Creds is a process's identity as the kernel reports it in
+// /proc/PID/status (the thread group leader's view).
+type Creds struct {
+	UIDs, GIDs [4]int // real, effective, saved, filesystem
+	Groups     []int
+	// Capability sets as bit masks.
+	CapInh, CapPrm, CapEff, CapBnd, CapAmb uint64
+	NoNewPrivs                             bool
+}
+
+// ReadCreds parses /proc/PID/status; pid 0 means the calling process.
+func ReadCreds(pid int) (*Creds, error) {
+	path := "/proc/self/status"
+	if pid != 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/status"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	c := &Creds{}
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		var perr error
+		switch key {
+		case "Uid":
+			perr = parseIDs(val, &c.UIDs)
+		case "Gid":
+			perr = parseIDs(val, &c.GIDs)
+		case "Groups":
+			for _, g := range strings.Fields(val) {
+				n, err := strconv.Atoi(g)
+				if err != nil {
+					perr = err
+				}
+				c.Groups = append(c.Groups, n)
+			}
+		case "CapInh":
+			c.CapInh, perr = strconv.ParseUint(val, 16, 64)
+		case "CapPrm":
+			c.CapPrm, perr = strconv.ParseUint(val, 16, 64)
+		case "CapEff":
+			c.CapEff, perr = strconv.ParseUint(val, 16, 64)
+		case "CapBnd":
+			c.CapBnd, perr = strconv.ParseUint(val, 16, 64)
+		case "CapAmb":
+			c.CapAmb, perr = strconv.ParseUint(val, 16, 64)
+		case "NoNewPrivs":
+			c.NoNewPrivs = val == "1"
+		default:
+			continue
+		}
+		if perr != nil {
+			return nil, fmt.Errorf("%s: bad %s line: %v", path, key, perr)
+		}
+		seen[key] = true
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapAmb", "NoNewPrivs"} {
+		if !seen[k] {
+			return nil, fmt.Errorf("%s: no %s line", path, k)
+		}
+	}
+	return c, nil
+}
+
+func parseIDs(val string, ids *[4]int) error {
+	f := strings.Fields(val)
+	if len(f) != 4 {
+		return errors.New("want 4 ids")
+	}
+	for i, s := range f {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return err
+		}
+		ids[i] = n
+	}
+	return nil
+}
+
+// dropped reports whether the process holds no capability in any set and
+// cannot gain any (no_new_privs).
+func (c *Creds) dropped() bool {
+	return c.NoNewPrivs && c.CapInh == 0 && c.CapPrm == 0 && c.CapEff == 0 && c.CapAmb == 0
+}
+
+// check verifies everything a worker must be before it touches a mailbox.
+func (c *Creds) check(cfg Config) error {
+	for i, id := range c.UIDs {
+		if id != cfg.UID {
+			return fmt.Errorf("uid set %v is not exactly %d (index %d)", c.UIDs, cfg.UID, i)
+		}
+	}
+	for i, id := range c.GIDs {
+		if id != cfg.GID {
+			return fmt.Errorf("gid set %v is not exactly %d (index %d)", c.GIDs, cfg.GID, i)
+		}
+	}
+	if cfg.UID == 0 || cfg.GID == 0 {
+		return errors.New("never runs as uid 0 or gid 0")
+	}
+	if len(c.Groups) > 0 && !cfg.KeepGroups {
+		return fmt.Errorf("supplementary groups %v are not empty", c.Groups)
+	}
+	if c.CapInh|c.CapPrm|c.CapEff|c.CapAmb != 0 {
+		return fmt.Errorf("holds capabilities (inh %x prm %x eff %x amb %x)", c.CapInh, c.CapPrm, c.CapEff, c.CapAmb)
+	}
+	if !c.NoNewPrivs {
+		return errors.New("no_new_privs is not set")
+	}
+	return nil
+}
+
+// dropOnThisThread sets no_new_privs and clears every capability set of
+// the calling thread. Both are per-thread in Linux, so the caller locks
+// the thread and then execs, which makes that thread's state the whole
+// new process's.
+func dropOnThisThread() error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("PR_SET_NO_NEW_PRIVS: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("PR_CAP_AMBIENT_CLEAR_ALL: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	return nil
+}
+
+// reexecDropped re-executes the worker from a thread that has dropped
+// everything, so that every thread of the new image inherits that state.
+// It returns only on failure.
+func reexecDropped(args []string) error {
+	runtime.LockOSThread()
+	if err := dropOnThisThread(); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	argv := append([]string{os.Args[0], workerArg, "-dropped"}, args...)
+	err := syscall.Exec("/proc/self/exe", argv, []string{})
+	runtime.UnlockOSThread()
+	return fmt.Errorf("re-exec: %w", err)
+}
+
+// checkDescriptors refuses a process that holds a listening socket or a
+// network socket: a worker must not be able to talk to the network.
+func checkDescriptors() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			continue
+		}
+		domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if err != nil {
+			return fmt.Errorf("fd %d: %v", fd, err)
+		}
+		if domain != unix.AF_UNIX {
+			return fmt.Errorf("fd %d is a network socket (domain %d)", fd, domain)
+		}
+		if l, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); l != 0 {
+			return fmt.Errorf("fd %d is a listening socket", fd)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(socketFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return fmt.Errorf("fd %d is not the front's socket", socketFD)
+	}
+	return nil
+}

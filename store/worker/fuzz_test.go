@@ -1,0 +1,102 @@
+package worker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vlmtpd/vlmtpd/store"
+)
+
+// FuzzWorkerDecoders feeds what a worker reads from the front: the
+// decoders must return an error or a value that encodes back to the same
+// bytes, never panic or allocate beyond the input.
+func FuzzWorkerDecoders(f *testing.F) {
+	f.Add(byte(frameDeliver), (&deliverRequest{Seq: 1, Sender: "s@x", Size: 10, Arrival: time.Unix(1, 0), ID: "q",
+		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5}}}).encode())
+	f.Add(byte(frameSize), (&sizeRequest{Seq: 2, Rcpt: store.Recipient{Path: "x/a", UID: 5, GID: 5, Limit: 9}}).encode())
+	f.Fuzz(func(t *testing.T, typ byte, p []byte) {
+		switch typ % 2 {
+		case 0:
+			r, err := decodeDeliverRequest(p)
+			if err != nil {
+				return
+			}
+			if len(r.Rcpts) == 0 || r.Size < 0 {
+				t.Fatalf("accepted %+v", r)
+			}
+			for _, rc := range r.Rcpts {
+				if rc.UID < 0 || rc.GID < 0 || rc.Limit < 0 {
+					t.Fatalf("accepted %+v", rc)
+				}
+			}
+			if string(r.encode()) != string(p) {
+				t.Fatalf("re-encoding differs")
+			}
+		case 1:
+			r, err := decodeSizeRequest(p)
+			if err == nil && string(r.encode()) != string(p) {
+				t.Fatalf("re-encoding differs")
+			}
+		}
+	})
+}
+
+// FuzzFrontDecoders feeds what the front reads from a worker, which may be
+// compromised: the same rules.
+func FuzzFrontDecoders(f *testing.F) {
+	f.Add(byte(0), hello{Version: 1, Build: "b", PID: 3, UID: 5, GID: 5}.encode())
+	f.Add(byte(1), (&deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.Locked, Op: "lock", Path: "p", Err: "e"}}}).encode())
+	f.Add(byte(2), (&sizeReply{Seq: 1, Size: 3, Result: result{}}).encode())
+	f.Fuzz(func(t *testing.T, typ byte, p []byte) {
+		var re []byte
+		switch typ % 3 {
+		case 0:
+			h, err := decodeHello(p)
+			if err != nil {
+				return
+			}
+			re = h.encode()
+		case 1:
+			r, err := decodeDeliverReply(p)
+			if err != nil {
+				return
+			}
+			re = r.encode()
+		case 2:
+			r, err := decodeSizeReply(p)
+			if err != nil {
+				return
+			}
+			if r.Size < 0 {
+				t.Fatalf("negative size accepted")
+			}
+			re = r.encode()
+		}
+		if string(re) != string(p) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}
+
+// FuzzReadFrame feeds raw bytes to the frame reader over a real socket.
+func FuzzReadFrame(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 2, frameSize, 'x'})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		a, b := socketPair(t)
+		go func() {
+			a.c.Write(raw)
+			a.c.Close()
+		}()
+		for {
+			_, p, fds, err := b.readFrame()
+			if err != nil {
+				return
+			}
+			if len(fds) != 0 || len(p) > maxFrame {
+				t.Fatalf("frame with %d fds, %d bytes", len(fds), len(p))
+			}
+		}
+	})
+}

@@ -1,0 +1,528 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/store"
+)
+
+// PoolOptions tune a Pool. Zero values get the defaults.
+type PoolOptions struct {
+	// IdleTimeout ends a worker nobody used for this long; default 60s.
+	IdleTimeout time.Duration
+	// MaxDeliveries is how many requests one worker serves before it is
+	// replaced; default 1000.
+	MaxDeliveries int
+	// MaxWorkers caps the worker processes alive at once, over all uids;
+	// default 32. At the cap, an idle worker of another uid is ended to
+	// make room, else the request waits.
+	MaxWorkers int
+	// DeliveryTimeout bounds one delivery request (all recipients of a
+	// uid group) when the context has no earlier deadline; a worker past it
+	// is killed and its recipients get WorkerFailed. Default 5 minutes, below
+	// Postfix's lmtp_data_done_timeout of 600s.
+	DeliveryTimeout time.Duration
+	// QueryTimeout bounds a mailbox size query; default 30s.
+	QueryTimeout time.Duration
+	// StartTimeout bounds a worker's start and hello; default 10s.
+	StartTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+func (o *PoolOptions) defaults() {
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 60 * time.Second
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 1000
+	}
+	if o.MaxWorkers <= 0 {
+		o.MaxWorkers = 32
+	}
+	if o.DeliveryTimeout <= 0 {
+		o.DeliveryTimeout = 5 * time.Minute
+	}
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = 30 * time.Second
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+type ids struct{ uid, gid int }
+
+// Pool is a store.Deliverer that hands each message to long-lived worker
+// processes, one request per (uid, gid) group of recipients. It is safe
+// for concurrent use.
+//
+// A started delivery runs until it finishes or its deadline passes; the
+// cancellation of a context without a deadline does not interrupt it,
+// because killing a worker in the middle of an mbox append is worse than
+// finishing it.
+type Pool struct {
+	spawn Spawner
+	opts  PoolOptions
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	idle   map[ids][]*proc // most recently used last
+	total  int             // workers alive or starting
+	wake   chan struct{}   // closed and replaced whenever a slot may be free
+	closed bool
+	stop   chan struct{}
+	warned bool // build mismatch logged
+}
+
+var _ store.Deliverer = (*Pool)(nil)
+
+// proc is one worker as the pool tracks it.
+type proc struct {
+	key      ids
+	p        *Process
+	c        *conn
+	seq      uint64
+	served   int
+	lastUsed time.Time
+}
+
+// NewPool returns a pool that starts workers with spawn.
+func NewPool(spawn Spawner, opts PoolOptions) *Pool {
+	opts.defaults()
+	p := &Pool{
+		spawn: spawn,
+		opts:  opts,
+		log:   opts.Logger,
+		idle:  map[ids][]*proc{},
+		wake:  make(chan struct{}),
+		stop:  make(chan struct{}),
+	}
+	go p.reapIdle()
+	return p
+}
+
+// Close ends every idle worker and makes later requests fail; workers busy
+// now end when their request is done.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	close(p.stop)
+	var victims []*proc
+	for k, ws := range p.idle {
+		victims = append(victims, ws...)
+		delete(p.idle, k)
+	}
+	p.total -= len(victims)
+	p.signal()
+	p.mu.Unlock()
+	for _, w := range victims {
+		w.c.Close()
+	}
+	return nil
+}
+
+// signal wakes waiters; p.mu held.
+func (p *Pool) signal() {
+	close(p.wake)
+	p.wake = make(chan struct{})
+}
+
+func (p *Pool) reapIdle() {
+	t := time.NewTicker(max(p.opts.IdleTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			var victims []*proc
+			p.mu.Lock()
+			for k, ws := range p.idle {
+				keep := ws[:0]
+				for _, w := range ws {
+					if now.Sub(w.lastUsed) >= p.opts.IdleTimeout {
+						victims = append(victims, w)
+					} else {
+						keep = append(keep, w)
+					}
+				}
+				if len(keep) == 0 {
+					delete(p.idle, k)
+				} else {
+					p.idle[k] = keep
+				}
+			}
+			p.total -= len(victims)
+			if len(victims) > 0 {
+				p.signal()
+			}
+			p.mu.Unlock()
+			for _, w := range victims {
+				// EOF tells the worker to exit.
+				w.c.Close()
+			}
+		}
+	}
+}
+
+var errPoolClosed = errors.New("worker pool is closed")
+
+// get returns a worker for key: an idle one, a new one, or one freed up
+// after waiting.
+func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
+	p.mu.Lock()
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errPoolClosed
+		}
+		if ws := p.idle[key]; len(ws) > 0 {
+			w := ws[len(ws)-1]
+			if len(ws) == 1 {
+				delete(p.idle, key)
+			} else {
+				p.idle[key] = ws[:len(ws)-1]
+			}
+			p.mu.Unlock()
+			return w, nil
+		}
+		if p.total < p.opts.MaxWorkers {
+			p.total++
+			p.mu.Unlock()
+			w, err := p.start(ctx, key)
+			if err != nil {
+				p.mu.Lock()
+				p.total--
+				p.signal()
+				p.mu.Unlock()
+				return nil, err
+			}
+			return w, nil
+		}
+		if v := p.evictOldest(); v != nil {
+			p.total--
+			p.mu.Unlock()
+			v.c.Close()
+			p.mu.Lock()
+			continue
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		p.mu.Lock()
+	}
+}
+
+// evictOldest removes the least recently used idle worker; p.mu held.
+func (p *Pool) evictOldest() *proc {
+	var victim *proc
+	for _, ws := range p.idle {
+		if len(ws) > 0 && (victim == nil || ws[0].lastUsed.Before(victim.lastUsed)) {
+			victim = ws[0]
+		}
+	}
+	if victim != nil {
+		ws := p.idle[victim.key][1:]
+		if len(ws) == 0 {
+			delete(p.idle, victim.key)
+		} else {
+			p.idle[victim.key] = ws
+		}
+	}
+	return victim
+}
+
+// put returns a worker after a request; broken ones and ones that served
+// their share are ended.
+func (p *Pool) put(w *proc, broken bool) {
+	w.served++
+	w.lastUsed = time.Now()
+	p.mu.Lock()
+	if broken || p.closed || w.served >= p.opts.MaxDeliveries {
+		p.total--
+		p.signal()
+		p.mu.Unlock()
+		w.c.Close()
+		return
+	}
+	p.idle[w.key] = append(p.idle[w.key], w)
+	p.signal()
+	p.mu.Unlock()
+}
+
+// kill ends a worker that failed or hung; the caller then puts it back as
+// broken.
+func (p *Pool) kill(w *proc, why error) {
+	p.log.Error("worker failed; killing it", "worker_pid", w.p.PID, "uid", w.key.uid, "gid", w.key.gid, "err", why)
+	if w.p.Kill != nil {
+		if err := w.p.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			p.log.Warn("kill worker", "worker_pid", w.p.PID, "err", err)
+		}
+	}
+}
+
+// start spawns a worker and checks its hello.
+func (p *Pool) start(ctx context.Context, key ids) (*proc, error) {
+	sctx, cancel := context.WithTimeout(ctx, p.opts.StartTimeout)
+	defer cancel()
+	pr, err := p.spawn.Spawn(sctx, key.uid, key.gid)
+	if err != nil {
+		return nil, err
+	}
+	w := &proc{key: key, p: pr, c: newConn(pr.Conn), lastUsed: time.Now()}
+	fail := func(err error) (*proc, error) {
+		p.kill(w, err)
+		w.c.Close()
+		return nil, fmt.Errorf("worker for %d:%d: %w", key.uid, key.gid, err)
+	}
+	deadline, _ := sctx.Deadline()
+	w.c.c.SetDeadline(deadline)
+	typ, payload, fds, err := w.c.readFrame()
+	closeFds(fds)
+	if err == io.EOF {
+		return fail(errors.New("exited before its hello (see its log line)"))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if typ != frameHello {
+		return fail(protoErr("first frame has type %d, not hello", typ))
+	}
+	h, err := decodeHello(payload)
+	if err != nil {
+		return fail(err)
+	}
+	if h.Version != ProtocolVersion {
+		return fail(fmt.Errorf("worker binary speaks protocol %d, this process %d: the binary was upgraded, restart vlmtpd", h.Version, ProtocolVersion))
+	}
+	if h.UID != key.uid || h.GID != key.gid {
+		return fail(fmt.Errorf("worker claims %d:%d", h.UID, h.GID))
+	}
+	if b := BuildID(); h.Build != b {
+		p.mu.Lock()
+		warn := !p.warned
+		p.warned = true
+		p.mu.Unlock()
+		if warn {
+			p.log.Warn("worker binary differs from this process; restart vlmtpd to finish an upgrade", "worker_build", h.Build, "build", b)
+		}
+	}
+	w.c.c.SetDeadline(time.Time{})
+	p.log.Debug("worker started", "worker_pid", h.PID, "uid", key.uid, "gid", key.gid)
+	return w, nil
+}
+
+// roundTrip sends one request and reads its reply before the deadline.
+func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, fd int, want byte) ([]byte, error) {
+	w.c.c.SetDeadline(deadline)
+	defer w.c.c.SetDeadline(time.Time{})
+	if err := w.c.writeFrame(typ, payload, fd); err != nil {
+		return nil, err
+	}
+	rt, reply, fds, err := w.c.readFrame()
+	closeFds(fds)
+	if err != nil {
+		if err == io.EOF {
+			err = errors.New("worker exited")
+		}
+		return nil, err
+	}
+	if len(fds) > 0 {
+		return nil, protoErr("descriptors in a reply")
+	}
+	if rt != want {
+		return nil, protoErr("reply type %d, want %d", rt, want)
+	}
+	return reply, nil
+}
+
+func (p *Pool) deadline(ctx context.Context, d time.Duration) time.Time {
+	t := time.Now().Add(d)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(t) {
+		t = cd
+	}
+	return t
+}
+
+// failure is the error every recipient of a failed group gets.
+func failure(err error, path string) error {
+	var se *store.Error
+	if errors.As(err, &se) {
+		return &store.Error{Status: se.Status, Op: se.Op, Path: path, Err: se.Err}
+	}
+	return &store.Error{Status: store.WorkerFailed, Op: "worker", Path: path, Err: err}
+}
+
+// Deliver implements store.Deliverer: recipients are grouped by (uid, gid)
+// and each group goes to one worker in one request, the groups in
+// parallel.
+func (p *Pool) Deliver(ctx context.Context, msg *store.Message, rcpts []store.Recipient) []error {
+	errs := make([]error, len(rcpts))
+	if len(rcpts) == 0 {
+		return errs
+	}
+	fd, closeFd, err := readOnlyFd(msg.Body)
+	if err != nil {
+		for i, r := range rcpts {
+			errs[i] = &store.Error{Status: store.Temporary, Op: "spool", Path: r.Path, Err: err}
+		}
+		return errs
+	}
+	defer closeFd()
+
+	groups := map[ids][]int{}
+	var order []ids
+	for i, r := range rcpts {
+		k := ids{r.UID, r.GID}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	deadline := p.deadline(ctx, p.opts.DeliveryTimeout)
+	var wg sync.WaitGroup
+	for _, k := range order {
+		wg.Add(1)
+		go func(k ids, idx []int) {
+			defer wg.Done()
+			res := p.deliverGroup(ctx, deadline, msg, fd, k, rcpts, idx)
+			for j, i := range idx {
+				errs[i] = res[j]
+			}
+		}(k, groups[k])
+	}
+	wg.Wait()
+	return errs
+}
+
+func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.Message, fd int, k ids, all []store.Recipient, idx []int) []error {
+	out := make([]error, len(idx))
+	failAll := func(err error) []error {
+		for j, i := range idx {
+			out[j] = failure(err, all[i].Path)
+		}
+		return out
+	}
+	// Waiting for a worker counts against the deadline too.
+	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	w, err := p.get(gctx, k)
+	if err != nil {
+		p.logSpawnError(msg.ID, k, err)
+		return failAll(err)
+	}
+	w.seq++
+	req := &deliverRequest{Seq: w.seq, Sender: msg.Sender, Size: msg.Size, Arrival: msg.Arrival, ID: msg.ID}
+	for _, i := range idx {
+		req.Rcpts = append(req.Rcpts, all[i])
+	}
+	payload, err := p.roundTrip(w, deadline, frameDeliver, req.encode(), fd, frameDeliverReply)
+	var rep *deliverReply
+	if err == nil {
+		rep, err = decodeDeliverReply(payload)
+	}
+	if err == nil && (rep.Seq != req.Seq || len(rep.Results) != len(idx)) {
+		err = protoErr("reply %d with %d results to request %d with %d recipients", rep.Seq, len(rep.Results), req.Seq, len(idx))
+	}
+	if err != nil {
+		p.kill(w, fmt.Errorf("queue id %s: %w", msg.ID, err))
+		p.put(w, true)
+		return failAll(err)
+	}
+	p.put(w, false)
+	for j, r := range rep.Results {
+		out[j] = r.err()
+	}
+	return out
+}
+
+func (p *Pool) logSpawnError(id string, k ids, err error) {
+	if store.StatusOf(err) == store.NotPermitted {
+		p.log.Warn("cannot deliver: privileges missing or uid refused", "queue_id", id, "uid", k.uid, "gid", k.gid, "err", err)
+		return
+	}
+	p.log.Error("cannot start a worker", "queue_id", id, "uid", k.uid, "gid", k.gid, "err", err)
+}
+
+// MailboxSize implements store.Deliverer by asking a worker of the
+// mailbox's owner, so the front never reads users' files.
+func (p *Pool) MailboxSize(ctx context.Context, r store.Recipient) (int64, error) {
+	k := ids{r.UID, r.GID}
+	deadline := p.deadline(ctx, p.opts.QueryTimeout)
+	gctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	w, err := p.get(gctx, k)
+	if err != nil {
+		p.logSpawnError("", k, err)
+		return 0, failure(err, r.Path)
+	}
+	w.seq++
+	req := &sizeRequest{Seq: w.seq, Rcpt: r}
+	payload, err := p.roundTrip(w, deadline, frameSize, req.encode(), -1, frameSizeReply)
+	var rep *sizeReply
+	if err == nil {
+		rep, err = decodeSizeReply(payload)
+	}
+	if err == nil && rep.Seq != req.Seq {
+		err = protoErr("size reply %d to request %d", rep.Seq, req.Seq)
+	}
+	if err != nil {
+		p.kill(w, err)
+		p.put(w, true)
+		return 0, failure(err, r.Path)
+	}
+	p.put(w, false)
+	return rep.Size, rep.Result.err()
+}
+
+// readOnlyFd returns a read-only descriptor for the spool file: its own if
+// it is open read-only, else a new read-only open of the same file.
+func readOnlyFd(f *os.File) (int, func(), error) {
+	if f == nil {
+		return -1, nil, errors.New("message has no spool file")
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, nil, err
+	}
+	var fd, flags int
+	var ferr error
+	if err := rc.Control(func(s uintptr) {
+		fd = int(s)
+		flags, ferr = unix.FcntlInt(s, unix.F_GETFL, 0)
+	}); err != nil {
+		return -1, nil, err
+	}
+	if ferr != nil {
+		return -1, nil, ferr
+	}
+	if flags&unix.O_ACCMODE == unix.O_RDONLY {
+		// f stays open for the whole Deliver call, which is all we need.
+		return fd, func() {}, nil
+	}
+	ro, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("reopen spool read-only: %w", err)
+	}
+	return ro, func() { unix.Close(ro) }, nil
+}

@@ -1,0 +1,494 @@
+// Package worker runs mailbox deliveries in separate processes that hold
+// exactly one mailbox owner's uid and gid: the worker process itself (Main),
+// the protocol between the front and a worker, and the Pool of long-lived
+// workers that implements store.Deliverer for the front.
+//
+// The protocol runs over a UNIX stream socketpair. Every frame is a 4-byte
+// big-endian length, a type byte and a payload; a delivery request carries
+// the read-only spool descriptor as SCM_RIGHTS on its first byte. The front
+// sends one request at a time per worker and waits for its reply.
+package worker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/store"
+)
+
+// ProtocolVersion changes whenever a frame's layout or meaning changes. A
+// worker started from an upgraded binary announces a different version in
+// its hello and the front refuses it.
+const ProtocolVersion = 1
+
+// maxFrame bounds a frame's payload so a broken peer cannot make the other
+// side allocate without limit. A request for thousands of recipients with
+// long paths still fits.
+const maxFrame = 8 << 20
+
+// Frame types.
+const (
+	frameHello        byte = 1 // worker → front, once, first
+	frameDeliver      byte = 2 // front → worker, with the spool descriptor
+	frameDeliverReply byte = 3 // worker → front
+	frameSize         byte = 4 // front → worker: mailbox size query
+	frameSizeReply    byte = 5 // worker → front
+)
+
+var errProtocol = errors.New("worker protocol error")
+
+func protoErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errProtocol, fmt.Sprintf(format, args...))
+}
+
+// hello is the worker's first frame.
+type hello struct {
+	Version  uint32
+	Build    string // the binary's build identity, for logs
+	PID      int
+	UID, GID int
+}
+
+// deliverRequest asks a worker to write one message to some recipients,
+// all of them owned by the worker's uid and gid.
+type deliverRequest struct {
+	Seq     uint64
+	Sender  string
+	Size    int64
+	Arrival time.Time
+	ID      string
+	Rcpts   []store.Recipient
+}
+
+// result is one recipient's outcome as it crosses the protocol.
+type result struct {
+	Status store.Status
+	Op     string
+	Path   string
+	Err    string
+}
+
+func resultOf(err error) result {
+	if err == nil {
+		return result{Status: store.OK}
+	}
+	r := result{Status: store.StatusOf(err), Err: err.Error()}
+	var se *store.Error
+	if errors.As(err, &se) {
+		r.Op, r.Path = se.Op, se.Path
+		if se.Err != nil {
+			r.Err = se.Err.Error()
+		} else {
+			r.Err = ""
+		}
+	}
+	return r
+}
+
+// err turns a result back into the error Deliver returns.
+func (r result) err() error {
+	if r.Status == store.OK {
+		return nil
+	}
+	e := &store.Error{Status: r.Status, Op: r.Op, Path: r.Path}
+	if r.Err != "" {
+		e.Err = errors.New(r.Err)
+	}
+	return e
+}
+
+type deliverReply struct {
+	Seq     uint64
+	Results []result
+}
+
+type sizeRequest struct {
+	Seq  uint64
+	Rcpt store.Recipient
+}
+
+type sizeReply struct {
+	Seq    uint64
+	Size   int64
+	Result result
+}
+
+// encoder appends fields to a payload.
+type encoder struct{ b []byte }
+
+func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
+func (e *encoder) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
+func (e *encoder) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+func (e *encoder) i64(v int64)  { e.u64(uint64(v)) }
+func (e *encoder) str(s string) {
+	e.u32(uint32(len(s)))
+	e.b = append(e.b, s...)
+}
+
+// decoder reads fields from a payload; the first error sticks and every
+// later read returns zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = protoErr("truncated or malformed %s", what)
+	}
+}
+
+func (d *decoder) take(n int, what string) []byte {
+	if d.err != nil || n < 0 || n > len(d.b) {
+		d.fail(what)
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u8(what string) uint8 {
+	if v := d.take(1, what); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (d *decoder) u32(what string) uint32 {
+	if v := d.take(4, what); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (d *decoder) u64(what string) uint64 {
+	if v := d.take(8, what); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (d *decoder) i64(what string) int64 { return int64(d.u64(what)) }
+
+func (d *decoder) str(what string) string {
+	n := d.u32(what)
+	if d.err != nil || uint64(n) > uint64(len(d.b)) {
+		d.fail(what)
+		return ""
+	}
+	return string(d.take(int(n), what))
+}
+
+// id reads a uid or gid; the protocol never carries values that do not fit
+// an int32, so a corrupted id cannot wrap around to 0.
+func (d *decoder) id(what string) int {
+	v := d.u32(what)
+	if v > math.MaxInt32 {
+		d.fail(what)
+		return -1
+	}
+	return int(v)
+}
+
+// count reads a list length; each element takes at least min bytes, so a
+// length the remaining payload cannot hold is refused before allocating.
+func (d *decoder) count(min int, what string) int {
+	n := d.u32(what)
+	if d.err == nil && uint64(n)*uint64(min) > uint64(len(d.b)) {
+		d.fail(what)
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) end(what string) error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = protoErr("%d trailing bytes in %s", len(d.b), what)
+	}
+	return d.err
+}
+
+func (e *encoder) rcpt(r store.Recipient) {
+	e.str(r.Address)
+	e.str(r.OriginalRecipient)
+	e.str(r.Path)
+	e.u32(uint32(r.UID))
+	e.u32(uint32(r.GID))
+	e.i64(r.Limit)
+}
+
+// rcptMin is the smallest encoding of a recipient.
+const rcptMin = 3*4 + 4 + 4 + 8
+
+func (d *decoder) rcpt() store.Recipient {
+	r := store.Recipient{
+		Address:           d.str("address"),
+		OriginalRecipient: d.str("original recipient"),
+		Path:              d.str("path"),
+		UID:               d.id("uid"),
+		GID:               d.id("gid"),
+		Limit:             d.i64("limit"),
+	}
+	if d.err == nil && r.Limit < 0 {
+		d.fail("limit")
+	}
+	return r
+}
+
+func (e *encoder) result(r result) {
+	e.u8(uint8(r.Status))
+	e.str(r.Op)
+	e.str(r.Path)
+	e.str(r.Err)
+}
+
+const resultMin = 1 + 3*4
+
+func (d *decoder) result() result {
+	return result{
+		Status: store.Status(d.u8("status")),
+		Op:     d.str("op"),
+		Path:   d.str("path"),
+		Err:    d.str("error"),
+	}
+}
+
+func (h hello) encode() []byte {
+	var e encoder
+	e.u32(h.Version)
+	e.str(h.Build)
+	e.u32(uint32(h.PID))
+	e.u32(uint32(h.UID))
+	e.u32(uint32(h.GID))
+	return e.b
+}
+
+func decodeHello(p []byte) (hello, error) {
+	d := decoder{b: p}
+	h := hello{
+		Version: d.u32("version"),
+		Build:   d.str("build"),
+		PID:     d.id("pid"),
+		UID:     d.id("uid"),
+		GID:     d.id("gid"),
+	}
+	return h, d.end("hello")
+}
+
+func (r *deliverRequest) encode() []byte {
+	var e encoder
+	e.u64(r.Seq)
+	e.str(r.Sender)
+	e.i64(r.Size)
+	e.i64(r.Arrival.UnixNano())
+	e.str(r.ID)
+	e.u32(uint32(len(r.Rcpts)))
+	for _, rc := range r.Rcpts {
+		e.rcpt(rc)
+	}
+	return e.b
+}
+
+func decodeDeliverRequest(p []byte) (*deliverRequest, error) {
+	d := decoder{b: p}
+	r := &deliverRequest{
+		Seq:     d.u64("seq"),
+		Sender:  d.str("sender"),
+		Size:    d.i64("size"),
+		Arrival: time.Unix(0, d.i64("arrival")),
+		ID:      d.str("id"),
+	}
+	if d.err == nil && r.Size < 0 {
+		d.fail("size")
+	}
+	n := d.count(rcptMin, "recipient count")
+	if d.err == nil && n == 0 {
+		d.fail("recipient count")
+	}
+	if d.err == nil {
+		r.Rcpts = make([]store.Recipient, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			r.Rcpts = append(r.Rcpts, d.rcpt())
+		}
+	}
+	return r, d.end("delivery request")
+}
+
+func (r *deliverReply) encode() []byte {
+	var e encoder
+	e.u64(r.Seq)
+	e.u32(uint32(len(r.Results)))
+	for _, res := range r.Results {
+		e.result(res)
+	}
+	return e.b
+}
+
+func decodeDeliverReply(p []byte) (*deliverReply, error) {
+	d := decoder{b: p}
+	r := &deliverReply{Seq: d.u64("seq")}
+	n := d.count(resultMin, "result count")
+	if d.err == nil {
+		r.Results = make([]result, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			r.Results = append(r.Results, d.result())
+		}
+	}
+	return r, d.end("delivery reply")
+}
+
+func (r *sizeRequest) encode() []byte {
+	var e encoder
+	e.u64(r.Seq)
+	e.rcpt(r.Rcpt)
+	return e.b
+}
+
+func decodeSizeRequest(p []byte) (*sizeRequest, error) {
+	d := decoder{b: p}
+	r := &sizeRequest{Seq: d.u64("seq"), Rcpt: d.rcpt()}
+	return r, d.end("size request")
+}
+
+func (r *sizeReply) encode() []byte {
+	var e encoder
+	e.u64(r.Seq)
+	e.i64(r.Size)
+	e.result(r.Result)
+	return e.b
+}
+
+func decodeSizeReply(p []byte) (*sizeReply, error) {
+	d := decoder{b: p}
+	r := &sizeReply{Seq: d.u64("seq"), Size: d.i64("size"), Result: d.result()}
+	if d.err == nil && r.Size < 0 {
+		d.fail("size")
+	}
+	return r, d.end("size reply")
+}
+
+// conn frames messages over a UNIX stream socket.
+type conn struct {
+	c   *net.UnixConn
+	hdr [5]byte
+	oob []byte
+}
+
+func newConn(c *net.UnixConn) *conn {
+	return &conn{c: c, oob: make([]byte, unix.CmsgSpace(4*4))}
+}
+
+// writeFrame sends one frame; fd, if ≥ 0, travels with its first byte.
+func (c *conn) writeFrame(typ byte, payload []byte, fd int) error {
+	if len(payload) > maxFrame {
+		return protoErr("frame of %d bytes is too large", len(payload))
+	}
+	buf := make([]byte, 5, 5+len(payload))
+	binary.BigEndian.PutUint32(buf, uint32(1+len(payload)))
+	buf[4] = typ
+	buf = append(buf, payload...)
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	n, _, err := c.c.WriteMsgUnix(buf, oob, nil)
+	if err != nil {
+		return err
+	}
+	// A stream socket may take a large frame in pieces; the descriptor
+	// went with the first one.
+	if n < len(buf) {
+		_, err = c.c.Write(buf[n:])
+	}
+	return err
+}
+
+// readFull reads len(p) bytes and any descriptors that arrive with them.
+func (c *conn) readFull(p []byte, fds []int) ([]int, error) {
+	for got := 0; got < len(p); {
+		n, oobn, flags, _, err := c.c.ReadMsgUnix(p[got:], c.oob)
+		if oobn > 0 {
+			fds = append(fds, parseRights(c.oob[:oobn])...)
+		}
+		if flags&unix.MSG_CTRUNC != 0 && err == nil {
+			err = protoErr("too many descriptors in one frame")
+		}
+		got += n
+		if errors.Is(err, io.EOF) {
+			err = io.EOF
+		}
+		if err != nil {
+			if err == io.EOF && got > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return fds, err
+		}
+		if n == 0 {
+			return fds, io.ErrUnexpectedEOF
+		}
+	}
+	return fds, nil
+}
+
+func parseRights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if f, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, f...)
+		}
+	}
+	return fds
+}
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// readFrame reads one frame and returns its type, payload and the
+// descriptors that came with it (the caller owns and must close them).
+// io.EOF means the peer closed the connection between frames.
+func (c *conn) readFrame() (typ byte, payload []byte, fds []int, err error) {
+	fds, err = c.readFull(c.hdr[:], nil)
+	if err != nil {
+		closeFds(fds)
+		return 0, nil, nil, err
+	}
+	n := binary.BigEndian.Uint32(c.hdr[:4])
+	if n < 1 || n-1 > maxFrame {
+		closeFds(fds)
+		return 0, nil, nil, protoErr("frame length %d", n)
+	}
+	typ = c.hdr[4]
+	payload = make([]byte, n-1)
+	more, err := c.readFull(payload, nil)
+	if len(more) > 0 {
+		closeFds(more)
+		if err == nil {
+			err = protoErr("descriptor in the middle of a frame")
+		}
+	}
+	if err != nil {
+		closeFds(fds)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, nil, err
+	}
+	return typ, payload, fds, nil
+}
+
+func (c *conn) Close() error { return c.c.Close() }

@@ -1,0 +1,145 @@
+package worker
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/store"
+)
+
+func TestMessagesRoundTrip(t *testing.T) {
+	rc := store.Recipient{Address: "Joe@example.com", OriginalRecipient: "joe+x@example.com", Path: "example.com/joe/", UID: 5001, GID: 5002, Limit: 1 << 20}
+	req := &deliverRequest{Seq: 7, Sender: `"a b"@example.org`, Size: 1234, Arrival: time.Unix(1700000000, 5), ID: "Q1", Rcpts: []store.Recipient{rc, {Path: "x", UID: 1, GID: 2}}}
+	got, err := decodeDeliverRequest(req.encode())
+	if err != nil || !reflect.DeepEqual(got, req) {
+		t.Fatalf("deliver request: %+v, %v; want %+v", got, err, req)
+	}
+	rep := &deliverReply{Seq: 7, Results: []result{{Status: store.OK}, {Status: store.BadMailbox, Op: "open", Path: "x", Err: "symlink"}}}
+	gotRep, err := decodeDeliverReply(rep.encode())
+	if err != nil || !reflect.DeepEqual(gotRep, rep) {
+		t.Fatalf("deliver reply: %+v, %v", gotRep, err)
+	}
+	sq := &sizeRequest{Seq: 9, Rcpt: rc}
+	gotSq, err := decodeSizeRequest(sq.encode())
+	if err != nil || !reflect.DeepEqual(gotSq, sq) {
+		t.Fatalf("size request: %+v, %v", gotSq, err)
+	}
+	sr := &sizeReply{Seq: 9, Size: 42, Result: result{Status: store.Locked, Err: "busy"}}
+	gotSr, err := decodeSizeReply(sr.encode())
+	if err != nil || !reflect.DeepEqual(gotSr, sr) {
+		t.Fatalf("size reply: %+v, %v", gotSr, err)
+	}
+	h := hello{Version: ProtocolVersion, Build: "v1 abc", PID: 99, UID: 5001, GID: 5002}
+	gotH, err := decodeHello(h.encode())
+	if err != nil || gotH != h {
+		t.Fatalf("hello: %+v, %v", gotH, err)
+	}
+}
+
+func TestDecodersRefuseBadInput(t *testing.T) {
+	good := (&deliverRequest{Seq: 1, Size: 1, Rcpts: []store.Recipient{{Path: "a", UID: 5, GID: 5}}}).encode()
+	for i := 0; i < len(good); i++ {
+		if _, err := decodeDeliverRequest(good[:i]); err == nil {
+			t.Errorf("truncated to %d bytes: no error", i)
+		}
+	}
+	if _, err := decodeDeliverRequest(append(good, 0)); err == nil {
+		t.Error("trailing byte: no error")
+	}
+	// A recipient count far beyond the payload must not allocate.
+	var e encoder
+	e.u64(1)
+	e.str("")
+	e.i64(1)
+	e.i64(0)
+	e.str("")
+	e.u32(1 << 31)
+	if _, err := decodeDeliverRequest(e.b); err == nil {
+		t.Error("huge count: no error")
+	}
+	// A uid that would wrap to a negative or zero int is refused.
+	e = encoder{}
+	e.u64(1)
+	e.rcpt(store.Recipient{Path: "a", GID: 5})
+	b := e.b
+	copy(b[len(b)-16:], []byte{0xff, 0xff, 0xff, 0xff})
+	if _, err := decodeSizeRequest(b); err == nil {
+		t.Error("uid 0xffffffff: no error")
+	}
+	err := resultOf(errors.New("plain")).err()
+	if store.StatusOf(err) != store.Temporary {
+		t.Errorf("unclassified error became %v", store.StatusOf(err))
+	}
+}
+
+func socketPair(t testing.TB) (*conn, *conn) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := FileConn(os.NewFile(uintptr(fds[0]), "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := FileConn(os.NewFile(uintptr(fds[1]), "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return newConn(a), newConn(b)
+}
+
+func TestFramesCarryDescriptor(t *testing.T) {
+	a, b := socketPair(t)
+	f, err := os.CreateTemp(t.TempDir(), "spool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("hello")
+	big := make([]byte, 3<<20) // larger than the socket buffer: written in pieces
+	errc := make(chan error, 1)
+	go func() {
+		if err := a.writeFrame(frameDeliver, big, int(f.Fd())); err != nil {
+			errc <- err
+			return
+		}
+		errc <- a.writeFrame(frameSize, []byte("x"), -1)
+	}()
+	typ, p, fds, err := b.readFrame()
+	if err != nil || typ != frameDeliver || len(p) != len(big) || len(fds) != 1 {
+		t.Fatalf("first frame: type %d, %d bytes, fds %v, %v", typ, len(p), fds, err)
+	}
+	buf := make([]byte, 5)
+	if n, _ := unix.Pread(fds[0], buf, 0); string(buf[:n]) != "hello" {
+		t.Errorf("descriptor reads %q", buf[:n])
+	}
+	closeFds(fds)
+	typ, p, fds, err = b.readFrame()
+	if err != nil || typ != frameSize || string(p) != "x" || len(fds) != 0 {
+		t.Fatalf("second frame: type %d, %q, fds %v, %v", typ, p, fds, err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if _, _, _, err := b.readFrame(); err != io.EOF {
+		t.Errorf("after close: %v, want EOF", err)
+	}
+}
+
+func TestReadFrameRefusesHugeLength(t *testing.T) {
+	a, b := socketPair(t)
+	go a.c.Write([]byte{0xff, 0xff, 0xff, 0xff, 1})
+	if _, _, _, err := b.readFrame(); !errors.Is(err, errProtocol) {
+		t.Errorf("got %v, want a protocol error", err)
+	}
+	var _ net.Conn = a.c
+}
