@@ -239,4 +239,3 @@ func TestPoolRefusesOtherUIDWithoutRoot(t *testing.T) {
 		t.Errorf("log does not say privileges are missing: %s", logs.String())
 	}
 }
-
