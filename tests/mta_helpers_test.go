@@ -1,0 +1,549 @@
+package tests
+
+// Helpers for the interoperability tests: private instances of vlmtpd,
+// Postfix, Dovecot and Exim in temp dirs, and readers for what they wrote.
+// Every instance listens on loopback or a unix socket only and is stopped
+// by t.Cleanup.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ciRequired reports whether a missing tool must fail the test instead of
+// skipping it.
+func ciRequired() bool { return os.Getenv("CI") == "true" }
+
+// toolOrSkip returns the first of paths that is executable, or skips the test
+// (fails it under CI=true) when none is.
+func toolOrSkip(t testing.TB, why string, paths ...string) string {
+	t.Helper()
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			if lp, err := exec.LookPath(p); err == nil {
+				return lp
+			}
+			continue
+		}
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	skipOrFail(t, "%s: none of %v is installed", why, paths)
+	return ""
+}
+
+// rootOrSkip skips (fails under CI) unless the test runs as root.
+func rootOrSkip(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "%s needs root", why)
+	}
+}
+
+func skipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if ciRequired() {
+		t.Fatalf("CI=true: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// mailOwner is the uid/gid that owns the test mailboxes and runs vlmtpd:
+// the tests run vlmtpd in single-user mode, as testUID:testGID when they run
+// as root (privilege separation is not what they test), else as the
+// current user.
+type mailOwner struct {
+	UID, GID int
+}
+
+func testMailOwner(t testing.TB) mailOwner {
+	if os.Geteuid() != 0 {
+		return mailOwner{os.Getuid(), os.Getgid()}
+	}
+	return mailOwner{testUID, testGID}
+}
+
+// sharedTempDir is a t.TempDir that other users (postfix, Debian-exim,
+// nobody) can traverse: Go creates temp dirs 0700.
+func sharedTempDir(t testing.TB) string {
+	t.Helper()
+	d := t.TempDir()
+	for p := d; p != os.TempDir() && p != "/" && strings.HasPrefix(p, os.TempDir()); p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func chownTree(t testing.TB, root string, o mailOwner) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, o.UID, o.GID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeTestFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond every 50ms until it holds or the timeout passes.
+func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitAccept(t testing.TB, network, addr string, timeout time.Duration) {
+	t.Helper()
+	pollUntil(t, timeout, network+" "+addr+" to accept", func() bool {
+		c, err := net.DialTimeout(network, addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+}
+
+// syncBuffer collects a process's output for the test log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// --- vlmtpd ----------------------------------------------------------------
+
+// vlmtpdSetup is the part of a vlmtpd configuration the interop tests vary.
+type vlmtpdSetup struct {
+	Domains   []string
+	Mailboxes map[string]string // virtual_mailbox_maps entries: address → path
+	UIDs      map[string]int    // virtual_uid_maps entries; default: the owner
+	Limit     int64             // virtual_mailbox_limit; 0: vlmtpd's default
+	SizeLimit int64             // message_size_limit; 0: vlmtpd's default
+	Extra     string            // more TOML lines
+}
+
+// vlmtpdInstance is the lead's Instance plus the mailbox owner.
+type vlmtpdInstance struct {
+	*Instance
+	Owner mailOwner
+}
+
+// startVlmtpdFor starts vlmtpd (single-user mode: as the mailbox owner)
+// with the given tables, on a unix socket any local user may connect to:
+// Postfix's lmtp runs as postfix, Exim's as Debian-exim.
+func startVlmtpdFor(t testing.TB, s vlmtpdSetup) *vlmtpdInstance {
+	t.Helper()
+	owner := testMailOwner(t)
+	tables := map[string]string{"vmailbox": tableText(s.Mailboxes)}
+	uidMaps := fmt.Sprintf(`"static:%d"`, owner.UID)
+	if len(s.UIDs) > 0 {
+		uids := map[string]string{}
+		for k, u := range s.UIDs {
+			uids[k] = strconv.Itoa(u)
+		}
+		tables["vuid"] = tableText(uids)
+		uidMaps = `"texthash:vuid", ` + uidMaps
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "socket_mode = %q\n", "0666")
+	fmt.Fprintf(&cfg, "virtual_mailbox_domains = [%s]\n", quoteList(s.Domains))
+	fmt.Fprintf(&cfg, "virtual_mailbox_maps = [%q]\n", "texthash:vmailbox")
+	fmt.Fprintf(&cfg, "virtual_uid_maps = [%s]\n", uidMaps)
+	fmt.Fprintf(&cfg, "virtual_gid_maps = [\"static:%d\"]\n", owner.GID)
+	fmt.Fprintf(&cfg, "virtual_minimum_uid = %d\n", max(1, min(owner.UID, 100)))
+	if s.Limit > 0 {
+		fmt.Fprintf(&cfg, "virtual_mailbox_limit = %d\n", s.Limit)
+	}
+	if s.SizeLimit > 0 {
+		fmt.Fprintf(&cfg, "message_size_limit = %d\n", s.SizeLimit)
+	}
+	cfg.WriteString(s.Extra)
+	in := StartInstance(t, Options{Tables: tables, Config: cfg.String()})
+	if in.UID != owner.UID || in.GID != owner.GID {
+		t.Fatalf("instance runs as %d:%d, expected %d:%d", in.UID, in.GID, owner.UID, owner.GID)
+	}
+	return &vlmtpdInstance{Instance: in, Owner: owner}
+}
+
+// Pid is the process id of the vlmtpd process the test started.
+func (v *vlmtpdInstance) Pid() int { return v.cmd.Process.Pid }
+
+// mailbox is the path of a mailbox relative to the base.
+func (v *vlmtpdInstance) mailbox(rel string) string { return filepath.Join(v.Base, rel) }
+
+func tableText(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s %s\n", k, m[k])
+	}
+	return b.String()
+}
+
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+func tailLines(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// treeRSS is the resident set size in bytes of pid and all its
+// descendants (vlmtpd's workers are child processes).
+func treeRSS(pid int) int64 {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name may hold spaces; fields resume after ")".
+		i := bytes.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(st[i+1:]))
+		if len(f) > 2 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var total int64
+	var walk func(int)
+	walk = func(p int) {
+		total += procRSS(p)
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	return total
+}
+
+func procRSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// --- Postfix ---------------------------------------------------------------
+
+type postfixInstance struct {
+	ConfDir, Log string
+	Port         int
+	postfix      string
+}
+
+// postfixMasterCF runs every service unchained (a chrooted lmtp could not
+// reach a socket in a temp dir) and smtpd on a loopback port only.
+const postfixMasterCF = `127.0.0.1:%d inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n -  0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n -  - trivial-rewrite
+bounce    unix  - - n -  0 bounce
+defer     unix  - - n -  0 bounce
+trace     unix  - - n -  0 bounce
+verify    unix  - - n -  1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -  - proxymap
+showq     unix  n - n -  - showq
+error     unix  - - n -  - error
+retry     unix  - - n -  - error
+discard   unix  - - n -  - discard
+lmtp      unix  - - n -  - lmtp
+anvil     unix  - - n -  1 anvil
+scache    unix  - - n -  1 scache
+postlog   unix-dgram n - n - 1 postlogd
+`
+
+// startPostfix starts a private Postfix: its own config, queue and data
+// directories, smtpd on a free loopback port, log in a file, everything
+// that is not a virtual domain discarded (bounces to the test's senders
+// included). main sets further main.cf parameters.
+func startPostfix(t testing.TB, main map[string]string) *postfixInstance {
+	t.Helper()
+	rootOrSkip(t, "a private Postfix instance")
+	pf := toolOrSkip(t, "Postfix", "/usr/sbin/postfix")
+	dir := sharedTempDir(t)
+	p := &postfixInstance{
+		ConfDir: filepath.Join(dir, "conf"),
+		Log:     filepath.Join(dir, "maillog"),
+		Port:    freePort(t),
+		postfix: pf,
+	}
+	for _, d := range []string{p.ConfDir, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pfUser, err := user.Lookup("postfix")
+	if err != nil {
+		t.Fatalf("postfix user: %v", err)
+	}
+	uid, _ := strconv.Atoi(pfUser.Uid)
+	if err := os.Chown(filepath.Join(dir, "data"), uid, -1); err != nil {
+		t.Fatal(err)
+	}
+	params := map[string]string{
+		"compatibility_level":             "3.6",
+		"queue_directory":                 filepath.Join(dir, "queue"),
+		"data_directory":                  filepath.Join(dir, "data"),
+		"mail_owner":                      "postfix",
+		"setgid_group":                    "postdrop",
+		"inet_interfaces":                 "loopback-only",
+		"inet_protocols":                  "ipv4",
+		"myhostname":                      "mta.test",
+		"mydomain":                        "mta.test",
+		"myorigin":                        "mta.test",
+		"mydestination":                   "",
+		"relay_domains":                   "",
+		"mynetworks":                      "127.0.0.0/8",
+		"maillog_file":                    p.Log,
+		"maillog_file_prefixes":           dir,
+		"syslog_name":                     "postfix-vtest",
+		"default_transport":               "discard:",
+		"relay_transport":                 "discard:",
+		"smtpd_reject_unlisted_recipient": "no",
+		"biff":                            "no",
+		"alias_maps":                      "",
+		"alias_database":                  "",
+	}
+	for k, v := range main {
+		params[k] = v
+	}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var cf strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&cf, "%s = %s\n", k, params[k])
+	}
+	writeTestFile(t, filepath.Join(p.ConfDir, "main.cf"), cf.String())
+	writeTestFile(t, filepath.Join(p.ConfDir, "master.cf"), fmt.Sprintf(postfixMasterCF, p.Port))
+
+	if out, err := p.run("start"); err != nil {
+		t.Fatalf("postfix start: %v\n%s\n%s", err, out, readLogFile(p.Log))
+	}
+	t.Cleanup(func() {
+		if out, err := p.run("stop"); err != nil {
+			t.Logf("postfix stop: %v\n%s", err, out)
+			p.run("abort")
+		}
+		if t.Failed() {
+			t.Logf("postfix log (tail):\n%s", tailLines(readLogFile(p.Log), 80))
+		}
+	})
+	waitAccept(t, "tcp", p.Addr(), 15*time.Second)
+	return p
+}
+
+func (p *postfixInstance) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.Port) }
+
+func (p *postfixInstance) run(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.postfix, append([]string{"-c", p.ConfDir}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func readLogFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// postfixDelivery is one lmtp(8) log line: a final or temporary outcome
+// for one recipient of one queued message.
+type postfixDelivery struct {
+	QueueID, To, DSN, Status, Reply string
+	ConnUse                         int
+}
+
+var (
+	lmtpLineRE      = regexp.MustCompile(`/lmtp\[\d+\]: ([0-9A-F]+): to=<([^>]*)>, (?:orig_to=<[^>]*>, )?relay=[^,]*, (?:conn_use=(\d+), )?delay=[^,]*, delays=[^,]*, dsn=([0-9.]+), status=(\w+) \((.*)\)$`)
+	cleanupMsgIDRE  = regexp.MustCompile(`/cleanup\[\d+\]: ([0-9A-F]+): message-id=<([^>]*)>`)
+	postfixFatalRE  = regexp.MustCompile(`(fatal|panic):`)
+	postfixWarningR = regexp.MustCompile(`warning:`)
+)
+
+// deliveries parses every lmtp(8) outcome logged so far, and the
+// message-id of every queued message.
+func (p *postfixInstance) deliveries() (ds []postfixDelivery, msgIDs map[string]string) {
+	msgIDs = map[string]string{}
+	for _, line := range strings.Split(readLogFile(p.Log), "\n") {
+		if m := lmtpLineRE.FindStringSubmatch(line); m != nil {
+			cu, _ := strconv.Atoi(m[3])
+			ds = append(ds, postfixDelivery{QueueID: m[1], To: m[2], ConnUse: cu, DSN: m[4], Status: m[5], Reply: m[6]})
+		} else if m := cleanupMsgIDRE.FindStringSubmatch(line); m != nil {
+			msgIDs[m[1]] = m[2]
+		}
+	}
+	return ds, msgIDs
+}
+
+// problems are the fatal, panic and warning lines of the log.
+func (p *postfixInstance) problems() []string {
+	var out []string
+	for _, line := range strings.Split(readLogFile(p.Log), "\n") {
+		if postfixFatalRE.MatchString(line) || postfixWarningR.MatchString(line) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// --- Dovecot (as a reader: doveadm) -----------------------------------------
+
+type dovecotInstance struct {
+	Conf, Dir string
+	Owner     mailOwner
+	doveadm   string
+}
+
+// startDovecotForDoveadm starts a private Dovecot without any protocol:
+// doveadm needs its auth process for the userdb lookup. The static userdb
+// gives every user the mailbox owner's uid and gid.
+func startDovecotForDoveadm(t testing.TB, owner mailOwner) *dovecotInstance {
+	t.Helper()
+	rootOrSkip(t, "a private Dovecot instance")
+	dovecot := toolOrSkip(t, "Dovecot", "/usr/sbin/dovecot")
+	doveadm := toolOrSkip(t, "doveadm", "/usr/bin/doveadm")
+	dir := sharedTempDir(t)
+	d := &dovecotInstance{Conf: filepath.Join(dir, "dovecot.conf"), Dir: dir, Owner: owner, doveadm: doveadm}
+	for _, s := range []string{"run", "state", "home"} {
+		if err := os.MkdirAll(filepath.Join(dir, s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chownTree(t, filepath.Join(dir, "home"), owner)
+	writeTestFile(t, d.Conf, fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+instance_name = vtest-reader-%[2]d
+protocols =
+ssl = no
+log_path = %[1]s/dovecot.log
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=%[3]d gid=%[4]d home=%[1]s/home
+}
+`, dir, os.Getpid(), owner.UID, owner.GID))
+	cmd := exec.Command(dovecot, "-F", "-c", d.Conf)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	waitAccept(t, "unix", filepath.Join(dir, "run", "auth-userdb"), 15*time.Second)
+	return d
+}
