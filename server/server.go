@@ -58,7 +58,7 @@ func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, erro
 	ss.WriteTimeout = time.Minute
 	ss.EnableSMTPUTF8 = true
 	ss.EnableDSN = true
-	ss.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	ss.ErrorLog = errorLog{log}
 	s.smtp = ss
 	return s, nil
 }

@@ -178,7 +178,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	body, size, err := ss.s.spool.Write(r)
 	if err != nil {
 		rep := dataError(err)
-		ss.log.Warn("message not received", "msg", msgID, "error", err)
+		ss.log.Warn("message not received", "id", msgID, "error", err)
 		for _, rc := range rcpts {
 			ss.logOutcome(rc.to, rc.box.Path, rep, msgID, time.Since(start))
 			status.SetStatus(rc.to, rep.SMTP())
@@ -189,7 +189,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 
 	loops, err := deliveredTo(body, size)
 	if err != nil {
-		ss.log.Warn("reading header for loop check", "msg", msgID, "error", err)
+		ss.log.Warn("reading header for loop check", "id", msgID, "error", err)
 	}
 
 	// One delivery per distinct recipient; a repeated RCPT gets the same
@@ -254,7 +254,7 @@ func (ss *session) logOutcome(to, mailbox string, rep *Reply, msgID string, dela
 	if code/100 == 4 {
 		level = slog.LevelWarn
 	}
-	attrs := []any{"msg", msgID, "rcpt", to, "mailbox", mailbox, "code", code, "status", text, "delay", delay.Round(time.Microsecond)}
+	attrs := []any{"id", msgID, "rcpt", to, "mailbox", mailbox, "code", code, "status", text, "delay", delay.Round(time.Microsecond)}
 	if detail != "" {
 		attrs = append(attrs, "detail", detail)
 	}

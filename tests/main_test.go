@@ -4,7 +4,6 @@ package tests
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -62,6 +61,11 @@ type Instance struct {
 	Socket string // unix socket path
 	Addr   string // 127.0.0.1:port
 	Config string // config file path
+	// UID and GID own the default mailboxes (and run the server unless
+	// Privileged).
+	UID, GID int
+
+	Privileged bool
 
 	cmd  *exec.Cmd
 	logs *syncBuffer
@@ -75,9 +79,14 @@ type Options struct {
 	Config string
 	// Prepare runs after the files are written and before the server starts.
 	Prepare func(dir string)
-	// Cred runs the server as this uid/gid (tests running as root).
-	Cred *[2]uint32
+	// Privileged keeps the server root when the tests run as root (the
+	// privilege-separated mode). Otherwise a root test run starts the
+	// server as testUID:testGID, in single-user mode.
+	Privileged bool
 }
+
+// testUID and testGID own the mailboxes when the tests run as root.
+const testUID, testGID = 5000, 5000
 
 // DefaultTables: a Maildir, an mbox, a catch-all domain and the uid/gid of
 // the test process (so an unprivileged server may write them).
@@ -107,17 +116,22 @@ func StartInstance(t testing.TB, o Options) *Instance {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	in := &Instance{Dir: dir, Base: filepath.Join(dir, "mail"), Socket: filepath.Join(dir, "lmtp.sock"),
-		Addr: "127.0.0.1:" + freePort(t), Config: filepath.Join(dir, "vlmtpd.toml"),
+		Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Config: filepath.Join(dir, "vlmtpd.toml"),
 		logs: &syncBuffer{}, done: make(chan struct{})}
-	for _, d := range []string{in.Base, filepath.Join(dir, "spool")} {
+	// example.com/ exists, as an admin creates it: mbox parents are never
+	// created by delivery (virtual(8) does not either).
+	for _, d := range []string{filepath.Join(in.Base, "example.com"), filepath.Join(dir, "spool")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	uid, gid := os.Getuid(), os.Getgid()
-	if o.Cred != nil {
-		uid, gid = int(o.Cred[0]), int(o.Cred[1])
+	if uid == 0 {
+		uid, gid = testUID, testGID
+		// t.TempDir's parent is 0700: let the unprivileged server in.
+		os.Chmod(filepath.Dir(dir), 0o755)
 	}
+	in.UID, in.GID = uid, gid
 	tables := map[string]string{"vmailbox": defaultMailboxes, "domains": "example.net ok\n"}
 	for k, v := range o.Tables {
 		tables[k] = v
@@ -137,8 +151,12 @@ virtual_mailbox_base = "mail"
 	if err := os.WriteFile(in.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if o.Cred != nil {
-		for _, d := range []string{in.Base, filepath.Join(dir, "spool")} {
+	if os.Getuid() == 0 {
+		dirs := []string{in.Base, filepath.Join(in.Base, "example.com"), filepath.Join(dir, "spool")}
+		if !o.Privileged {
+			dirs = append(dirs, dir) // the unprivileged server makes its socket there
+		}
+		for _, d := range dirs {
 			os.Chown(d, uid, gid)
 		}
 	}
@@ -150,13 +168,16 @@ virtual_mailbox_base = "mail"
 }
 
 func (in *Instance) start(t testing.TB, bin string, o Options) {
+	if os.Getuid() == 0 && o.Privileged {
+		in.Privileged = true
+	}
 	t.Helper()
 	in.cmd = exec.Command(bin, "serve", "-config", in.Config)
 	in.cmd.Stdout = in.logs
 	in.cmd.Stderr = in.logs
 	in.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
-	if o.Cred != nil {
-		in.cmd.SysProcAttr = credAttr(o.Cred[0], o.Cred[1])
+	if os.Getuid() == 0 && !o.Privileged {
+		in.cmd.SysProcAttr = credAttr(uint32(in.UID), uint32(in.GID))
 	}
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -266,15 +287,6 @@ func (r *Raw) Expect(prefix string) string {
 // Close closes the connection.
 func (r *Raw) Close() { r.c.Close() }
 
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
-
 // mergeTOML lets extra lines replace keys of the base configuration.
 func mergeTOML(base, extra string) string {
 	keys := map[string]bool{}
@@ -291,21 +303,4 @@ func mergeTOML(base, extra string) string {
 		out = append(out, l)
 	}
 	return strings.Join(out, "\n") + "\n" + extra + "\n"
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
