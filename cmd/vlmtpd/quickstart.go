@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 
 	"github.com/vlmtpd/vlmtpd/server/config"
@@ -42,12 +43,16 @@ func runQuickstart(args []string) int {
 	cfg.VirtualUIDMaps = []string{"static:" + strconv.Itoa(uid)}
 	cfg.VirtualGIDMaps = []string{"static:" + strconv.Itoa(gid)}
 	cfg.VirtualMinimumUID = min(cfg.VirtualMinimumUID, uid)
-	for _, dir := range []string{cfg.VirtualMailboxBase, cfg.SpoolDirectory} {
+	// The example mbox (bob) lives in example.com/, and delivery never
+	// creates an mbox's parent: make it here, as an admin would.
+	for _, dir := range []string{filepath.Join(cfg.VirtualMailboxBase, "example.com"), cfg.SpoolDirectory} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, "vlmtpd:", err)
 			return 1
 		}
-		if os.Getuid() == 0 {
+	}
+	if os.Getuid() == 0 {
+		for _, dir := range []string{cfg.VirtualMailboxBase, filepath.Join(cfg.VirtualMailboxBase, "example.com"), cfg.SpoolDirectory} {
 			os.Chown(dir, uid, gid)
 		}
 	}

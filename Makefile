@@ -1,0 +1,39 @@
+# vlmtpd — see README.md. `make run` tries it out, `make test` runs every test.
+GO      ?= go
+BIN     := bin/vlmtpd
+PKGS    := ./...
+
+.PHONY: build test run fuzz lint setup clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vlmtpd
+
+# Installs the Debian packages the tests use (when root), then runs the
+# whole suite: unit, golden, end-to-end, interop and backend tests.
+test: setup
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+setup:
+	@.ci/setup
+
+# Serves config.example.toml as you: mail lands under run/mail.
+run: build
+	./$(BIN) quickstart -config config.example.toml
+
+# Runs every fuzz target for FUZZTIME each.
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin run
