@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,9 @@ func newTestLocal(t testing.TB, opts LocalOptions) (*Local, string) {
 	base := t.TempDir()
 	if opts.Hostname == "" {
 		opts.Hostname = testHost
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
 	l, err := NewLocal(base, opts)
 	if err != nil {

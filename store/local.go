@@ -23,6 +23,8 @@ type Local struct {
 	host string // the Maildir-safe hostname
 	pid  string
 
+	queue inodeQueue // this process's mbox writers, one at a time per file
+
 	mu   sync.RWMutex // Close waits for deliveries that use base
 	base int          // the mailbox base, O_PATH|O_DIRECTORY; -1 when closed
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +24,7 @@ var errLockBusy = errors.New("mailbox is locked by another process")
 type mboxLock struct {
 	dirfd   int    // the mbox's directory, for the dotlock
 	dotlock string // the dotlock's name in dirfd, "" if none is held
+	turn    func() // ends this writer's turn in the in-process queue
 }
 
 // lockMbox takes the configured locks on the open mbox fd (named name in
@@ -35,6 +37,15 @@ func (l *Local) lockMbox(ctx context.Context, fd, dirfd int, name, path string) 
 		deadline = d
 	}
 	lk := &mboxLock{dirfd: dirfd}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, classify("lock", path, err)
+	}
+	turn, err := l.queue.wait(ctx, deadline, inodeKey{st.Dev, st.Ino})
+	if err != nil {
+		return nil, fail(Locked, "lock", path, err)
+	}
+	lk.turn = turn
 	for _, m := range l.opts.LockMethods {
 		var err error
 		switch m {
@@ -63,7 +74,7 @@ func (l *Local) lockMbox(ctx context.Context, fd, dirfd int, name, path string) 
 			err = l.dotlock(ctx, deadline, lk, name)
 		}
 		if err != nil {
-			lk.releaseDotlock()
+			lk.release()
 			if errors.Is(err, errLockBusy) {
 				return nil, fail(Locked, m+" lock", path, err)
 			}
@@ -107,12 +118,17 @@ func (l *Local) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, n
 	})
 }
 
-// releaseDotlock removes a dotlock this delivery holds. It is called after
-// the mbox is closed, so the kernel locks are gone first (as in Postfix).
-func (lk *mboxLock) releaseDotlock() {
+// release removes a dotlock this delivery holds and ends its turn. It is
+// called after the mbox is closed, so the kernel locks are gone first (as
+// in Postfix).
+func (lk *mboxLock) release() {
 	if lk.dotlock != "" {
 		unix.Unlinkat(lk.dirfd, lk.dotlock, 0)
 		lk.dotlock = ""
+	}
+	if lk.turn != nil {
+		lk.turn()
+		lk.turn = nil
 	}
 }
 
@@ -162,5 +178,64 @@ func retryLock(ctx context.Context, deadline time.Time, try func() error) error 
 		case <-timer.C:
 		}
 		wait = min(2*wait, lockBackoffMax)
+	}
+}
+
+// inodeKey names an mbox file for in-process serialisation.
+type inodeKey struct{ dev, ino uint64 }
+
+// inodeQueue serialises this process's writers of one mbox before they
+// take the file locks. The file locks still guard against other
+// processes; the queue spares the writers within this process from
+// polling each other's locks with backoff, and serves them in order.
+type inodeQueue struct {
+	mu sync.Mutex
+	m  map[inodeKey]*inodeTurn
+}
+
+type inodeTurn struct {
+	ch   chan struct{} // holds a token while somebody writes
+	refs int           // writers holding or waiting
+}
+
+// wait blocks until it is the caller's turn for key, or the deadline or
+// ctx ends (errLockBusy). done must be called after the file locks are
+// released.
+func (q *inodeQueue) wait(ctx context.Context, deadline time.Time, key inodeKey) (done func(), err error) {
+	q.mu.Lock()
+	if q.m == nil {
+		q.m = make(map[inodeKey]*inodeTurn)
+	}
+	t := q.m[key]
+	if t == nil {
+		t = &inodeTurn{ch: make(chan struct{}, 1)}
+		q.m[key] = t
+	}
+	t.refs++
+	q.mu.Unlock()
+	leave := func() {
+		q.mu.Lock()
+		if t.refs--; t.refs == 0 {
+			delete(q.m, key)
+		}
+		q.mu.Unlock()
+	}
+	done = func() { <-t.ch; leave() }
+	select {
+	case t.ch <- struct{}{}:
+		return done, nil
+	default:
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case t.ch <- struct{}{}:
+		return done, nil
+	case <-ctx.Done():
+		leave()
+		return nil, fmt.Errorf("%w: %w", errLockBusy, ctx.Err())
+	case <-timer.C:
+		leave()
+		return nil, errLockBusy
 	}
 }

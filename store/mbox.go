@@ -141,7 +141,7 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 		return err
 	}
 	// Release order: closing drops the kernel locks, then the dotlock goes.
-	defer lk.releaseDotlock()
+	defer lk.release()
 	defer unix.Close(fd)
 
 	// Whoever held the lock may have replaced or linked the file; check

@@ -16,7 +16,8 @@ type fromQuoter struct {
 	w    io.Writer
 	bol  bool  // the next byte starts a line
 	held int   // bytes of "From " matched at the start of this line, not yet written
-	last byte  // the last byte of the body written, 0 before any
+	last byte  // the last byte of the body written
+	any  bool  // whether any byte was written
 	n    int64 // bytes written to w
 }
 
@@ -41,7 +42,7 @@ func (q *fromQuoter) out(p []byte) error {
 		err = io.ErrShortWrite
 	}
 	if n > 0 {
-		q.last = p[n-1]
+		q.last, q.any = p[n-1], true
 	}
 	return err
 }
@@ -100,7 +101,7 @@ func (q *fromQuoter) Close() error {
 		}
 		q.held = 0
 	}
-	if q.last != 0 && q.last != '\n' {
+	if q.any && q.last != '\n' {
 		return q.out([]byte{'\n'})
 	}
 	return nil
