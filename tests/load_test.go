@@ -1,0 +1,188 @@
+package tests
+
+// Load with Postfix's smtp-source in LMTP mode: 20 sessions that keep
+// their connections, thousands of 4 KB messages, then 10 recipients per
+// message. Afterwards every message is in the right mailbox exactly once
+// and vlmtpd's memory stayed flat.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// smtpSource runs smtp-source against a vlmtpd socket and fails the test on
+// any unexpected reply (smtp-source exits non-zero without -A).
+func smtpSource(t testing.TB, bin, socket string, args ...string) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	full := append([]string{"-L", "-M", "client.test", "-f", "load@client.test"}, args...)
+	full = append(full, "unix:"+socket)
+	cmd := exec.CommandContext(ctx, bin, full...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("smtp-source %s: %v\n%s", strings.Join(full, " "), err, out.String())
+	}
+	return time.Since(start)
+}
+
+// rssSampler records the resident size of a process tree every 20ms.
+type rssSampler struct {
+	mu      sync.Mutex
+	samples []int64
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func sampleRSS(pid int) *rssSampler {
+	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			r := treeRSS(pid)
+			s.mu.Lock()
+			s.samples = append(s.samples, r)
+			s.mu.Unlock()
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *rssSampler) Stop() []int64 {
+	close(s.stop)
+	<-s.done
+	return s.samples
+}
+
+func maxOf(xs []int64) int64 {
+	var m int64
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+func TestLoadSmtpSource(t *testing.T) {
+	src := toolOrSkip(t, "smtp-source (package postfix)", "/usr/sbin/smtp-source", "smtp-source")
+	const (
+		single = 4000 // phase 1: one recipient per message
+		multi  = 400  // phase 2: ten recipients per message
+		size   = 4096
+	)
+	// smtp-source 3.7 numbers the extra recipients of -r 10 by prefixing:
+	// bench, 2bench … 10bench. Some are mboxes, so sessions contend for
+	// their locks.
+	boxes := map[string]string{"bench@load.test": "load.test/bench/"}
+	rcpts := []string{"bench@load.test"}
+	for i := 2; i <= 10; i++ {
+		r := fmt.Sprintf("%dbench@load.test", i)
+		rcpts = append(rcpts, r)
+		if i <= 4 {
+			boxes[r] = fmt.Sprintf("load.test/%dbench", i)
+		} else {
+			boxes[r] = fmt.Sprintf("load.test/%dbench/", i)
+		}
+	}
+	v := startVlmtpdFor(t, vlmtpdSetup{Domains: []string{"load.test"}, Mailboxes: boxes})
+
+	rss := sampleRSS(v.Pid())
+	d1 := smtpSource(t, src, v.Socket, "-s", "20", "-d", "-m", fmt.Sprint(single), "-l", fmt.Sprint(size), "-t", "bench@load.test")
+	phase1 := rss.Stop()
+	rss = sampleRSS(v.Pid())
+	d2 := smtpSource(t, src, v.Socket, "-s", "20", "-d", "-m", fmt.Sprint(multi), "-r", "10", "-l", fmt.Sprint(size), "-t", "bench@load.test")
+	phase2 := rss.Stop()
+	t.Logf("smtp-source -s 20 -d -m %d -l %d: %v (%.0f deliveries/s)", single, size, d1.Round(time.Millisecond), float64(single)/d1.Seconds())
+	t.Logf("smtp-source -s 20 -d -m %d -r 10 -l %d: %v (%.0f deliveries/s)", multi, size, d2.Round(time.Millisecond), float64(multi*10)/d2.Seconds())
+
+	// Memory: the second half of phase 1 may not need much more than the
+	// first (same load, twice the messages handled); the 10-recipient
+	// phase stays within the same bounds.
+	if len(phase1) < 4 {
+		t.Fatalf("only %d RSS samples", len(phase1))
+	}
+	first, second := maxOf(phase1[:len(phase1)/2]), maxOf(phase1[len(phase1)/2:])
+	peak := max(maxOf(phase1), maxOf(phase2))
+	t.Logf("vlmtpd RSS: %.1f MB peak in the first half of phase 1, %.1f MB in the second, %.1f MB peak overall", mb(first), mb(second), mb(peak))
+	if second > first+first/4+8<<20 {
+		t.Errorf("vlmtpd's memory grew under steady load: %.1f MB → %.1f MB", mb(first), mb(second))
+	}
+	if maxOf(phase2) > second*2+16<<20 {
+		t.Errorf("vlmtpd's memory grew in the 10-recipient phase: %.1f MB after %.1f MB", mb(maxOf(phase2)), mb(second))
+	}
+	if peak > 256<<20 {
+		t.Errorf("vlmtpd peak RSS %.1f MB", mb(peak))
+	}
+
+	// Every message in the right mailbox exactly once, bodies intact.
+	var refBody []byte
+	for _, r := range rcpts {
+		want := multi
+		if r == "bench@load.test" {
+			want += single
+		}
+		box := storedBox{Path: v.mailbox(strings.TrimSuffix(boxes[r], "/")), Mbox: !strings.HasSuffix(boxes[r], "/")}
+		msgs := readStored(t, box)
+		if len(msgs) != want {
+			t.Errorf("%s holds %d messages, want %d", box.Path, len(msgs), want)
+		}
+		ids := map[string]bool{}
+		for _, m := range msgs {
+			id, _ := m.header("Message-Id")
+			if id == "" || ids[id] {
+				t.Errorf("%s: message-id %q missing or seen twice", box.Path, id)
+			}
+			ids[id] = true
+			if dt, _ := m.header("Delivered-To"); dt != r {
+				t.Errorf("%s: Delivered-To %q, want %q", box.Path, dt, r)
+			}
+			if refBody == nil {
+				refBody = m.Body
+				checkSourceBody(t, refBody, size)
+			}
+			if !bytes.Equal(m.Body, refBody) {
+				t.Errorf("%s: message %s body differs from the others (%d bytes, want %d)", box.Path, id, len(m.Body), len(refBody))
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	if fi, err := os.ReadDir(v.Dir + "/spool"); err == nil && len(fi) > 0 {
+		t.Errorf("spool holds %d files after the run", len(fi))
+	}
+}
+
+// checkSourceBody checks a body smtp-source -l made: lines of X (the first
+// ones numbered) that add up to size bytes with CRLF line endings.
+func checkSourceBody(t testing.TB, body []byte, size int) {
+	t.Helper()
+	lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
+	wire := 0
+	for _, l := range lines {
+		wire += len(l) + 2
+		if len(bytes.Trim(l, "0123456789X")) != 0 {
+			t.Fatalf("smtp-source body line %q", l)
+		}
+	}
+	if wire < size || wire > size+2 {
+		t.Fatalf("smtp-source body is %d bytes on the wire, want %d", wire, size)
+	}
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
