@@ -8,7 +8,7 @@ import (
 func TestTranslateERE(t *testing.T) {
 	for _, tc := range []struct {
 		in, out, err string
-		newline     bool
+		newline      bool
 	}{
 		{in: `^a.b$`, out: `^a.b$`},
 		{in: `\w+\W\s\S\bx\B`, out: `\w+\W\s\S\bx\B`},
@@ -48,11 +48,11 @@ func TestTranslateERE(t *testing.T) {
 // Go's defaults.
 func TestPatternSemantics(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		pat     string
-		flags   string
-		in      string
-		want    bool
+		name  string
+		pat   string
+		flags string
+		in    string
+		want  bool
 	}{
 		{name: "regexp: . matches newline without m", pat: `^a.b$`, in: "a\nb", want: true},
 		{name: "regexp: m: . does not match newline", pat: `^a.b$`, flags: "m", in: "a\nb", want: false},

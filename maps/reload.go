@@ -35,10 +35,11 @@ type snapshot[T any] struct {
 // regexp: files (virtual(8) restarts instead); a long-lived server must.
 //
 // Lookups read the current snapshot with one atomic load. At most once per
-// checkInterval a lookup stats the file; if it changed, that lookup loads
-// it again and swaps the new snapshot in, while concurrent lookups keep
-// using the old one. A reload that fails keeps the old contents and logs
-// one warning per failing version of the file.
+// checkInterval a lookup starts a check in the background, which stats the
+// file and, if it changed, loads it again and swaps the new snapshot in;
+// lookups keep using the old one meanwhile. A reload that fails keeps the
+// old contents and logs one warning per distinct error; a version of the
+// file that failed is not read again until it changes.
 type watchedFile[T any] struct {
 	path string
 	spec string
@@ -47,7 +48,7 @@ type watchedFile[T any] struct {
 
 	cur         atomic.Pointer[snapshot[T]]
 	nextCheck   atomic.Int64 // UnixNano of the next stat
-	mu          sync.Mutex   // one checker at a time; guards failed
+	mu          sync.Mutex   // held by the running check; guards failed*
 	failed      string       // the last reload error, to warn once per error
 	failedState fileState    // the file version that failed to load
 }
@@ -113,13 +114,16 @@ func (w *watchedFile[T]) read() (*snapshot[T], error) {
 	return nil, lastErr
 }
 
-// get returns the current contents, first reloading them if the check is
-// due and the file changed.
+// get returns the current contents. When a check is due it starts one in
+// the background: a large table takes seconds to parse, and the lookup
+// that noticed the change must not wait for that.
 func (w *watchedFile[T]) get() T {
 	if now := time.Now().UnixNano(); now >= w.nextCheck.Load() && w.mu.TryLock() {
 		w.nextCheck.Store(now + int64(checkInterval))
-		w.check()
-		w.mu.Unlock()
+		go func() {
+			defer w.mu.Unlock()
+			w.check()
+		}()
 	}
 	return w.cur.Load().data
 }
@@ -148,5 +152,10 @@ func (w *watchedFile[T]) check() {
 	w.log.Info("table file changed: reloaded", "table", w.spec)
 }
 
-// forceCheck makes the next lookup stat the file (tests).
-func (w *watchedFile[T]) forceCheck() { w.nextCheck.Store(0) }
+// checkNow runs a check and waits for it (tests).
+func (w *watchedFile[T]) checkNow() {
+	w.nextCheck.Store(0)
+	w.get()
+	w.mu.Lock()
+	w.mu.Unlock() // the check started by get held the lock until done
+}
