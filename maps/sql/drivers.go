@@ -19,6 +19,16 @@ import (
 	"github.com/vlmtpd/vlmtpd/maps/internal/pfconf"
 )
 
+func init() {
+	// The driver prints connection trouble to stderr by default; the
+	// table logs what matters itself.
+	mysql.SetLogger(debugLogger{})
+}
+
+type debugLogger struct{}
+
+func (debugLogger) Print(v ...any) { slog.Debug("mysql driver: " + fmt.Sprint(v...)) }
+
 // mysqlLocalSocket is where Debian's MariaDB and MySQL listen; the client
 // library reaches "localhost" through it, and so do we.
 const mysqlLocalSocket = "/run/mysqld/mysqld.sock"

@@ -17,12 +17,20 @@ type dialect struct {
 	backslash bool
 	// backticks: `name` quotes an identifier (MySQL, SQLite).
 	backticks bool
+	// textOnly: the server stores no NUL and only valid UTF-8 in text, so
+	// a key with either cannot match anything (PostgreSQL).
+	textOnly bool
+	// typedPlaceholder is a marker with an explicit text type, for servers
+	// that cannot always infer a parameter's type where they would accept
+	// a quoted literal (PostgreSQL: CONCAT($1, ...)).
+	typedPlaceholder func(n int) string
 }
 
 var (
 	mysqlDialect  = dialect{name: "mysql", placeholder: func(int) string { return "?" }, backslash: true, backticks: true}
 	sqliteDialect = dialect{name: "sqlite", placeholder: func(int) string { return "?" }, backticks: true}
-	pgsqlDialect  = dialect{name: "pgsql", placeholder: func(n int) string { return "$" + strconv.Itoa(n) }}
+	pgsqlDialect  = dialect{name: "pgsql", placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
+		typedPlaceholder: func(n int) string { return "$" + strconv.Itoa(n) + "::text" }, textOnly: true}
 )
 
 // compiledQuery is a Postfix query template turned into a statement with
@@ -30,6 +38,11 @@ var (
 type compiledQuery struct {
 	text   string
 	params []pfconf.Template // the value of each parameter, in order
+	// typed is text with every parameter cast to text, or "" when the
+	// dialect has no such form. It is tried when the server cannot infer
+	// a parameter's type: a quoted literal, which Postfix would have
+	// pasted, is text in exactly those places.
+	typed string
 }
 
 // compileQuery converts a Postfix query template. Postfix pastes the
@@ -41,8 +54,8 @@ type compiledQuery struct {
 // (with "%%" turned into "%", as Postfix does everywhere).
 func compileQuery(q string, d dialect) (*compiledQuery, error) {
 	cq := &compiledQuery{}
-	var out strings.Builder
-	addParam(cq, &out, d, nil)
+	var out output
+	out.typed = d.typedPlaceholder != nil
 	for i := 0; i < len(q); {
 		c := q[i]
 		switch {
@@ -89,7 +102,7 @@ func compileQuery(q string, d dialect) (*compiledQuery, error) {
 			e := q[i+1]
 			switch {
 			case e == '%':
-				out.WriteByte('%')
+				out.byte('%')
 			case pfconf.ValidEscape(e):
 				addParam(cq, &out, d, pfconf.Template{{Esc: e}})
 			default:
@@ -97,20 +110,40 @@ func compileQuery(q string, d dialect) (*compiledQuery, error) {
 			}
 			i += 2
 		default:
-			out.WriteByte(c)
+			out.byte(c)
 			i++
 		}
 	}
-	cq.text = out.String()
+	cq.text = out.plain.String()
+	if out.typed {
+		cq.typed = out.withType.String()
+	}
 	return cq, nil
 }
 
-func addParam(cq *compiledQuery, out *strings.Builder, d dialect, t pfconf.Template) {
-	if t == nil {
-		return
-	}
+// output builds the statement text, plain and with typed placeholders.
+type output struct {
+	plain, withType strings.Builder
+	typed           bool
+}
+
+func (o *output) WriteString(s string) {
+	o.plain.WriteString(s)
+	o.withType.WriteString(s)
+}
+
+func (o *output) byte(c byte) {
+	o.plain.WriteByte(c)
+	o.withType.WriteByte(c)
+}
+
+func addParam(cq *compiledQuery, out *output, d dialect, t pfconf.Template) {
 	cq.params = append(cq.params, t)
-	out.WriteString(d.placeholder(len(cq.params)))
+	n := len(cq.params)
+	out.plain.WriteString(d.placeholder(n))
+	if out.typed {
+		out.withType.WriteString(d.typedPlaceholder(n))
+	}
 }
 
 // scanQuoted reads the quoted string that starts at q[start] and returns

@@ -19,6 +19,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/vlmtpd/vlmtpd/maps"
 	"github.com/vlmtpd/vlmtpd/maps/internal/pfconf"
@@ -50,6 +54,7 @@ type Table struct {
 	spec    string
 	log     *slog.Logger
 	common  *pfconf.Common
+	dialect dialect
 	query   *compiledQuery
 	timeout time.Duration
 	retry   time.Duration
@@ -92,6 +97,7 @@ func open(typ, name string, opts maps.Options) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.dialect = d
 	if t.query, err = compileQuery(q, d); err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}
@@ -186,8 +192,12 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 	if err != nil || !ask {
 		return "", false, err
 	}
+	args := t.query.args(k)
+	if t.dialect.textOnly && !storable(args) {
+		return "", false, nil // no text column can hold it, so no row can match
+	}
 	res := pfconf.NewResults(&t.common.Exp, t.common.Format, k, t.common.Limit, t.log, t.spec)
-	if err := t.run(ctx, t.query.args(k), res); err != nil {
+	if err := t.run(ctx, args, res); err != nil {
 		return "", false, err
 	}
 	v, found := res.Value()
@@ -205,13 +215,19 @@ func (t *Table) run(ctx context.Context, args []any, res *pfconf.Results) error 
 	}
 	var last error
 	for _, h := range order {
-		err := h.query(ctx, t.query.text, t.timeout, args, res)
+		err := h.query(ctx, t.query, t.timeout, args, res)
 		if err == nil || errors.Is(err, pfconf.ErrExpansionLimit) {
 			t.mark(h, nil)
 			return err
 		}
 		if ctx.Err() != nil {
 			return err // the caller gave up; the host is not to blame
+		}
+		if !t.hostFailure(err) {
+			// The server answered with an error about this query (a bad
+			// statement, a value it cannot take): every host would say
+			// the same, and the host must stay in use for other keys.
+			return fmt.Errorf("%s: %w", h.name, err)
 		}
 		t.log.Warn("database query failed", "host", h.name, "err", err)
 		t.mark(h, err)
@@ -263,10 +279,10 @@ func (t *Table) mark(h *host, err error) {
 
 // query runs the statement on one host and feeds every non-NULL column of
 // every row to res.
-func (h *host) query(ctx context.Context, text string, timeout time.Duration, args []any, res *pfconf.Results) error {
+func (h *host) query(ctx context.Context, q *compiledQuery, timeout time.Duration, args []any, res *pfconf.Results) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	stmt, err := h.prepared(ctx, text)
+	stmt, err := h.prepared(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -303,18 +319,64 @@ func (h *host) query(ctx context.Context, text string, timeout time.Duration, ar
 // prepared returns the host's statement, preparing it on first use (and
 // again after a failure): opening a table never needs the server up.
 // database/sql re-prepares it on each new connection by itself.
-func (h *host) prepared(ctx context.Context, text string) (*sql.Stmt, error) {
+func (h *host) prepared(ctx context.Context, q *compiledQuery) (*sql.Stmt, error) {
 	h.stmtMu.Lock()
 	defer h.stmtMu.Unlock()
 	if h.stmt != nil {
 		return h.stmt, nil
 	}
-	s, err := h.db.PrepareContext(ctx, text)
+	s, err := h.db.PrepareContext(ctx, q.text)
+	if err != nil && q.typed != "" && isUntypedParam(err) {
+		s, err = h.db.PrepareContext(ctx, q.typed)
+	}
 	if err != nil {
 		return nil, err
 	}
 	h.stmt = s
 	return s, nil
+}
+
+// storable reports whether every argument is valid UTF-8 without NUL.
+func storable(args []any) bool {
+	for _, a := range args {
+		s := a.(string)
+		if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// hostFailure tells a failing server (down, unreachable, refusing us,
+// shutting down, out of resources) from an error about the query itself.
+// Only the first makes the table skip the host for retry_interval.
+func (t *Table) hostFailure(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code[:2] {
+		case "08", "28", "3D", "53", "57", "58": // connection, authorization, database, resources, operator, system
+			return true
+		}
+		return false
+	}
+	var my *mysql.MySQLError
+	if errors.As(err, &my) {
+		switch my.Number {
+		case 1040, 1044, 1045, 1049, 1053, 1129, 1130, 1203, 1226, 1251, 1927:
+			// too many connections, access denied, unknown database,
+			// shutdown, host blocked or not allowed, limits, killed
+			return true
+		}
+		return false
+	}
+	// SQLite has one "host", the file: nothing to skip to.
+	return t.dialect.name != "sqlite"
+}
+
+// isUntypedParam is PostgreSQL's "could not determine data type of parameter".
+func isUntypedParam(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "42P18"
 }
 
 // hostList splits "hosts" (default localhost, as Postfix).
