@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,17 +57,31 @@ func (s *Spool) Write(r io.Reader) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	w := &lfWriter{w: bufio.NewWriterSize(f, 64<<10)}
-	_, err = io.Copy(w, r)
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(f)
+	buf := copyPool.Get().(*[]byte)
+	w := &lfWriter{w: bw}
+	_, err = io.CopyBuffer(w, r, *buf)
 	if err == nil {
 		err = w.Close()
 	}
+	copyPool.Put(buf)
+	bw.Reset(nil)
+	writerPool.Put(bw)
 	if err != nil {
 		f.Close()
 		return nil, 0, err
 	}
 	return f, w.n, nil
 }
+
+// The buffers of Write are reused: a busy server spools many messages a
+// second and each would otherwise cost ~100 KB of garbage.
+var (
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+	copyPool   = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+)
 
 // lfWriter turns CRLF into LF on the way through; a CR not followed by LF
 // is kept. It holds back at most one CR between writes.
@@ -137,7 +152,9 @@ const maxHeaderScan = 1 << 20
 // block (first physical line, folded, as Postfix's delivered_hdr), at most
 // 1000 of them.
 func deliveredTo(body io.ReaderAt, size int64) (map[string]bool, error) {
-	br := bufio.NewReaderSize(io.NewSectionReader(body, 0, min(size, maxHeaderScan)), 16<<10)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(io.NewSectionReader(body, 0, min(size, maxHeaderScan)))
+	defer func() { br.Reset(nil); readerPool.Put(br) }()
 	seen := map[string]bool{}
 	for len(seen) < 1000 {
 		line, err := br.ReadSlice('\n')

@@ -160,11 +160,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	var f file
 	md, err := toml.Decode(string(data), &f)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
-		}
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, decodeError(path, err)
 	}
 	p := &parser{path: path, text: string(data)}
 	for _, k := range md.Undecoded() {
@@ -175,6 +171,23 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, errors.Join(p.errs...)
 	}
 	return c, nil
+}
+
+// tomlError is how the toml package words its errors, with or without
+// the key it was reading.
+var tomlError = regexp.MustCompile(`^toml: line (\d+)(?: \(last key "([^"]*)"\))?: (.*)$`)
+
+// decodeError rewrites a toml error as file:line: key: problem.
+func decodeError(path string, err error) error {
+	m := tomlError.FindStringSubmatch(err.Error())
+	switch {
+	case m == nil:
+		return fmt.Errorf("%s: %v", path, err)
+	case m[2] != "":
+		return fmt.Errorf("%s:%s: %s: %s", path, m[1], m[2], m[3])
+	default:
+		return fmt.Errorf("%s:%s: %s", path, m[1], m[3])
+	}
 }
 
 type parser struct {

@@ -1,0 +1,101 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+virtual_mailbox_base = "/var/mail/vhosts"
+virtual_mailbox_maps = "texthash:vmailbox"
+virtual_uid_maps = "static:5000"
+virtual_gid_maps = "static:5000"
+`
+
+func TestDefaultsArePostfixs(t *testing.T) {
+	c, err := Parse("/etc/vlmtpd/vlmtpd.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VirtualMinimumUID != 100 || c.VirtualMailboxLimit != 51200000 || c.MessageSizeLimit != 10240000 {
+		t.Errorf("limits: %+v", c)
+	}
+	if strings.Join(c.VirtualMailboxLock, ",") != "fcntl,dotlock" {
+		t.Errorf("lock methods %v", c.VirtualMailboxLock)
+	}
+	// virtual_mailbox_domains defaults to $virtual_mailbox_maps.
+	if strings.Join(c.VirtualMailboxDomains, ",") != "texthash:vmailbox" {
+		t.Errorf("domains %v", c.VirtualMailboxDomains)
+	}
+	if c.LockTimeout() != 20*time.Second || c.Dir != "/etc/vlmtpd" {
+		t.Errorf("lock timeout %v, dir %s", c.LockTimeout(), c.Dir)
+	}
+}
+
+func TestListsAndRelativePaths(t *testing.T) {
+	c, err := Parse("/srv/conf/v.toml", []byte(minimal+`
+listen = "unix:run/lmtp.sock, inet:127.0.0.1:2424"
+spool_directory = "spool"
+virtual_mailbox_domains = "example.com, texthash:/etc/d inline:{ {a.com = x}, b.com=y }"
+allowed_networks = ["10.0.0.0/8", "::1", "[2001:db8::]/32"]
+deliver_lock_delay = "2"
+stale_lock_time = "1d"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Listen, " "); got != "unix:/srv/conf/run/lmtp.sock inet:127.0.0.1:2424" {
+		t.Errorf("listen %s", got)
+	}
+	if c.SpoolDirectory != "/srv/conf/spool" {
+		t.Errorf("spool %s", c.SpoolDirectory)
+	}
+	if got := strings.Join(c.VirtualMailboxDomains, "|"); got != "example.com|texthash:/etc/d|inline:{ {a.com = x}, b.com=y }" {
+		t.Errorf("domains %s", got)
+	}
+	if len(c.AllowedNetworks) != 3 || c.AllowedNetworks[1].Bits() != 128 {
+		t.Errorf("networks %v", c.AllowedNetworks)
+	}
+	if c.DeliverLockDelay != 2*time.Second || c.StaleLockTime != 24*time.Hour {
+		t.Errorf("durations %v %v", c.DeliverLockDelay, c.StaleLockTime)
+	}
+}
+
+func TestErrorsNameFileLineAndKey(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{minimal + "\nvirtual_mailbox_mapz = 1\n", "v.toml:7: virtual_mailbox_mapz: unknown parameter"},
+		{minimal + "virtual_minimum_uid = 0\n", "v.toml:6: virtual_minimum_uid: must be at least 1"},
+		{minimal + "virtual_mailbox_limit = 1000\n", "v.toml:6: virtual_mailbox_limit: 1000 is smaller than message_size_limit"},
+		{minimal + "message_size_limit = 0\n", "virtual_mailbox_limit: is 51200000 while message_size_limit is 0"},
+		{minimal + "virtual_mailbox_lock = \"fcntl, lockf\"\n", `v.toml:6: virtual_mailbox_lock: unknown method "lockf"`},
+		{minimal + "allowed_networks = [\"10.0.0.0/33\"]\n", "v.toml:6: allowed_networks:"},
+		{minimal + "deliver_lock_delay = \"soon\"\n", "v.toml:6: deliver_lock_delay:"},
+		{minimal + "listen = [\"tcp:1.2.3.4\"]\n", "v.toml:6: listen:"},
+		{minimal + "socket_mode = \"rw\"\n", "v.toml:6: socket_mode:"},
+		{minimal + "user = \"root\"\n", "v.toml:6: user: must name an unprivileged user"},
+		{minimal + "message_size_limit = \"big\"\n", "v.toml:6:"},
+		{"virtual_mailbox_base = \n", "v.toml:1:"},
+		{`virtual_mailbox_maps = "texthash:x"`, "virtual_mailbox_base: must be set"},
+	} {
+		_, err := Parse("/etc/v.toml", []byte(tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n got %v\nwant …%s…", tc.text, err, tc.want)
+		}
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "config.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(c.VirtualMailboxBase) {
+		t.Errorf("base %s not absolute", c.VirtualMailboxBase)
+	}
+	if _, err := os.Stat(filepath.Join(c.Dir, "examples", "vmailbox")); err != nil {
+		t.Errorf("example table: %v", err)
+	}
+}

@@ -1,0 +1,126 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vlmtpd/vlmtpd/maps"
+	"github.com/vlmtpd/vlmtpd/server/config"
+)
+
+func newTestResolver(t *testing.T, uidMaps string) *Resolver {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vmailbox"), []byte(`
+alice@example.com      example.com/alice/
+bob@example.com        example.com/bob
+"odd local"@example.com example.com/odd/
+@example.org           example.org/all/
+lowuid@example.com     example.com/low/
+gid0@example.com       example.com/gid0/
+dots@example.com       example.com/../x/
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "uids"), []byte("lowuid@example.com 99\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "gids"), []byte("gid0@example.com 0\n"), 0o644)
+	cfg, err := config.Parse(filepath.Join(dir, "v.toml"), []byte(`
+virtual_mailbox_base = "/var/mail/vhosts"
+virtual_mailbox_domains = "example.com example.org"
+virtual_mailbox_maps = "texthash:vmailbox"
+virtual_uid_maps = "`+uidMaps+`"
+virtual_gid_maps = "texthash:gids static:5000"
+recipient_delimiter = "+-"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewResolver(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestResolveVirtualOrder(t *testing.T) {
+	r := newTestResolver(t, "texthash:uids static:5000")
+	for _, tc := range []struct {
+		rcpt, path, key string
+		code            int
+		enhanced        string
+	}{
+		{"alice@example.com", "example.com/alice/", "alice@example.com", 0, ""},
+		{"Alice+Lists@EXAMPLE.com", "example.com/alice/", "alice@example.com", 0, ""},
+		{"bob-news@example.com", "example.com/bob", "bob@example.com", 0, ""},
+		{"odd local@example.com", "example.com/odd/", `"odd local"@example.com`, 0, ""},
+		{"anyone@example.org", "example.org/all/", "@example.org", 0, ""},
+		{"nobody@example.com", "", "", 550, "5.1.1"},
+		{"postmaster+x@example.com", "", "", 550, "5.1.1"},
+		{"alice@example.net", "", "", 550, "5.1.2"},
+		{"lowuid@example.com", "", "", 451, "4.3.5"},
+		{"gid0@example.com", "", "", 451, "4.3.5"},
+		{"dots@example.com", "", "", 451, "4.3.5"},
+	} {
+		res := r.Resolve(context.Background(), tc.rcpt)
+		if tc.code == 0 {
+			if res.Err != nil {
+				t.Errorf("%s: %v (%s)", tc.rcpt, res.Err, res.Err.Detail)
+				continue
+			}
+			if res.Recipient.Path != tc.path || res.Mailbox.Key != tc.key || res.Recipient.UID != 5000 || res.Recipient.GID != 5000 {
+				t.Errorf("%s: path %q key %q uid %d gid %d", tc.rcpt, res.Recipient.Path, res.Mailbox.Key, res.Recipient.UID, res.Recipient.GID)
+			}
+			if res.Recipient.Address != maybeQuoted(tc.rcpt) {
+				t.Errorf("%s: Delivered-To would be %q", tc.rcpt, res.Recipient.Address)
+			}
+			continue
+		}
+		if res.Err == nil {
+			t.Errorf("%s: resolved to %q, want %d", tc.rcpt, res.Recipient.Path, tc.code)
+			continue
+		}
+		e := res.Err.Enhanced
+		if got := res.Err.Code; got != tc.code || e[0] != int(tc.enhanced[0]-'0') || e[2] != int(tc.enhanced[4]-'0') {
+			t.Errorf("%s: %v, want %d %s", tc.rcpt, res.Err, tc.code, tc.enhanced)
+		}
+	}
+}
+
+func maybeQuoted(a string) string {
+	if a == "odd local@example.com" {
+		return `"odd local"@example.com`
+	}
+	return a
+}
+
+// failingMap stands for a database that is down.
+type failingMap struct{}
+
+func (failingMap) Lookup(context.Context, string) (string, bool, error) {
+	return "", false, errors.New("connection refused")
+}
+func (failingMap) Spec() string  { return "testfail:db" }
+func (failingMap) Pattern() bool { return false }
+
+func init() {
+	maps.Register("testfail", func(string, maps.Options) (maps.Map, error) { return failingMap{}, nil })
+}
+
+func TestResolveLookupErrorDefers(t *testing.T) {
+	r := newTestResolver(t, "texthash:uids testfail:db static:5000")
+	// lowuid is answered by the first table; bob reaches the failing one,
+	// and the search stops there instead of falling through to static.
+	if res := r.Resolve(context.Background(), "lowuid@example.com"); res.Err == nil || res.UID.Value != "99" {
+		t.Errorf("lowuid: %+v", res)
+	}
+	res := r.Resolve(context.Background(), "bob@example.com")
+	if res.Err == nil || res.Err.Code != 451 || res.Err.Enhanced[2] != 5 {
+		t.Fatalf("failing uid table: %v", res.Err)
+	}
+	if strings.Contains(res.Err.Text, "refused") || !strings.Contains(res.Err.Detail, "refused") {
+		t.Errorf("internal error must be in the log detail only: text %q detail %q", res.Err.Text, res.Err.Detail)
+	}
+}

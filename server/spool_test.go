@@ -1,0 +1,103 @@
+package server
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func spoolString(t testing.TB, in io.Reader) string {
+	t.Helper()
+	sp, err := NewSpool(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, size, err := sp.Write(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != size {
+		t.Fatalf("size %d, file holds %d bytes", size, len(b))
+	}
+	return string(b)
+}
+
+func TestSpoolLineEndings(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"a\r\nb\r\n", "a\nb\n"},
+		{"bare\rcr\r\n", "bare\rcr\n"},
+		{"lf only\nkept\n", "lf only\nkept\n"},
+		{"ends in cr\r", "ends in cr\r"},
+		{"\r\r\n", "\r\n"},
+		{"", ""},
+	} {
+		// One byte at a time too, so a CR split from its LF is handled.
+		for _, r := range []io.Reader{strings.NewReader(tc.in), iotest.OneByteReader(strings.NewReader(tc.in))} {
+			if got := spoolString(t, r); got != tc.want {
+				t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestSpoolLeavesNothingBehind(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := NewSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := sp.Write(strings.NewReader("x\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 0 {
+		t.Errorf("spool directory holds %d names while a message is spooled", len(ents))
+	}
+	f.Close()
+}
+
+func FuzzSpoolLineEndings(f *testing.F) {
+	f.Add([]byte("a\r\nb\rc\r\n\r"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got := spoolString(t, iotest.HalfReader(bytes.NewReader(in)))
+		if want := strings.ReplaceAll(string(in), "\r\n", "\n"); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	})
+}
+
+func TestDeliveredTo(t *testing.T) {
+	msg := "Received: from x\n\tby y\nDelivered-To: Alice@Example.com\ndelivered-to:  bob@example.com \nSubject: s\n\nDelivered-To: body@example.com\n"
+	f, err := os.CreateTemp(t.TempDir(), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(msg)
+	got, err := deliveredTo(f, int64(len(msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got["alice@example.com"] || !got["bob@example.com"] || got["body@example.com"] || len(got) != 2 {
+		t.Errorf("got %v", got)
+	}
+}
+
+func TestBadPath(t *testing.T) {
+	for p, bad := range map[string]bool{
+		"example.com/alice/": false, "/abs/ok": false, "a..b/c": false,
+		"../x": true, "a/../b": true, "a/..": true, "": true, "/": true, "a\x00b": true, "a\nb": true,
+	} {
+		if got := badPath(p) != ""; got != bad {
+			t.Errorf("badPath(%q) = %q", p, badPath(p))
+		}
+	}
+}
