@@ -165,4 +165,23 @@ func TestStaticAnswersPartialKeys(t *testing.T) {
 	if err != nil || !ok || h.Value != "5000" || h.Key != "u+x@d.test" {
 		t.Fatalf("FindAddress: %+v %v %v", h, ok, err)
 	}
+
+	// The search goes key by key, each key through every table: with a
+	// static: table last, the full address is answered by static: before
+	// texthash is asked for user@d.test.
+	writeFile(t, opts.Dir, "vmailbox", "user@d.test user/\n")
+	mixed, err := OpenList([]string{`regexp:{{/^re@/ re/}}`, "texthash:vmailbox", "static:{ fallback }"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]Hit{
+		"re@d.test":       {Value: "re/", Table: `regexp:{{/^re@/ re/}}`, Key: "re@d.test"},
+		"user@d.test":     {Value: "user/", Table: "texthash:vmailbox", Key: "user@d.test"},
+		"user+ext@d.test": {Value: "fallback", Table: "static:{ fallback }", Key: "user+ext@d.test"},
+	} {
+		h, ok, err := mixed.FindAddress(ctx, ParseAddress(addr), "+")
+		if err != nil || !ok || h != want {
+			t.Errorf("%s: %+v %v %v, want %+v", addr, h, ok, err, want)
+		}
+	}
 }
