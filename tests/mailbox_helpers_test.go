@@ -161,3 +161,13 @@ func chownAll(t testing.TB, root string, uid, gid int) {
 		t.Fatal(err)
 	}
 }
+
+// skipUnlessCI skips a test whose requirement is missing on a developer's
+// machine; under CI=true a missing requirement is a failure.
+func skipUnlessCI(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal("required under CI=true: " + why)
+	}
+	t.Skip(why)
+}
