@@ -3,6 +3,7 @@ package cdb
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,6 +126,68 @@ func TestWeBuildPostmapReads(t *testing.T) {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 || out != "" {
 			t.Fatalf("NUL=%v: postmap -q of a missing key: %q, %v", nul, out, err)
+		}
+	}
+}
+
+// TestMakeFromSource builds with Make from the postmap source directly and
+// from `postmap -s` output (the conversion path for hash:/lmdb: maps; the
+// dump of a texthash: table has the same format).
+func TestMakeFromSource(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "vmailbox")
+	if err := os.WriteFile(src, []byte(interopSource+"no-value-line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	opts := WriteOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	res, err := MakeFile(src, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.File != src+".cdb" || res.Entries != 6 || res.Duplicates != 1 {
+		t.Fatalf("MakeFile: %+v", res)
+	}
+	for _, w := range []string{"vmailbox:9", "vmailbox:11: expected format"} {
+		if !strings.Contains(logs.String(), w) {
+			t.Fatalf("warnings lack %q:\n%s", w, logs.String())
+		}
+	}
+	tb := openT(t, src)
+	for k, v := range interopWant {
+		want(t, tb, k, v, v != "")
+	}
+
+	run := postmap(t, "smtputf8_enable = yes\n")
+	dump, err := run("-s", "texthash:"+src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := filepath.Join(dir, "converted")
+	if _, err := Make(conv, strings.NewReader(dump), "stdin", opts); err != nil {
+		t.Fatal(err)
+	}
+	tb2 := openT(t, conv)
+	for k, v := range interopWant {
+		want(t, tb2, k, v, v != "")
+	}
+	for k, v := range interopWant {
+		if v == "" {
+			continue
+		}
+		if out, err := run("-q", k, "cdb:"+conv); err != nil || out != v+"\n" {
+			t.Fatalf("postmap -q %q on the converted table: %q %v", k, out, err)
+		}
+	}
+}
+
+func TestSpecName(t *testing.T) {
+	if n, err := SpecName("cdb:/etc/x"); n != "/etc/x" || err != nil {
+		t.Fatal(n, err)
+	}
+	for _, bad := range []string{"/etc/x", "hash:/etc/x", "cdb:"} {
+		if _, err := SpecName(bad); err == nil {
+			t.Fatalf("SpecName(%q) accepted", bad)
 		}
 	}
 }

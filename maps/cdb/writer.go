@@ -9,8 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
+
+	"github.com/vlmtpd/vlmtpd/maps"
 )
 
 // Entry is one key/value pair to store.
@@ -79,7 +80,7 @@ func (w *Writer) Add(e Entry) error {
 	}
 	key, value := e.Key, e.Value
 	if !w.opts.KeepCase {
-		key = strings.ToLower(key)
+		key = maps.FoldKey(key)
 	}
 	if _, dup := w.seen[key]; dup {
 		w.dups++

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/vlmtpd/vlmtpd/maps/cdb"
+)
+
+func init() {
+	commands["makemap"] = command{"build a cdb: table from a postmap source file or stdin", runMakemap}
+}
+
+const makemapUsage = `usage: vlmtpd makemap [-f] [-N] [-i] cdb:FILE [-]
+Builds FILE.cdb from FILE (postmap source syntax), or from stdin with -i or
+a trailing "-", e.g. postmap -s lmdb:FILE | vlmtpd makemap -i cdb:FILE
+`
+
+func runMakemap(args []string) int {
+	fs := flag.NewFlagSet("makemap", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, makemapUsage); fs.PrintDefaults() }
+	keepCase := fs.Bool("f", false, "do not lowercase keys")
+	nul := fs.Bool("N", false, "store keys and values with a trailing NUL byte")
+	stdin := fs.Bool("i", false, "read the source from stdin")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) == 2 && rest[1] == "-" {
+		*stdin, rest = true, rest[:1]
+	}
+	if len(rest) != 1 {
+		fs.Usage()
+		return 2
+	}
+	name, err := cdb.SpecName(rest[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd makemap:", err)
+		return 2
+	}
+	opts := cdb.WriteOptions{KeepCase: *keepCase, AppendNUL: *nul, Logger: slog.New(cliHandler{})}
+	var res cdb.MakeResult
+	if *stdin {
+		res, err = cdb.Make(name, os.Stdin, "stdin", opts)
+	} else {
+		res, err = cdb.MakeFile(name, opts)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd makemap:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "vlmtpd makemap: %s: %d entries", res.File, res.Entries)
+	if res.Duplicates > 0 {
+		fmt.Fprintf(os.Stderr, ", %d duplicate(s) skipped", res.Duplicates)
+	}
+	fmt.Fprintln(os.Stderr)
+	return 0
+}
+
+// cliHandler prints warnings as "vlmtpd makemap: warning: MSG (k=v …)".
+type cliHandler struct{ attrs []slog.Attr }
+
+func (cliHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h cliHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return cliHandler{append(h.attrs[:len(h.attrs):len(h.attrs)], as...)}
+}
+func (h cliHandler) WithGroup(string) slog.Handler { return h }
+func (h cliHandler) Handle(_ context.Context, r slog.Record) error {
+	msg := r.Message
+	extra := ""
+	add := func(a slog.Attr) bool {
+		if a.Key == "at" {
+			msg = a.Value.String() + ": " + msg
+		} else if a.Key != "file" {
+			extra += " " + a.String()
+		}
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	level := "warning"
+	if r.Level >= slog.LevelError {
+		level = "error"
+	}
+	_, err := fmt.Fprintf(os.Stderr, "vlmtpd makemap: %s: %s%s\n", level, msg, extra)
+	return err
+}
