@@ -55,6 +55,7 @@ func (r *Resolver) Close() error {
 // to explain it.
 type Resolution struct {
 	Address   maps.Address // folded, internal form
+	Domain    string       // the virtual_mailbox_domains item that decided
 	Mailbox   maps.Hit
 	UID, GID  maps.Hit
 	Recipient store.Recipient
@@ -79,7 +80,8 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 		res.Err = replyf(550, 5, 1, 2, "address has no domain")
 		return res
 	}
-	ok, err := r.domains.Match(ctx, addr.Domain)
+	ok, item, err := r.domains.Explain(ctx, addr.Domain)
+	res.Domain = item
 	if err != nil {
 		res.Err = lookupFailed("virtual_mailbox_domains", err)
 		return res

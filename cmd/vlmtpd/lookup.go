@@ -55,6 +55,9 @@ func runLookup(args []string) int {
 func explain(w io.Writer, cfg *config.Config, addr string, res *server.Resolution) {
 	fmt.Fprintf(w, "%s\n", addr)
 	fmt.Fprintf(w, "  lookup address:  %s\n", res.Address.Quoted())
+	if res.Domain != "" {
+		fmt.Fprintf(w, "  %-16s %s\n", "domain:", res.Domain)
+	}
 	hit := func(name string, h maps.Hit) {
 		if h.Table != "" {
 			fmt.Fprintf(w, "  %-16s %q  (table %s, key %q)\n", name+":", h.Value, h.Table, h.Key)
@@ -74,7 +77,7 @@ func explain(w io.Writer, cfg *config.Config, addr string, res *server.Resolutio
 			fmt.Fprintf(w, "  mailbox limit:   none\n")
 		}
 		fmt.Fprintf(w, "  message limit:   %d bytes\n", cfg.MessageSizeLimit)
-		fmt.Fprintf(w, "  RCPT reply:      250 2.1.5 OK\n")
+		fmt.Fprintf(w, "  RCPT reply:      250 2.0.0 (accepted)\n")
 		return
 	}
 	fmt.Fprintf(w, "  RCPT reply:      %s\n", res.Err.For(res.Address.Quoted()).Error())
