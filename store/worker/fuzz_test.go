@@ -86,8 +86,8 @@ func FuzzReadFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		a, b := socketPair(t)
 		go func() {
-			a.c.Write(raw)
-			a.c.Close()
+			a.f.Write(raw)
+			a.Close()
 		}()
 		for {
 			_, p, fds, err := b.readFrame()

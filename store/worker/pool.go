@@ -296,7 +296,7 @@ func (p *Pool) start(ctx context.Context, key ids) (*proc, error) {
 		return nil, fmt.Errorf("worker for %d:%d: %w", key.uid, key.gid, err)
 	}
 	deadline, _ := sctx.Deadline()
-	w.c.c.SetDeadline(deadline)
+	w.c.setDeadline(deadline)
 	typ, payload, fds, err := w.c.readFrame()
 	closeFds(fds)
 	if err == io.EOF {
@@ -327,15 +327,15 @@ func (p *Pool) start(ctx context.Context, key ids) (*proc, error) {
 			p.log.Warn("worker binary differs from this process; restart vlmtpd to finish an upgrade", "worker_build", h.Build, "build", b)
 		}
 	}
-	w.c.c.SetDeadline(time.Time{})
+	w.c.setDeadline(time.Time{})
 	p.log.Debug("worker started", "worker_pid", h.PID, "uid", key.uid, "gid", key.gid)
 	return w, nil
 }
 
 // roundTrip sends one request and reads its reply before the deadline.
 func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, fd int, want byte) ([]byte, error) {
-	w.c.c.SetDeadline(deadline)
-	defer w.c.c.SetDeadline(time.Time{})
+	w.c.setDeadline(deadline)
+	defer w.c.setDeadline(time.Time{})
 	if err := w.c.writeFrame(typ, payload, fd); err != nil {
 		return nil, err
 	}

@@ -89,7 +89,7 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 		front.Close()
 		return nil
 	}
-	return &Process{Conn: front.c, PID: id, Kill: kill}, nil
+	return &Process{Conn: front.f, PID: id, Kill: kill}, nil
 }
 
 func (s *fakeSpawner) counts() (started, live, killed int) {

@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -375,15 +375,80 @@ func decodeSizeReply(p []byte) (*sizeReply, error) {
 	return r, d.end("size reply")
 }
 
-// conn frames messages over a UNIX stream socket.
+// conn frames messages over a UNIX stream socket. It uses blocking
+// system calls on the descriptor rather than Go's network poller: a worker
+// serves one request at a time, the front has one request in flight per
+// worker, and skipping the poller's hand-offs between threads halves the
+// latency of a round trip. Deadlines are socket timeouts.
 type conn struct {
-	c   *net.UnixConn
-	hdr [5]byte
-	oob []byte
+	f        *os.File
+	fd       int
+	hdr      [5]byte
+	oob      []byte
+	deadline time.Time
+	armed    map[int]bool // socket timeouts currently set
 }
 
-func newConn(c *net.UnixConn) *conn {
-	return &conn{c: c, oob: make([]byte, unix.CmsgSpace(4*4))}
+// newConn takes ownership of a socket file.
+func newConn(f *os.File) *conn {
+	fd := int(f.Fd()) // also puts the descriptor in blocking mode
+	return &conn{f: f, fd: fd, oob: make([]byte, unix.CmsgSpace(4*4))}
+}
+
+// setDeadline bounds every later read and write; the zero time removes the
+// bound.
+func (c *conn) setDeadline(t time.Time) { c.deadline = t }
+
+// timeout arms the socket timeout for the remaining time before the
+// deadline; opt is SO_RCVTIMEO or SO_SNDTIMEO.
+func (c *conn) timeout(opt int) error {
+	var tv unix.Timeval
+	if c.deadline.IsZero() && !c.armed[opt] {
+		return nil
+	}
+	if !c.deadline.IsZero() {
+		d := time.Until(c.deadline)
+		if d <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		tv = unix.NsecToTimeval(max(d, time.Microsecond).Nanoseconds())
+	}
+	if c.armed == nil {
+		c.armed = map[int]bool{}
+	}
+	c.armed[opt] = !c.deadline.IsZero()
+	return unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, opt, &tv)
+}
+
+func sockErr(err error) error {
+	if err == unix.EAGAIN {
+		return os.ErrDeadlineExceeded
+	}
+	return err
+}
+
+func (c *conn) send(p, oob []byte) (int, error) {
+	if err := c.timeout(unix.SO_SNDTIMEO); err != nil {
+		return 0, err
+	}
+	for {
+		n, err := unix.SendmsgN(c.fd, p, oob, nil, unix.MSG_NOSIGNAL)
+		if err != unix.EINTR {
+			return n, sockErr(err)
+		}
+	}
+}
+
+func (c *conn) recv(p []byte) (n, oobn, flags int, err error) {
+	if err := c.timeout(unix.SO_RCVTIMEO); err != nil {
+		return 0, 0, 0, err
+	}
+	for {
+		n, oobn, flags, _, err = unix.Recvmsg(c.fd, p, c.oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			return n, oobn, flags, sockErr(err)
+		}
+	}
 }
 
 // writeFrame sends one frame; fd, if ≥ 0, travels with its first byte.
@@ -399,41 +464,38 @@ func (c *conn) writeFrame(typ byte, payload []byte, fd int) error {
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
 	}
-	n, _, err := c.c.WriteMsgUnix(buf, oob, nil)
-	if err != nil {
-		return err
-	}
 	// A stream socket may take a large frame in pieces; the descriptor
-	// went with the first one.
-	if n < len(buf) {
-		_, err = c.c.Write(buf[n:])
+	// goes with the first one.
+	for len(buf) > 0 {
+		n, err := c.send(buf, oob)
+		if err != nil {
+			return err
+		}
+		buf, oob = buf[n:], nil
 	}
-	return err
+	return nil
 }
 
 // readFull reads len(p) bytes and any descriptors that arrive with them.
 func (c *conn) readFull(p []byte, fds []int) ([]int, error) {
 	for got := 0; got < len(p); {
-		n, oobn, flags, _, err := c.c.ReadMsgUnix(p[got:], c.oob)
+		n, oobn, flags, err := c.recv(p[got:])
 		if oobn > 0 {
 			fds = append(fds, parseRights(c.oob[:oobn])...)
 		}
 		if flags&unix.MSG_CTRUNC != 0 && err == nil {
 			err = protoErr("too many descriptors in one frame")
 		}
-		got += n
-		if errors.Is(err, io.EOF) {
-			err = io.EOF
-		}
 		if err != nil {
-			if err == io.EOF && got > 0 {
-				err = io.ErrUnexpectedEOF
-			}
 			return fds, err
 		}
 		if n == 0 {
+			if got == 0 {
+				return fds, io.EOF
+			}
 			return fds, io.ErrUnexpectedEOF
 		}
+		got += n
 	}
 	return fds, nil
 }
@@ -491,4 +553,4 @@ func (c *conn) readFrame() (typ byte, payload []byte, fds []int, err error) {
 	return typ, payload, fds, nil
 }
 
-func (c *conn) Close() error { return c.c.Close() }
+func (c *conn) Close() error { return c.f.Close() }

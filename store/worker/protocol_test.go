@@ -3,7 +3,6 @@ package worker
 import (
 	"errors"
 	"io"
-	"net"
 	"os"
 	"reflect"
 	"testing"
@@ -84,16 +83,9 @@ func socketPair(t testing.TB) (*conn, *conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := FileConn(os.NewFile(uintptr(fds[0]), "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := FileConn(os.NewFile(uintptr(fds[1]), "b"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := newConn(os.NewFile(uintptr(fds[0]), "a")), newConn(os.NewFile(uintptr(fds[1]), "b"))
 	t.Cleanup(func() { a.Close(); b.Close() })
-	return newConn(a), newConn(b)
+	return a, b
 }
 
 func TestFramesCarryDescriptor(t *testing.T) {
@@ -137,9 +129,8 @@ func TestFramesCarryDescriptor(t *testing.T) {
 
 func TestReadFrameRefusesHugeLength(t *testing.T) {
 	a, b := socketPair(t)
-	go a.c.Write([]byte{0xff, 0xff, 0xff, 0xff, 1})
+	go a.f.Write([]byte{0xff, 0xff, 0xff, 0xff, 1})
 	if _, _, _, err := b.readFrame(); !errors.Is(err, errProtocol) {
 		t.Errorf("got %v, want a protocol error", err)
 	}
-	var _ net.Conn = a.c
 }

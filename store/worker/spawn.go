@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"syscall"
 
@@ -15,8 +14,9 @@ import (
 
 // Process is a started worker as the front sees it.
 type Process struct {
-	// Conn is the front's end of the worker's socketpair.
-	Conn *net.UnixConn
+	// Conn is the front's end of the worker's socketpair; the pool takes
+	// it over.
+	Conn *os.File
 	// PID is the worker's process id, for logs.
 	PID int
 	// Kill ends the worker at once (SIGKILL). The front may not be allowed
@@ -77,21 +77,6 @@ func Start(exe string, cfg Config, stderr *os.File) (*os.Process, *os.File, erro
 	return p, ours, nil
 }
 
-// FileConn turns a socket file into a *net.UnixConn and closes the file.
-func FileConn(f *os.File) (*net.UnixConn, error) {
-	defer f.Close()
-	c, err := net.FileConn(f)
-	if err != nil {
-		return nil, err
-	}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		c.Close()
-		return nil, fmt.Errorf("%s is not a UNIX socket", f.Name())
-	}
-	return uc, nil
-}
-
 // LocalSpawner starts workers directly, without a privileged parent. Run
 // as root it starts them for any uid and gid except 0 (tests and embedding;
 // vlmtpd serve as root uses the parent instead). Run as anyone else — the
@@ -130,10 +115,5 @@ func (s *LocalSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error
 		return nil, err
 	}
 	go p.Wait() // reap; the pool notices the exit by EOF
-	c, err := FileConn(f)
-	if err != nil {
-		p.Kill()
-		return nil, err
-	}
-	return &Process{Conn: c, PID: p.Pid, Kill: p.Kill}, nil
+	return &Process{Conn: f, PID: p.Pid, Kill: p.Kill}, nil
 }

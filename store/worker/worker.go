@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -63,17 +62,7 @@ func Main(args []string) int {
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("worker_pid", os.Getpid(), "uid", cfg.UID, "gid", cfg.GID)
-	f := os.NewFile(socketFD, "front")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		return refuse(err)
-	}
-	uc, ok := nc.(*net.UnixConn)
-	if !ok {
-		return refuse(errors.New("fd 3 is not a UNIX socket"))
-	}
-	c := newConn(uc)
+	c := newConn(os.NewFile(socketFD, "front"))
 	defer c.Close()
 
 	opts := cfg.localOptions()
