@@ -369,6 +369,7 @@ var hostileKeys = []string{
 	"user@example.com' or '1'='1",
 	"ü' or 'ü'='ü@example.com",
 	"x\x00' or '1'='1@example.com",
+	"\xff\xfe' or '1'='1@example.com", // not UTF-8
 	"@example.com' union select password from mailbox where '1'='1",
 }
 

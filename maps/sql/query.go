@@ -17,8 +17,8 @@ type dialect struct {
 	backslash bool
 	// backticks: `name` quotes an identifier (MySQL, SQLite).
 	backticks bool
-	// textOnly: the server stores no NUL and only valid UTF-8 in text, so
-	// a key with either cannot match anything (PostgreSQL).
+	// textOnly: the server stores only valid UTF-8 in text, so a key that
+	// is not cannot match anything (PostgreSQL).
 	textOnly bool
 	// typedPlaceholder is a marker with an explicit text type, for servers
 	// that cannot always infer a parameter's type where they would accept

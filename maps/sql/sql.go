@@ -194,7 +194,7 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 	}
 	args := t.query.args(k)
 	if t.dialect.textOnly && !storable(args) {
-		return "", false, nil // no text column can hold it, so no row can match
+		return "", false, nil // no text column holds invalid UTF-8, so no row can match
 	}
 	res := pfconf.NewResults(&t.common.Exp, t.common.Format, k, t.common.Limit, t.log, t.spec)
 	if err := t.run(ctx, args, res); err != nil {
@@ -336,11 +336,11 @@ func (h *host) prepared(ctx context.Context, q *compiledQuery) (*sql.Stmt, error
 	return s, nil
 }
 
-// storable reports whether every argument is valid UTF-8 without NUL.
+// storable reports whether every argument is valid UTF-8 (NULs never
+// get this far).
 func storable(args []any) bool {
 	for _, a := range args {
-		s := a.(string)
-		if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+		if !utf8.ValidString(a.(string)) {
 			return false
 		}
 	}

@@ -3,6 +3,7 @@ package pfconf
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/vlmtpd/vlmtpd/maps"
 )
@@ -46,6 +47,11 @@ func ReadCommon(c *Config, legacyFormatName string, opts maps.Options) (*Common,
 // (domain restriction and the suppression rules of the escapes).
 func (cm *Common) Prepare(ctx context.Context, key string) (Key, bool, error) {
 	k := SplitKey(key)
+	if strings.IndexByte(key, 0) >= 0 {
+		// Postfix's keys are C strings: a NUL can never reach its tables,
+		// and servers disagree on what one means (slapd ignores the rest).
+		return k, false, nil
+	}
 	ok, err := cm.Domain.Allows(ctx, k)
 	if err != nil || !ok {
 		return k, false, err
