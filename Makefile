@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/vlmtpd
 PKGS    := ./...
 
-.PHONY: build test run fuzz lint setup clean
+.PHONY: build test run fuzz lint setup clean bench
 
 build:
 	$(GO) build -o $(BIN) ./cmd/vlmtpd
@@ -30,6 +30,12 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# vlmtpd against a private Dovecot LMTP with the same smtp-source load; see
+# docs/benchmarks.md. Needs root (for the private Dovecot) and the packages
+# of `make setup`. BENCHFLAGS="-scale 0.2" for a quick run.
+bench: setup
+	$(GO) run ./bench $(BENCHFLAGS)
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -1,0 +1,184 @@
+// Command bench measures vlmtpd against Dovecot's LMTP server, side by side
+// in one run: the same smtp-source load (1 and 20 sessions, 1 and 10
+// recipients per message, 4 KB and 1 MB messages) into Maildirs under one
+// temp dir, so both write to the same filesystem with their own default
+// durability. It prints deliveries/s for each server, the ratio
+// vlmtpd/Dovecot and vlmtpd's peak RSS, and fails if any delivery is
+// missing. `make bench` runs it; docs/benchmarks.md records its table.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// cell is one load shape of the matrix.
+type cell struct {
+	Sessions, Rcpts, Size, Msgs int
+}
+
+func (c cell) deliveries() int { return c.Msgs * c.Rcpts }
+
+// result is one server's run of one cell.
+type result struct {
+	Elapsed   time.Duration
+	Delivered int
+	PeakRSS   int64
+}
+
+func (r result) rate() float64 { return float64(r.Delivered) / r.Elapsed.Seconds() }
+
+func main() {
+	var (
+		dir       = flag.String("dir", "", "work directory (default: a new temp dir, removed afterwards); both mail bases live in it")
+		scale     = flag.Float64("scale", 1, "multiply every message count by this")
+		keep      = flag.Bool("keep", false, "keep the work directory")
+		vlmtpdBin = flag.String("vlmtpd", "", "vlmtpd binary (default: build ./cmd/vlmtpd)")
+		runAs     = flag.Int("uid", 5000, "uid and gid that own the mailboxes and run vlmtpd when started as root")
+		only      = flag.String("only", "", "run only cells whose name contains this (e.g. \"s20 r1 4KB\")")
+	)
+	flag.Parse()
+	if err := run(*dir, *scale, *keep, *vlmtpdBin, *runAs, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func (c cell) name() string {
+	size := fmt.Sprintf("%dKB", c.Size/1024)
+	if c.Size >= 1<<20 {
+		size = fmt.Sprintf("%dMB", c.Size>>20)
+	}
+	return fmt.Sprintf("s%d r%d %s", c.Sessions, c.Rcpts, size)
+}
+
+// matrix is the load, sized so each cell runs a few seconds per server.
+func matrix(scale float64) []cell {
+	var cells []cell
+	for _, size := range []int{4 << 10, 1 << 20} {
+		for _, rcpts := range []int{1, 10} {
+			for _, sessions := range []int{1, 20} {
+				deliveries := 4000
+				if sessions == 1 {
+					deliveries = 1000
+				}
+				if size >= 1<<20 {
+					deliveries /= 10
+				}
+				msgs := int(math.Max(float64(sessions), math.Round(float64(deliveries/rcpts)*scale)))
+				cells = append(cells, cell{Sessions: sessions, Rcpts: rcpts, Size: size, Msgs: msgs})
+			}
+		}
+	}
+	return cells
+}
+
+func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only string) error {
+	smtpSource, err := exec.LookPath("smtp-source")
+	if err != nil {
+		if _, err2 := os.Stat("/usr/sbin/smtp-source"); err2 != nil {
+			return fmt.Errorf("smtp-source not found (Debian package postfix): %v", err)
+		}
+		smtpSource = "/usr/sbin/smtp-source"
+	}
+	if dir == "" {
+		dir, err = os.MkdirTemp("", "vlmtpd-bench-")
+		if err != nil {
+			return err
+		}
+		if !keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	owner := currentOwner(runAs)
+	if vlmtpdBin == "" {
+		vlmtpdBin = filepath.Join(dir, "vlmtpd.bin")
+		fmt.Fprintln(os.Stderr, "building vlmtpd…")
+		cmd := exec.Command("go", "build", "-o", vlmtpdBin, "./cmd/vlmtpd")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build: %w", err)
+		}
+	}
+	cells := matrix(scale)
+	var selected []cell
+	for _, c := range cells {
+		if only == "" || strings.Contains(c.name(), only) {
+			selected = append(selected, c)
+		}
+	}
+
+	v, err := startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, selected)
+	if err != nil {
+		return err
+	}
+	defer v.stop()
+	d, err := startDovecot(filepath.Join(dir, "dovecot"), owner)
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+
+	fmt.Fprintf(os.Stderr, "%s, %s, work dir %s\n", v.version, d.version, dir)
+	type row struct {
+		c    cell
+		v, d result
+	}
+	var rows []row
+	lost := false
+	for i, c := range selected {
+		fmt.Fprintf(os.Stderr, "%-14s %6d msgs × %2d rcpts: ", c.name(), c.Msgs, c.Rcpts)
+		rv, err := measure(smtpSource, v, c, i)
+		if err != nil {
+			return fmt.Errorf("vlmtpd %s: %w", c.name(), err)
+		}
+		rd, err := measure(smtpSource, d, c, i)
+		if err != nil {
+			return fmt.Errorf("dovecot %s: %w", c.name(), err)
+		}
+		fmt.Fprintf(os.Stderr, "vlmtpd %7.0f/s  dovecot %7.0f/s\n", rv.rate(), rd.rate())
+		for _, x := range []struct {
+			name string
+			r    result
+		}{{"vlmtpd", rv}, {"dovecot", rd}} {
+			if x.r.Delivered != c.deliveries() {
+				fmt.Fprintf(os.Stderr, "LOST: %s delivered %d of %d in %s\n", x.name, x.r.Delivered, c.deliveries(), c.name())
+				lost = true
+			}
+		}
+		rows = append(rows, row{c, rv, rd})
+	}
+
+	w := io.Writer(os.Stdout)
+	fmt.Fprintf(w, "\n%s vs %s; smtp-source -L -d over unix sockets; Maildir on the same filesystem\n\n", v.version, d.version)
+	fmt.Fprintln(w, "| sessions | rcpts/msg | size | messages | vlmtpd deliveries/s | Dovecot deliveries/s | vlmtpd/Dovecot | vlmtpd peak RSS | Dovecot peak RSS (all its processes) | all delivered |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+	var peak int64
+	for _, r := range rows {
+		ok := "yes"
+		if r.v.Delivered != r.c.deliveries() || r.d.Delivered != r.c.deliveries() {
+			ok = fmt.Sprintf("NO (%d, %d of %d)", r.v.Delivered, r.d.Delivered, r.c.deliveries())
+		}
+		size := strings.Fields(r.c.name())[2]
+		fmt.Fprintf(w, "| %d | %d | %s | %d | %.0f | %.0f | %.2f | %.1f MB | %.1f MB | %s |\n",
+			r.c.Sessions, r.c.Rcpts, size, r.c.Msgs, r.v.rate(), r.d.rate(), r.v.rate()/r.d.rate(), mb(r.v.PeakRSS), mb(r.d.PeakRSS), ok)
+		peak = max(peak, r.v.PeakRSS)
+	}
+	fmt.Fprintf(w, "\nvlmtpd peak RSS over the run: %.1f MB\n", mb(peak))
+	if lost {
+		return fmt.Errorf("deliveries missing")
+	}
+	return nil
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }

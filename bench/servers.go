@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// owner is the uid/gid both servers deliver as.
+type owner struct {
+	UID, GID int
+	Name     string // a user name Dovecot may run its internal processes as
+}
+
+func currentOwner(runAs int) owner {
+	if os.Geteuid() == 0 {
+		return owner{runAs, runAs, "dovecot"}
+	}
+	name := strconv.Itoa(os.Getuid())
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return owner{os.Getuid(), os.Getgid(), name}
+}
+
+// server is a running LMTP server under test.
+type server struct {
+	name, version, socket string
+	cmd                   *exec.Cmd
+	exited                chan struct{}
+	mailbox               func(local string) string // Maildir of a recipient's local part
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+func (s *server) start(logPath string) error {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	s.exited = make(chan struct{})
+	go func() { s.cmd.Wait(); logf.Close(); close(s.exited) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if c, err := net.Dial("unix", s.socket); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-s.exited:
+			out, _ := os.ReadFile(logPath)
+			return fmt.Errorf("%s exited at startup:\n%s", s.name, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return fmt.Errorf("%s does not listen on %s", s.name, s.socket)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// recipients are the local parts smtp-source (Postfix 3.7) sends to with
+// -t local@bench.test -r n: local, 2local … nlocal.
+func recipients(local string, n int) []string {
+	r := []string{local}
+	for k := 2; k <= n; k++ {
+		r = append(r, fmt.Sprintf("%d%s", k, local))
+	}
+	return r
+}
+
+func cellLocal(i int) string { return fmt.Sprintf("c%du", i) }
+
+// startVlmtpd serves every recipient of cells from its own Maildir, as
+// owner, in single-user mode (what an unprivileged deployment runs).
+func startVlmtpd(bin, dir string, o owner, cells []cell) (*server, error) {
+	for _, d := range []string{"mail", "spool"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	var table strings.Builder
+	for i, c := range cells {
+		for _, r := range recipients(cellLocal(i), c.Rcpts) {
+			fmt.Fprintf(&table, "%s@bench.test bench.test/%s/\n", r, r)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vmailbox"), []byte(table.String()), 0o644); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "lmtp.sock")
+	conf := fmt.Sprintf(`hostname = "bench.local"
+listen = ["unix:%s"]
+socket_mode = "0666"
+spool_directory = "spool"
+message_size_limit = 20480000
+virtual_mailbox_limit = 1024000000
+virtual_mailbox_base = "mail"
+virtual_mailbox_domains = ["bench.test"]
+virtual_mailbox_maps = ["texthash:vmailbox"]
+virtual_uid_maps = ["static:%d"]
+virtual_gid_maps = ["static:%d"]
+virtual_minimum_uid = %d
+`, sock, o.UID, o.GID, max(1, min(o.UID, 100)))
+	confPath := filepath.Join(dir, "vlmtpd.toml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	if err := chownTree(dir, o); err != nil {
+		return nil, err
+	}
+	version, _ := exec.Command(bin, "version").Output()
+	s := &server{
+		name:    "vlmtpd",
+		version: strings.TrimSpace(string(version)),
+		socket:  sock,
+		cmd:     exec.Command(bin, "serve", "-config", confPath),
+		mailbox: func(local string) string { return filepath.Join(dir, "mail", "bench.test", local) },
+	}
+	if os.Geteuid() == 0 {
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(o.UID), Gid: uint32(o.GID), Groups: []uint32{}}}
+	}
+	return s, s.start(filepath.Join(filepath.Dir(dir), "vlmtpd.log"))
+}
+
+// startDovecot runs a private Dovecot with only LMTP: static userdb as
+// owner, Maildir under its own base, Dovecot's default mail_fsync.
+func startDovecot(dir string, o owner) (*server, error) {
+	for _, d := range []string{"run", "state", "mail"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := chownTree(filepath.Join(dir, "mail"), o); err != nil {
+		return nil, err
+	}
+	loginUser := o.Name
+	if os.Geteuid() == 0 {
+		loginUser = "dovenull"
+	}
+	conf := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+instance_name = vlmtpd-bench-%[5]d
+protocols = lmtp
+ssl = no
+log_path = %[1]s/../dovecot.log
+default_internal_user = %[4]s
+default_login_user = %[6]s
+mail_location = maildir:%[1]s/mail/%%n/Maildir
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=%[2]d gid=%[3]d home=%[1]s/mail/%%n
+}
+service lmtp {
+  unix_listener lmtp {
+    mode = 0666
+  }
+}
+`, dir, o.UID, o.GID, o.Name, os.Getpid(), loginUser)
+	confPath := filepath.Join(dir, "dovecot.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	bin, err := exec.LookPath("dovecot")
+	if err != nil {
+		bin = "/usr/sbin/dovecot"
+		if _, err := os.Stat(bin); err != nil {
+			return nil, fmt.Errorf("dovecot not found (Debian packages dovecot-core, dovecot-lmtpd)")
+		}
+	}
+	version, _ := exec.Command(bin, "--version").Output()
+	s := &server{
+		name:    "dovecot",
+		version: "Dovecot " + strings.Fields(string(version) + " ?")[0],
+		socket:  filepath.Join(dir, "run", "lmtp"),
+		cmd:     exec.Command(bin, "-F", "-c", confPath),
+		mailbox: func(local string) string { return filepath.Join(dir, "mail", local, "Maildir") },
+	}
+	return s, s.start(filepath.Join(dir, "..", "dovecot.stderr"))
+}
+
+// measure runs one cell against one server, sampling the RSS of its
+// process tree, then counts what arrived.
+func measure(smtpSource string, s *server, c cell, i int) (result, error) {
+	local := cellLocal(i)
+	args := []string{"-L", "-d", "-s", strconv.Itoa(c.Sessions), "-m", strconv.Itoa(c.Msgs),
+		"-l", strconv.Itoa(c.Size), "-M", "client.test", "-f", "bench@client.test", "-t", local + "@bench.test"}
+	if c.Rcpts > 1 {
+		args = append(args, "-r", strconv.Itoa(c.Rcpts))
+	}
+	args = append(args, "unix:"+s.socket)
+	var (
+		mu   sync.Mutex
+		peak int64
+		stop = make(chan struct{})
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			r := treeRSS(s.cmd.Process.Pid)
+			mu.Lock()
+			peak = max(peak, r)
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	cmd := exec.Command(smtpSource, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	elapsed := time.Since(start)
+	close(stop)
+	<-done
+	if err != nil {
+		return result{}, fmt.Errorf("smtp-source %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	n := 0
+	for _, r := range recipients(local, c.Rcpts) {
+		for _, sub := range []string{"new", "cur"} {
+			ents, _ := os.ReadDir(filepath.Join(s.mailbox(r), sub))
+			n += len(ents)
+		}
+	}
+	return result{Elapsed: elapsed, Delivered: n, PeakRSS: peak}, nil
+}
+
+func chownTree(root string, o owner) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, o.UID, o.GID)
+	})
+}
+
+// treeRSS is the resident set size of pid and its descendants, in bytes.
+func treeRSS(pid int) int64 {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(string(st[i+1:])); len(f) > 2 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var total int64
+	var walk func(int)
+	walk = func(p int) {
+		total += vmRSS(p)
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	return total
+}
+
+func vmRSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
