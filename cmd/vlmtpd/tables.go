@@ -6,5 +6,6 @@ import (
 	_ "github.com/vlmtpd/vlmtpd/maps"
 	_ "github.com/vlmtpd/vlmtpd/maps/cdb"
 	_ "github.com/vlmtpd/vlmtpd/maps/ldap"
+	_ "github.com/vlmtpd/vlmtpd/maps/socketmap"
 	_ "github.com/vlmtpd/vlmtpd/maps/sql"
 )
