@@ -109,17 +109,35 @@ func (l *Local) Close() error {
 
 var errClosed = errors.New("store: deliverer is closed")
 
-// Deliver writes msg into each recipient's mailbox, one after another; a
-// failure for one recipient never affects another. Recipients that share
-// a Maildir share one fsync of its new/ directory, done after all links
-// and before Deliver returns.
+// maxParallelRecipients bounds the recipients of one Deliver call written
+// at the same time. Deliveries wait on the disk, not the CPU: writing
+// them together lets the filesystem commit their fsyncs together.
+const maxParallelRecipients = 8
+
+// Deliver writes msg into each recipient's mailbox. Recipients are written
+// concurrently (at most maxParallelRecipients at once) and independently:
+// a failure for one never affects another. Recipients that share a
+// Maildir share one fsync of its new/ directory, done after all links and
+// before Deliver returns.
 func (l *Local) Deliver(ctx context.Context, msg *Message, rcpts []Recipient) []error {
 	errs := make([]error, len(rcpts))
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	var batch dirSyncBatch
-	for i, r := range rcpts {
-		errs[i] = l.deliverOne(ctx, msg, r, i, &batch)
+	if len(rcpts) == 1 {
+		errs[0] = l.deliverOne(ctx, msg, rcpts[0], 0, &batch)
+	} else {
+		sem := make(chan struct{}, maxParallelRecipients)
+		var wg sync.WaitGroup
+		for i, r := range rcpts {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				errs[i] = l.deliverOne(ctx, msg, r, i, &batch)
+			}()
+		}
+		wg.Wait()
 	}
 	batch.sync(errs)
 	return errs

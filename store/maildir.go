@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,13 +54,9 @@ func maildirHost(h string) string {
 	return b.String()
 }
 
-// checkOwnedDir verifies that fd is a directory owned by uid: a Maildir
+// checkOwnedDir verifies that st is a directory owned by uid: a Maildir
 // somebody else owns is not ours to write into.
-func checkOwnedDir(fd, uid int, what string) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
+func checkOwnedDir(st *unix.Stat_t, uid int, what string) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("%s is not a directory", what)
 	}
@@ -80,61 +77,82 @@ func dirError(path string, err error) *Error {
 
 // maildirDirs are the open directories of one Maildir.
 type maildirDirs struct {
-	tmp int // O_PATH
-	new int // O_RDONLY, so that it can be fsynced
+	tmp    int // O_PATH
+	new    int // O_RDONLY, so that it can be fsynced
+	newDev uint64
+	newIno uint64
 }
 
-func (d maildirDirs) close() {
+func (d *maildirDirs) close() {
 	if d.tmp >= 0 {
 		unix.Close(d.tmp)
+		d.tmp = -1
 	}
 	if d.new >= 0 {
 		unix.Close(d.new)
+		d.new = -1
 	}
 }
 
-// openSub opens or creates the subdirectory name of md and checks it.
-func (l *Local) openSub(md int, name string) (int, error) {
-	fd, err := openOrMkdir(md, name)
+// openSub opens (flags O_PATH or O_RDONLY) or creates the subdirectory
+// name of md and checks it.
+func (l *Local) openSub(md int, name string, flags int, st *unix.Stat_t) (int, error) {
+	fd, err := openOrMkdir(md, name, flags)
 	if err != nil {
 		return -1, err
 	}
-	if err := checkOwnedDir(fd, l.uid, name+"/"); err != nil {
+	if err = unix.Fstat(fd, st); err == nil {
+		err = checkOwnedDir(st, l.uid, name+"/")
+	}
+	if err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	return fd, nil
 }
 
+// checkCur makes sure cur/ exists as a directory of ours. Nothing is
+// written there, so it is only looked at (lstat), not opened.
+func (l *Local) checkCur(md int) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(md, "cur", &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.ENOENT {
+		if err = unix.Mkdirat(md, "cur", 0o700); err == nil || err == unix.EEXIST {
+			err = unix.Fstatat(md, "cur", &st, unix.AT_SYMLINK_NOFOLLOW)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return checkOwnedDir(&st, l.uid, "cur/")
+}
+
 // openMaildir opens (creating what is missing, 0700) the Maildir at mp and
 // its tmp/, new/ and cur/ directories, all owned by this uid.
-func (l *Local) openMaildir(mp mailboxPath, path string) (maildirDirs, error) {
-	d := maildirDirs{tmp: -1, new: -1}
+func (l *Local) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
 	md, err := mkdirAllBeneath(l.base, mp.rel, mp.comps)
 	if err != nil {
-		return d, classify("mkdir", path, err)
+		return nil, classify("mkdir", path, err)
 	}
 	defer unix.Close(md)
-	if err := checkOwnedDir(md, l.uid, "maildir"); err != nil {
-		return d, dirError(path, err)
+	var st unix.Stat_t
+	if err = unix.Fstat(md, &st); err == nil {
+		err = checkOwnedDir(&st, l.uid, "maildir")
 	}
-	var nfd, cfd int
-	if d.tmp, err = l.openSub(md, "tmp"); err != nil {
-		return d, dirError(path, err)
+	if err != nil {
+		return nil, dirError(path, err)
 	}
-	if nfd, err = l.openSub(md, "new"); err == nil {
-		// Reopen readable: an O_PATH descriptor cannot be fsynced.
-		d.new, err = openBeneath(nfd, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
-		unix.Close(nfd)
-	}
-	if err == nil {
-		if cfd, err = l.openSub(md, "cur"); err == nil {
-			unix.Close(cfd)
+	d := &maildirDirs{tmp: -1, new: -1}
+	if d.tmp, err = l.openSub(md, "tmp", unix.O_PATH, &st); err == nil {
+		// Readable, not O_PATH: an O_PATH descriptor cannot be fsynced.
+		if d.new, err = l.openSub(md, "new", unix.O_RDONLY, &st); err == nil {
+			d.newDev, d.newIno = st.Dev, st.Ino
+			err = l.checkCur(md)
 		}
 	}
 	if err != nil {
 		d.close()
-		return maildirDirs{tmp: -1, new: -1}, dirError(path, err)
+		return nil, dirError(path, err)
 	}
 	return d, nil
 }
@@ -151,7 +169,7 @@ func (l *Local) deliverMaildir(msg *Message, r Recipient, mp mailboxPath, hdr []
 	if err != nil {
 		return err
 	}
-	defer func() { d.close() }() // batch.add may take over d.new
+	defer d.close() // batch.add may take over d.new
 
 	var name string
 	var fd int
@@ -200,13 +218,14 @@ func (l *Local) deliverMaildir(msg *Message, r Recipient, mp mailboxPath, hdr []
 	if err != nil {
 		return classify("link", r.Path, err)
 	}
-	batch.add(&d.new, idx, newName, r.Path)
+	batch.add(d, idx, newName, r.Path)
 	return nil
 }
 
 // dirSyncBatch collects the new/ directories linked into during one
 // Deliver call; sync fsyncs each directory once, after all the links.
 type dirSyncBatch struct {
+	mu   sync.Mutex
 	dirs []pendingDir
 }
 
@@ -221,29 +240,28 @@ type pendingLink struct {
 	name, path string
 }
 
-// add records a link in the directory *fd. It takes over the descriptor
-// (setting *fd to -1) unless the batch already holds that directory.
-func (b *dirSyncBatch) add(fd *int, idx int, name, path string) {
-	var st unix.Stat_t
-	if err := unix.Fstat(*fd, &st); err == nil {
-		for i := range b.dirs {
-			if b.dirs[i].dev == st.Dev && b.dirs[i].ino == st.Ino {
-				b.dirs[i].links = append(b.dirs[i].links, pendingLink{idx, name, path})
-				return
-			}
+// add records a link in d's new/ directory. It takes over d.new unless
+// the batch already holds that directory.
+func (b *dirSyncBatch) add(d *maildirDirs, idx int, name, path string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range b.dirs {
+		if b.dirs[i].dev == d.newDev && b.dirs[i].ino == d.newIno {
+			b.dirs[i].links = append(b.dirs[i].links, pendingLink{idx, name, path})
+			return
 		}
 	}
-	b.dirs = append(b.dirs, pendingDir{fd: *fd, dev: st.Dev, ino: st.Ino, links: []pendingLink{{idx, name, path}}})
-	*fd = -1
+	b.dirs = append(b.dirs, pendingDir{fd: d.new, dev: d.newDev, ino: d.newIno, links: []pendingLink{{idx, name, path}}})
+	d.new = -1
 }
 
-// sync makes every recorded link durable. If a directory cannot be
-// fsynced its new messages are unlinked again (best effort) and reported
-// as failed, so that a retry does not produce a duplicate.
+// sync makes every recorded link durable, fsyncing the directories
+// concurrently. If a directory cannot be fsynced its new messages are
+// unlinked again (best effort) and reported as failed, so that a retry
+// does not produce a duplicate. It must not run concurrently with add.
 func (b *dirSyncBatch) sync(errs []error) {
-	for _, d := range b.dirs {
-		err := unix.Fsync(d.fd)
-		if err != nil {
+	syncDir := func(d *pendingDir) {
+		if err := unix.Fsync(d.fd); err != nil {
 			for _, ln := range d.links {
 				unix.Unlinkat(d.fd, ln.name, 0)
 				errs[ln.idx] = classify("fsync", ln.path, err)
@@ -251,5 +269,14 @@ func (b *dirSyncBatch) sync(errs []error) {
 		}
 		unix.Close(d.fd)
 	}
-	b.dirs = b.dirs[:0]
+	if len(b.dirs) == 1 {
+		syncDir(&b.dirs[0])
+	} else {
+		var wg sync.WaitGroup
+		for i := range b.dirs {
+			wg.Go(func() { syncDir(&b.dirs[i]) })
+		}
+		wg.Wait()
+	}
+	b.dirs = nil
 }

@@ -169,7 +169,7 @@ func mkdirAllBeneath(basefd int, rel string, comps []string) (int, error) {
 	}
 	cur := basefd
 	for _, c := range comps {
-		next, err := openOrMkdir(cur, c)
+		next, err := openOrMkdir(cur, c, unix.O_PATH)
 		if cur != basefd {
 			unix.Close(cur)
 		}
@@ -181,14 +181,15 @@ func mkdirAllBeneath(basefd int, rel string, comps []string) (int, error) {
 	return cur, nil
 }
 
-// openOrMkdir opens (O_PATH) or creates the directory name in dirfd.
-func openOrMkdir(dirfd int, name string) (int, error) {
-	fd, err := openBeneath(dirfd, name, unix.O_PATH|unix.O_DIRECTORY, 0)
+// openOrMkdir opens the directory name in dirfd (with flags: O_PATH or
+// O_RDONLY), creating it with mode 0700 if it is missing.
+func openOrMkdir(dirfd int, name string, flags int) (int, error) {
+	fd, err := openBeneath(dirfd, name, flags|unix.O_DIRECTORY, 0)
 	if err != unix.ENOENT {
 		return fd, err
 	}
 	if err := unix.Mkdirat(dirfd, name, 0o700); err != nil && err != unix.EEXIST {
 		return -1, err
 	}
-	return openBeneath(dirfd, name, unix.O_PATH|unix.O_DIRECTORY, 0)
+	return openBeneath(dirfd, name, flags|unix.O_DIRECTORY, 0)
 }

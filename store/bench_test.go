@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// benchBody is a 4 kB message with a few lines the mbox writer quotes.
+var benchBody = func() string {
+	var b strings.Builder
+	b.WriteString("Subject: benchmark\nFrom: a@example.org\nTo: b@example.com\n\n")
+	for i := 0; b.Len() < 4096; i++ {
+		if i%10 == 0 {
+			b.WriteString("From the body, a line that needs quoting in an mbox\n")
+		} else {
+			b.WriteString("An ordinary line of text in the message body, about seventy bytes.\n")
+		}
+	}
+	return b.String()[:4096-1] + "\n"
+}()
+
+func benchLocal(b *testing.B, opts LocalOptions) *Local {
+	opts.Logger = slog.New(slog.DiscardHandler)
+	l, _ := newTestLocal(b, opts)
+	return l
+}
+
+func reportRate(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+	b.SetBytes(int64(len(benchBody)))
+}
+
+// Each delivery is durable: the file fdatasynced and new/ fsynced.
+func BenchmarkMaildir(b *testing.B) {
+	l := benchLocal(b, LocalOptions{})
+	msg := spool(b, "a@example.org", benchBody)
+	rcpts := []Recipient{rcpt("dom/user/Maildir/")}
+	ctx := context.Background()
+	for b.Loop() {
+		if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b)
+}
+
+// Concurrent single-recipient deliveries, as from many LMTP sessions,
+// each to its own Maildir (of 64 users).
+func BenchmarkMaildirParallel(b *testing.B) {
+	l := benchLocal(b, LocalOptions{})
+	msg := spool(b, "a@example.org", benchBody)
+	var user atomic.Int64
+	b.SetParallelism(32) // sessions per CPU: deliveries wait on the disk, not the CPU
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rcpts := []Recipient{rcpt(fmt.Sprintf("dom/u%d/Maildir/", user.Add(1)%64))}
+		ctx := context.Background()
+		for pb.Next() {
+			if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportRate(b)
+}
+
+func BenchmarkMbox(b *testing.B) {
+	for _, method := range []string{LockFcntl, LockFlock, LockDotlock} {
+		b.Run(method, func(b *testing.B) {
+			l := benchLocal(b, LocalOptions{LockMethods: []string{method}})
+			msg := spool(b, "a@example.org", benchBody)
+			rcpts := []Recipient{rcpt("mbox")}
+			ctx := context.Background()
+			for b.Loop() {
+				if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b)
+		})
+	}
+}
+
+// Concurrent deliveries into 64 mboxes with the default locks.
+func BenchmarkMboxParallel(b *testing.B) {
+	l := benchLocal(b, LocalOptions{})
+	msg := spool(b, "a@example.org", benchBody)
+	var user atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rcpts := []Recipient{rcpt(fmt.Sprintf("u%d", user.Add(1)%64))}
+		ctx := context.Background()
+		for pb.Next() {
+			if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportRate(b)
+}
+
+// The writers alone, without the disk: quoting and copying cost per
+// message (no fsync is skipped in the code; the spool is in the page cache).
+func BenchmarkFromQuoter(b *testing.B) {
+	q := newFromQuoter(discard{})
+	p := []byte(benchBody)
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		q.Write(p)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// One message to 10 recipients in 10 Maildirs, as a worker receives it;
+// the rate counts recipients.
+func BenchmarkMaildir10Recipients(b *testing.B) {
+	l := benchLocal(b, LocalOptions{})
+	msg := spool(b, "a@example.org", benchBody)
+	var rcpts []Recipient
+	for i := 0; i < 10; i++ {
+		rcpts = append(rcpts, rcpt(fmt.Sprintf("dom/u%d/Maildir/", i)))
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		for _, err := range l.Deliver(ctx, msg, rcpts) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*len(rcpts))/b.Elapsed().Seconds(), "deliveries/s")
+	b.SetBytes(int64(len(benchBody) * len(rcpts)))
+}
