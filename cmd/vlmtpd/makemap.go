@@ -29,7 +29,7 @@ func runMakemap(args []string) int {
 		return 2
 	}
 	rest := fs.Args()
-	if len(rest) == 2 && rest[1] == "-" {
+	if len(rest) == 2 && (rest[1] == "-" || rest[1] == "-i") {
 		*stdin, rest = true, rest[:1]
 	}
 	if len(rest) != 1 {
