@@ -1,0 +1,146 @@
+// Package privsep is vlmtpd's privileged parent: started as root, it opens
+// the listeners, starts the front as the unprivileged configured user and
+// from then on only starts delivery workers on the front's request, after
+// checking its own policy, because the front parses network input and may
+// be compromised. It also holds the front's side of that control channel.
+//
+// The control channel is a SOCK_SEQPACKET socketpair: one request or reply
+// per packet, fixed layouts, the worker's socket as SCM_RIGHTS on a spawn
+// reply.
+package privsep
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Packet types.
+const (
+	opSpawn byte = 1 // front → parent: start a worker for uid, gid
+	opKill  byte = 2 // front → parent: SIGKILL the worker with this id
+	opReply byte = 3 // parent → front
+)
+
+// Reply codes.
+const (
+	codeOK      byte = 0
+	codeRefused byte = 1 // the policy refused the ids
+	codeFailed  byte = 2 // the worker could not be started or killed
+)
+
+const (
+	requestLen  = 1 + 4 + 8
+	replyHdrLen = 1 + 4 + 1 + 8 + 4
+	maxReplyMsg = 512
+	maxPacket   = replyHdrLen + maxReplyMsg
+)
+
+var errControl = errors.New("control protocol error")
+
+// request is one front → parent packet.
+type request struct {
+	Op       byte
+	Seq      uint32
+	UID, GID int    // opSpawn
+	ID       uint64 // opKill
+}
+
+func (r request) encode() []byte {
+	b := make([]byte, requestLen)
+	b[0] = r.Op
+	binary.BigEndian.PutUint32(b[1:], r.Seq)
+	switch r.Op {
+	case opSpawn:
+		binary.BigEndian.PutUint32(b[5:], uint32(r.UID))
+		binary.BigEndian.PutUint32(b[9:], uint32(r.GID))
+	case opKill:
+		binary.BigEndian.PutUint64(b[5:], r.ID)
+	}
+	return b
+}
+
+// decodeRequest parses a packet from the front, which is not trusted:
+// anything but an exact, known layout is refused.
+func decodeRequest(b []byte) (request, error) {
+	if len(b) != requestLen {
+		return request{}, fmt.Errorf("%w: request of %d bytes", errControl, len(b))
+	}
+	r := request{Op: b[0], Seq: binary.BigEndian.Uint32(b[1:])}
+	switch r.Op {
+	case opSpawn:
+		uid, gid := binary.BigEndian.Uint32(b[5:]), binary.BigEndian.Uint32(b[9:])
+		if uid > math.MaxInt32 || gid > math.MaxInt32 {
+			return request{}, fmt.Errorf("%w: id out of range", errControl)
+		}
+		r.UID, r.GID = int(uid), int(gid)
+	case opKill:
+		r.ID = binary.BigEndian.Uint64(b[5:])
+	default:
+		return request{}, fmt.Errorf("%w: unknown request type %d", errControl, r.Op)
+	}
+	return r, nil
+}
+
+// reply is one parent → front packet.
+type reply struct {
+	Seq  uint32
+	Code byte
+	ID   uint64 // the worker's id for later kill requests
+	PID  int
+	Msg  string // why a request was refused or failed
+}
+
+func (r reply) encode() []byte {
+	msg := r.Msg
+	if len(msg) > maxReplyMsg {
+		msg = msg[:maxReplyMsg]
+	}
+	b := make([]byte, replyHdrLen, replyHdrLen+len(msg))
+	b[0] = opReply
+	binary.BigEndian.PutUint32(b[1:], r.Seq)
+	b[5] = r.Code
+	binary.BigEndian.PutUint64(b[6:], r.ID)
+	binary.BigEndian.PutUint32(b[14:], uint32(r.PID))
+	return append(b, msg...)
+}
+
+func decodeReply(b []byte) (reply, error) {
+	if len(b) < replyHdrLen || len(b) > maxPacket || b[0] != opReply {
+		return reply{}, fmt.Errorf("%w: bad reply of %d bytes", errControl, len(b))
+	}
+	r := reply{
+		Seq:  binary.BigEndian.Uint32(b[1:]),
+		Code: b[5],
+		ID:   binary.BigEndian.Uint64(b[6:]),
+		Msg:  string(b[replyHdrLen:]),
+	}
+	pid := binary.BigEndian.Uint32(b[14:])
+	if r.Code > codeFailed || pid > math.MaxInt32 {
+		return reply{}, fmt.Errorf("%w: bad reply", errControl)
+	}
+	r.PID = int(pid)
+	return r, nil
+}
+
+// Policy is what the parent checks before it starts any worker.
+type Policy struct {
+	// MinUID is virtual_minimum_uid.
+	MinUID int
+}
+
+// Check refuses uid 0, gid 0 and uids below the minimum.
+func (p Policy) Check(uid, gid int) error {
+	switch {
+	case uid <= 0:
+		return fmt.Errorf("uid %d is not allowed", uid)
+	case gid <= 0:
+		return fmt.Errorf("gid %d is not allowed", gid)
+	case uid < p.MinUID:
+		return fmt.Errorf("uid %d is below virtual_minimum_uid %d", uid, p.MinUID)
+	case uid > math.MaxInt32-1 || gid > math.MaxInt32-1:
+		return fmt.Errorf("uid %d or gid %d out of range", uid, gid)
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package privsep
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/store/worker"
+)
+
+// Options are what the parent needs from the configuration.
+type Options struct {
+	// User runs the front; it must exist and must not be root.
+	User string
+	// FrontArgs is the front's command line after the program name, e.g.
+	// serve -config /etc/vlmtpd/vlmtpd.toml.
+	FrontArgs []string
+	// Listeners are open already; Run hands them to the front and closes
+	// its own copies.
+	Listeners []net.Listener
+	// SpoolDirectory is created for the user if missing.
+	SpoolDirectory string
+	Policy         Policy
+	Worker         worker.Config
+	// Exe is the binary for the front and the workers; default
+	// worker.SelfExe.
+	Exe string
+	Log *slog.Logger
+}
+
+// frontUser resolves the front's user: uid, gid and its groups.
+func frontUser(name string) (uid, gid int, groups []uint32, err error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("user %q (the front's user in the configuration) does not exist: %w", name, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return 0, 0, nil, fmt.Errorf("user %q has a non-numeric uid or gid", name)
+	}
+	if uid == 0 || gid == 0 {
+		return 0, 0, nil, fmt.Errorf("user %q is root or in group 0; the front must run unprivileged", name)
+	}
+	gids, _ := u.GroupIds()
+	for _, g := range gids {
+		if n, err := strconv.Atoi(g); err == nil && n != 0 {
+			groups = append(groups, uint32(n))
+		}
+	}
+	return uid, gid, groups, nil
+}
+
+// prepareSpool makes sure the spool directory exists and belongs to the
+// front's user. A missing one is created here, mode 0700; one owned by
+// someone else is left alone and reported.
+func prepareSpool(dir string, uid, gid int) error {
+	if dir == "" {
+		return nil
+	}
+	err := os.Mkdir(dir, 0o700)
+	if err == nil {
+		// Open what was just created without following a symlink and
+		// chown that, so nothing swapped in meanwhile is chowned.
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("spool_directory %s: %w", dir, err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return fmt.Errorf("spool_directory %s: %w", dir, err)
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("spool_directory %s: %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return fmt.Errorf("spool_directory %s: %w", dir, err)
+	}
+	if int(st.Uid) != uid {
+		return fmt.Errorf("spool_directory %s is owned by uid %d; the front's user (uid %d) must own it", dir, st.Uid, uid)
+	}
+	return nil
+}
+
+// Run is `vlmtpd serve` as root: it starts the front as Options.User with
+// the listeners and a control socket, serves the control socket, forwards
+// SIGTERM, SIGINT and SIGHUP to the front, and returns the front's exit
+// code once the front has exited and the workers have followed.
+func Run(o Options) int {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	fail := func(err error) int {
+		log.Error("startup failed", "error", err)
+		for _, l := range o.Listeners {
+			l.Close()
+		}
+		return 1
+	}
+	uid, gid, groups, err := frontUser(o.User)
+	if err != nil {
+		return fail(err)
+	}
+	if err := prepareSpool(o.SpoolDirectory, uid, gid); err != nil {
+		return fail(err)
+	}
+	if o.Worker.Base == "" {
+		return fail(errors.New("no virtual_mailbox_base"))
+	}
+
+	// The front's inheritance: control socket at fd 3, listeners after.
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fail(fmt.Errorf("control socketpair: %w", err))
+	}
+	ctl := os.NewFile(uintptr(pair[0]), "control")
+	frontCtl := os.NewFile(uintptr(pair[1]), "control-front")
+	files := []*os.File{os.Stdin, os.Stdout, os.Stderr, frontCtl}
+	var lfds []int
+	var sockets []string
+	for _, l := range o.Listeners {
+		fl, ok := l.(interface{ File() (*os.File, error) })
+		if !ok {
+			return fail(fmt.Errorf("listener %s cannot be passed on", l.Addr()))
+		}
+		f, err := fl.File()
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		lfds = append(lfds, len(files))
+		files = append(files, f)
+		if ul, ok := l.(*net.UnixListener); ok {
+			// The parent removes the socket file at exit, not now.
+			ul.SetUnlinkOnClose(false)
+			sockets = append(sockets, ul.Addr().String())
+		}
+		l.Close()
+	}
+	exe := o.Exe
+	if exe == "" {
+		exe = worker.SelfExe
+	}
+	env := append(os.Environ(), frontEnv(3, lfds))
+	front, err := os.StartProcess(exe, append([]string{"vlmtpd"}, o.FrontArgs...), &os.ProcAttr{
+		Env:   env,
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
+			// Its own process group: a terminal's ^C reaches the parent,
+			// which forwards it once.
+			Setpgid: true,
+		},
+	})
+	frontCtl.Close()
+	if err != nil {
+		ctl.Close()
+		for _, s := range sockets {
+			os.Remove(s)
+		}
+		return fail(fmt.Errorf("start the front as %s: %w", o.User, err))
+	}
+	for _, f := range files[4:] {
+		f.Close()
+	}
+	log.Info("started the front", "user", o.User, "uid", uid, "front_pid", front.Pid)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			front.Signal(s)
+		}
+	}()
+
+	p := &Parent{Policy: o.Policy, Worker: o.Worker, Exe: o.Exe, Log: log}
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- p.ServeControl(ctl) }()
+
+	st, err := front.Wait()
+	code := 1
+	if err == nil {
+		code = st.ExitCode()
+		if code < 0 {
+			code = 1
+		}
+		log.Info("the front exited", "status", st.String())
+	}
+	// The front's exit closed its end of the control socket; its workers
+	// see EOF, finish what they were writing and exit.
+	if err := <-ctlDone; err != nil {
+		log.Warn("control socket", "err", err)
+	}
+	p.Wait(30 * time.Second)
+	for _, s := range sockets {
+		os.Remove(s)
+	}
+	return code
+}
