@@ -348,7 +348,7 @@ func TestReopenWhileLookingUp(t *testing.T) {
 			}
 		}()
 	}
-	const versions = 40
+	const versions = 15
 	for n := 1; n <= versions; n++ {
 		version(n)
 		time.Sleep(3 * time.Millisecond)
@@ -446,4 +446,42 @@ func TestWriterKeepsModeAndCleansUp(t *testing.T) {
 		t.Fatalf("after Abort the directory holds %v", ents)
 	}
 	want(t, openT(t, path), "a", "2", true)
+}
+
+// TestCloseWhileLookingUp: lookups racing Close get a right answer or
+// ErrClosed, and the mapping is unmapped once the last one is done.
+func TestCloseWhileLookingUp(t *testing.T) {
+	shortCheck(t)
+	path := filepath.Join(t.TempDir(), "c")
+	build(t, path, WriteOptions{}, "a", "1")
+	tb, err := Open(path, quietOpts(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tb.cur.Load()
+	var wg sync.WaitGroup
+	var closed atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				v, ok, err := tb.Lookup(ctx, "a")
+				if errors.Is(err, ErrClosed) {
+					closed.Add(1)
+					return
+				}
+				if err != nil || !ok || v != "1" {
+					t.Errorf("%q %v %v", v, ok, err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	tb.Close()
+	wg.Wait()
+	if closed.Load() != 4 || m.refs.Load() != 0 {
+		t.Fatalf("%d readers saw ErrClosed; mapping refs %d", closed.Load(), m.refs.Load())
+	}
 }
