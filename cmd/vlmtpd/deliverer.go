@@ -5,20 +5,37 @@ import (
 
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/store"
+	"github.com/vlmtpd/vlmtpd/store/worker"
 )
 
-// newDeliverer returns what writes the mailboxes: for now the in-process
-// writer, which serves only mailboxes owned by this process's uid.
+// newDeliverer returns what writes the mailboxes: a pool of long-lived
+// worker processes, one kind per (uid, gid). Behind the root parent the
+// parent starts them (front mode); otherwise this process starts them as
+// itself and they deliver only to its own uid (single-user mode).
 func newDeliverer(cfg *config.Config, log *slog.Logger) (store.Deliverer, func(), error) {
-	l, err := store.NewLocal(cfg.VirtualMailboxBase, store.LocalOptions{
+	var spawn worker.Spawner
+	if privsepFront != nil {
+		spawn = privsepFront.Control
+	} else {
+		spawn = &worker.LocalSpawner{Config: workerConfig(cfg), Logger: log}
+	}
+	p := worker.NewPool(spawn, worker.PoolOptions{
+		IdleTimeout:     cfg.WorkerIdleTimeout,
+		MaxDeliveries:   cfg.WorkerMaxUse,
+		MaxWorkers:      cfg.WorkerLimit,
+		DeliveryTimeout: cfg.DeliveryTimeout,
+		Logger:          log,
+	})
+	return p, func() { p.Close() }, nil
+}
+
+// workerConfig is the part of the configuration a worker is started with.
+func workerConfig(cfg *config.Config) worker.Config {
+	return worker.Config{
+		Base:          cfg.VirtualMailboxBase,
 		Hostname:      cfg.Hostname,
 		LockMethods:   cfg.VirtualMailboxLock,
 		LockTimeout:   cfg.LockTimeout(),
 		StaleLockTime: cfg.StaleLockTime,
-		Logger:        log,
-	})
-	if err != nil {
-		return nil, nil, err
 	}
-	return l, func() { l.Close() }, nil
 }

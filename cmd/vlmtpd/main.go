@@ -40,6 +40,9 @@ func usage() {
 	sort.Strings(names)
 	fmt.Fprintln(os.Stderr, "usage: vlmtpd COMMAND [flags]")
 	for _, n := range names {
+		if commands[n].summary == "" {
+			continue // internal, like worker
+		}
 		fmt.Fprintf(os.Stderr, "  %-13s %s\n", n, commands[n].summary)
 	}
 }

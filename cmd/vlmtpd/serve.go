@@ -41,7 +41,10 @@ func serve(cfg *config.Config) int {
 		log.Error("startup failed", "error", err)
 		return 1
 	}
-	ls, err := server.Listen(cfg)
+	if code, done := privsepRole(cfg, log); done {
+		return code
+	}
+	ls, err := listeners(cfg)
 	if err != nil {
 		return fail(err)
 	}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/vlmtpd/vlmtpd/privsep"
+	"github.com/vlmtpd/vlmtpd/server"
+	"github.com/vlmtpd/vlmtpd/server/config"
+)
+
+// privsepFront is set when this process is the front that the root parent
+// started: it then uses the parent's listeners and asks the parent for
+// workers.
+var privsepFront *privsep.Front
+
+// privsepRole sorts out which of serve's roles this process plays. Started
+// as root it runs the parent, which starts the front as the configured user
+// with the same arguments, and done is true. Started by the parent it
+// picks up the inherited descriptors. Otherwise (single-user mode) it does
+// nothing.
+func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool) {
+	fr, err := privsep.FrontFromEnv()
+	if err != nil {
+		log.Error("startup failed", "error", err)
+		return 1, true
+	}
+	if fr != nil {
+		privsepFront = fr
+		return 0, false
+	}
+	if os.Geteuid() != 0 {
+		return 0, false
+	}
+	ls, err := server.Listen(cfg)
+	if err != nil {
+		log.Error("startup failed", "error", err)
+		return 1, true
+	}
+	return privsep.Run(privsep.Options{
+		User:           cfg.User,
+		FrontArgs:      []string{"serve", "-config", cfg.Path},
+		Listeners:      ls,
+		SpoolDirectory: cfg.SpoolDirectory,
+		Policy:         privsep.Policy{MinUID: cfg.VirtualMinimumUID},
+		Worker:         workerConfig(cfg),
+		Log:            log.With("role", "parent"),
+	}), true
+}
+
+// listeners returns the front's listeners: the parent's, or its own.
+func listeners(cfg *config.Config) ([]net.Listener, error) {
+	if privsepFront != nil {
+		return privsepFront.Listeners, nil
+	}
+	return server.Listen(cfg)
+}

@@ -1,0 +1,9 @@
+package main
+
+import "github.com/vlmtpd/vlmtpd/store/worker"
+
+// The worker subcommand is how vlmtpd starts its own delivery workers; it
+// has no summary, so usage does not list it.
+func init() {
+	commands["worker"] = command{"", worker.Main}
+}
