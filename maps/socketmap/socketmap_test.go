@@ -447,3 +447,35 @@ func TestOpenNames(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitForConnectionHonoursContext: with every connection busy on a
+// hanging query, another lookup waits for a turn only as long as its
+// context allows.
+func TestWaitForConnectionHonoursContext(t *testing.T) {
+	s := startServer(t, "unix")
+	tb := openT(t, s.spec())
+	tb.timeouts.query = time.Second
+	var wg sync.WaitGroup
+	for range MaxConns {
+		wg.Add(1)
+		go func() { defer wg.Done(); tb.Lookup(ctx, "hang") }()
+	}
+	for {
+		if q, _, _, _ := s.stats(); len(q) == MaxConns {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := tb.Lookup(c, "a"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting for a connection: %v", err)
+	}
+	if q, _, _, _ := s.stats(); len(q) != MaxConns {
+		t.Fatalf("server saw %d queries", len(q))
+	}
+	wg.Wait()
+	if v, ok, err := tb.Lookup(ctx, "a"); err != nil || !ok || v != "a/mail/" {
+		t.Fatalf("after the hangs: %q %v %v", v, ok, err)
+	}
+}
