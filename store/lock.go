@@ -31,6 +31,8 @@ type mboxLock struct {
 // dirfd), in the configured order, all before one deadline. Kernel locks
 // are tried without blocking and retried with backoff: a blocking
 // F_OFD_SETLKW would park an OS thread and could not honour the deadline.
+// The returned lock is never nil: on failure it holds what was taken, and
+// the caller closes fd and then calls release, as after success.
 func (l *Local) lockMbox(ctx context.Context, fd, dirfd int, name, path string) (*mboxLock, error) {
 	deadline := time.Now().Add(l.opts.LockTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -39,11 +41,11 @@ func (l *Local) lockMbox(ctx context.Context, fd, dirfd int, name, path string) 
 	lk := &mboxLock{dirfd: dirfd}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, classify("lock", path, err)
+		return lk, classify("lock", path, err)
 	}
 	turn, err := l.queue.wait(ctx, deadline, inodeKey{st.Dev, st.Ino})
 	if err != nil {
-		return nil, fail(Locked, "lock", path, err)
+		return lk, fail(Locked, "lock", path, err)
 	}
 	lk.turn = turn
 	for _, m := range l.opts.LockMethods {
@@ -74,11 +76,10 @@ func (l *Local) lockMbox(ctx context.Context, fd, dirfd int, name, path string) 
 			err = l.dotlock(ctx, deadline, lk, name)
 		}
 		if err != nil {
-			lk.release()
 			if errors.Is(err, errLockBusy) {
-				return nil, fail(Locked, m+" lock", path, err)
+				return lk, fail(Locked, m+" lock", path, err)
 			}
-			return nil, classify(m+" lock", path, err)
+			return lk, classify(m+" lock", path, err)
 		}
 	}
 	return lk, nil

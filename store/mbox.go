@@ -136,13 +136,13 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 		return err
 	}
 	lk, err := l.lockMbox(ctx, fd, dirfd, mp.name, r.Path)
-	if err != nil {
-		unix.Close(fd)
-		return err
-	}
-	// Release order: closing drops the kernel locks, then the dotlock goes.
+	// Release order: closing drops the kernel locks, then the dotlock goes
+	// and the next writer in this process gets its turn.
 	defer lk.release()
 	defer unix.Close(fd)
+	if err != nil {
+		return err
+	}
 
 	// Whoever held the lock may have replaced or linked the file; check
 	// again now that nobody else may change it.
