@@ -70,35 +70,38 @@ func TestFileSizeLimitEFBIG(t *testing.T) {
 	}
 }
 
-// lockHelperEnv makes the test binary a lock holder: it locks the file
-// named in the variable, says "locked" and holds the lock until its
-// stdin closes.
+// lockHelperEnv makes the test binary a lock holder (see TestMain): it
+// locks the file named in the variable, says "locked" and holds the lock
+// until its stdin closes.
 const lockHelperEnv = "STORE_TEST_LOCK_HELPER"
 
-func TestLockHelperProcess(t *testing.T) {
-	spec := os.Getenv(lockHelperEnv)
-	if spec == "" {
-		t.Skip("helper process for TestLockOtherProcess")
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(lockHelperEnv); spec != "" {
+		os.Exit(lockHelper(spec))
 	}
+	os.Exit(m.Run())
+}
+
+func lockHelper(spec string) int {
 	method, path, _ := strings.Cut(spec, ":")
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err == nil {
+		switch method {
+		case "posix": // a classic process-owned fcntl lock, as mutt or Dovecot take
+			err = unix.FcntlFlock(f.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK})
+		case "flock":
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		default:
+			err = fmt.Errorf("unknown lock method %q", method)
+		}
+	}
 	if err != nil {
 		fmt.Println(err)
-		os.Exit(1)
-	}
-	switch method {
-	case "posix": // a classic process-owned fcntl lock, as mutt or Dovecot take
-		err = unix.FcntlFlock(f.Fd(), unix.F_SETLK, &unix.Flock_t{Type: unix.F_WRLCK})
-	case "flock":
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-	}
-	if err != nil {
-		fmt.Println(err)
-		os.Exit(1)
+		return 1
 	}
 	fmt.Println("locked")
 	bufio.NewReader(os.Stdin).ReadString('\n')
-	os.Exit(0)
+	return 0
 }
 
 // Our locks conflict with those of other programs: a classic fcntl lock
@@ -110,7 +113,7 @@ func TestLockOtherProcess(t *testing.T) {
 			path := filepath.Join(base, "mbox")
 			must(t, os.WriteFile(path, []byte(oldMbox), 0o600))
 
-			cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelperProcess$")
+			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), lockHelperEnv+"="+tc.helper+":"+path)
 			stdin, err := cmd.StdinPipe()
 			must(t, err)
