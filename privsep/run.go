@@ -60,36 +60,29 @@ func frontUser(name string) (uid, gid int, groups []uint32, err error) {
 	return uid, gid, groups, nil
 }
 
-// prepareSpool makes sure the spool directory exists and belongs to the
-// front's user. A missing one is created here, mode 0700; one owned by
-// someone else is left alone and reported.
+// prepareSpool creates a missing spool directory for the front's user,
+// mode 0700. An existing one is left as the administrator made it; if the
+// front cannot write there it says so at startup.
 func prepareSpool(dir string, uid, gid int) error {
 	if dir == "" {
 		return nil
 	}
 	err := os.Mkdir(dir, 0o700)
-	if err == nil {
-		// Open what was just created without following a symlink and
-		// chown that, so nothing swapped in meanwhile is chowned.
-		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("spool_directory %s: %w", dir, err)
-		}
-		defer unix.Close(fd)
-		if err := unix.Fchown(fd, uid, gid); err != nil {
-			return fmt.Errorf("spool_directory %s: %w", dir, err)
-		}
+	if errors.Is(err, os.ErrExist) {
 		return nil
 	}
-	if !errors.Is(err, os.ErrExist) {
+	if err != nil {
 		return fmt.Errorf("spool_directory %s: %w", dir, err)
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
+	// Chown what was just created, opened without following a symlink,
+	// so nothing swapped in meanwhile is given away.
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return fmt.Errorf("spool_directory %s: %w", dir, err)
 	}
-	if int(st.Uid) != uid {
-		return fmt.Errorf("spool_directory %s is owned by uid %d; the front's user (uid %d) must own it", dir, st.Uid, uid)
+	defer unix.Close(fd)
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("spool_directory %s: %w", dir, err)
 	}
 	return nil
 }
