@@ -291,6 +291,13 @@ func (t *Table) search(ctx context.Context, req *goldap.SearchRequest) (*goldap.
 		if err != nil {
 			return nil, err
 		}
+		// The pool hands out each connection to one search at a time, so
+		// its request timeout can follow the caller's deadline.
+		timeout := t.timeout
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+			timeout = max(time.Until(dl), time.Millisecond)
+		}
+		c.SetTimeout(timeout)
 		sr, err := c.Search(req)
 		if err == nil {
 			t.put(c)

@@ -254,6 +254,20 @@ func TestLDAP(t *testing.T) {
 		m = openCF(t, fmt.Sprintf("server_host = 127.0.0.1 localhost\nserver_port = %d\n", s.Port)+mailboxCF, nil)
 		wantFound(t, m, "user@example.com", "example.com/user/")
 	})
+	t.Run("concurrent lookups", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					wantFound(t, mailbox, "user@example.com", "example.com/user/")
+					wantNotFound(t, mailbox, "*@example.com")
+				}
+			}()
+		}
+		wg.Wait()
+	})
 	t.Run("unknown parameter is logged", func(t *testing.T) {
 		var log bytes.Buffer
 		openCF(t, base+mailboxCF+"query_fliter = (uid=%s)\n", &log)

@@ -482,6 +482,20 @@ func suite(t *testing.T, be *backend) {
 		wantNotFound(t, m, "inactive@example.com")
 		wantNotFound(t, m, hostileKeys[0])
 	})
+	t.Run("concurrent lookups", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					wantFound(t, mailbox, "user@example.com", "example.com/user/")
+					wantNotFound(t, mailbox, hostileKeys[i%len(hostileKeys)])
+				}
+			}()
+		}
+		wg.Wait()
+	})
 	t.Run("query error is an error", func(t *testing.T) {
 		m := be.openTable(t, "query = SELECT maildir FROM no_such_table WHERE username='%s'\n", nil)
 		if _, found, err := lookup(t, m, "user@example.com"); err == nil || found {
