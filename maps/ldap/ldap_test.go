@@ -237,6 +237,8 @@ func TestLDAP(t *testing.T) {
 		wantNotFound(t, m, "bob@example.net")
 	})
 	t.Run("bind", func(t *testing.T) {
+		// Postfix's default is bind = yes with no bind_dn: an anonymous bind.
+		wantFound(t, openCF(t, base+strings.Replace(mailboxCF, "bind = no\n", "", 1), nil), "user@example.com", "example.com/user/")
 		cf := strings.Replace(mailboxCF, "bind = no", "bind = yes\nbind_dn = "+rootDN+"\nbind_pw = "+rootPW, 1)
 		wantFound(t, openCF(t, base+cf, nil), "user@example.com", "example.com/user/")
 		bad := strings.Replace(mailboxCF, "bind = no", "bind = yes\nbind_dn = "+rootDN+"\nbind_pw = wrong", 1)
