@@ -334,8 +334,8 @@ func (p *Pool) start(ctx context.Context, key ids) (*proc, error) {
 
 // roundTrip sends one request and reads its reply before the deadline.
 func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, fd int, want byte) ([]byte, error) {
+	// Every request sets its own deadline, so it is not cleared after.
 	w.c.setDeadline(deadline)
-	defer w.c.setDeadline(time.Time{})
 	if err := w.c.writeFrame(typ, payload, fd); err != nil {
 		return nil, err
 	}
@@ -400,6 +400,11 @@ func (p *Pool) Deliver(ctx context.Context, msg *store.Message, rcpts []store.Re
 		groups[k] = append(groups[k], i)
 	}
 	deadline := p.deadline(ctx, p.opts.DeliveryTimeout)
+	if len(order) == 1 {
+		// The common case (one vmail uid): no goroutine hand-off.
+		copy(errs, p.deliverGroup(ctx, deadline, msg, fd, order[0], rcpts, groups[order[0]]))
+		return errs
+	}
 	var wg sync.WaitGroup
 	for _, k := range order {
 		wg.Add(1)
