@@ -207,7 +207,7 @@ service lmtp {
 	return s, s.start(filepath.Join(dir, "..", "dovecot.stderr"))
 }
 
-// measure runs one cell against one server, sampling the RSS of its
+// measure runs one cell against one server, sampling the memory of its
 // process tree, then counts what arrived.
 func measure(smtpSource string, s *server, c cell, i int) (result, error) {
 	local := cellLocal(i)
@@ -228,7 +228,7 @@ func measure(smtpSource string, s *server, c cell, i int) (result, error) {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
-			r := treeRSS(s.cmd.Process.Pid)
+			r := treeMemory(s.cmd.Process.Pid)
 			mu.Lock()
 			peak = max(peak, r)
 			mu.Unlock()
@@ -257,7 +257,7 @@ func measure(smtpSource string, s *server, c cell, i int) (result, error) {
 			n += len(ents)
 		}
 	}
-	return result{Elapsed: elapsed, Delivered: n, PeakRSS: peak}, nil
+	return result{Elapsed: elapsed, Delivered: n, PeakPSS: peak}, nil
 }
 
 func chownTree(root string, o owner) error {
@@ -272,8 +272,10 @@ func chownTree(root string, o owner) error {
 	})
 }
 
-// treeRSS is the resident set size of pid and its descendants, in bytes.
-func treeRSS(pid int) int64 {
+// treeMemory is the proportional set size (PSS) of pid and its descendants,
+// in bytes: both servers run several processes of one binary, whose shared
+// pages RSS would count again for each.
+func treeMemory(pid int) int64 {
 	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -297,7 +299,7 @@ func treeRSS(pid int) int64 {
 	var total int64
 	var walk func(int)
 	walk = func(p int) {
-		total += vmRSS(p)
+		total += procPSS(p)
 		for _, c := range children[p] {
 			walk(c)
 		}
@@ -306,15 +308,30 @@ func treeRSS(pid int) int64 {
 	return total
 }
 
-func vmRSS(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+func procPSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		return 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// vmHWM is a process's peak resident set size, in bytes.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb * 1024
 		}

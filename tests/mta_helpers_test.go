@@ -222,7 +222,21 @@ func startVlmtpdFor(t testing.TB, s vlmtpdSetup) *vlmtpdInstance {
 		fmt.Fprintf(&cfg, "message_size_limit = %d\n", s.SizeLimit)
 	}
 	cfg.WriteString(s.Extra)
-	in := StartInstance(t, Options{Tables: tables, Config: cfg.String()})
+	// Like virtual(8), vlmtpd never creates an mbox's parent directory:
+	// the administrator does.
+	prepare := func(dir string) {
+		for _, path := range s.Mailboxes {
+			if strings.HasSuffix(path, "/") {
+				continue
+			}
+			parent := filepath.Join(dir, "mail", filepath.Dir(path))
+			if err := os.MkdirAll(parent, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			chownTree(t, filepath.Join(dir, "mail"), owner)
+		}
+	}
+	in := StartInstance(t, Options{Tables: tables, Config: cfg.String(), Prepare: prepare})
 	if in.UID != owner.UID || in.GID != owner.GID {
 		t.Fatalf("instance runs as %d:%d, expected %d:%d", in.UID, in.GID, owner.UID, owner.GID)
 	}
@@ -264,9 +278,11 @@ func tailLines(s string, lines int) string {
 	return strings.Join(l, "\n")
 }
 
-// treeRSS is the resident set size in bytes of pid and all its
-// descendants (vlmtpd's workers are child processes).
-func treeRSS(pid int) int64 {
+// treeMemory is the proportional set size (PSS) in bytes of pid and all
+// its descendants: vlmtpd's delivery workers are child processes running
+// the same binary, and summing their RSS would count shared pages again
+// for every worker.
+func treeMemory(pid int) int64 {
 	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -292,7 +308,7 @@ func treeRSS(pid int) int64 {
 	var total int64
 	var walk func(int)
 	walk = func(p int) {
-		total += procRSS(p)
+		total += procPSS(p)
 		for _, c := range children[p] {
 			walk(c)
 		}
@@ -301,15 +317,15 @@ func treeRSS(pid int) int64 {
 	return total
 }
 
-func procRSS(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+func procPSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		return 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb * 1024
 		}
