@@ -7,14 +7,11 @@ package ldap
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,52 +173,19 @@ func (t *Table) configure(cfg *pfconf.Config) error {
 }
 
 // tlsConfig builds the settings for ldaps:// and start_tls from the tls_*
-// parameters. As in Postfix, the server's certificate is checked only with
-// tls_require_cert = yes.
+// parameters. As in Postfix, the server's name is checked only with
+// tls_require_cert = yes; a configured CA must still sign its chain.
 func tlsConfig(cfg *pfconf.Config) (*tls.Config, error) {
-	require, err := cfg.Bool("tls_require_cert", false)
+	verify, err := cfg.Bool("tls_require_cert", false)
 	if err != nil {
 		return nil, err
 	}
-	tc := &tls.Config{InsecureSkipVerify: !require, MinVersion: tls.VersionTLS12}
-	pool := x509.NewCertPool()
-	added := false
-	addPEM := func(p string) error {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return fmt.Errorf("%s: %w", cfg.Path, err)
-		}
-		if pool.AppendCertsFromPEM(b) {
-			added = true
-		}
-		return nil
-	}
-	if f := cfg.Str("tls_ca_cert_file", ""); f != "" {
-		if err := addPEM(f); err != nil {
-			return nil, err
-		}
-	}
-	if d := cfg.Str("tls_ca_cert_dir", ""); d != "" {
-		ents, err := os.ReadDir(d)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", cfg.Path, err)
-		}
-		for _, e := range ents {
-			if !e.IsDir() {
-				_ = addPEM(filepath.Join(d, e.Name())) // hash links and other files may not be PEM
-			}
-		}
-	}
-	if added {
-		tc.RootCAs = pool
-	}
-	cert, key := cfg.Str("tls_cert", ""), cfg.Str("tls_key", "")
-	if cert != "" || key != "" {
-		kp, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, fmt.Errorf("%s: tls_cert/tls_key: %w", cfg.Path, err)
-		}
-		tc.Certificates = []tls.Certificate{kp}
+	tc, err := pfconf.TLSParams{
+		CAFile: cfg.Str("tls_ca_cert_file", ""), CADir: cfg.Str("tls_ca_cert_dir", ""),
+		Cert: cfg.Str("tls_cert", ""), Key: cfg.Str("tls_key", ""), Verify: verify,
+	}.Config("")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}
 	return tc, nil
 }

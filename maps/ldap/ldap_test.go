@@ -270,6 +270,29 @@ func TestLDAP(t *testing.T) {
 		}
 		wg.Wait()
 	})
+	t.Run("TLS", func(t *testing.T) {
+		ldaps := fmt.Sprintf("server_host = ldaps://127.0.0.1:%d\n", s.TLSPort)
+		for _, tc := range []struct {
+			name, cf string
+			ok       bool
+		}{
+			{"ldaps, CA and name checked", ldaps + "tls_ca_cert_file = " + s.Certs.CA + "\ntls_require_cert = yes\n", true},
+			{"ldaps, Postfix's default: nothing checked", ldaps, true},
+			{"ldaps, another CA", ldaps + "tls_ca_cert_file = " + s.Certs.OtherCA + "\ntls_require_cert = yes\n", false},
+			{"ldaps, another CA, name not checked", ldaps + "tls_ca_cert_file = " + s.Certs.OtherCA + "\n", false},
+			{"start_tls", base + "start_tls = yes\ntls_ca_cert_file = " + s.Certs.CA + "\ntls_require_cert = yes\n", true},
+			{"start_tls, another CA", base + "start_tls = yes\ntls_ca_cert_file = " + s.Certs.OtherCA + "\ntls_require_cert = yes\n", false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				m := openCF(t, tc.cf+mailboxCF, nil)
+				if tc.ok {
+					wantFound(t, m, "user@example.com", "example.com/user/")
+				} else {
+					t.Logf("error as expected: %v", wantError(t, m, "user@example.com"))
+				}
+			})
+		}
+	})
 	t.Run("unknown parameter is logged", func(t *testing.T) {
 		var log bytes.Buffer
 		openCF(t, base+mailboxCF+"query_fliter = (uid=%s)\n", &log)

@@ -202,6 +202,8 @@ func mysqlBackend(tb testing.TB) *backend {
 			"CREATE USER 'postfix'@'127.0.0.1' IDENTIFIED BY '" + dbPassword + "'",
 			"GRANT SELECT ON postfix.* TO 'postfix'@'localhost'",
 			"GRANT SELECT ON postfix.* TO 'postfix'@'127.0.0.1'",
+			"CREATE USER 'postfix_tls'@'127.0.0.1' IDENTIFIED BY '" + dbPassword + "' REQUIRE SSL",
+			"GRANT SELECT ON postfix.* TO 'postfix_tls'@'127.0.0.1'",
 			"USE postfix",
 		} {
 			if _, err := root.Exec(q); err != nil {
@@ -535,6 +537,32 @@ func TestMySQL(t *testing.T) {
 		m := openCF(t, "mysql", fmt.Sprintf("hosts = %s\nuser = postfix\npassword = wrong\ndbname = postfix\n", be.tcpHost)+mailboxQuery, nil)
 		if _, found, err := lookup(t, m, "user@example.com"); err == nil || found {
 			t.Errorf("found %v, err %v; want an error", found, err)
+		}
+	})
+	t.Run("TLS", func(t *testing.T) {
+		c := be.server.Certs
+		conn := fmt.Sprintf("hosts = %s\nuser = postfix_tls\npassword = %s\ndbname = postfix\n", be.tcpHost, dbPassword)
+		for _, tc := range []struct {
+			name, tls string
+			ok        bool
+		}{
+			{"CA and name checked", "tls_CAfile = " + c.CA + "\ntls_verify_cert = yes\n", true},
+			{"CA checked", "tls_CAfile = " + c.CA + "\n", true},
+			{"CA directory", "tls_CApath = " + filepath.Dir(c.CA) + "\ntls_verify_cert = yes\n", true},
+			{"no TLS for a user that requires it", "", false},
+			{"server signed by another CA", "tls_CAfile = " + c.OtherCA + "\n", false},
+			{"server signed by another CA, name checked", "tls_CAfile = " + c.OtherCA + "\ntls_verify_cert = yes\n", false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				m := openCF(t, "mysql", conn+tc.tls+mailboxQuery, nil)
+				if tc.ok {
+					wantFound(t, m, "user@example.com", "example.com/user/")
+				} else if _, found, err := lookup(t, m, "user@example.com"); err == nil || found {
+					t.Errorf("found %v, err %v; want an error", found, err)
+				} else {
+					t.Logf("error as expected: %v", err)
+				}
+			})
 		}
 	})
 	restart(t, be)

@@ -37,7 +37,17 @@ func (t *Table) openMySQL(cfg *pfconf.Config, connectTimeout time.Duration) erro
 	user, pass, db := cfg.Str("user", ""), cfg.Str("password", ""), cfg.Str("dbname", "")
 	charset := cfg.Str("charset", "utf8mb4")
 	cfg.Ignore(t.log, slog.LevelDebug, "MySQL option files are not read; set user, password and dbname here", "option_file", "option_group")
-	cfg.IgnorePrefix(t.log, slog.LevelWarn, "TLS to MySQL is not implemented; the connection is not encrypted", "tls_")
+	useTLS := false
+	for _, n := range []string{"tls_cert_file", "tls_key_file", "tls_CAfile", "tls_CApath", "tls_ciphers"} {
+		useTLS = useTLS || cfg.Str(n, "") != ""
+	}
+	verify, err := cfg.Bool("tls_verify_cert", false)
+	if err != nil {
+		return err
+	}
+	tlsParams := pfconf.TLSParams{CAFile: cfg.Str("tls_CAfile", ""), CADir: cfg.Str("tls_CApath", ""),
+		Cert: cfg.Str("tls_cert_file", ""), Key: cfg.Str("tls_key_file", ""), Verify: verify}
+	cfg.Ignore(t.log, slog.LevelDebug, "Go chooses the TLS cipher suites", "tls_ciphers")
 	for _, hs := range hostList(cfg) {
 		var e endpoint
 		if hs == "localhost" || strings.HasPrefix(hs, "localhost:") || hs == "inet:localhost" {
@@ -54,6 +64,13 @@ func (t *Table) openMySQL(cfg *pfconf.Config, connectTimeout time.Duration) erro
 			mc.Net, mc.Addr = "unix", e.path
 		} else {
 			mc.Net, mc.Addr = "tcp", net.JoinHostPort(e.host, e.port)
+		}
+		if useTLS && !e.unix {
+			tc, err := tlsParams.Config(e.host)
+			if err != nil {
+				return fmt.Errorf("%s: %w", cfg.Path, err)
+			}
+			mc.TLS = tc
 		}
 		mc.Timeout = connectTimeout
 		mc.ReadTimeout = defaultQueryTimeout

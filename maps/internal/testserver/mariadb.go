@@ -8,7 +8,7 @@ import (
 )
 
 // MariaDB initialises a data directory and starts mariadbd on a unix
-// socket and a loopback port. root@localhost has no password; the caller
+// socket and a loopback port, with TLS (Certs). root@localhost has no password; the caller
 // creates its own users.
 func MariaDB() (*Server, error) {
 	install, err := find("mariadb-server", "/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db")
@@ -39,10 +39,15 @@ func MariaDB() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	if s.Certs, err = writeCerts(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	s.argv = append([]string{mariadbd, "--no-defaults", "--datadir=" + data, "--socket=" + s.Socket,
 		"--port=" + strconv.Itoa(port), "--bind-address=127.0.0.1", "--skip-log-bin",
 		"--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--innodb-flush-log-at-trx-commit=0",
-		"--pid-file=" + filepath.Join(dir, "mysqld.pid"), "--log-error=" + s.logPath}, user...)
+		"--pid-file=" + filepath.Join(dir, "mysqld.pid"), "--log-error=" + s.logPath,
+		"--ssl-ca=" + s.Certs.CA, "--ssl-cert=" + s.Certs.ServerCert, "--ssl-key=" + s.Certs.ServerKey}, user...)
 	s.ready = dialReady("unix", s.Socket)
 	if err := s.Start(); err != nil {
 		os.RemoveAll(dir)

@@ -21,7 +21,8 @@ type SlapdConfig struct {
 
 // Slapd writes a slapd.conf (mdb backend, core/cosine/inetorgperson/nis
 // schemas, anonymous read access), loads the LDIF and starts slapd on
-// ldap://127.0.0.1:Port and ldapi:// on Socket.
+// ldap://127.0.0.1:Port (StartTLS too), ldaps://127.0.0.1:TLSPort and
+// ldapi:// on Socket, with the certificates in Certs.
 func Slapd(c SlapdConfig) (*Server, error) {
 	slapd, err := find("slapd", "/usr/sbin/slapd")
 	if err != nil {
@@ -49,11 +50,17 @@ func Slapd(c SlapdConfig) (*Server, error) {
 	if err := os.Mkdir(db, 0o700); err != nil {
 		return nil, err
 	}
+	if s.Certs, err = writeCerts(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	var conf strings.Builder
 	for _, sc := range []string{"core", "cosine", "inetorgperson", "nis"} {
 		fmt.Fprintf(&conf, "include %s/%s.schema\n", schema, sc)
 	}
 	fmt.Fprintf(&conf, "pidfile %s/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n", dir)
+	fmt.Fprintf(&conf, "TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n",
+		s.Certs.CA, s.Certs.ServerCert, s.Certs.ServerKey)
 	fmt.Fprintf(&conf, "database mdb\nmaxsize 10485760\nsuffix %q\nrootdn %q\nrootpw %q\ndirectory %s\n",
 		c.Suffix, c.RootDN, c.RootPW, db)
 	conf.WriteString("index objectClass,mail,uid eq\naccess to attrs=userPassword by anonymous auth by * none\naccess to * by * read\n")
@@ -69,7 +76,12 @@ func Slapd(c SlapdConfig) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	urls := "ldap://127.0.0.1:" + strconv.Itoa(port) + "/ ldapi://" + strings.ReplaceAll(url.PathEscape(s.Socket), "/", "%2F") + "/"
+	s.TLSPort, err = FreePort()
+	if err != nil {
+		return nil, err
+	}
+	urls := "ldap://127.0.0.1:" + strconv.Itoa(port) + "/ ldaps://127.0.0.1:" + strconv.Itoa(s.TLSPort) +
+		"/ ldapi://" + strings.ReplaceAll(url.PathEscape(s.Socket), "/", "%2F") + "/"
 	s.argv = []string{slapd, "-f", cf, "-h", urls, "-d", "0"}
 	s.ready = dialReady("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err := s.Start(); err != nil {

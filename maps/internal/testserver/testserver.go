@@ -39,6 +39,10 @@ type Server struct {
 	Dir    string // its temporary directory
 	Socket string // unix socket path
 	Port   int    // TCP port on 127.0.0.1
+	// Certs is the PKI of a server that also speaks TLS (MariaDB, slapd).
+	Certs *Certs
+	// TLSPort is slapd's ldaps:// port.
+	TLSPort int
 
 	name    string
 	argv    []string
