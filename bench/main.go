@@ -31,6 +31,7 @@ type result struct {
 	Elapsed   time.Duration
 	Delivered int
 	PeakPSS   int64 // of the server's whole process tree
+	MaxHWM    int64 // the largest peak RSS of one of its processes
 }
 
 func (r result) rate() float64 { return float64(r.Delivered) / r.Elapsed.Seconds() }
@@ -43,9 +44,10 @@ func main() {
 		vlmtpdBin = flag.String("vlmtpd", "", "vlmtpd binary (default: build ./cmd/vlmtpd)")
 		runAs     = flag.Int("uid", 5000, "uid and gid that own the mailboxes and run vlmtpd when started as root")
 		only      = flag.String("only", "", "run only cells whose name contains this (e.g. \"s20 r1 4KB\")")
+		single    = flag.Bool("single", false, "run vlmtpd in single-user mode (as -uid) even when root; default as root: privilege separation")
 	)
 	flag.Parse()
-	if err := run(*dir, *scale, *keep, *vlmtpdBin, *runAs, *only); err != nil {
+	if err := run(*dir, *scale, *keep, *vlmtpdBin, *runAs, *only, os.Geteuid() == 0 && !*single); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -80,7 +82,7 @@ func matrix(scale float64) []cell {
 	return cells
 }
 
-func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only string) error {
+func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only string, privsep bool) error {
 	smtpSource, err := exec.LookPath("smtp-source")
 	if err != nil {
 		if _, err2 := os.Stat("/usr/sbin/smtp-source"); err2 != nil {
@@ -118,7 +120,7 @@ func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only
 		}
 	}
 
-	v, err := startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, selected)
+	v, err := startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, selected, privsep)
 	if err != nil {
 		return err
 	}
@@ -129,7 +131,11 @@ func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only
 	}
 	defer d.stop()
 
-	fmt.Fprintf(os.Stderr, "%s, %s, work dir %s\n", v.version, d.version, dir)
+	mode := "single-user mode"
+	if privsep {
+		mode = "privilege separation"
+	}
+	fmt.Fprintf(os.Stderr, "%s (%s), %s, work dir %s\n", v.version, mode, d.version, dir)
 	type row struct {
 		c    cell
 		v, d result
@@ -160,10 +166,10 @@ func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only
 	}
 
 	w := io.Writer(os.Stdout)
-	fmt.Fprintf(w, "\n%s vs %s; smtp-source -L -d over unix sockets; Maildir on the same filesystem\n\n", v.version, d.version)
+	fmt.Fprintf(w, "\n%s (%s) vs %s; smtp-source -L -d over unix sockets; Maildir on the same filesystem\n\n", v.version, mode, d.version)
 	fmt.Fprintln(w, "| sessions | rcpts/msg | size | messages | vlmtpd deliveries/s | Dovecot deliveries/s | vlmtpd/Dovecot | vlmtpd peak PSS | Dovecot peak PSS | all delivered |")
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
-	var peak int64
+	var peak, hwm int64
 	for _, r := range rows {
 		ok := "yes"
 		if r.v.Delivered != r.c.deliveries() || r.d.Delivered != r.c.deliveries() {
@@ -173,9 +179,10 @@ func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only
 		fmt.Fprintf(w, "| %d | %d | %s | %d | %.0f | %.0f | %.2f | %.1f MB | %.1f MB | %s |\n",
 			r.c.Sessions, r.c.Rcpts, size, r.c.Msgs, r.v.rate(), r.d.rate(), r.v.rate()/r.d.rate(), mb(r.v.PeakPSS), mb(r.d.PeakPSS), ok)
 		peak = max(peak, r.v.PeakPSS)
+		hwm = max(hwm, r.v.MaxHWM)
 	}
 	fmt.Fprintf(w, "\nPeak PSS: proportional set size summed over all of a server's processes (vlmtpd: front and delivery workers; Dovecot: master, auth, lmtp…).\n")
-	fmt.Fprintf(w, "vlmtpd over the run: main process peak RSS (VmHWM) %.1f MB, peak PSS of all its processes %.1f MB\n", mb(vmHWM(v.cmd.Process.Pid)), mb(peak))
+	fmt.Fprintf(w, "vlmtpd over the run: peak RSS (VmHWM) of its largest process %.1f MB, peak PSS of all its processes %.1f MB\n", mb(hwm), mb(peak))
 	if lost {
 		return fmt.Errorf("deliveries missing")
 	}

@@ -95,9 +95,11 @@ func recipients(local string, n int) []string {
 
 func cellLocal(i int) string { return fmt.Sprintf("c%du", i) }
 
-// startVlmtpd serves every recipient of cells from its own Maildir, as
-// owner, in single-user mode (what an unprivileged deployment runs).
-func startVlmtpd(bin, dir string, o owner, cells []cell) (*server, error) {
+// startVlmtpd serves every recipient of cells from its own Maildir as
+// owner: with privsep as root (the production mode: a root parent, the
+// front as nobody, delivery workers as owner), else in single-user mode,
+// started as owner.
+func startVlmtpd(bin, dir string, o owner, cells []cell, privsep bool) (*server, error) {
 	for _, d := range []string{"mail", "spool"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
@@ -126,11 +128,28 @@ virtual_uid_maps = ["static:%d"]
 virtual_gid_maps = ["static:%d"]
 virtual_minimum_uid = %d
 `, sock, o.UID, o.GID, max(1, min(o.UID, 100)))
+	if privsep {
+		conf += "user = \"nobody\"\n"
+	}
+	spoolOwner := o
+	if privsep {
+		// The front, running as nobody, writes the spool.
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			return nil, err
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		spoolOwner = owner{UID: uid, GID: gid}
+	}
 	confPath := filepath.Join(dir, "vlmtpd.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
 	if err := chownTree(dir, o); err != nil {
+		return nil, err
+	}
+	if err := chownTree(filepath.Join(dir, "spool"), spoolOwner); err != nil {
 		return nil, err
 	}
 	version, _ := exec.Command(bin, "version").Output()
@@ -141,7 +160,9 @@ virtual_minimum_uid = %d
 		cmd:     exec.Command(bin, "serve", "-config", confPath),
 		mailbox: func(local string) string { return filepath.Join(dir, "mail", "bench.test", local) },
 	}
-	if os.Geteuid() == 0 {
+	if privsep {
+		s.name = "vlmtpd (privsep)"
+	} else if os.Geteuid() == 0 {
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(o.UID), Gid: uint32(o.GID), Groups: []uint32{}}}
 	}
 	return s, s.start(filepath.Join(filepath.Dir(dir), "vlmtpd.log"))
@@ -257,7 +278,7 @@ func measure(smtpSource string, s *server, c cell, i int) (result, error) {
 			n += len(ents)
 		}
 	}
-	return result{Elapsed: elapsed, Delivered: n, PeakPSS: peak}, nil
+	return result{Elapsed: elapsed, Delivered: n, PeakPSS: peak, MaxHWM: treeMaxHWM(s.cmd.Process.Pid)}, nil
 }
 
 func chownTree(root string, o owner) error {
@@ -276,6 +297,24 @@ func chownTree(root string, o owner) error {
 // in bytes: both servers run several processes of one binary, whose shared
 // pages RSS would count again for each.
 func treeMemory(pid int) int64 {
+	var total int64
+	for _, p := range treePids(pid) {
+		total += procPSS(p)
+	}
+	return total
+}
+
+// treeMaxHWM is the largest peak RSS (VmHWM) among pid and its descendants.
+func treeMaxHWM(pid int) int64 {
+	var m int64
+	for _, p := range treePids(pid) {
+		m = max(m, vmHWM(p))
+	}
+	return m
+}
+
+// treePids lists pid and all its descendants.
+func treePids(pid int) []int {
 	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -296,16 +335,16 @@ func treeMemory(pid int) int64 {
 			children[pp] = append(children[pp], p)
 		}
 	}
-	var total int64
+	var out []int
 	var walk func(int)
 	walk = func(p int) {
-		total += procPSS(p)
+		out = append(out, p)
 		for _, c := range children[p] {
 			walk(c)
 		}
 	}
 	walk(pid)
-	return total
+	return out
 }
 
 func procPSS(pid int) int64 {
