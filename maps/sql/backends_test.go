@@ -565,6 +565,7 @@ func TestMySQL(t *testing.T) {
 			})
 		}
 	})
+	queryTimeout(t, be, "query = SELECT maildir FROM mailbox WHERE username='%s' AND SLEEP(3) = 0\n")
 	restart(t, be)
 }
 
@@ -591,7 +592,24 @@ func TestPgSQL(t *testing.T) {
 			t.Errorf("found %v, err %v; want an error", found, err)
 		}
 	})
+	queryTimeout(t, be, "query = SELECT maildir FROM mailbox, pg_sleep(3) WHERE username='%s'\n")
 	restart(t, be)
+}
+
+// queryTimeout runs a query that takes 3s with query_timeout = 1.
+func queryTimeout(t *testing.T, be *backend, slowQuery string) {
+	t.Run("query_timeout", func(t *testing.T) {
+		m := be.openTable(t, slowQuery+"query_timeout = 1\n", nil)
+		start := time.Now()
+		_, found, err := lookup(t, m, "user@example.com")
+		if err == nil || found {
+			t.Errorf("slow query: found %v, err %v; want an error", found, err)
+		}
+		if d := time.Since(start); d > 2500*time.Millisecond {
+			t.Errorf("gave up after %v; want about 1s", d)
+		}
+		t.Logf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	})
 }
 
 // restart stops the server under an open table: lookups must fail (not
