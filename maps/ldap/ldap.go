@@ -229,9 +229,14 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 		return "", false, err
 	}
 	res := pfconf.NewResults(&t.common.Exp, t.common.Format, k, t.common.Limit, t.log, t.spec)
+	// Values in the order the server sent them, as Postfix walks each
+	// entry's attributes; attribute names compare case-insensitively.
 	for _, e := range sr.Entries {
-		for _, a := range t.attrs {
-			for _, v := range e.GetAttributeValues(a) {
+		for _, a := range e.Attributes {
+			if !t.isResultAttr(a.Name) {
+				continue
+			}
+			for _, v := range a.Values {
 				if err := res.Add(v); err != nil {
 					return "", false, err
 				}
@@ -240,6 +245,15 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 	}
 	v, found := res.Value()
 	return v, found, nil
+}
+
+func (t *Table) isResultAttr(name string) bool {
+	for _, a := range t.attrs {
+		if strings.EqualFold(a, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // search runs req on a pooled connection; a connection that fails is

@@ -217,8 +217,8 @@ func TestLDAP(t *testing.T) {
 		wantNotFound(t, m, "@example.net")               // no localpart: not asked
 	})
 	t.Run("several values, result_format", func(t *testing.T) {
-		m := openCF(t, base+"search_base = dc=example,dc=com\nquery_filter = uid=%u\nresult_attribute = mail, cn\nresult_format = <%s>\nbind = no\n", nil)
-		wantFound(t, m, "user@example.com", "<user@example.com>,<user.alias@example.com>,<user>")
+		m := openCF(t, base+"search_base = dc=example,dc=com\nquery_filter = uid=%u\nresult_attribute = MAIL, cn\nresult_format = <%s>\nbind = no\n", nil)
+		wantFound(t, m, "user@example.com", "<user>,<user@example.com>,<user.alias@example.com>") // the entry's order
 	})
 	t.Run("expansion_limit", func(t *testing.T) {
 		q := base + "search_base = dc=example,dc=com\nquery_filter = (&(objectClass=posixAccount)(mail=*@%d))\nresult_attribute = homeDirectory\nbind = no\n"
