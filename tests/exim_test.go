@@ -71,6 +71,7 @@ func TestEximLMTPTransport(t *testing.T) {
 	}
 	const limit = 1_000_000
 	v := startVlmtpdFor(t, vlmtpdSetup{
+		Privsep: true,
 		Domains: []string{"ex.test"},
 		Mailboxes: map[string]string{
 			"md@ex.test":   "ex.test/md/",

@@ -99,7 +99,8 @@ func TestLoadSmtpSource(t *testing.T) {
 			boxes[r] = fmt.Sprintf("load.test/%dbench/", i)
 		}
 	}
-	v := startVlmtpdFor(t, vlmtpdSetup{Domains: []string{"load.test"}, Mailboxes: boxes})
+	// As deployed: privilege separation when the tests run as root.
+	v := startVlmtpdFor(t, vlmtpdSetup{Domains: []string{"load.test"}, Mailboxes: boxes, Privsep: true})
 
 	rss := sampleRSS(v.Pid())
 	d1 := smtpSource(t, src, v.Socket, "-s", "20", "-d", "-m", fmt.Sprint(single), "-l", fmt.Sprint(size), "-t", "bench@load.test")

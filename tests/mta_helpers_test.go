@@ -184,6 +184,10 @@ type vlmtpdSetup struct {
 	Limit     int64             // virtual_mailbox_limit; 0: vlmtpd's default
 	SizeLimit int64             // message_size_limit; 0: vlmtpd's default
 	Extra     string            // more TOML lines
+	// Privsep starts vlmtpd as root, as deployed: root parent, front as
+	// nobody, delivery workers as the mailbox owner. Ignored unless the
+	// tests run as root.
+	Privsep bool
 }
 
 // vlmtpdInstance is the lead's Instance plus the mailbox owner.
@@ -192,9 +196,10 @@ type vlmtpdInstance struct {
 	Owner mailOwner
 }
 
-// startVlmtpdFor starts vlmtpd (single-user mode: as the mailbox owner)
-// with the given tables, on a unix socket any local user may connect to:
-// Postfix's lmtp runs as postfix, Exim's as Debian-exim.
+// startVlmtpdFor starts vlmtpd with the given tables (in single-user mode,
+// as the mailbox owner, unless s.Privsep and root) on a unix socket any
+// local user may connect to: Postfix's lmtp runs as postfix, Exim's as
+// Debian-exim.
 func startVlmtpdFor(t testing.TB, s vlmtpdSetup) *vlmtpdInstance {
 	t.Helper()
 	owner := testMailOwner(t)
@@ -221,6 +226,10 @@ func startVlmtpdFor(t testing.TB, s vlmtpdSetup) *vlmtpdInstance {
 	if s.SizeLimit > 0 {
 		fmt.Fprintf(&cfg, "message_size_limit = %d\n", s.SizeLimit)
 	}
+	privsep := s.Privsep && os.Geteuid() == 0
+	if privsep {
+		cfg.WriteString("user = \"nobody\"\n")
+	}
 	cfg.WriteString(s.Extra)
 	// Like virtual(8), vlmtpd never creates an mbox's parent directory:
 	// the administrator does.
@@ -235,8 +244,18 @@ func startVlmtpdFor(t testing.TB, s vlmtpdSetup) *vlmtpdInstance {
 			}
 			chownTree(t, filepath.Join(dir, "mail"), owner)
 		}
+		if privsep {
+			// The front (nobody) writes the spool.
+			u, err := user.Lookup("nobody")
+			if err != nil {
+				t.Fatal(err)
+			}
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			chownTree(t, filepath.Join(dir, "spool"), mailOwner{uid, gid})
+		}
 	}
-	in := StartInstance(t, Options{Tables: tables, Config: cfg.String(), Prepare: prepare})
+	in := StartInstance(t, Options{Tables: tables, Config: cfg.String(), Prepare: prepare, Privileged: privsep})
 	if in.UID != owner.UID || in.GID != owner.GID {
 		t.Fatalf("instance runs as %d:%d, expected %d:%d", in.UID, in.GID, owner.UID, owner.GID)
 	}

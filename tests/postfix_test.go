@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,8 +27,19 @@ import (
 type pfExpect struct{ Status, DSN string }
 
 func TestPostfixDeliversThroughVlmtpd(t *testing.T) {
+	t.Run("single-user", func(t *testing.T) { postfixThroughVlmtpd(t, false) })
+	t.Run("privsep", func(t *testing.T) {
+		rootOrSkip(t, "vlmtpd's privilege separation")
+		postfixThroughVlmtpd(t, true)
+	})
+}
+
+// postfixThroughVlmtpd runs the whole exchange with vlmtpd in single-user
+// mode or, as deployed, started as root with privilege separation.
+func postfixThroughVlmtpd(t *testing.T, privsep bool) {
 	const limit = 1_000_000
 	v := startVlmtpdFor(t, vlmtpdSetup{
+		Privsep: privsep,
 		Domains: []string{"pf.test", "catch.test"},
 		Mailboxes: map[string]string{
 			"md@pf.test":   "pf.test/md/",
@@ -256,6 +268,7 @@ func TestPostfixDeliversThroughVlmtpd(t *testing.T) {
 	for _, k := range keys {
 		b := storedBox{Path: v.mailbox(k.path), Mbox: k.mbox, Want: boxes[k]}
 		checkReadBack(t, "the mailbox files", b, readStored(t, b))
+		checkOwnedBy(t, b.Path, v.Owner)
 		stored = append(stored, b)
 	}
 	if _, err := os.Stat(v.mailbox("pf.test/low")); !os.IsNotExist(err) {
@@ -268,6 +281,31 @@ func TestPostfixDeliversThroughVlmtpd(t *testing.T) {
 		return
 	}
 	checkWithReaders(t, v.Owner, stored)
+}
+
+// checkOwnedBy fails unless path and everything beneath it belong to o and
+// no one else may read it (Maildir files 0600, directories 0700, mboxes
+// 0600).
+func checkOwnedBy(t testing.TB, path string, o mailOwner) {
+	t.Helper()
+	err := filepath.Walk(path, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if int(st.Uid) != o.UID || int(st.Gid) != o.GID {
+			t.Errorf("%s is owned by %d:%d, want %d:%d", p, st.Uid, st.Gid, o.UID, o.GID)
+			return filepath.SkipAll
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: others may read it", p, fi.Mode())
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func uniq(s []string) []string {
