@@ -227,3 +227,24 @@ func (c *Client) Spawn(ctx context.Context, uid, gid int) (*worker.Process, erro
 	}
 	return &worker.Process{Conn: os.NewFile(uintptr(fd), "worker"), PID: rep.PID, Kill: kill}, nil
 }
+
+// WatchParent blocks until the parent's end of the control socket closes —
+// the parent died — and then calls gone. A front without its parent can
+// start no worker, so it should stop rather than answer 4xx forever. It
+// returns without calling gone once Close was called.
+func (c *Client) WatchParent(gone func()) {
+	for {
+		fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLRDHUP}}
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || fds[0].Revents&unix.POLLNVAL != 0 {
+			return
+		}
+		if fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+			gone()
+			return
+		}
+	}
+}

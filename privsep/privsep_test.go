@@ -308,3 +308,27 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestWatchParent(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(os.NewFile(uintptr(fds[1]), "front"))
+	defer c.Close()
+	gone := make(chan struct{})
+	go c.WatchParent(func() { close(gone) })
+	// Traffic from a live parent is not mistaken for its death.
+	unix.Write(fds[0], reply{Seq: 1}.encode())
+	select {
+	case <-gone:
+		t.Fatal("gone called while the parent lives")
+	case <-time.After(100 * time.Millisecond):
+	}
+	unix.Close(fds[0])
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("parent's exit not noticed")
+	}
+}

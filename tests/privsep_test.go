@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -271,4 +272,53 @@ func runWithTimeout(t testing.TB, bin string, args ...string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	return string(out), err
+}
+
+// frontOf returns the front process of a privileged instance.
+func frontOf(t *testing.T, in *Instance) int {
+	t.Helper()
+	for _, c := range children(t, in.cmd.Process.Pid) {
+		if c.role() == "serve" {
+			return c.pid
+		}
+	}
+	t.Fatalf("no front; logs:\n%s", in.Logs())
+	return 0
+}
+
+func waitExit(t *testing.T, pid int, what string) {
+	t.Helper()
+	pollUntil(t, 10*time.Second, what, func() bool {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return true
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		return i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z")
+	})
+}
+
+// The parent exits when the front dies, and a front whose parent died
+// stops instead of deferring all mail forever.
+func TestPrivsepLifetimes(t *testing.T) {
+	in := privsepInstance(t)
+	front := frontOf(t, in)
+	if err := syscall.Kill(front, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-in.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parent outlived its front")
+	}
+
+	in = privsepInstance(t)
+	front = frontOf(t, in)
+	if err := in.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, front, "the front to exit after its parent")
+	if !strings.Contains(in.Logs(), "parent is gone") {
+		t.Errorf("the front did not say why it stopped:\n%s", in.Logs())
+	}
 }

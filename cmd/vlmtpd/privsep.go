@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"syscall"
 
 	"github.com/vlmtpd/vlmtpd/privsep"
 	"github.com/vlmtpd/vlmtpd/server"
@@ -28,6 +29,10 @@ func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool) {
 	}
 	if fr != nil {
 		privsepFront = fr
+		go fr.Control.WatchParent(func() {
+			log.Error("the privileged parent is gone; shutting down")
+			syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		})
 		return 0, false
 	}
 	if os.Geteuid() != 0 {
