@@ -199,6 +199,14 @@ func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
 			} else {
 				p.idle[key] = ws[:len(ws)-1]
 			}
+			if !w.c.idleAndAlive() {
+				p.log.Warn("an idle worker exited; replacing it", "worker_pid", w.p.PID, "uid", key.uid, "gid", key.gid)
+				p.total--
+				p.mu.Unlock()
+				w.c.Close()
+				p.mu.Lock()
+				continue
+			}
 			p.mu.Unlock()
 			return w, nil
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -52,6 +54,7 @@ type fakeSpawner struct {
 	started int
 	live    map[int]bool
 	killed  int
+	workers map[int]*conn // the worker's end, by id
 }
 
 func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error) {
@@ -63,6 +66,10 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 		s.live = map[int]bool{}
 	}
 	s.live[id] = true
+	if s.workers == nil {
+		s.workers = map[int]*conn{}
+	}
+	s.workers[id] = wk
 	s.mu.Unlock()
 	v := s.version
 	if v == 0 {
@@ -237,5 +244,26 @@ func TestPoolRefusesOtherUIDWithoutRoot(t *testing.T) {
 	}
 	if !bytes.Contains(logs.Bytes(), []byte("privileges missing")) {
 		t.Errorf("log does not say privileges are missing: %s", logs.String())
+	}
+}
+
+func TestPoolReplacesWorkerThatDiedIdle(t *testing.T) {
+	sp := &fakeSpawner{t: t, st: &fakeStore{}}
+	p := NewPool(sp, PoolOptions{Logger: quietLogger(t)})
+	defer p.Close()
+	msg := spoolFile(t, "x\n")
+	r := []store.Recipient{{Path: "a", UID: 5001, GID: 5001}}
+	if errs := p.Deliver(context.Background(), msg, r); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	sp.mu.Lock()
+	unix.Shutdown(sp.workers[1].fd, unix.SHUT_RDWR) // the idle worker dies
+	sp.mu.Unlock()
+	waitFor(t, "the worker to end", func() bool { _, live, _ := sp.counts(); return live == 0 })
+	if errs := p.Deliver(context.Background(), msg, r); errs[0] != nil {
+		t.Fatalf("the message after an idle worker's death: %v", errs[0])
+	}
+	if started, _, _ := sp.counts(); started != 2 {
+		t.Errorf("%d workers started, want 2", started)
 	}
 }

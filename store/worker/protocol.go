@@ -554,3 +554,18 @@ func (c *conn) readFrame() (typ byte, payload []byte, fds []int, err error) {
 }
 
 func (c *conn) Close() error { return c.f.Close() }
+
+// idleAndAlive reports whether a worker that should be waiting for a
+// request still is: its end is open and it has sent nothing. A worker that
+// died while idle (OOM killer, an administrator) is found here rather than
+// by failing the next message's recipients.
+func (c *conn) idleAndAlive() bool {
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n == 0
+	}
+}
