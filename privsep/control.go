@@ -21,6 +21,7 @@ const (
 	opSpawn byte = 1 // front → parent: start a worker for uid, gid
 	opKill  byte = 2 // front → parent: SIGKILL the worker with this id
 	opReply byte = 3 // parent → front
+	opStop  byte = 4 // front → parent: SIGTERM the worker with this id
 )
 
 // Reply codes.
@@ -44,7 +45,7 @@ type request struct {
 	Op       byte
 	Seq      uint32
 	UID, GID int    // opSpawn
-	ID       uint64 // opKill
+	ID       uint64 // opKill, opStop
 }
 
 func (r request) encode() []byte {
@@ -55,7 +56,7 @@ func (r request) encode() []byte {
 	case opSpawn:
 		binary.BigEndian.PutUint32(b[5:], uint32(r.UID))
 		binary.BigEndian.PutUint32(b[9:], uint32(r.GID))
-	case opKill:
+	case opKill, opStop:
 		binary.BigEndian.PutUint64(b[5:], r.ID)
 	}
 	return b
@@ -75,7 +76,7 @@ func decodeRequest(b []byte) (request, error) {
 			return request{}, fmt.Errorf("%w: id out of range", errControl)
 		}
 		r.UID, r.GID = int(uid), int(gid)
-	case opKill:
+	case opKill, opStop:
 		r.ID = binary.BigEndian.Uint64(b[5:])
 	default:
 		return request{}, fmt.Errorf("%w: unknown request type %d", errControl, r.Op)

@@ -215,17 +215,19 @@ func (c *Client) Spawn(ctx context.Context, uid, gid int) (*worker.Process, erro
 		return nil, fmt.Errorf("%w: spawn reply without a socket", errControl)
 	}
 	id := rep.ID
-	kill := func() error {
-		rep, fd, err := c.call(context.Background(), request{Op: opKill, ID: id})
-		if fd >= 0 {
-			unix.Close(fd)
+	signal := func(op byte) func() error {
+		return func() error {
+			rep, fd, err := c.call(context.Background(), request{Op: op, ID: id})
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			if err == nil && rep.Code != codeOK {
+				err = errors.New(rep.Msg)
+			}
+			return err
 		}
-		if err == nil && rep.Code != codeOK {
-			err = errors.New(rep.Msg)
-		}
-		return err
 	}
-	return &worker.Process{Conn: os.NewFile(uintptr(fd), "worker"), PID: rep.PID, Kill: kill}, nil
+	return &worker.Process{Conn: os.NewFile(uintptr(fd), "worker"), PID: rep.PID, Kill: signal(opKill), Stop: signal(opStop)}, nil
 }
 
 // WatchParent blocks until the parent's end of the control socket closes —

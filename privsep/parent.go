@@ -130,16 +130,20 @@ func (p *Parent) handle(req request) (reply, *os.File) {
 		}
 		rep.ID, rep.PID = id, pid
 		return rep, f
-	case opKill:
+	case opKill, opStop:
 		p.mu.Lock()
 		proc := p.workers[req.ID]
 		p.mu.Unlock()
 		if proc == nil {
-			// Already gone, or never ours: either way nothing to kill.
+			// Already gone, or never ours: either way nothing to signal.
 			return rep, nil
 		}
+		sig := syscall.SIGKILL
+		if req.Op == opStop {
+			sig = syscall.SIGTERM
+		}
 		// os.Process signals through a pidfd, so a recycled pid is never hit.
-		if err := proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		if err := proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			rep.Code, rep.Msg = codeFailed, err.Error()
 		}
 		return rep, nil

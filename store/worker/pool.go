@@ -35,6 +35,11 @@ type PoolOptions struct {
 	QueryTimeout time.Duration
 	// StartTimeout bounds a worker's start and hello; default 10s.
 	StartTimeout time.Duration
+	// StopGrace is how long a worker past its deadline has, after SIGTERM,
+	// to answer before it is killed; default 5s. A worker that answers
+	// in time reports what it really did, and an mbox append in progress
+	// is finished or truncated back by the writer, never cut off.
+	StopGrace time.Duration
 	Logger       *slog.Logger
 }
 
@@ -56,6 +61,9 @@ func (o *PoolOptions) defaults() {
 	}
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = 10 * time.Second
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = 5 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -96,6 +104,7 @@ type proc struct {
 	seq      uint64
 	served   int
 	lastUsed time.Time
+	stopped  bool // sent SIGTERM: it exits after its answer
 }
 
 // NewPool returns a pool that starts workers with spawn.
@@ -348,6 +357,16 @@ func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, 
 		return nil, err
 	}
 	rt, reply, fds, err := w.c.readFrame()
+	if errors.Is(err, os.ErrDeadlineExceeded) && w.p.Stop != nil {
+		// Past the deadline: ask the worker to wrap up rather than kill
+		// it in the middle of a write.
+		p.log.Warn("worker past its deadline; stopping it", "worker_pid", w.p.PID, "uid", w.key.uid, "gid", w.key.gid)
+		w.stopped = true
+		if serr := w.p.Stop(); serr == nil {
+			w.c.setDeadline(time.Now().Add(p.opts.StopGrace))
+			rt, reply, fds, err = w.c.readFrame()
+		}
+	}
 	closeFds(fds)
 	if err != nil {
 		if err == io.EOF {
@@ -462,7 +481,7 @@ func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.
 		p.put(w, true)
 		return failAll(err)
 	}
-	p.put(w, false)
+	p.put(w, w.stopped)
 	for j, r := range rep.Results {
 		out[j] = r.err()
 	}
@@ -504,7 +523,7 @@ func (p *Pool) MailboxSize(ctx context.Context, r store.Recipient) (int64, error
 		p.put(w, true)
 		return 0, failure(err, r.Path)
 	}
-	p.put(w, false)
+	p.put(w, w.stopped)
 	return rep.Size, rep.Result.err()
 }
 

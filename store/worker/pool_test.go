@@ -26,7 +26,15 @@ type fakeStore struct {
 func (f *fakeStore) Deliver(ctx context.Context, msg *store.Message, rcpts []store.Recipient) []error {
 	f.calls.Add(1)
 	if f.block != nil {
-		<-f.block
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			errs := make([]error, len(rcpts))
+			for i := range errs {
+				errs[i] = &store.Error{Status: store.Locked, Op: "lock", Err: ctx.Err()}
+			}
+			return errs
+		}
 	}
 	b := make([]byte, msg.Size)
 	msg.Body.ReadAt(b, 0)
@@ -47,9 +55,10 @@ func (f *fakeStore) MailboxSize(ctx context.Context, r store.Recipient) (int64, 
 // fakeSpawner runs the real worker server loop in a goroutine over a real
 // socketpair, with a fake store: the pool's logic without processes.
 type fakeSpawner struct {
-	t       *testing.T
-	st      *fakeStore
-	version uint32
+	t          *testing.T
+	st         *fakeStore
+	version    uint32
+	ignoreStop bool // a worker too stuck to answer SIGTERM
 	mu      sync.Mutex
 	started int
 	live    map[int]bool
@@ -75,6 +84,7 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 	if v == 0 {
 		v = ProtocolVersion
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer func() {
 			wk.Close()
@@ -86,8 +96,14 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 			return
 		}
 		srv := &server{cfg: Config{UID: uid, GID: gid}, c: wk, d: s.st}
-		srv.serve(context.Background())
+		srv.serve(ctx)
 	}()
+	stop := func() error {
+		if !s.ignoreStop {
+			cancel()
+		}
+		return nil
+	}
 	kill := func() error {
 		s.mu.Lock()
 		s.killed++
@@ -96,7 +112,7 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 		front.Close()
 		return nil
 	}
-	return &Process{Conn: front.f, PID: id, Kill: kill}, nil
+	return &Process{Conn: front.f, PID: id, Kill: kill, Stop: stop}, nil
 }
 
 func (s *fakeSpawner) counts() (started, live, killed int) {
@@ -195,9 +211,9 @@ func TestPoolCapsAndTimers(t *testing.T) {
 func TestPoolKillsHungWorker(t *testing.T) {
 	st := &fakeStore{block: make(chan struct{})}
 	defer close(st.block)
-	sp := &fakeSpawner{t: t, st: st}
+	sp := &fakeSpawner{t: t, st: st, ignoreStop: true}
 	var logs bytes.Buffer
-	p := NewPool(sp, PoolOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), DeliveryTimeout: 200 * time.Millisecond})
+	p := NewPool(sp, PoolOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), DeliveryTimeout: 200 * time.Millisecond, StopGrace: 100 * time.Millisecond})
 	defer p.Close()
 	msg := spoolFile(t, "x\n")
 	errs := p.Deliver(context.Background(), msg, []store.Recipient{{Path: "a", UID: 5001, GID: 5001}, {Path: "b", UID: 5001, GID: 5001}})
@@ -265,5 +281,23 @@ func TestPoolReplacesWorkerThatDiedIdle(t *testing.T) {
 	}
 	if started, _, _ := sp.counts(); started != 2 {
 		t.Errorf("%d workers started, want 2", started)
+	}
+}
+
+// A worker past its deadline is asked to stop first; one that answers
+// reports what really happened and is not killed.
+func TestPoolStopsLateWorkerGracefully(t *testing.T) {
+	st := &fakeStore{block: make(chan struct{})}
+	defer close(st.block)
+	sp := &fakeSpawner{t: t, st: st}
+	p := NewPool(sp, PoolOptions{Logger: quietLogger(t), DeliveryTimeout: 200 * time.Millisecond})
+	defer p.Close()
+	errs := p.Deliver(context.Background(), spoolFile(t, "x\n"), []store.Recipient{{Path: "a", UID: 5001, GID: 5001}})
+	if store.StatusOf(errs[0]) != store.Locked {
+		t.Errorf("got %v, want the worker's own answer (locked)", errs[0])
+	}
+	waitFor(t, "the stopped worker to end", func() bool { _, live, _ := sp.counts(); return live == 0 })
+	if _, _, killed := sp.counts(); killed != 0 {
+		t.Errorf("%d kills, want 0", killed)
 	}
 }

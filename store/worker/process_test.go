@@ -286,3 +286,47 @@ func TestWorkerKilledMidWrite(t *testing.T) {
 	}
 	onlyFile(t, filepath.Join(base, "u5001/Maildir/new"))
 }
+
+// A real worker stuck waiting for an mbox lock past the delivery deadline
+// is stopped with SIGTERM: it gives up the wait, answers, exits, and the
+// mbox is untouched.
+func TestLateWorkerStopsCleanly(t *testing.T) {
+	requireRoot(t)
+	base := mailBase(t)
+	home := ownedDir(t, base, "u5001", 5001, 5001)
+	mbox := filepath.Join(home, "mbox")
+	if err := os.WriteFile(mbox, []byte("From a@b Thu Jan  1 00:00:00 1970\n\nold\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(mbox, 5001, 5001)
+	// Someone else holds the dotlock, fresh, so the writer waits.
+	if err := os.WriteFile(mbox+".lock", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPool(&LocalSpawner{Config: Config{Base: base, LockTimeout: time.Minute}},
+		PoolOptions{Logger: quietLogger(t), DeliveryTimeout: 500 * time.Millisecond})
+	defer p.Close()
+	rc := store.Recipient{Address: "a@example.com", Path: "u5001/mbox", UID: 5001, GID: 5001}
+	if _, err := p.MailboxSize(context.Background(), rc); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.workerPIDs()[ids{5001, 5001}][0]
+	t0 := time.Now()
+	errs := p.Deliver(context.Background(), spoolFile(t, "Subject: late\n\nx\n"), []store.Recipient{rc})
+	if st := store.StatusOf(errs[0]); st == store.OK || st == store.WorkerFailed {
+		t.Errorf("got %v, want the worker's own temporary failure", errs[0])
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if b, _ := os.ReadFile(mbox); string(b) != "From a@b Thu Jan  1 00:00:00 1970\n\nold\n\n" {
+		t.Errorf("mbox changed: %q", b)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("worker %d still runs after SIGTERM", pid)
+}

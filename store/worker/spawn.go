@@ -23,6 +23,9 @@ type Process struct {
 	// to signal a worker of another uid itself, so this may be a request to
 	// the parent.
 	Kill func() error
+	// Stop asks the worker to give up (SIGTERM): it cancels what it waits
+	// for, answers the request in progress and exits. Optional.
+	Stop func() error
 }
 
 // Spawner starts worker processes for the Pool.
@@ -115,5 +118,6 @@ func (s *LocalSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error
 		return nil, err
 	}
 	go p.Wait() // reap; the pool notices the exit by EOF
-	return &Process{Conn: f, PID: p.Pid, Kill: p.Kill}, nil
+	stop := func() error { return p.Signal(syscall.SIGTERM) }
+	return &Process{Conn: f, PID: p.Pid, Kill: p.Kill, Stop: stop}, nil
 }

@@ -84,6 +84,13 @@ func Main(args []string) int {
 	// back; EOF from the front is the normal way to stop.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// An idle worker sits in a blocking read that no signal interrupts:
+	// shutting the socket's read side down ends it, and a request in
+	// progress can still send its answer.
+	go func() {
+		<-ctx.Done()
+		unix.Shutdown(c.fd, unix.SHUT_RD)
+	}()
 	w := &server{cfg: cfg, c: c, d: local}
 	if err := w.serve(ctx); err != nil {
 		log.Error("worker stopped", "err", err)
