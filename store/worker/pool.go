@@ -40,7 +40,7 @@ type PoolOptions struct {
 	// in time reports what it really did, and an mbox append in progress
 	// is finished or truncated back by the writer, never cut off.
 	StopGrace time.Duration
-	Logger       *slog.Logger
+	Logger    *slog.Logger
 }
 
 func (o *PoolOptions) defaults() {

@@ -59,11 +59,11 @@ type fakeSpawner struct {
 	st         *fakeStore
 	version    uint32
 	ignoreStop bool // a worker too stuck to answer SIGTERM
-	mu      sync.Mutex
-	started int
-	live    map[int]bool
-	killed  int
-	workers map[int]*conn // the worker's end, by id
+	mu         sync.Mutex
+	started    int
+	live       map[int]bool
+	killed     int
+	workers    map[int]*conn // the worker's end, by id
 }
 
 func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error) {
