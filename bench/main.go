@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 )
@@ -44,10 +45,11 @@ func main() {
 		vlmtpdBin = flag.String("vlmtpd", "", "vlmtpd binary (default: build ./cmd/vlmtpd)")
 		runAs     = flag.Int("uid", 5000, "uid and gid that own the mailboxes and run vlmtpd when started as root")
 		only      = flag.String("only", "", "run only cells whose name contains this (e.g. \"s20 r1 4KB\")")
+		runs      = flag.Int("runs", 3, "runs of each cell per server (alternating); the table shows the median rate")
 		single    = flag.Bool("single", false, "run vlmtpd in single-user mode (as -uid) even when root; default as root: privilege separation")
 	)
 	flag.Parse()
-	if err := run(*dir, *scale, *keep, *vlmtpdBin, *runAs, *only, os.Geteuid() == 0 && !*single); err != nil {
+	if err := run(*dir, *scale, *keep, *vlmtpdBin, *runAs, *only, os.Geteuid() == 0 && !*single, max(1, *runs)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -82,7 +84,7 @@ func matrix(scale float64) []cell {
 	return cells
 }
 
-func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only string, privsep bool) error {
+func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only string, privsep bool, runs int) error {
 	smtpSource, err := exec.LookPath("smtp-source")
 	if err != nil {
 		if _, err2 := os.Stat("/usr/sbin/smtp-source"); err2 != nil {
@@ -120,7 +122,7 @@ func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only
 		}
 	}
 
-	v, err := startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, selected, privsep)
+	v, err := startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, selected, runs, privsep)
 	if err != nil {
 		return err
 	}
@@ -138,35 +140,40 @@ func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only
 	fmt.Fprintf(os.Stderr, "%s (%s), %s, work dir %s\n", v.version, mode, d.version, dir)
 	type row struct {
 		c    cell
-		v, d result
+		v, d result // median rate over the runs; worst delivery count; peak memory
 	}
 	var rows []row
 	lost := false
 	for i, c := range selected {
-		fmt.Fprintf(os.Stderr, "%-14s %6d msgs × %2d rcpts: ", c.name(), c.Msgs, c.Rcpts)
-		rv, err := measure(smtpSource, v, c, i)
-		if err != nil {
-			return fmt.Errorf("vlmtpd %s: %w", c.name(), err)
-		}
-		rd, err := measure(smtpSource, d, c, i)
-		if err != nil {
-			return fmt.Errorf("dovecot %s: %w", c.name(), err)
-		}
-		fmt.Fprintf(os.Stderr, "vlmtpd %7.0f/s  dovecot %7.0f/s\n", rv.rate(), rd.rate())
-		for _, x := range []struct {
-			name string
-			r    result
-		}{{"vlmtpd", rv}, {"dovecot", rd}} {
-			if x.r.Delivered != c.deliveries() {
-				fmt.Fprintf(os.Stderr, "LOST: %s delivered %d of %d in %s\n", x.name, x.r.Delivered, c.deliveries(), c.name())
-				lost = true
+		var vs, ds []result
+		for r := 0; r < runs; r++ {
+			fmt.Fprintf(os.Stderr, "%-14s %6d msgs × %2d rcpts, run %d/%d: ", c.name(), c.Msgs, c.Rcpts, r+1, runs)
+			slot := i*runs + r
+			rv, err := measure(smtpSource, v, c, slot)
+			if err != nil {
+				return fmt.Errorf("vlmtpd %s: %w", c.name(), err)
 			}
+			rd, err := measure(smtpSource, d, c, slot)
+			if err != nil {
+				return fmt.Errorf("dovecot %s: %w", c.name(), err)
+			}
+			fmt.Fprintf(os.Stderr, "vlmtpd %7.0f/s  dovecot %7.0f/s\n", rv.rate(), rd.rate())
+			for _, x := range []struct {
+				name string
+				r    result
+			}{{"vlmtpd", rv}, {"dovecot", rd}} {
+				if x.r.Delivered != c.deliveries() {
+					fmt.Fprintf(os.Stderr, "LOST: %s delivered %d of %d in %s\n", x.name, x.r.Delivered, c.deliveries(), c.name())
+					lost = true
+				}
+			}
+			vs, ds = append(vs, rv), append(ds, rd)
 		}
-		rows = append(rows, row{c, rv, rd})
+		rows = append(rows, row{c, summarize(vs), summarize(ds)})
 	}
 
 	w := io.Writer(os.Stdout)
-	fmt.Fprintf(w, "\n%s (%s) vs %s; smtp-source -L -d over unix sockets; Maildir on the same filesystem\n\n", v.version, mode, d.version)
+	fmt.Fprintf(w, "\n%s (%s) vs %s; smtp-source -L -d over unix sockets; Maildir on the same filesystem; median of %d runs\n\n", v.version, mode, d.version, runs)
 	fmt.Fprintln(w, "| sessions | rcpts/msg | size | messages | vlmtpd deliveries/s | Dovecot deliveries/s | vlmtpd/Dovecot | vlmtpd peak PSS | Dovecot peak PSS | all delivered |")
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
 	var peak, hwm int64
@@ -187,6 +194,20 @@ func run(dir string, scale float64, keep bool, vlmtpdBin string, runAs int, only
 		return fmt.Errorf("deliveries missing")
 	}
 	return nil
+}
+
+// summarize reduces runs to one result: the run with the median rate, the
+// lowest delivery count, the highest memory.
+func summarize(rs []result) result {
+	sorted := append([]result(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].rate() < sorted[j].rate() })
+	out := sorted[len(sorted)/2]
+	for _, r := range rs {
+		out.Delivered = min(out.Delivered, r.Delivered)
+		out.PeakPSS = max(out.PeakPSS, r.PeakPSS)
+		out.MaxHWM = max(out.MaxHWM, r.MaxHWM)
+	}
+	return out
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }

@@ -93,13 +93,15 @@ func recipients(local string, n int) []string {
 	return r
 }
 
-func cellLocal(i int) string { return fmt.Sprintf("c%du", i) }
+// cellLocal names the recipient of one run of one cell, so every run
+// starts with empty mailboxes.
+func cellLocal(slot int) string { return fmt.Sprintf("c%du", slot) }
 
 // startVlmtpd serves every recipient of cells from its own Maildir as
 // owner: with privsep as root (the production mode: a root parent, the
 // front as nobody, delivery workers as owner), else in single-user mode,
 // started as owner.
-func startVlmtpd(bin, dir string, o owner, cells []cell, privsep bool) (*server, error) {
+func startVlmtpd(bin, dir string, o owner, cells []cell, runs int, privsep bool) (*server, error) {
 	for _, d := range []string{"mail", "spool"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
@@ -107,8 +109,10 @@ func startVlmtpd(bin, dir string, o owner, cells []cell, privsep bool) (*server,
 	}
 	var table strings.Builder
 	for i, c := range cells {
-		for _, r := range recipients(cellLocal(i), c.Rcpts) {
-			fmt.Fprintf(&table, "%s@bench.test bench.test/%s/\n", r, r)
+		for run := 0; run < runs; run++ {
+			for _, r := range recipients(cellLocal(i*runs+run), c.Rcpts) {
+				fmt.Fprintf(&table, "%s@bench.test bench.test/%s/\n", r, r)
+			}
 		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "vmailbox"), []byte(table.String()), 0o644); err != nil {
@@ -230,8 +234,8 @@ service lmtp {
 
 // measure runs one cell against one server, sampling the memory of its
 // process tree, then counts what arrived.
-func measure(smtpSource string, s *server, c cell, i int) (result, error) {
-	local := cellLocal(i)
+func measure(smtpSource string, s *server, c cell, slot int) (result, error) {
+	local := cellLocal(slot)
 	args := []string{"-L", "-d", "-s", strconv.Itoa(c.Sessions), "-m", strconv.Itoa(c.Msgs),
 		"-l", strconv.Itoa(c.Size), "-M", "client.test", "-f", "bench@client.test", "-t", local + "@bench.test"}
 	if c.Rcpts > 1 {
