@@ -18,7 +18,7 @@ var privsepFront *privsep.Front
 
 // privsepRole sorts out which of serve's roles this process plays. Started
 // as root it runs the parent, which starts the front as the configured user
-// with the same arguments, and done is true. Started by the parent it
+// with the same command line, and done is true. Started by the parent it
 // picks up the inherited descriptors. Otherwise (single-user mode) it does
 // nothing.
 func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool) {
@@ -44,8 +44,10 @@ func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool) {
 		return 1, true
 	}
 	return privsep.Run(privsep.Options{
-		User:           cfg.User,
-		FrontArgs:      []string{"serve", "-config", cfg.Path},
+		User: cfg.User,
+		// The front runs the same command (serve or quickstart, with the
+		// same flags) and so arrives at the same configuration.
+		FrontArgs:      os.Args[1:],
 		Listeners:      ls,
 		SpoolDirectory: cfg.SpoolDirectory,
 		Policy:         privsep.Policy{MinUID: cfg.VirtualMinimumUID},
