@@ -54,7 +54,7 @@ func BenchmarkMaildirParallel(b *testing.B) {
 	l := benchLocal(b, LocalOptions{})
 	msg := spool(b, "a@example.org", benchBody)
 	var user atomic.Int64
-	b.SetParallelism(32) // sessions per CPU: deliveries wait on the disk, not the CPU
+	b.SetParallelism(8) // sessions per CPU: deliveries wait on the disk, not the CPU
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		rcpts := []Recipient{rcpt(fmt.Sprintf("dom/u%d/Maildir/", user.Add(1)%64))}
