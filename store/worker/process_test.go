@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vlmtpd/vlmtpd/store"
 )
@@ -329,4 +333,66 @@ func TestLateWorkerStopsCleanly(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Errorf("worker %d still runs after SIGTERM", pid)
+}
+
+// A worker started wrongly refuses to run, whoever started it.
+func TestWorkerRefusesBadStart(t *testing.T) {
+	requireRoot(t)
+	base := mailBase(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lf, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	cred := func(uid, gid uint32, groups ...uint32) *syscall.SysProcAttr {
+		return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: append([]uint32{}, groups...)}}
+	}
+	cases := []struct {
+		name  string
+		sys   *syscall.SysProcAttr
+		env   []string
+		extra []*os.File
+		uid   int
+		want  string
+	}{
+		{"supplementary groups", cred(5001, 5001, 5005), nil, nil, 5001, "supplementary groups"},
+		{"environment", cred(5001, 5001), []string{"HOME=/"}, nil, 5001, "environment"},
+		{"listener", cred(5001, 5001), nil, []*os.File{lf}, 5001, "network socket"},
+		{"other uid", cred(5001, 5001), nil, nil, 5002, "uid set"},
+		{"root", &syscall.SysProcAttr{}, nil, nil, 5001, "uid set"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+			defer ours.Close()
+			r, w, _ := os.Pipe()
+			defer r.Close()
+			env := c.env
+			if env == nil {
+				env = []string{}
+			}
+			cfg := Config{Base: base, UID: c.uid, GID: 5001}
+			p, err := os.StartProcess(SelfExe, append([]string{"vlmtpd", workerArg}, cfg.Args()...), &os.ProcAttr{
+				Env: env, Files: append([]*os.File{nil, nil, w, theirs}, c.extra...), Sys: c.sys})
+			w.Close()
+			theirs.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(r)
+			st, _ := p.Wait()
+			if st.ExitCode() == 0 || !strings.Contains(string(out), "refusing to run") || !strings.Contains(string(out), c.want) {
+				t.Errorf("exit %d, stderr %q; want a refusal naming %q", st.ExitCode(), out, c.want)
+			}
+		})
+	}
 }
