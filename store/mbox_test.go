@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -260,5 +261,30 @@ func TestMboxLimitWhileWriting(t *testing.T) {
 	wantStatus(t, deliver(t, l, spool(t, "a@b", body), r), OverLimit)
 	if got := readFile(t, path); got != old {
 		t.Fatalf("mbox not truncated back: %d bytes", len(got))
+	}
+}
+
+// Memory does not grow with the message: a 16 MB message is streamed
+// through fixed buffers, for mbox (quoting) and Maildir (kernel copy).
+func TestDeliverMemoryFlat(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	const line = "From a line that needs quoting\nand a line that does not\n"
+	msg := spool(t, "a@b", strings.Repeat(line, 16<<20/len(line)))
+	for _, path := range []string{"mbox", "md/"} {
+		if err := deliver(t, l, msg, rcpt(path)); err != nil { // warms the buffer pools
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if err := deliver(t, l, msg, rcpt(path)); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s: delivering %d bytes allocated %d bytes", path, msg.Size, alloc)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(base, "mbox")); err != nil || fi.Size() < 2*msg.Size {
+		t.Errorf("mbox: %v, %v", fi, err)
 	}
 }
