@@ -23,7 +23,7 @@ import (
 // records what it was asked. Its netstring code is separate from the
 // client's on purpose.
 type server struct {
-	t       *testing.T
+	t       testing.TB
 	ln      net.Listener
 	network string
 
@@ -38,7 +38,7 @@ type server struct {
 	wg       sync.WaitGroup
 }
 
-func startServer(t *testing.T, network string) *server {
+func startServer(t testing.TB, network string) *server {
 	t.Helper()
 	var ln net.Listener
 	var err error
@@ -187,7 +187,7 @@ func (s *server) stats() (queries []string, accepted, open, maxOpen int) {
 	return append([]string(nil), s.queries...), s.accepted, s.open, s.maxOpen
 }
 
-func openT(t *testing.T, name string) *Table {
+func openT(t testing.TB, name string) *Table {
 	t.Helper()
 	tb, err := Open(name, maps.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
