@@ -152,8 +152,11 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 			break
 		}
 		c.Close()
-		if attempt == 0 && brokenConn(err) {
-			continue // the server closed or reset it; try once on a new one
+		if brokenConn(err) {
+			if attempt == 0 {
+				continue // the server closed or reset it; try once on a new one
+			}
+			err = fmt.Errorf("server closed the connection, also on a retry: %w", err)
 		}
 		return "", false, fmt.Errorf("socketmap %s %s: %w", t.network, t.address, err)
 	}
