@@ -117,7 +117,12 @@ func (l *Local) checkCur(md int) error {
 	var st unix.Stat_t
 	err := unix.Fstatat(md, "cur", &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == unix.ENOENT {
-		if err = unix.Mkdirat(md, "cur", 0o700); err == nil || err == unix.EEXIST {
+		if err = unix.Mkdirat(md, "cur", 0o700); err == nil {
+			err = syncDir(md)
+		} else if err == unix.EEXIST {
+			err = nil
+		}
+		if err == nil {
 			err = unix.Fstatat(md, "cur", &st, unix.AT_SYMLINK_NOFOLLOW)
 		}
 	}

@@ -68,8 +68,8 @@ func (l *Local) openMboxDir(mp mailboxPath, path string) (int, error) {
 // if it is missing. It never follows a symlink and never opens anything
 // but a regular file with one link owned by this uid: the entry is checked
 // with lstat first (so a FIFO or device is never opened) and the opened
-// file is checked again.
-func (l *Local) openMbox(dirfd int, name, path string) (int, error) {
+// file is checked again. created says whether this call made the file.
+func (l *Local) openMbox(dirfd int, name, path string) (int, bool, error) {
 	for tries := 0; tries < 10; tries++ {
 		var st unix.Stat_t
 		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
@@ -79,15 +79,15 @@ func (l *Local) openMbox(dirfd int, name, path string) (int, error) {
 				continue // lost a race with another creator: open it as existing
 			}
 			if err != nil {
-				return -1, classify("create", path, err)
+				return -1, false, classify("create", path, err)
 			}
-			return fd, nil
+			return fd, true, nil
 		}
 		if err != nil {
-			return -1, classify("open", path, err)
+			return -1, false, classify("open", path, err)
 		}
 		if err := checkMboxStat(&st, l.uid); err != nil {
-			return -1, fail(BadMailbox, "open", path, err)
+			return -1, false, fail(BadMailbox, "open", path, err)
 		}
 		// O_NONBLOCK: should a FIFO appear after the lstat, opening it
 		// fails (ENXIO) or returns at once instead of hanging.
@@ -96,24 +96,24 @@ func (l *Local) openMbox(dirfd int, name, path string) (int, error) {
 			continue
 		}
 		if err != nil {
-			return -1, classify("open", path, err)
+			return -1, false, classify("open", path, err)
 		}
 		var fst unix.Stat_t
 		if err := unix.Fstat(fd, &fst); err != nil {
 			unix.Close(fd)
-			return -1, classify("open", path, err)
+			return -1, false, classify("open", path, err)
 		}
 		if err := checkMboxStat(&fst, l.uid); err != nil {
 			unix.Close(fd)
-			return -1, fail(BadMailbox, "open", path, err)
+			return -1, false, fail(BadMailbox, "open", path, err)
 		}
 		if fst.Dev != st.Dev || fst.Ino != st.Ino {
 			unix.Close(fd)
 			continue
 		}
-		return fd, nil
+		return fd, false, nil
 	}
-	return -1, fail(Temporary, "open", path, errors.New("mailbox keeps changing while being opened"))
+	return -1, false, fail(Temporary, "open", path, errors.New("mailbox keeps changing while being opened"))
 }
 
 // deliverMbox appends one message to an mbox under its locks: From_ line,
@@ -131,7 +131,7 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 		return err
 	}
 	defer unix.Close(dirfd)
-	fd, err := l.openMbox(dirfd, mp.name, r.Path)
+	fd, created, err := l.openMbox(dirfd, mp.name, r.Path)
 	if err != nil {
 		return err
 	}
@@ -165,6 +165,9 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 	err = l.appendMbox(fd, oldSize, r.Limit, msg, from, hdr)
 	if err == nil {
 		err = unix.Fdatasync(fd)
+	}
+	if err == nil && created {
+		err = syncDir(dirfd) // the new file's name must be durable too
 	}
 	if err != nil {
 		// Errors from the truncate itself cannot be reported any better.

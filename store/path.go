@@ -188,8 +188,25 @@ func openOrMkdir(dirfd int, name string, flags int) (int, error) {
 	if err != unix.ENOENT {
 		return fd, err
 	}
-	if err := unix.Mkdirat(dirfd, name, 0o700); err != nil && err != unix.EEXIST {
+	if err := unix.Mkdirat(dirfd, name, 0o700); err == nil {
+		if err := syncDir(dirfd); err != nil {
+			return -1, err
+		}
+	} else if err != unix.EEXIST {
 		return -1, err
 	}
 	return openBeneath(dirfd, name, flags|unix.O_DIRECTORY, 0)
+}
+
+// syncDir fsyncs the directory dirfd (which may be an O_PATH descriptor),
+// making a new entry in it durable. It is only needed after creating a
+// directory or an mbox, which happens once per mailbox.
+func syncDir(dirfd int) error {
+	fd, err := openBeneath(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	err = unix.Fsync(fd)
+	unix.Close(fd)
+	return err
 }
