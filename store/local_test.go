@@ -184,3 +184,44 @@ func TestOpenWalkDotDot(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePath: whatever a map returns, an accepted path is relative,
+// has no "..", empty or "." component and no control character, and
+// names the same components as the input.
+func FuzzParsePath(f *testing.F) {
+	for _, s := range []string{"a/b/", "/x", "../a", "a/./b//c", "a\x00", "..."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		mp, err := parsePath(p)
+		var want []string
+		bad := false
+		for _, c := range strings.Split(p, "/") {
+			switch c {
+			case "", ".":
+			case "..":
+				bad = true
+			default:
+				want = append(want, c)
+			}
+		}
+		if strings.IndexFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			bad = true
+		}
+		if bad || len(want) == 0 {
+			if err == nil {
+				t.Fatalf("parsePath(%q) accepted as %q", p, mp.rel)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("parsePath(%q): %v", p, err)
+		}
+		if mp.rel != strings.Join(want, "/") || strings.HasPrefix(mp.rel, "/") {
+			t.Fatalf("parsePath(%q) = %q", p, mp.rel)
+		}
+		if mp.name != want[len(want)-1] || (len(want) == 1) != (mp.dir == ".") {
+			t.Fatalf("parsePath(%q): dir %q name %q", p, mp.dir, mp.name)
+		}
+	})
+}
