@@ -378,46 +378,60 @@ func decodeSizeReply(p []byte) (*sizeReply, error) {
 // conn frames messages over a UNIX stream socket. It uses blocking
 // system calls on the descriptor rather than Go's network poller: a worker
 // serves one request at a time, the front has one request in flight per
-// worker, and skipping the poller's hand-offs between threads halves the
-// latency of a round trip. Deadlines are socket timeouts.
+// worker, and skipping the poller's hand-offs between threads cuts the
+// latency of a round trip by two thirds. A frame that fits the read buffer
+// takes one recvmsg. Deadlines are socket timeouts.
 type conn struct {
 	f        *os.File
 	fd       int
-	hdr      [5]byte
+	rbuf     []byte // received, not yet consumed: rbuf[roff:]
+	roff     int
 	oob      []byte
 	deadline time.Time
-	armed    map[int]bool // socket timeouts currently set
+	armed    [2]time.Duration // socket timeouts set now: receive, send
 }
+
+// readBuf is the read buffer's size: every frame of a usual request or
+// reply fits.
+const readBuf = 64 << 10
 
 // newConn takes ownership of a socket file.
 func newConn(f *os.File) *conn {
 	fd := int(f.Fd()) // also puts the descriptor in blocking mode
-	return &conn{f: f, fd: fd, oob: make([]byte, unix.CmsgSpace(4*4))}
+	return &conn{f: f, fd: fd, rbuf: make([]byte, 0, readBuf), oob: make([]byte, unix.CmsgSpace(4*4))}
 }
 
 // setDeadline bounds every later read and write; the zero time removes the
 // bound.
 func (c *conn) setDeadline(t time.Time) { c.deadline = t }
 
-// timeout arms the socket timeout for the remaining time before the
-// deadline; opt is SO_RCVTIMEO or SO_SNDTIMEO.
-func (c *conn) timeout(opt int) error {
-	var tv unix.Timeval
-	if c.deadline.IsZero() && !c.armed[opt] {
-		return nil
-	}
+// timeout arms the socket timeout (index 0 receive, 1 send) for the time
+// left before the deadline. Timeouts are relative, so a value within a
+// second of the one already set is left alone: requests with the usual
+// deadline then cost no extra system call.
+func (c *conn) timeout(which int) error {
+	var want time.Duration
 	if !c.deadline.IsZero() {
-		d := time.Until(c.deadline)
-		if d <= 0 {
+		want = time.Until(c.deadline)
+		if want <= 0 {
 			return os.ErrDeadlineExceeded
 		}
-		tv = unix.NsecToTimeval(max(d, time.Microsecond).Nanoseconds())
+		want = max(want, time.Microsecond)
 	}
-	if c.armed == nil {
-		c.armed = map[int]bool{}
+	have := c.armed[which]
+	if want == have || (want > 0 && have > 0 && want <= have && have-want < time.Second) {
+		return nil
 	}
-	c.armed[opt] = !c.deadline.IsZero()
-	return unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, opt, &tv)
+	opt := unix.SO_RCVTIMEO
+	if which == 1 {
+		opt = unix.SO_SNDTIMEO
+	}
+	tv := unix.NsecToTimeval(want.Nanoseconds())
+	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+		return err
+	}
+	c.armed[which] = want
+	return nil
 }
 
 func sockErr(err error) error {
@@ -428,7 +442,7 @@ func sockErr(err error) error {
 }
 
 func (c *conn) send(p, oob []byte) (int, error) {
-	if err := c.timeout(unix.SO_SNDTIMEO); err != nil {
+	if err := c.timeout(1); err != nil {
 		return 0, err
 	}
 	for {
@@ -440,7 +454,7 @@ func (c *conn) send(p, oob []byte) (int, error) {
 }
 
 func (c *conn) recv(p []byte) (n, oobn, flags int, err error) {
-	if err := c.timeout(unix.SO_RCVTIMEO); err != nil {
+	if err := c.timeout(0); err != nil {
 		return 0, 0, 0, err
 	}
 	for {
@@ -476,26 +490,46 @@ func (c *conn) writeFrame(typ byte, payload []byte, fd int) error {
 	return nil
 }
 
-// readFull reads len(p) bytes and any descriptors that arrive with them.
-func (c *conn) readFull(p []byte, fds []int) ([]int, error) {
-	for got := 0; got < len(p); {
-		n, oobn, flags, err := c.recv(p[got:])
-		if oobn > 0 {
-			fds = append(fds, parseRights(c.oob[:oobn])...)
-		}
-		if flags&unix.MSG_CTRUNC != 0 && err == nil {
-			err = protoErr("too many descriptors in one frame")
+// recvInto does one receive into p and returns the descriptors that came
+// with it. End of file is io.EOF.
+func (c *conn) recvInto(p []byte) (int, []int, error) {
+	n, oobn, flags, err := c.recv(p)
+	if n < 0 || err != nil {
+		n = 0
+	}
+	var fds []int
+	if oobn > 0 {
+		fds = parseRights(c.oob[:oobn])
+	}
+	if err == nil && flags&unix.MSG_CTRUNC != 0 {
+		err = protoErr("too many descriptors in one frame")
+	}
+	if err == nil && n == 0 {
+		err = io.EOF
+	}
+	return n, fds, err
+}
+
+// fill receives until at least n unconsumed bytes are buffered
+// (n ≤ readBuf), adding the descriptors that arrive to fds.
+func (c *conn) fill(n int, fds []int) ([]int, error) {
+	if len(c.rbuf)-c.roff >= n {
+		return fds, nil
+	}
+	if c.roff > 0 {
+		c.rbuf = c.rbuf[:copy(c.rbuf[:cap(c.rbuf)], c.rbuf[c.roff:])]
+		c.roff = 0
+	}
+	for len(c.rbuf) < n {
+		k, more, err := c.recvInto(c.rbuf[len(c.rbuf):cap(c.rbuf)])
+		fds = append(fds, more...)
+		c.rbuf = c.rbuf[:len(c.rbuf)+k]
+		if err == io.EOF && len(c.rbuf) > 0 {
+			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {
 			return fds, err
 		}
-		if n == 0 {
-			if got == 0 {
-				return fds, io.EOF
-			}
-			return fds, io.ErrUnexpectedEOF
-		}
-		got += n
 	}
 	return fds, nil
 }
@@ -524,33 +558,51 @@ func closeFds(fds []int) {
 // descriptors that came with it (the caller owns and must close them).
 // io.EOF means the peer closed the connection between frames.
 func (c *conn) readFrame() (typ byte, payload []byte, fds []int, err error) {
-	fds, err = c.readFull(c.hdr[:], nil)
-	if err != nil {
+	fail := func(err error) (byte, []byte, []int, error) {
 		closeFds(fds)
 		return 0, nil, nil, err
 	}
-	n := binary.BigEndian.Uint32(c.hdr[:4])
+	// The sender attaches a descriptor to a frame's first byte, and only
+	// one frame is ever in flight: whatever arrives with the bytes of this
+	// frame belongs to it.
+	if fds, err = c.fill(5, nil); err != nil {
+		return fail(err)
+	}
+	n := binary.BigEndian.Uint32(c.rbuf[c.roff:])
 	if n < 1 || n-1 > maxFrame {
-		closeFds(fds)
-		return 0, nil, nil, protoErr("frame length %d", n)
+		return fail(protoErr("frame length %d", n))
 	}
-	typ = c.hdr[4]
-	payload = make([]byte, n-1)
-	more, err := c.readFull(payload, nil)
-	if len(more) > 0 {
-		closeFds(more)
-		if err == nil {
-			err = protoErr("descriptor in the middle of a frame")
+	typ = c.rbuf[c.roff+4]
+	c.roff += 5
+	size := int(n - 1)
+	payload = make([]byte, size)
+	if size <= readBuf {
+		if fds, err = c.fill(size, fds); err != nil {
+			return fail(eofInFrame(err))
 		}
+		c.roff += copy(payload, c.rbuf[c.roff:])
+		return typ, payload, fds, nil
 	}
-	if err != nil {
-		closeFds(fds)
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	// Larger than the buffer: take what is buffered, read the rest in
+	// place.
+	got := copy(payload, c.rbuf[c.roff:])
+	c.roff += got
+	for got < size {
+		k, more, err := c.recvInto(payload[got:])
+		fds = append(fds, more...)
+		got += k
+		if err != nil {
+			return fail(eofInFrame(err))
 		}
-		return 0, nil, nil, err
 	}
 	return typ, payload, fds, nil
+}
+
+func eofInFrame(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 func (c *conn) Close() error { return c.f.Close() }
@@ -560,6 +612,9 @@ func (c *conn) Close() error { return c.f.Close() }
 // died while idle (OOM killer, an administrator) is found here rather than
 // by failing the next message's recipients.
 func (c *conn) idleAndAlive() bool {
+	if len(c.rbuf) > c.roff {
+		return false
+	}
 	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN | unix.POLLRDHUP}}
 	for {
 		n, err := unix.Poll(fds, 0)

@@ -134,3 +134,24 @@ func TestReadFrameRefusesHugeLength(t *testing.T) {
 		t.Errorf("got %v, want a protocol error", err)
 	}
 }
+
+func TestReadFrameKeepsWhatFollows(t *testing.T) {
+	a, b := socketPair(t)
+	// Two frames and the start of a third in one write, the rest later.
+	raw := []byte{0, 0, 0, 2, frameSize, 'x', 0, 0, 0, 1, frameHello, 0, 0, 0, 3, frameSize, 'y'}
+	a.f.Write(raw)
+	for _, want := range []string{"x", ""} {
+		_, p, _, err := b.readFrame()
+		if err != nil || string(p) != want {
+			t.Fatalf("got %q, %v; want %q", p, err, want)
+		}
+	}
+	go a.f.Write([]byte{'z'})
+	if _, p, _, err := b.readFrame(); err != nil || string(p) != "yz" {
+		t.Fatalf("got %q, %v; want yz", p, err)
+	}
+	a.Close()
+	if _, _, _, err := b.readFrame(); err != io.EOF {
+		t.Fatalf("got %v, want EOF", err)
+	}
+}
