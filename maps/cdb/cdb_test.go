@@ -360,8 +360,8 @@ func TestReopenWhileLookingUp(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if !first.gone.Load() {
-		t.Fatal("first mapping was never unmapped")
+	if r := first.refs.Load(); r != 0 {
+		t.Fatalf("first mapping still has %d references", r)
 	}
 	tb.Close()
 	if _, _, err := tb.Lookup(ctx, "k1"); !errors.Is(err, ErrClosed) {
@@ -481,7 +481,7 @@ func TestCloseWhileLookingUp(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	tb.Close()
 	wg.Wait()
-	if closed.Load() != 4 || !m.gone.Load() {
-		t.Fatalf("%d readers saw ErrClosed; mapping unmapped: %v", closed.Load(), m.gone.Load())
+	if closed.Load() != 4 || m.refs.Load() != 0 {
+		t.Fatalf("%d readers saw ErrClosed; mapping refs %d", closed.Load(), m.refs.Load())
 	}
 }

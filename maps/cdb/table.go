@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -58,59 +57,31 @@ func idOf(st *unix.Stat_t) fileID {
 	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size, mtime: st.Mtim.Nano()}
 }
 
-// mapping is one mmapped version of the file. Lookups in progress are
-// counted so that a replaced mapping is unmapped only after the last of
-// them: a lookup counts itself in, then checks retired; the table sets
-// retired when it lets the mapping go, then adds up the counts. With
-// sequentially consistent atomics either the lookup sees retired (and
-// backs off to the new mapping) or the sum sees the lookup (and whoever
-// ends the last lookup unmaps). The count is spread over padded shards so
-// parallel lookups do not fight over one cache line.
+// mapping is one mmapped version of the file. refs counts the table's own
+// reference plus every lookup in progress; whoever drops it to zero unmaps.
+// A lookup can only take a reference while refs is above zero, so once the
+// table has swapped in a newer mapping and let go of this one, no new
+// lookup can start on it, and the last running lookup unmaps it.
 type mapping struct {
-	r       reader
-	id      fileID
-	retired atomic.Bool
-	gone    atomic.Bool // unmapped
-	_       [64]byte
-	refs    [refShards]paddedCount
+	r    reader
+	id   fileID
+	refs atomic.Int64
 }
 
-const refShards = 16
-
-type paddedCount struct {
-	n atomic.Int64
-	_ [56]byte
-}
-
-func (m *mapping) acquire() (shard int, ok bool) {
-	shard = int(rand.Uint32() % refShards)
-	m.refs[shard].n.Add(1)
-	if m.retired.Load() {
-		m.release(shard)
-		return 0, false
-	}
-	return shard, true
-}
-
-func (m *mapping) release(shard int) {
-	m.refs[shard].n.Add(-1)
-	if m.retired.Load() {
-		m.unmapIfUnused()
+func (m *mapping) acquire() bool {
+	for {
+		n := m.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if m.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 
-// retire is called once, by the table, after the mapping was swapped out.
-func (m *mapping) retire() {
-	m.retired.Store(true)
-	m.unmapIfUnused()
-}
-
-func (m *mapping) unmapIfUnused() {
-	var n int64
-	for i := range m.refs {
-		n += m.refs[i].n.Load()
-	}
-	if n == 0 && m.gone.CompareAndSwap(false, true) && len(m.r.data) > 0 {
+func (m *mapping) release() {
+	if m.refs.Add(-1) == 0 && len(m.r.data) > 0 {
 		_ = unix.Munmap(m.r.data)
 	}
 }
@@ -168,7 +139,9 @@ func openMapping(path string) (*mapping, error) {
 		_ = unix.Munmap(data)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &mapping{r: r, id: idOf(&st)}, nil
+	m := &mapping{r: r, id: idOf(&st)}
+	m.refs.Store(1)
+	return m, nil
 }
 
 // newReaderGuarded is newReader on mapped memory, which faults (SIGBUS)
@@ -206,11 +179,11 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 	if now := time.Now().UnixNano(); now >= t.nextCheck.Load() {
 		t.maybeReopen(now)
 	}
-	m, shard, err := t.acquire()
+	m, err := t.acquire()
 	if err != nil {
 		return "", false, err
 	}
-	defer m.release(shard)
+	defer m.release()
 	v, found, err := lookupGuarded(m.r, key)
 	if err != nil {
 		// Look at the file again on the next lookup: a replacement may
@@ -238,14 +211,14 @@ func lookupGuarded(r reader, key string) (v string, found bool, err error) {
 	return string(b), true, nil // string() copies out of the mapping
 }
 
-func (t *Table) acquire() (*mapping, int, error) {
+func (t *Table) acquire() (*mapping, error) {
 	for {
 		m := t.cur.Load()
 		if m == nil {
-			return nil, 0, ErrClosed
+			return nil, ErrClosed
 		}
-		if shard, ok := m.acquire(); ok {
-			return m, shard, nil
+		if m.acquire() {
+			return m, nil
 		}
 		// m was swapped out and released between Load and acquire; the
 		// pointer already holds its successor.
@@ -289,7 +262,7 @@ func (t *Table) maybeReopen(now int64) {
 	t.failed = fileID{}
 	old := t.cur.Swap(nm)
 	if old != nil {
-		old.retire()
+		old.release()
 	}
 	t.logger.Info("cdb table reopened", "table", t.spec, "file", t.path)
 }
@@ -300,7 +273,7 @@ func (t *Table) Close() error {
 	t.closed = true
 	t.reloadMu.Unlock()
 	if m := t.cur.Swap(nil); m != nil {
-		m.retire()
+		m.release()
 	}
 	return nil
 }
