@@ -37,5 +37,7 @@ func workerConfig(cfg *config.Config) worker.Config {
 		LockMethods:   cfg.VirtualMailboxLock,
 		LockTimeout:   cfg.LockTimeout(),
 		StaleLockTime: cfg.StaleLockTime,
+		LogLevel:      cfg.LogLevel,
+		LogFormat:     cfg.LogFormat,
 	}
 }

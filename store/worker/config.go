@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +31,9 @@ type Config struct {
 	LockMethods   []string
 	LockTimeout   time.Duration
 	StaleLockTime time.Duration
+	// LogLevel and LogFormat ("text" or "json") match the front's logs.
+	LogLevel  string
+	LogFormat string
 }
 
 // Args is the command line after the "worker" subcommand.
@@ -53,6 +58,12 @@ func (c Config) Args() []string {
 	if c.StaleLockTime > 0 {
 		a = append(a, "-stale-lock-time", c.StaleLockTime.String())
 	}
+	if c.LogLevel != "" {
+		a = append(a, "-log-level", c.LogLevel)
+	}
+	if c.LogFormat != "" {
+		a = append(a, "-log-format", c.LogFormat)
+	}
 	return a
 }
 
@@ -70,6 +81,8 @@ func ParseArgs(args []string) (Config, error) {
 	fs.StringVar(&locks, "lock", "", "mbox lock methods, comma-separated")
 	fs.DurationVar(&c.LockTimeout, "lock-timeout", 0, "mbox lock timeout")
 	fs.DurationVar(&c.StaleLockTime, "stale-lock-time", 0, "age of a stale dotlock")
+	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "", "text or json")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -86,6 +99,17 @@ func ParseArgs(args []string) (Config, error) {
 		return c, errors.New("-uid and -gid must be set and not 0")
 	}
 	return c, nil
+}
+
+// logger writes the worker's log lines to stderr like the front's.
+func (c Config) logger() *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
 func (c Config) localOptions() store.LocalOptions {

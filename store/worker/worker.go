@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -61,7 +60,7 @@ func Main(args []string) int {
 		return refuse(err)
 	}
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("worker_pid", os.Getpid(), "uid", cfg.UID, "gid", cfg.GID)
+	log := cfg.logger().With("worker_pid", os.Getpid(), "uid", cfg.UID, "gid", cfg.GID)
 	c := newConn(os.NewFile(socketFD, "front"))
 	defer c.Close()
 
