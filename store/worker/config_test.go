@@ -1,0 +1,28 @@
+package worker
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestConfigArgsRoundTrip(t *testing.T) {
+	c := Config{Base: "/var/mail/vhosts", UID: 5000, GID: 5001, KeepGroups: true, Hostname: "mx.example.com",
+		LockMethods: []string{"flock", "dotlock"}, LockTimeout: 20 * time.Second, StaleLockTime: 500 * time.Second,
+		LogLevel: "debug", LogFormat: "json"}
+	got, err := ParseArgs(c.Args())
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("got %+v, %v; want %+v", got, err, c)
+	}
+	for _, bad := range [][]string{
+		{"-base", "relative", "-uid", "5", "-gid", "5"},
+		{"-base", "/m", "-uid", "0", "-gid", "5"},
+		{"-base", "/m", "-uid", "5", "-gid", "0"},
+		{"-base", "/m", "-uid", "5"},
+		{"-base", "/m", "-uid", "5", "-gid", "5", "extra"},
+	} {
+		if _, err := ParseArgs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
