@@ -130,10 +130,10 @@ func (ss *session) txSize() int64 {
 // rcptLimits decides at RCPT what the mailbox limit and the deliverer can
 // decide before the body arrives.
 func (s *Server) rcptLimits(ctx context.Context, box *store.Recipient, size int64) *Reply {
-	if p, ok := s.deliver.(interface{ Permits(uid, gid int) error }); ok {
+	if p, ok := s.deliver.(store.Permitter); ok {
 		if err := p.Permits(box.UID, box.GID); err != nil {
 			r := ToReply(err)
-			s.log.Warn("recipient refused: no privileges for its uid", "uid", box.UID, "gid", box.GID, "error", err)
+			s.log.Warn("recipient refused: privileges missing to deliver as its uid", "uid", box.UID, "gid", box.GID, "error", err)
 			return r
 		}
 	}

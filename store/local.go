@@ -182,6 +182,15 @@ func (l *Local) permitted(r Recipient) error {
 	return nil
 }
 
+// Permits reports whether this process may deliver as uid: only its own.
+func (l *Local) Permits(uid, gid int) error {
+	if uid != l.uid {
+		return fail(NotPermitted, "deliver", "",
+			fmt.Errorf("process running as uid %d lacks privileges to deliver as uid %d", l.uid, uid))
+	}
+	return nil
+}
+
 // MailboxSize reports an mbox's current size (0 if it does not exist yet)
 // and 0 for a Maildir. The mbox must be a regular file beneath the base.
 func (l *Local) MailboxSize(ctx context.Context, r Recipient) (int64, error) {

@@ -82,6 +82,13 @@ type Deliverer interface {
 	MailboxSize(ctx context.Context, r Recipient) (int64, error)
 }
 
+// Permitter is implemented by deliverers that can tell before the message
+// arrives whether they may write as uid/gid at all, so the server answers
+// at RCPT instead of after DATA.
+type Permitter interface {
+	Permits(uid, gid int) error
+}
+
 // Status classifies a delivery failure; it is what crosses the worker
 // protocol and what the server maps to an LMTP reply.
 type Status uint8
