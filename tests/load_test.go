@@ -132,6 +132,7 @@ func TestLoadSmtpSource(t *testing.T) {
 
 	// Every message in the right mailbox exactly once, bodies intact.
 	var refBody []byte
+	var boxesRead []storedBox
 	for _, r := range rcpts {
 		want := multi
 		if r == "bench@load.test" {
@@ -163,7 +164,24 @@ func TestLoadSmtpSource(t *testing.T) {
 		if t.Failed() {
 			t.FailNow()
 		}
+		for id := range ids {
+			box.Want = append(box.Want, wantMessage{
+				MessageID: strings.Trim(id, "<>"),
+				Headers:   map[string]string{"Delivered-To": r},
+				Body:      refBody,
+			})
+		}
+		boxesRead = append(boxesRead, box)
 	}
+	// The mboxes were appended to by 20 sessions at once: readers must
+	// find every message whole.
+	var mboxes []storedBox
+	for _, b := range boxesRead {
+		if b.Mbox {
+			mboxes = append(mboxes, b)
+		}
+	}
+	checkWithReaders(t, v.Owner, mboxes)
 	if fi, err := os.ReadDir(v.Dir + "/spool"); err == nil && len(fi) > 0 {
 		t.Errorf("spool holds %d files after the run", len(fi))
 	}
