@@ -103,12 +103,6 @@ func parseIDs(val string, ids *[4]int) error {
 	return nil
 }
 
-// dropped reports whether the process holds no capability in any set and
-// cannot gain any (no_new_privs).
-func (c *Creds) dropped() bool {
-	return c.NoNewPrivs && c.CapInh == 0 && c.CapPrm == 0 && c.CapEff == 0 && c.CapAmb == 0
-}
-
 // check verifies everything a worker must be before it touches a mailbox.
 func (c *Creds) check(cfg Config) error {
 	for i, id := range c.UIDs {
@@ -155,18 +149,22 @@ func dropOnThisThread() error {
 	return nil
 }
 
-// reexecDropped re-executes the worker from a thread that has dropped
-// everything, so that every thread of the new image inherits that state.
-// It returns only on failure.
-func reexecDropped(args []string) error {
+// reexecConfined re-executes the worker from a thread that has dropped
+// every capability, set no_new_privs and confined itself beneath base, so
+// that every thread of the new image inherits all of it. It returns only
+// on failure.
+func reexecConfined(base string, args []string) error {
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := dropOnThisThread(); err != nil {
-		runtime.UnlockOSThread()
 		return err
 	}
-	argv := append([]string{os.Args[0], workerArg, "-dropped"}, args...)
-	err := syscall.Exec("/proc/self/exe", argv, []string{})
-	runtime.UnlockOSThread()
+	sandbox, err := sandboxThisThread(base)
+	if err != nil {
+		return err
+	}
+	argv := append([]string{os.Args[0], workerArg, "-dropped=" + sandbox}, args...)
+	err = syscall.Exec(SelfExe, argv, []string{})
 	return fmt.Errorf("re-exec: %w", err)
 }
 

@@ -147,6 +147,9 @@ func TestWorkersDeliverAsEachOwner(t *testing.T) {
 		if env, err := os.ReadFile("/proc/" + strconv.Itoa(ps[0]) + "/environ"); err != nil || len(env) != 0 {
 			t.Errorf("worker %d environment %q, %v", ps[0], env, err)
 		}
+		if cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(ps[0]) + "/cmdline"); landlockABI() > 0 && !strings.Contains(string(cmd), "-dropped=landlock") {
+			t.Errorf("worker %d is not confined by Landlock: %q", ps[0], cmd)
+		}
 	}
 
 	// The size query runs in the owner's worker.

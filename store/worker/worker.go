@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -27,9 +28,11 @@ const socketFD = 3
 // anything else and refuses to run if they are not exactly what Config
 // asks for.
 func Main(args []string) int {
-	dropped := false
-	if len(args) > 0 && args[0] == "-dropped" {
-		dropped, args = true, args[1:]
+	// The first stage drops what it can, confines itself and re-executes
+	// with -dropped=<sandbox>; the second checks and serves.
+	confined, sandbox := false, ""
+	if len(args) > 0 && strings.HasPrefix(args[0], "-dropped=") {
+		confined, sandbox, args = true, strings.TrimPrefix(args[0], "-dropped="), args[1:]
 	}
 	cfg, err := ParseArgs(args)
 	if err != nil {
@@ -43,15 +46,12 @@ func Main(args []string) int {
 	if len(os.Environ()) != 0 {
 		return refuse(errors.New("environment is not empty"))
 	}
+	if !confined {
+		return refuse(reexecConfined(cfg.Base, args))
+	}
 	creds, err := ReadCreds(0)
 	if err != nil {
 		return refuse(err)
-	}
-	if !creds.dropped() {
-		if dropped {
-			return refuse(creds.check(cfg))
-		}
-		return refuse(reexecDropped(args))
 	}
 	if err := creds.check(cfg); err != nil {
 		return refuse(err)
@@ -61,6 +61,7 @@ func Main(args []string) int {
 	}
 
 	log := cfg.logger().With("worker_pid", os.Getpid(), "uid", cfg.UID, "gid", cfg.GID)
+	log.Debug("worker ready", "sandbox", sandbox)
 	c := newConn(os.NewFile(socketFD, "front"))
 	defer c.Close()
 
