@@ -193,6 +193,16 @@ func rights(oob []byte) []int {
 	return fds
 }
 
+// Permits implements store.Permitter with what the front can tell without
+// the parent: uid 0 and gid 0 are never allowed (virtual_minimum_uid is
+// checked when the recipient is resolved, and the parent checks both again).
+func (c *Client) Permits(uid, gid int) error {
+	if uid <= 0 || gid <= 0 {
+		return &store.Error{Status: store.NotPermitted, Op: "spawn", Err: fmt.Errorf("uid %d gid %d is never allowed", uid, gid)}
+	}
+	return nil
+}
+
 // Spawn asks the parent for a worker; implements worker.Spawner.
 func (c *Client) Spawn(ctx context.Context, uid, gid int) (*worker.Process, error) {
 	rep, fd, err := c.call(ctx, request{Op: opSpawn, UID: uid, GID: gid})

@@ -301,3 +301,24 @@ func TestPoolStopsLateWorkerGracefully(t *testing.T) {
 		t.Errorf("%d kills, want 0", killed)
 	}
 }
+
+func TestPoolPermits(t *testing.T) {
+	p := NewPool(&LocalSpawner{Config: Config{Base: "/"}}, PoolOptions{Logger: quietLogger(t)})
+	defer p.Close()
+	if store.StatusOf(p.Permits(0, 5000)) != store.NotPermitted || store.StatusOf(p.Permits(5000, 0)) != store.NotPermitted {
+		t.Error("uid or gid 0 permitted")
+	}
+	me, mygid := os.Getuid(), os.Getgid()
+	if me == 0 {
+		if err := p.Permits(5001, 5002); err != nil {
+			t.Errorf("root may not deliver as 5001:5002: %v", err)
+		}
+		return
+	}
+	if err := p.Permits(me, mygid); err != nil {
+		t.Errorf("own ids: %v", err)
+	}
+	if store.StatusOf(p.Permits(me+1, mygid)) != store.NotPermitted {
+		t.Error("another uid permitted without root")
+	}
+}

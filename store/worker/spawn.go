@@ -96,17 +96,27 @@ type LocalSpawner struct {
 	Logger *slog.Logger
 }
 
-// Spawn implements Spawner.
-func (s *LocalSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error) {
+// Permits implements store.Permitter: without root only the caller's own
+// uid and gid, never 0.
+func (s *LocalSpawner) Permits(uid, gid int) error {
 	me, mygid := os.Getuid(), os.Getgid()
 	if me != 0 && (uid != me || gid != mygid) {
-		return nil, &store.Error{Status: store.NotPermitted, Op: "spawn",
+		return &store.Error{Status: store.NotPermitted, Op: "spawn",
 			Err: fmt.Errorf("privileges missing: vlmtpd runs as uid %d gid %d without root and cannot deliver as uid %d gid %d", me, mygid, uid, gid)}
 	}
 	if uid <= 0 || gid <= 0 {
-		return nil, &store.Error{Status: store.NotPermitted, Op: "spawn",
+		return &store.Error{Status: store.NotPermitted, Op: "spawn",
 			Err: fmt.Errorf("refusing to deliver as uid %d gid %d", uid, gid)}
 	}
+	return nil
+}
+
+// Spawn implements Spawner.
+func (s *LocalSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error) {
+	if err := s.Permits(uid, gid); err != nil {
+		return nil, err
+	}
+	me := os.Getuid()
 	cfg := s.Config
 	cfg.UID, cfg.GID, cfg.KeepGroups = uid, gid, me != 0
 	exe := s.Exe
