@@ -129,3 +129,22 @@ func BenchmarkWorkerOverhead(b *testing.B) {
 	b.ReportMetric(float64(b.N)/tw.Seconds(), "worker-deliveries/s")
 	b.ReportMetric(float64(tw)/float64(tl), "worker/local")
 }
+
+// BenchmarkWorkerStart is the cost of a cold worker: spawn, the re-exec
+// that confines it, its checks and hello, and one delivery.
+func BenchmarkWorkerStart(b *testing.B) {
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 5001, 5001
+	}
+	base := mailBase(b)
+	ownedDir(b, base, "u", uid, gid)
+	p := newRealPool(b, base, PoolOptions{MaxDeliveries: 1})
+	msg := spoolFile(b, "Subject: start\n\nx\n")
+	r := []store.Recipient{{Address: "a@example.com", Path: "u/Maildir/", UID: uid, GID: gid}}
+	for b.Loop() {
+		if errs := p.Deliver(context.Background(), msg, r); errs[0] != nil {
+			b.Fatal(errs[0])
+		}
+	}
+}
