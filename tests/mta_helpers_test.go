@@ -491,8 +491,9 @@ type postfixDelivery struct {
 var (
 	lmtpLineRE      = regexp.MustCompile(`/lmtp\[\d+\]: ([0-9A-F]+): to=<([^>]*)>, (?:orig_to=<[^>]*>, )?relay=[^,]*, (?:conn_use=(\d+), )?delay=[^,]*, delays=[^,]*, dsn=([0-9.]+), status=(\w+) \((.*)\)$`)
 	cleanupMsgIDRE  = regexp.MustCompile(`/cleanup\[\d+\]: ([0-9A-F]+): message-id=<([^>]*)>`)
-	postfixFatalRE  = regexp.MustCompile(`(fatal|panic):`)
-	postfixWarningR = regexp.MustCompile(`warning:`)
+	postfixFatalRE  = regexp.MustCompile(`: (fatal|panic): `)
+	lmtpWarningRE   = regexp.MustCompile(`/lmtp\[\d+\]: warning: `)
+	postfixWarningR = regexp.MustCompile(`: warning: `)
 )
 
 // deliveries parses every lmtp(8) outcome logged so far, and the
@@ -510,15 +511,19 @@ func (p *postfixInstance) deliveries() (ds []postfixDelivery, msgIDs map[string]
 	return ds, msgIDs
 }
 
-// problems are the fatal, panic and warning lines of the log.
-func (p *postfixInstance) problems() []string {
-	var out []string
+// problems are the fatal and panic lines of the log and the warnings of
+// its lmtp client (protocol trouble with the server); other warnings
+// depend on the machine and are only returned as notes.
+func (p *postfixInstance) problems() (problems, notes []string) {
 	for _, line := range strings.Split(readLogFile(p.Log), "\n") {
-		if postfixFatalRE.MatchString(line) || postfixWarningR.MatchString(line) {
-			out = append(out, line)
+		switch {
+		case postfixFatalRE.MatchString(line) || lmtpWarningRE.MatchString(line):
+			problems = append(problems, line)
+		case postfixWarningR.MatchString(line):
+			notes = append(notes, line)
 		}
 	}
-	return out
+	return problems, notes
 }
 
 // --- Dovecot (as a reader: doveadm) -----------------------------------------

@@ -222,8 +222,12 @@ func postfixThroughVlmtpd(t *testing.T, privsep bool) {
 	if reused == 0 {
 		t.Errorf("Postfix never reused an LMTP connection: no conn_use>1 in its log, so no RSET probe was answered")
 	}
-	if p := pf.problems(); len(p) > 0 {
-		t.Errorf("Postfix logged problems:\n%s", strings.Join(p, "\n"))
+	problems, notes := pf.problems()
+	if len(notes) > 0 {
+		t.Logf("Postfix warnings:\n%s", strings.Join(notes, "\n"))
+	}
+	if len(problems) > 0 {
+		t.Errorf("Postfix logged problems:\n%s", strings.Join(problems, "\n"))
 	}
 
 	// The mailboxes: exactly the expected messages, each once.
