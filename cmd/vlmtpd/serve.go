@@ -59,9 +59,15 @@ func serve(cfg *config.Config) int {
 	}
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() {
 		sig := <-sigs
+		for sig == syscall.SIGHUP {
+			// Table files are re-read when they change; nothing else is
+			// reloadable yet, and a hang-up must not stop delivery.
+			log.Info("SIGHUP: table files reload by themselves when changed; restart to apply configuration changes")
+			sig = <-sigs
+		}
 		log.Info("shutting down", "signal", sig.String())
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
