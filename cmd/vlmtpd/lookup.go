@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,19 +18,13 @@ func init() {
 }
 
 func runLookup(args []string) int {
-	fs := flag.NewFlagSet("lookup", flag.ContinueOnError)
-	path := fs.String("config", defaultConfig, "configuration file")
-	if fs.Parse(args) != nil {
-		return 2
+	cfg, fs, code := loadConfig("lookup", defaultConfig, args)
+	if cfg == nil {
+		return code
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: vlmtpd lookup -config FILE ADDRESS...")
 		return 2
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
-		return 1
 	}
 	r, err := server.NewResolver(cfg)
 	if err != nil {
@@ -39,7 +32,6 @@ func runLookup(args []string) int {
 		return 1
 	}
 	defer r.Close()
-	code := 0
 	for _, a := range fs.Args() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		res := r.Resolve(ctx, a)
@@ -94,15 +86,9 @@ func limitWhat(format string) string {
 }
 
 func runCheckConfig(args []string) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	path := fs.String("config", defaultConfig, "configuration file")
-	if fs.Parse(args) != nil {
-		return 2
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
-		return 1
+	cfg, _, code := loadConfig("check-config", defaultConfig, args)
+	if cfg == nil {
+		return code
 	}
 	r, err := server.NewResolver(cfg)
 	if err != nil {

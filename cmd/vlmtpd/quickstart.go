@@ -1,14 +1,12 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 
-	"github.com/vlmtpd/vlmtpd/server/config"
 )
 
 func init() {
@@ -19,15 +17,9 @@ func init() {
 // user running it (nobody when that is root), so a newcomer can deliver a
 // first message without creating users or editing the config.
 func runQuickstart(args []string) int {
-	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
-	path := fs.String("config", "config.example.toml", "configuration file to start from")
-	if fs.Parse(args) != nil {
-		return 2
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
-		return 1
+	cfg, _, code := loadConfig("quickstart", "config.example.toml", args)
+	if cfg == nil {
+		return code
 	}
 	uid, gid := os.Getuid(), os.Getgid()
 	if uid == 0 {

@@ -21,17 +21,27 @@ func init() {
 const defaultConfig = "/etc/vlmtpd/vlmtpd.toml"
 
 func runServe(args []string) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("config", defaultConfig, "configuration file")
+	cfg, _, code := loadConfig("serve", defaultConfig, args)
+	if cfg == nil {
+		return code
+	}
+	return serve(cfg)
+}
+
+// loadConfig parses a subcommand's flags (-config, defaulting to def) and
+// loads the configuration. On failure cfg is nil and code is the exit code.
+func loadConfig(name, def string, args []string) (cfg *config.Config, fs *flag.FlagSet, code int) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	path := fs.String("config", def, "configuration file")
 	if fs.Parse(args) != nil {
-		return 2
+		return nil, fs, 2
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
-		return 1
+		return nil, fs, 1
 	}
-	return serve(cfg)
+	return cfg, fs, 0
 }
 
 // serve runs the server on a loaded configuration until SIGTERM or SIGINT.
