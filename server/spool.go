@@ -13,17 +13,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Spool holds message bodies while they are delivered: anonymous files in
-// spool_directory (O_TMPFILE), gone when closed, so nothing is left behind
-// by a crash. The body is written once, with LF line endings.
+// Spool holds message bodies while they are delivered. A body starts in
+// memory (a sealed memfd: no inode to allocate on disk, nothing left
+// behind by a crash) and moves to an anonymous file in spool_directory
+// (O_TMPFILE) once it outgrows memSpoolLimit, so memory stays flat in
+// message size. The body is written once, with LF line endings.
 type Spool struct {
 	dir string
 }
 
+// memSpoolLimit is the largest body kept in memory. Most mail is far
+// smaller; 100 sessions at this size cost at most ~100 MB.
+const memSpoolLimit = 1 << 20
+
 // NewSpool checks that dir can hold spool files.
 func NewSpool(dir string) (*Spool, error) {
 	s := &Spool{dir: dir}
-	f, err := s.create()
+	f, err := s.createFile()
 	if err != nil {
 		return nil, fmt.Errorf("spool_directory %s: %w", dir, err)
 	}
@@ -31,7 +37,7 @@ func NewSpool(dir string) (*Spool, error) {
 	return s, nil
 }
 
-func (s *Spool) create() (*os.File, error) {
+func (s *Spool) createFile() (*os.File, error) {
 	fd, err := unix.Open(s.dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err == nil {
 		return os.NewFile(uintptr(fd), s.dir+"/(spool)"), nil
@@ -49,16 +55,16 @@ func (s *Spool) create() (*os.File, error) {
 }
 
 // Write copies r into a new spool file, turning CRLF into LF, and returns
-// the file (positioned anywhere: readers use ReadAt) and its size. On a
-// read error the file is closed and the error returned as is, so the
+// the file (read it with ReadAt; it is never written again) and its size.
+// On a read error the file is closed and the error returned as is, so the
 // caller can tell a client's fault (too big, too long a line) from ours.
 func (s *Spool) Write(r io.Reader) (*os.File, int64, error) {
-	f, err := s.create()
+	sw, err := s.newSpillWriter()
 	if err != nil {
 		return nil, 0, err
 	}
 	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(f)
+	bw.Reset(sw)
 	buf := copyPool.Get().(*[]byte)
 	w := &lfWriter{w: bw}
 	_, err = io.CopyBuffer(w, r, *buf)
@@ -68,11 +74,68 @@ func (s *Spool) Write(r io.Reader) (*os.File, int64, error) {
 	copyPool.Put(buf)
 	bw.Reset(nil)
 	writerPool.Put(bw)
+	if err == nil {
+		err = sw.finish()
+	}
 	if err != nil {
-		f.Close()
+		sw.f.Close()
 		return nil, 0, err
 	}
-	return f, w.n, nil
+	return sw.f, w.n, nil
+}
+
+// spillWriter writes to a memfd until memSpoolLimit, then moves what it
+// has to a file in the spool directory and goes on there.
+type spillWriter struct {
+	s     *Spool
+	f     *os.File
+	inMem bool
+	n     int64
+}
+
+func (s *Spool) newSpillWriter() (*spillWriter, error) {
+	fd, err := unix.MemfdCreate("vlmtpd-spool", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		// No memfd (old kernel, seccomp): straight to disk.
+		f, ferr := s.createFile()
+		return &spillWriter{s: s, f: f}, ferr
+	}
+	return &spillWriter{s: s, f: os.NewFile(uintptr(fd), "(spool memfd)"), inMem: true}, nil
+}
+
+func (w *spillWriter) Write(p []byte) (int, error) {
+	if w.inMem && w.n+int64(len(p)) > memSpoolLimit {
+		if err := w.spill(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *spillWriter) spill() error {
+	disk, err := w.s.createFile()
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(disk, io.NewSectionReader(w.f, 0, w.n)); err != nil {
+		disk.Close()
+		return err
+	}
+	w.f.Close()
+	w.f, w.inMem = disk, false
+	return nil
+}
+
+// finish seals an in-memory body: from here on no process holding the
+// descriptor, a delivery worker included, can change it.
+func (w *spillWriter) finish() error {
+	if !w.inMem {
+		return nil
+	}
+	_, err := unix.FcntlInt(w.f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE)
+	return err
 }
 
 // The buffers of Write are reused: a busy server spools many messages a

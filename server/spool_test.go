@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"golang.org/x/sys/unix"
 )
 
 func spoolString(t testing.TB, in io.Reader) string {
@@ -99,5 +101,54 @@ func TestBadPath(t *testing.T) {
 		if got := badPath(p) != ""; got != bad {
 			t.Errorf("badPath(%q) = %q", p, badPath(p))
 		}
+	}
+}
+
+func TestSpoolSpillsLargeBodiesToDisk(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := NewSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Repeat("x", 998) + "\r\n"
+	in := strings.Repeat(line, 3*memSpoolLimit/len(line))
+	f, size, err := sp.Write(iotest.HalfReader(strings.NewReader(in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want := strings.ReplaceAll(in, "\r\n", "\n")
+	got, _ := io.ReadAll(io.NewSectionReader(f, 0, size))
+	if string(got) != want {
+		t.Fatalf("spilled body differs: %d bytes, want %d", len(got), len(want))
+	}
+	var st unix.Statfs_t
+	unix.Fstatfs(int(f.Fd()), &st)
+	var dst unix.Statfs_t
+	unix.Statfs(dir, &dst)
+	if st.Type != dst.Type {
+		t.Errorf("a %d-byte body is not on the spool directory's filesystem", size)
+	}
+}
+
+func TestSpoolSmallBodyIsSealedInMemory(t *testing.T) {
+	sp, err := NewSpool(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := sp.Write(strings.NewReader("Subject: s\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil {
+		t.Skipf("not a memfd here: %v", err)
+	}
+	if seals&unix.F_SEAL_WRITE == 0 {
+		t.Errorf("seals %#x lack F_SEAL_WRITE", seals)
+	}
+	if _, err := f.WriteAt([]byte("X"), 0); err == nil {
+		t.Error("a sealed spool file could be modified")
 	}
 }
