@@ -188,6 +188,9 @@ type vlmtpdSetup struct {
 	// nobody, delivery workers as the mailbox owner. Ignored unless the
 	// tests run as root.
 	Privsep bool
+	// Socket, if set, is vlmtpd's only listener (a unix socket path)
+	// instead of the instance's own socket and port.
+	Socket string
 }
 
 // vlmtpdInstance is the lead's Instance plus the mailbox owner.
@@ -230,10 +233,19 @@ func startVlmtpdFor(t testing.TB, s vlmtpdSetup) *vlmtpdInstance {
 	if privsep {
 		cfg.WriteString("user = \"nobody\"\n")
 	}
+	if s.Socket != "" {
+		fmt.Fprintf(&cfg, "listen = [%q]\n", "unix:"+s.Socket)
+	}
 	cfg.WriteString(s.Extra)
 	// Like virtual(8), vlmtpd never creates an mbox's parent directory:
 	// the administrator does.
 	prepare := func(dir string) {
+		if s.Socket != "" {
+			// The harness waits for its own socket path to accept.
+			if err := os.Symlink(s.Socket, filepath.Join(dir, "lmtp.sock")); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for _, path := range s.Mailboxes {
 			if strings.HasSuffix(path, "/") {
 				continue
@@ -355,13 +367,14 @@ func procPSS(pid int) int64 {
 // --- Postfix ---------------------------------------------------------------
 
 type postfixInstance struct {
-	ConfDir, Log string
-	Port         int
-	postfix      string
+	ConfDir, QueueDir, Log string
+	Port                   int
+	postfix                string
 }
 
-// postfixMasterCF runs every service unchained (a chrooted lmtp could not
-// reach a socket in a temp dir) and smtpd on a loopback port only.
+// postfixMasterCF runs every service but lmtp unchrooted, smtpd on a
+// loopback port only. Debian chroots lmtp into the queue directory (column
+// 5 = y); then it reaches only sockets under it, e.g. private/vlmtpd.
 const postfixMasterCF = `127.0.0.1:%d inet n - n - - smtpd
 pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n -  0 cleanup
@@ -377,7 +390,7 @@ showq     unix  n - n -  - showq
 error     unix  - - n -  - error
 retry     unix  - - n -  - error
 discard   unix  - - n -  - discard
-lmtp      unix  - - n -  - lmtp
+lmtp      unix  - - %s -  - lmtp
 anvil     unix  - - n -  1 anvil
 scache    unix  - - n -  1 scache
 postlog   unix-dgram n - n - 1 postlogd
@@ -387,16 +400,17 @@ postlog   unix-dgram n - n - 1 postlogd
 // directories, smtpd on a free loopback port, log in a file, everything
 // that is not a virtual domain discarded (bounces to the test's senders
 // included). main sets further main.cf parameters.
-func startPostfix(t testing.TB, main map[string]string) *postfixInstance {
+func startPostfix(t testing.TB, main map[string]string, chrootLMTP bool) *postfixInstance {
 	t.Helper()
 	rootOrSkip(t, "a private Postfix instance")
 	pf := toolOrSkip(t, "Postfix", "/usr/sbin/postfix")
 	dir := sharedTempDir(t)
 	p := &postfixInstance{
-		ConfDir: filepath.Join(dir, "conf"),
-		Log:     filepath.Join(dir, "maillog"),
-		Port:    freePort(t),
-		postfix: pf,
+		ConfDir:  filepath.Join(dir, "conf"),
+		QueueDir: filepath.Join(dir, "queue"),
+		Log:      filepath.Join(dir, "maillog"),
+		Port:     freePort(t),
+		postfix:  pf,
 	}
 	for _, d := range []string{p.ConfDir, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -448,7 +462,11 @@ func startPostfix(t testing.TB, main map[string]string) *postfixInstance {
 		fmt.Fprintf(&cf, "%s = %s\n", k, params[k])
 	}
 	writeTestFile(t, filepath.Join(p.ConfDir, "main.cf"), cf.String())
-	writeTestFile(t, filepath.Join(p.ConfDir, "master.cf"), fmt.Sprintf(postfixMasterCF, p.Port))
+	chroot := "n"
+	if chrootLMTP {
+		chroot = "y"
+	}
+	writeTestFile(t, filepath.Join(p.ConfDir, "master.cf"), fmt.Sprintf(postfixMasterCF, p.Port, chroot))
 
 	if out, err := p.run("start"); err != nil {
 		t.Fatalf("postfix start: %v\n%s\n%s", err, out, readLogFile(p.Log))

@@ -27,19 +27,38 @@ import (
 type pfExpect struct{ Status, DSN string }
 
 func TestPostfixDeliversThroughVlmtpd(t *testing.T) {
-	t.Run("single-user", func(t *testing.T) { postfixThroughVlmtpd(t, false) })
+	t.Run("single-user", func(t *testing.T) { postfixThroughVlmtpd(t, false, false) })
 	t.Run("privsep", func(t *testing.T) {
 		rootOrSkip(t, "vlmtpd's privilege separation")
-		postfixThroughVlmtpd(t, true)
+		postfixThroughVlmtpd(t, true, false)
+	})
+	// Debian's own master.cf: lmtp chrooted into the queue directory, so
+	// vlmtpd listens on private/vlmtpd there (lmtp:unix:private/vlmtpd).
+	t.Run("privsep-chrooted-lmtp", func(t *testing.T) {
+		rootOrSkip(t, "vlmtpd's privilege separation")
+		postfixThroughVlmtpd(t, true, true)
 	})
 }
 
 // postfixThroughVlmtpd runs the whole exchange with vlmtpd in single-user
-// mode or, as deployed, started as root with privilege separation.
-func postfixThroughVlmtpd(t *testing.T, privsep bool) {
+// mode or, as deployed, started as root with privilege separation; with
+// chroot, Postfix's lmtp runs chrooted as Debian ships it.
+func postfixThroughVlmtpd(t *testing.T, privsep, chroot bool) {
 	const limit = 1_000_000
+	main := map[string]string{"virtual_mailbox_domains": "pf.test, catch.test"}
+	var pf *postfixInstance
+	socket := ""
+	if chroot {
+		// Postfix first: it makes the queue's private/ that vlmtpd's
+		// root parent puts the socket into.
+		main["virtual_mailbox_maps"] = "static:checked-by-vlmtpd"
+		main["virtual_transport"] = "lmtp:unix:private/vlmtpd"
+		pf = startPostfix(t, main, true)
+		socket = filepath.Join(pf.QueueDir, "private", "vlmtpd")
+	}
 	v := startVlmtpdFor(t, vlmtpdSetup{
 		Privsep: privsep,
+		Socket:  socket,
 		Domains: []string{"pf.test", "catch.test"},
 		Mailboxes: map[string]string{
 			"md@pf.test":   "pf.test/md/",
@@ -60,11 +79,11 @@ func postfixThroughVlmtpd(t *testing.T, privsep bool) {
 	chownTree(t, filepath.Dir(full), v.Owner)
 	fullBefore, _ := os.ReadFile(full)
 
-	pf := startPostfix(t, map[string]string{
-		"virtual_mailbox_domains": "pf.test, catch.test",
-		"virtual_mailbox_maps":    "texthash:" + filepath.Join(v.Dir, "vmailbox"),
-		"virtual_transport":       "lmtp:unix:" + v.Socket,
-	})
+	if !chroot {
+		main["virtual_mailbox_maps"] = "texthash:" + filepath.Join(v.Dir, "vmailbox")
+		main["virtual_transport"] = "lmtp:unix:" + v.Socket
+		pf = startPostfix(t, main, false)
+	}
 
 	// Recipients per message: every kind of mailbox and outcome, some
 	// messages with several recipients, one naming a recipient twice.
