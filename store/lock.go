@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -85,16 +88,23 @@ func (l *Local) lockMbox(ctx context.Context, fd, dirfd int, name, path string) 
 	return lk, nil
 }
 
-// dotlock creates <name>.lock in the mbox directory: O_EXCL, mode 0, empty,
-// closed at once, as Postfix and mutt do. A lock whose ctime is older than
-// StaleLockTime is taken to be left over by a crash and removed.
+// dotlock creates <name>.lock in the mbox directory with O_EXCL and
+// writes our pid into it ("12345\n", as liblockfile does). A lock whose
+// writer's pid no longer exists on this host is removed at once; one
+// without a readable pid (another program's, or on a network filesystem
+// where the pid may be another host's) is taken to be left over by a
+// crash once its ctime is older than StaleLockTime.
 func (l *Local) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, name string) error {
 	lockName := name + ".lock"
 	return retryLock(ctx, deadline, func() error {
-		fd, err := openBeneath(lk.dirfd, lockName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0)
+		fd, err := openBeneath(lk.dirfd, lockName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
 		if err == nil {
+			// A lock we could not write our pid into is still a lock; it
+			// just ages out like other programs' empty ones.
+			unix.Write(fd, []byte(l.pid+"\n"))
 			unix.Close(fd)
 			lk.dotlock = lockName
+			dotlocksHeld.Add(1)
 			return nil
 		}
 		if err != unix.EEXIST {
@@ -108,15 +118,61 @@ func (l *Local) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, n
 			return fmt.Errorf("stat %s: %w", lockName, err)
 		}
 		age := time.Since(time.Unix(st.Ctim.Unix()))
-		if age <= l.opts.StaleLockTime {
+		pid, dead := l.dotlockOwnerGone(lk.dirfd, lockName, &st)
+		if !dead && age <= l.opts.StaleLockTime {
 			return errLockBusy
 		}
 		if err := unix.Unlinkat(lk.dirfd, lockName, 0); err != nil && err != unix.ENOENT {
 			return fmt.Errorf("remove stale %s: %w", lockName, err)
 		}
-		l.log.Warn("removed stale mailbox lock", "lock", lockName, "age", age.Round(time.Second))
+		if dead {
+			l.log.Warn("removed the mailbox lock of a process that no longer exists", "lock", lockName, "pid", pid, "age", age.Round(time.Millisecond))
+		} else {
+			l.log.Warn("removed stale mailbox lock", "lock", lockName, "age", age.Round(time.Second))
+		}
 		return errRetryNow
 	})
+}
+
+// dotlocksHeld counts the dotlocks this process holds, so that a lock
+// file naming our own pid can be known to be left over when we hold none.
+var dotlocksHeld atomic.Int64
+
+// maxLockFile bounds what is read of a lock file: a pid and a newline.
+const maxLockFile = 32
+
+// dotlockOwnerGone reads the pid in the lock file lockName (whose lstat
+// is st) and reports whether that process no longer exists. Anything
+// unclear (unreadable or empty file, no number, a network filesystem, a
+// live pid even if reused) counts as held.
+func (l *Local) dotlockOwnerGone(dirfd int, lockName string, st *unix.Stat_t) (int, bool) {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 || st.Size > maxLockFile || networkFS(dirfd) {
+		return 0, false
+	}
+	fd, err := openBeneath(dirfd, lockName, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(fd)
+	var fst unix.Stat_t
+	if unix.Fstat(fd, &fst) != nil || fst.Dev != st.Dev || fst.Ino != st.Ino {
+		return 0, false // replaced since the lstat: look again next time
+	}
+	var buf [maxLockFile + 1]byte
+	n, err := unix.Pread(fd, buf[:], 0)
+	if err != nil || n == 0 || n > maxLockFile {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	if strconv.Itoa(pid) == l.pid {
+		// Ours (or of an earlier process with our pid): left over unless
+		// some delivery of this process holds a dotlock now.
+		return pid, dotlocksHeld.Load() == 0
+	}
+	return pid, pidGone(pid)
 }
 
 // release removes a dotlock this delivery holds and ends its turn. It is
@@ -126,6 +182,7 @@ func (lk *mboxLock) release() {
 	if lk.dotlock != "" {
 		unix.Unlinkat(lk.dirfd, lk.dotlock, 0)
 		lk.dotlock = ""
+		dotlocksHeld.Add(-1)
 	}
 	if lk.turn != nil {
 		lk.turn()

@@ -74,7 +74,7 @@ func (l *Local) openMbox(dirfd int, name, path string) (int, bool, error) {
 		var st unix.Stat_t
 		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 		if err == unix.ENOENT {
-			fd, err := openBeneath(dirfd, name, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_EXCL, 0o600)
+			fd, err := openBeneath(dirfd, name, unix.O_RDWR|unix.O_APPEND|unix.O_CREAT|unix.O_EXCL, 0o600)
 			if err == unix.EEXIST {
 				continue // lost a race with another creator: open it as existing
 			}
@@ -91,7 +91,13 @@ func (l *Local) openMbox(dirfd int, name, path string) (int, bool, error) {
 		}
 		// O_NONBLOCK: should a FIFO appear after the lstat, opening it
 		// fails (ENXIO) or returns at once instead of hanging.
-		fd, err := openBeneath(dirfd, name, unix.O_WRONLY|unix.O_APPEND|unix.O_NONBLOCK, 0)
+		// Read access lets a later delivery check what an interrupted
+		// append left (see recoverAppend); a mailbox its owner may not
+		// read is still written to.
+		fd, err := openBeneath(dirfd, name, unix.O_RDWR|unix.O_APPEND|unix.O_NONBLOCK, 0)
+		if err == unix.EACCES {
+			fd, err = openBeneath(dirfd, name, unix.O_WRONLY|unix.O_APPEND|unix.O_NONBLOCK, 0)
+		}
 		if err == unix.ENOENT {
 			continue
 		}
@@ -156,22 +162,41 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 	if err := unix.Fstatat(dirfd, mp.name, &cur, unix.AT_SYMLINK_NOFOLLOW); err != nil || cur.Dev != st.Dev || cur.Ino != st.Ino {
 		return fail(Temporary, "lock", r.Path, errors.New("mailbox was replaced while waiting for the lock"))
 	}
-	oldSize := st.Size
+	key := inodeKey{st.Dev, st.Ino}
+	oldSize, useRecord, err := l.recoverAppend(fd, key, st.Size, r.Path)
+	if err != nil {
+		return err
+	}
 	if r.Limit > 0 && oldSize+minAppend > r.Limit {
 		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: mailbox of %d bytes plus a message of at least %d, limit %d",
 			errOverLimit, oldSize, minAppend, r.Limit))
 	}
 
+	recorded := useRecord && l.setRecord(fd, oldSize, from, hdr, r.Path)
+	if recorded {
+		beginAppend(key)
+		defer endAppend(key)
+	}
 	err = l.appendMbox(fd, oldSize, r.Limit, msg, from, hdr)
-	if err == nil {
+	if err == nil && recorded {
+		// Removed before the sync, so that the sync makes the message and
+		// the removal durable together (see intent.go).
+		if err = unix.Fremovexattr(fd, appendXattr); err == nil {
+			recorded = false
+			err = unix.Fsync(fd) // fdatasync need not write the attribute
+		}
+	} else if err == nil {
 		err = unix.Fdatasync(fd)
 	}
 	if err == nil && created {
 		err = syncDir(dirfd) // the new file's name must be durable too
 	}
 	if err != nil {
-		// Errors from the truncate itself cannot be reported any better.
-		unix.Ftruncate(fd, oldSize)
+		// Errors from the truncate itself cannot be reported any better;
+		// the record stays if it fails, for the next delivery to retry.
+		if unix.Ftruncate(fd, oldSize) == nil && recorded {
+			unix.Fremovexattr(fd, appendXattr)
+		}
 		return classify("write", r.Path, err)
 	}
 	return nil
@@ -180,7 +205,10 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 // appendMbox streams the message into fd in one pass with a fixed buffer:
 // memory use does not grow with the message.
 func (l *Local) appendMbox(fd int, size, limit int64, msg *Message, from, hdr []byte) error {
-	fw := &fdWriter{fd: fd, size: size, limit: limit}
+	var fw io.Writer = &fdWriter{fd: fd, size: size, limit: limit}
+	if testHookMboxWrite != nil {
+		fw = hookWriter{fw}
+	}
 	bw := bufioPool.Get().(*bufio.Writer)
 	bw.Reset(fw)
 	defer func() {
@@ -206,4 +234,16 @@ func (l *Local) appendMbox(fd int, size, limit int64, msg *Message, from, hdr []
 		err = bw.Flush()
 	}
 	return err
+}
+
+// testHookMboxWrite, set only by tests, runs after each write of an
+// append has reached the file: the crash tests kill the writer there.
+var testHookMboxWrite func()
+
+type hookWriter struct{ w io.Writer }
+
+func (h hookWriter) Write(p []byte) (int, error) {
+	n, err := h.w.Write(p)
+	testHookMboxWrite()
+	return n, err
 }

@@ -1,0 +1,82 @@
+package store
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// processID names a process beyond its pid, so that a record it leaves
+// behind can be told from one of a later process that got the same pid.
+type processID struct {
+	host  string // os.Hostname: pids mean nothing on another host
+	boot  string // the kernel's boot id, "" if unreadable
+	pid   int
+	start uint64 // start time in clock ticks after boot, 0 if unknown
+}
+
+// self is this process's identity, read once.
+var self = sync.OnceValue(func() processID {
+	id := processID{pid: os.Getpid()}
+	id.host, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		id.boot = strings.TrimSpace(string(b))
+	}
+	id.start, _ = procStart(id.pid)
+	return id
+})
+
+// procStart reads a process's start time (field 22 of /proc/PID/stat).
+// It fails when /proc is not mounted or hides other users' processes
+// (hidepid, systemd's ProtectProc=invisible).
+func procStart(pid int) (uint64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name in parentheses may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:])) // from field 3, the state
+	if len(f) < 20 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return v, err == nil
+}
+
+// pidGone reports whether no process with this pid exists in our pid
+// namespace. EPERM (another uid's process, or one outside a Landlock
+// signal scope) means it exists; only ESRCH proves it gone. A zombie
+// counts as existing until its parent reaps it.
+func pidGone(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	return unix.Kill(pid, 0) == unix.ESRCH
+}
+
+// gfs2Magic is GFS2's statfs type, which x/sys/unix does not name.
+const gfs2Magic = 0x01161970
+
+// networkFS reports whether the filesystem holding fd is shared between
+// hosts, where a pid in a lock file may be another host's.
+func networkFS(fd int) bool {
+	var sf unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sf); err != nil {
+		return true // unknown: assume the worst
+	}
+	switch uint32(sf.Type) {
+	case unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC, unix.SMB2_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC,
+		unix.FUSE_SUPER_MAGIC, unix.AFS_SUPER_MAGIC, unix.AFS_FS_MAGIC, unix.CEPH_SUPER_MAGIC,
+		unix.CODA_SUPER_MAGIC, unix.V9FS_MAGIC, gfs2Magic, unix.OCFS2_SUPER_MAGIC:
+		return true
+	}
+	return false
+}
