@@ -32,8 +32,9 @@ fuzz:
 	done
 
 # vlmtpd against a private Dovecot LMTP with the same smtp-source load; see
-# docs/benchmarks.md. Needs root (for the private Dovecot) and the packages
-# of `make setup`. BENCHFLAGS="-scale 0.2" for a quick run.
+# docs/benchmarks.md. Uses the packages of `make setup`; as root vlmtpd runs
+# privilege-separated, as a user both servers run as you.
+# BENCHFLAGS="-scale 0.2" for a quick run.
 bench: setup
 	$(GO) run ./bench $(BENCHFLAGS)
 

@@ -18,19 +18,23 @@ import (
 
 // owner is the uid/gid both servers deliver as.
 type owner struct {
-	UID, GID int
-	Name     string // a user name Dovecot may run its internal processes as
+	UID, GID  int
+	Name      string // a user Dovecot may run its internal processes as
+	GroupName string // and their group
 }
 
 func currentOwner(runAs int) owner {
 	if os.Geteuid() == 0 {
-		return owner{runAs, runAs, "dovecot"}
+		return owner{runAs, runAs, "dovecot", "dovecot"}
 	}
-	name := strconv.Itoa(os.Getuid())
+	o := owner{os.Getuid(), os.Getgid(), strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())}
 	if u, err := user.Current(); err == nil {
-		name = u.Username
+		o.Name = u.Username
 	}
-	return owner{os.Getuid(), os.Getgid(), name}
+	if g, err := user.LookupGroupId(strconv.Itoa(o.GID)); err == nil {
+		o.GroupName = g.Name
+	}
+	return o
 }
 
 // server is a running LMTP server under test.
@@ -194,6 +198,7 @@ protocols = lmtp
 ssl = no
 log_path = %[1]s/../dovecot.log
 default_internal_user = %[4]s
+default_internal_group = %[7]s
 default_login_user = %[6]s
 mail_location = maildir:%[1]s/mail/%%n/Maildir
 passdb {
@@ -209,7 +214,7 @@ service lmtp {
     mode = 0666
   }
 }
-`, dir, o.UID, o.GID, o.Name, os.Getpid(), loginUser)
+`, dir, o.UID, o.GID, o.Name, os.Getpid(), loginUser, o.GroupName)
 	confPath := filepath.Join(dir, "dovecot.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
