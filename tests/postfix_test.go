@@ -255,7 +255,7 @@ func postfixThroughVlmtpd(t *testing.T, privsep, chroot bool) {
 		mbox bool
 	}
 	boxes := map[boxKey][]wantMessage{}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		for _, r := range uniq(m.rcpts) {
 			if expect(r).Status != "sent" {
 				continue
@@ -276,7 +276,7 @@ func postfixThroughVlmtpd(t *testing.T, privsep, chroot bool) {
 				Headers: map[string]string{
 					"Delivered-To": r,
 					"Return-Path":  "<sender@client.test>",
-					"Subject":      fmt.Sprintf("interop %d", indexOf(msgs, m.id, func(x message) string { return x.id })),
+					"Subject":      fmt.Sprintf("interop %d", i),
 				},
 				Body: []byte(m.body),
 			})
@@ -341,15 +341,6 @@ func uniq(s []string) []string {
 		}
 	}
 	return out
-}
-
-func indexOf[T any](s []T, key string, f func(T) string) int {
-	for i, x := range s {
-		if f(x) == key {
-			return i
-		}
-	}
-	return -1
 }
 
 // readStored reads a mailbox's files directly: every file in a Maildir's
