@@ -182,7 +182,7 @@ func TestMboxCrashRecovered(t *testing.T) {
 		t.Errorf("record: size %d pid %d, want %d and %d", rec.size, rec.writer.pid, len(before), pid)
 	}
 	partial := readFile(t, path)
-	if !strings.HasPrefix(partial, before) || len(partial) <= len(before)+len(rec.prefix) || len(partial) >= len(before)+len(crashBody) {
+	if !strings.HasPrefix(partial, before) || len(partial) <= len(before)+rec.plen || len(partial) >= len(before)+len(crashBody) {
 		t.Fatalf("the kill did not leave a partial message: %d bytes after %d", len(partial), len(before))
 	}
 	if !strings.HasPrefix(partial[len(before):], "From crash@example.org  ") {
@@ -246,11 +246,15 @@ func TestMboxRecordDuringAppend(t *testing.T) {
 		t.Fatalf("no record during the append: %v", recErr)
 	}
 	data := readFile(t, path)
-	if rec.size != int64(len(oldMbox)) || rec.writer != self() || !strings.HasPrefix(data[len(oldMbox):], string(rec.prefix)) {
-		t.Errorf("record %+v does not describe the append", rec)
+	want := recordOf(int64(len(oldMbox)), self(), data[len(oldMbox):][:rec.plen])
+	if *rec != *want {
+		t.Errorf("record %+v does not describe the append, want %+v", rec, want)
 	}
-	if !strings.HasPrefix(string(rec.prefix), "From a@b  ") || !strings.Contains(string(rec.prefix), "\nReturn-Path: <a@b>\n") {
-		t.Errorf("record prefix %q", rec.prefix)
+	if p := data[len(oldMbox):][:rec.plen]; !strings.HasPrefix(p, "From a@b  ") || !strings.HasSuffix(p, "\nDelivered-To: User@example.com\n") {
+		t.Errorf("record covers %q, want the From_ line and trace headers", p)
+	}
+	if n := len(rec.encode(nil)); n > 56 {
+		t.Errorf("record of %d bytes does not fit in an ext4 inode", n)
 	}
 	if getRecord(t, path) != nil {
 		t.Error("record left after a delivery")
@@ -275,6 +279,13 @@ func TestMboxRecordRemovedOnFailure(t *testing.T) {
 		t.Error("record left after a failed append")
 	}
 }
+
+// recordOf is the record of an append at size that starts with prefix.
+func recordOf(size int64, w processID, prefix string) *appendRecord {
+	return newRecord(size, []byte(prefix), nil).with(w)
+}
+
+func (r *appendRecord) with(w processID) *appendRecord { r.writer = w; return r }
 
 // Records left by hand: each case says whether the delivery must cut the
 // mailbox back to the recorded size before appending.
@@ -301,13 +312,14 @@ func TestAppendRecordCases(t *testing.T) {
 	}{
 		{"dead writer", prefix + "half a li", who(dead, 0), 0, true, "recovered interrupted append of"},
 		{"killed within the prefix", prefix[:10], who(dead, 0), 0, true, "recovered interrupted append of 10 bytes"},
+		{"killed within the prefix, other bytes", "From other", who(dead, 0), 0, false, "changed by another program"},
 		{"nothing written", "", who(dead, 0), 0, true, ""},
 		{"our pid, no append of ours", prefix + "half", me, 0, true, "recovered"},
 		{"pid reused", prefix + "half", who(live, liveStart+1), 0, true, "recovered"},
-		{"earlier boot", prefix + "half", processID{host: me.host, boot: "an-earlier-boot", pid: live, start: liveStart}, 0, true, "recovered"},
+		{"earlier boot", prefix + "half", processID{host: me.host, boot: hash32("an-earlier-boot"), pid: live, start: liveStart}, 0, true, "recovered"},
 		{"live writer", prefix + "half", who(live, liveStart), 0, false, "may still be running"},
 		{"live writer, start unknown", prefix + "half", who(live, 0), 0, false, "may still be running"},
-		{"another host", prefix + "half", processID{host: "elsewhere.test", boot: me.boot, pid: dead}, 0, false, "may still be running"},
+		{"another host", prefix + "half", processID{host: hash32("elsewhere.test"), boot: me.boot, pid: dead}, 0, false, "may still be running"},
 		{"rewritten", "From someone@else  Sat Nov 21 12:00:00 2026\nhalf", who(dead, 0), 0, false, "changed by another program"},
 		{"appended after, same line", prefix + "half a line" + foreign, who(dead, 0), 0, false, "changed by another program"},
 		{"appended after, new line", prefix + "half a line\n\n" + foreign, who(dead, 0), 0, false, "changed by another program"},
@@ -318,8 +330,8 @@ func TestAppendRecordCases(t *testing.T) {
 			path := filepath.Join(base, "mbox")
 			before := oldMbox + tc.tail
 			must(t, os.WriteFile(path, []byte(before), 0o600))
-			rec := appendRecord{size: int64(len(oldMbox) + tc.size), writer: tc.writer, prefix: []byte(prefix)}
-			must(t, unix.Setxattr(path, appendXattr, rec.encode(), 0))
+			rec := recordOf(int64(len(oldMbox)+tc.size), tc.writer, prefix)
+			must(t, unix.Setxattr(path, appendXattr, rec.encode(nil), 0))
 			must(t, deliver(t, l, spool(t, "a@b", "Subject: new\n\nnew\n"), rcpt("mbox")))
 			after := readFile(t, path)
 			if tc.recover {

@@ -3,12 +3,10 @@ package store
 import (
 	"bufio"
 	"bytes"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -30,64 +28,93 @@ import (
 
 const appendXattr = "user.vlmtpd.append"
 
-// maxRecordPrefix bounds the bytes of the message kept in a record: the
-// From_ line and the trace headers, which carry the time and addresses.
+// maxRecordPrefix bounds the bytes of the message a record identifies
+// the append by: the From_ line and the trace headers, which carry the
+// time and the addresses.
 const maxRecordPrefix = 512
 
-// appendRecord is the decoded attribute.
+// appendRecord is the attribute's content. It is a fixed 51-byte binary
+// layout, because ext4 keeps an attribute of up to 56 bytes' value
+// (under this name) inside the inode it already writes; a longer one
+// costs a block of its own, allocated and freed on every delivery.
+//
+//	version 1 | size 8 | pid 4 | start 4 | host 4 | boot 4 | prefix length 2 | prefix hash 8 | head 16
+//
+// big-endian, the hashes FNV-1a, start the low 32 bits of the start
+// time. The hash identifies our bytes at size; head, their first bytes,
+// checks a partial append shorter than the hashed prefix.
 type appendRecord struct {
 	size   int64 // the mbox size before the append: where it starts
 	writer processID
-	prefix []byte // the first bytes written at size
+	plen   int    // how many bytes at size the hash covers
+	phash  uint64 // their hash
+	head   [recordHead]byte
 }
 
-// encode lays the record out as one line of fields and then the prefix:
-// "1 <size> <pid> <start> <boot> <host>\n<prefix>".
-func (r *appendRecord) encode() []byte {
-	boot, host := r.writer.boot, r.writer.host
-	if boot == "" {
-		boot = "-"
-	}
-	if host == "" {
-		host = "-"
-	}
-	b := make([]byte, 0, 96+len(host)+len(r.prefix))
-	b = append(b, "1 "...)
-	b = strconv.AppendInt(b, r.size, 10)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(r.writer.pid), 10)
-	b = append(b, ' ')
-	b = strconv.AppendUint(b, r.writer.start, 10)
-	b = append(b, ' ')
-	b = append(b, boot...)
-	b = append(b, ' ')
-	b = append(b, host...)
-	b = append(b, '\n')
-	return append(b, r.prefix...)
+const (
+	recordVersion = 1
+	recordHead    = 16
+	recordLen     = 35 + recordHead
+)
+
+// encode appends the record to b.
+func (r *appendRecord) encode(b []byte) []byte {
+	b = append(b, recordVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.size))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.writer.pid))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.writer.start))
+	b = binary.BigEndian.AppendUint32(b, r.writer.host)
+	b = binary.BigEndian.AppendUint32(b, r.writer.boot)
+	b = binary.BigEndian.AppendUint16(b, uint16(r.plen))
+	b = binary.BigEndian.AppendUint64(b, r.phash)
+	return append(b, r.head[:]...)
 }
 
 func decodeRecord(b []byte) (*appendRecord, error) {
-	line, prefix, ok := bytes.Cut(b, []byte{'\n'})
-	f := strings.Fields(string(line))
-	if !ok || len(f) != 6 || f[0] != "1" || len(prefix) == 0 {
-		return nil, fmt.Errorf("malformed append record %q", b[:min(len(b), 80)])
+	if len(b) != recordLen || b[0] != recordVersion {
+		return nil, fmt.Errorf("malformed append record %x", b[:min(len(b), 64)])
 	}
-	r := &appendRecord{prefix: prefix}
-	var err1, err2, err3 error
-	r.size, err1 = strconv.ParseInt(f[1], 10, 64)
-	r.writer.pid, err2 = strconv.Atoi(f[2])
-	r.writer.start, err3 = strconv.ParseUint(f[3], 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil || r.size < 0 || r.writer.pid <= 0 {
-		return nil, fmt.Errorf("malformed append record %q", line)
+	r := &appendRecord{
+		size: int64(binary.BigEndian.Uint64(b[1:])),
+		writer: processID{
+			pid:   int(binary.BigEndian.Uint32(b[9:])),
+			start: uint64(binary.BigEndian.Uint32(b[13:])),
+			host:  binary.BigEndian.Uint32(b[17:]),
+			boot:  binary.BigEndian.Uint32(b[21:]),
+		},
+		plen:  int(binary.BigEndian.Uint16(b[25:])),
+		phash: binary.BigEndian.Uint64(b[27:]),
 	}
-	if f[4] != "-" {
-		r.writer.boot = f[4]
-	}
-	if f[5] != "-" {
-		r.writer.host = f[5]
+	copy(r.head[:], b[35:])
+	if r.size < 0 || r.writer.pid <= 0 || r.writer.pid > 1<<30 || r.plen < recordHead || r.plen > maxRecordPrefix {
+		return nil, fmt.Errorf("malformed append record %x", b)
 	}
 	return r, nil
 }
+
+// newRecord describes the append this process is about to make at size,
+// beginning with the bytes of from (a From_ line, longer than head) and
+// then hdr.
+func newRecord(size int64, from, hdr []byte) *appendRecord {
+	n := min(len(from), maxRecordPrefix)
+	m := min(len(hdr), maxRecordPrefix-n)
+	me := self()
+	me.start = uint64(uint32(me.start))
+	r := &appendRecord{size: size, writer: me, plen: n + m, phash: fnv64a(fnv64a(fnvOffset64, from[:n]), hdr[:m])}
+	copy(r.head[:], from)
+	return r
+}
+
+// fnv64a continues an FNV-1a hash over b without allocating.
+func fnv64a(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+const fnvOffset64 = 14695981039346656037
 
 // appending counts this process's appends in progress per mbox inode, so
 // that a record naming this very process can be told to be left over
@@ -127,10 +154,10 @@ func writerGone(w processID, k inodeKey) bool {
 	switch {
 	case w.host != me.host:
 		return false // another host's pid: we cannot know
-	case w.boot != "" && me.boot != "" && w.boot != me.boot:
+	case w.boot != 0 && me.boot != 0 && w.boot != me.boot:
 		return true // written before the last boot
 	case w.pid == me.pid:
-		if w.start != 0 && me.start != 0 && w.start != me.start {
+		if w.start != 0 && me.start != 0 && w.start != uint64(uint32(me.start)) {
 			return true // an earlier process with our pid
 		}
 		return !appendInProgress(k)
@@ -139,7 +166,7 @@ func writerGone(w processID, k inodeKey) bool {
 	}
 	// A live pid may be a later process that reused it: its start time
 	// tells, where /proc shows it.
-	if start, ok := procStart(w.pid); ok && w.start != 0 && start != w.start {
+	if start, ok := procStart(w.pid); ok && w.start != 0 && uint64(uint32(start)) != w.start {
 		return true
 	}
 	return false
@@ -153,64 +180,60 @@ func xattrUnsupported(err error) bool {
 	return err == unix.ENOTSUP || err == unix.EOPNOTSUPP
 }
 
-// recoverAppend looks for an append record left on the locked mbox fd
-// (size st.Size) by a writer that died, cuts off the partial message it
-// names, and returns the mbox size to append at. ok is false when the
-// filesystem keeps no user attributes, so no record should be set.
-// Only errors that make the mbox unusable are returned.
-func (l *Local) recoverAppend(fd int, k inodeKey, size int64, path string) (newSize int64, ok bool, err error) {
-	var buf [2048]byte
+// recoverAppend handles an append record found on the locked mbox fd of
+// size bytes: if its writer is gone it cuts off the partial message the
+// record names. It returns the mbox size to append at; only errors that
+// make the mbox unusable are returned.
+func (l *Local) recoverAppend(fd int, k inodeKey, size int64, path string) (int64, error) {
+	var buf [recordLen + 1]byte
 	n, err := unix.Fgetxattr(fd, appendXattr, buf[:])
 	switch {
 	case err == unix.ENODATA:
-		return size, true, nil
-	case xattrUnsupported(err):
-		l.warnNoXattr(path, err)
-		return size, false, nil
+		return size, nil
 	case err == unix.ERANGE:
 		l.log.Warn("removing an oversized append record", "path", path)
-		return size, true, l.dropRecord(fd, path)
+		return size, l.dropRecord(fd, path)
 	case err != nil:
 		l.log.Warn("cannot read the mailbox's append record", "path", path, "error", err)
-		return size, true, nil
+		return size, nil
 	}
 	rec, err := decodeRecord(buf[:n])
 	if err != nil {
 		l.log.Warn("removing an unreadable append record", "path", path, "error", err)
-		return size, true, l.dropRecord(fd, path)
+		return size, l.dropRecord(fd, path)
 	}
 	if !writerGone(rec.writer, k) {
 		// We hold the locks, so a live writer is not appending now: most
 		// likely its pid was reused. Leave its data alone.
 		l.log.Warn("mailbox has the append record of a writer that may still be running; leaving it",
-			"path", path, "writer_pid", rec.writer.pid, "writer_host", rec.writer.host)
-		return size, true, nil
+			"path", path, "writer_pid", rec.writer.pid, "same_host", rec.writer.host == self().host)
+		return size, nil
 	}
 	log := l.log.With("path", path, "writer_pid", rec.writer.pid, "offset", rec.size, "mbox_size", size)
 	switch {
 	case size == rec.size:
-		return size, true, l.dropRecord(fd, path)
+		return size, l.dropRecord(fd, path)
 	case size < rec.size:
 		log.Warn("mailbox shrank since an interrupted append; leaving it as it is")
-		return size, true, l.dropRecord(fd, path)
+		return size, l.dropRecord(fd, path)
 	}
 	same, err := partialAppendAt(fd, rec, size)
 	if err != nil {
 		log.Warn("cannot check the mailbox after an interrupted append; leaving it as it is", "error", err)
-		return size, true, nil
+		return size, nil
 	}
 	if !same {
 		log.Warn("mailbox was changed by another program since an interrupted append; leaving it as it is")
-		return size, true, l.dropRecord(fd, path)
+		return size, l.dropRecord(fd, path)
 	}
 	if err := unix.Ftruncate(fd, rec.size); err != nil {
-		return size, true, classify("truncate", path, err)
+		return size, classify("truncate", path, err)
 	}
 	if err := unix.Fsync(fd); err != nil {
-		return rec.size, true, classify("truncate", path, err)
+		return rec.size, classify("truncate", path, err)
 	}
 	log.Warn(fmt.Sprintf("recovered interrupted append of %d bytes", size-rec.size), "bytes", size-rec.size)
-	return rec.size, true, l.dropRecord(fd, path)
+	return rec.size, l.dropRecord(fd, path)
 }
 
 func (l *Local) warnNoXattr(path string, err error) {
@@ -238,24 +261,28 @@ var foreignFromRE = regexp.MustCompile(`From [^ \n]+ +[A-Z][a-z][a-z] [A-Z][a-z]
 // delivery agent that does not know the record), whose message must not
 // be cut off with ours.
 func partialAppendAt(fd int, rec *appendRecord, size int64) (bool, error) {
-	if size-rec.size < int64(len(rec.prefix)) {
-		// Killed within the first bytes: what is there must match.
+	r := io.NewSectionReader(fdReaderAt(fd), rec.size, size-rec.size)
+	if size-rec.size < int64(rec.plen) {
+		// Killed within the From_ line and trace headers, which the hash
+		// covers as a whole: what is there must begin with the recorded
+		// head and hold one From_ line and no end of the header.
 		got := make([]byte, size-rec.size)
-		if _, err := io.ReadFull(io.NewSectionReader(fdReaderAt(fd), rec.size, size-rec.size), got); err != nil {
+		if _, err := io.ReadFull(r, got); err != nil {
 			return false, err
 		}
-		return bytes.HasPrefix(rec.prefix, got), nil
+		n := min(len(got), recordHead)
+		return bytes.Equal(got[:n], rec.head[:n]) && !bytes.Contains(got, []byte("\n\n")) &&
+			!bytes.Contains(got[1:], fromBytes), nil
 	}
-	got := make([]byte, len(rec.prefix))
-	if _, err := io.ReadFull(io.NewSectionReader(fdReaderAt(fd), rec.size, int64(len(got))), got); err != nil {
+	br := bufio.NewReaderSize(r, copyBufSize)
+	got := make([]byte, rec.plen)
+	if _, err := io.ReadFull(br, got); err != nil {
 		return false, err
 	}
-	if !bytes.Equal(got, rec.prefix) {
+	if fnv64a(fnvOffset64, got) != rec.phash {
 		return false, nil
 	}
-	start := rec.size + int64(len(rec.prefix))
-	br := bufio.NewReaderSize(io.NewSectionReader(fdReaderAt(fd), start, size-start), copyBufSize)
-	bol := rec.prefix[len(rec.prefix)-1] == '\n'
+	bol := got[len(got)-1] == '\n'
 	for {
 		line, err := br.ReadSlice('\n')
 		if bol && bytes.HasPrefix(line, fromBytes) {
@@ -298,23 +325,30 @@ func (fd fdReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	return total, nil
 }
 
-// setRecord sets the append record before the first byte is written. It
-// reports whether a record is now set; a failure to set one is logged and
-// the delivery goes on without it, as it would on a filesystem without
-// extended attributes.
-func (l *Local) setRecord(fd int, size int64, from, hdr []byte, path string) bool {
-	prefix := make([]byte, 0, maxRecordPrefix)
-	prefix = append(prefix, from[:min(len(from), maxRecordPrefix)]...)
-	prefix = append(prefix, hdr[:min(len(hdr), maxRecordPrefix-len(prefix))]...)
-	rec := appendRecord{size: size, writer: self(), prefix: prefix}
-	err := unix.Fsetxattr(fd, appendXattr, rec.encode(), 0)
-	if err == nil {
-		return true
+// startRecord sets the append record before the first byte is written,
+// at the mbox's size; if one is there already (a writer died in the
+// middle of an append), it recovers first and appends at the size that
+// leaves. The common case costs one system call. recorded says whether
+// a record is now set: a failure to set one is logged and the delivery
+// goes on without it, as on a filesystem without extended attributes.
+func (l *Local) startRecord(fd int, k inodeKey, size int64, from, hdr []byte, path string) (newSize int64, recorded bool, err error) {
+	rec := newRecord(size, from, hdr)
+	var buf [recordLen]byte
+	err = unix.Fsetxattr(fd, appendXattr, rec.encode(buf[:0]), unix.XATTR_CREATE)
+	if err == unix.EEXIST {
+		if size, err = l.recoverAppend(fd, k, size, path); err != nil {
+			return size, false, err
+		}
+		rec.size = size
+		err = unix.Fsetxattr(fd, appendXattr, rec.encode(buf[:0]), 0)
 	}
-	if xattrUnsupported(err) {
+	switch {
+	case err == nil:
+		return size, true, nil
+	case xattrUnsupported(err):
 		l.warnNoXattr(path, err)
-	} else {
+	default:
 		l.log.Warn("cannot set the mailbox's append record; appending without it", "path", path, "error", err)
 	}
-	return false
+	return size, false, nil
 }

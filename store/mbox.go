@@ -163,20 +163,22 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 		return fail(Temporary, "lock", r.Path, errors.New("mailbox was replaced while waiting for the lock"))
 	}
 	key := inodeKey{st.Dev, st.Ino}
-	oldSize, useRecord, err := l.recoverAppend(fd, key, st.Size, r.Path)
+	oldSize, recorded, err := l.startRecord(fd, key, st.Size, from, hdr, r.Path)
 	if err != nil {
 		return err
 	}
-	if r.Limit > 0 && oldSize+minAppend > r.Limit {
-		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: mailbox of %d bytes plus a message of at least %d, limit %d",
-			errOverLimit, oldSize, minAppend, r.Limit))
-	}
-
-	recorded := useRecord && l.setRecord(fd, oldSize, from, hdr, r.Path)
 	if recorded {
 		beginAppend(key)
 		defer endAppend(key)
 	}
+	if r.Limit > 0 && oldSize+minAppend > r.Limit {
+		if recorded {
+			unix.Fremovexattr(fd, appendXattr)
+		}
+		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: mailbox of %d bytes plus a message of at least %d, limit %d",
+			errOverLimit, oldSize, minAppend, r.Limit))
+	}
+
 	err = l.appendMbox(fd, oldSize, r.Limit, msg, from, hdr)
 	if err == nil && recorded {
 		// Removed before the sync, so that the sync makes the message and

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"hash/fnv"
 	"os"
 	"strconv"
 	"strings"
@@ -12,9 +13,11 @@ import (
 
 // processID names a process beyond its pid, so that a record it leaves
 // behind can be told from one of a later process that got the same pid.
+// Host and boot are kept as 32-bit hashes, so that a record fits within
+// an ext4 inode's space for attributes (see appendRecord).
 type processID struct {
-	host  string // os.Hostname: pids mean nothing on another host
-	boot  string // the kernel's boot id, "" if unreadable
+	host  uint32 // hash of os.Hostname: pids mean nothing on another host
+	boot  uint32 // hash of the kernel's boot id, 0 if unreadable
 	pid   int
 	start uint64 // start time in clock ticks after boot, 0 if unknown
 }
@@ -22,13 +25,24 @@ type processID struct {
 // self is this process's identity, read once.
 var self = sync.OnceValue(func() processID {
 	id := processID{pid: os.Getpid()}
-	id.host, _ = os.Hostname()
+	host, _ := os.Hostname()
+	id.host = hash32(host)
 	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
-		id.boot = strings.TrimSpace(string(b))
+		id.boot = hash32(strings.TrimSpace(string(b)))
 	}
 	id.start, _ = procStart(id.pid)
 	return id
 })
+
+// hash32 is FNV-1a, 0 only for "".
+func hash32(s string) uint32 {
+	if s == "" {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return max(h.Sum32(), 1)
+}
 
 // procStart reads a process's start time (field 22 of /proc/PID/stat).
 // It fails when /proc is not mounted or hides other users' processes
