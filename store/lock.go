@@ -122,6 +122,9 @@ func (l *Local) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, n
 		if !dead && age <= l.opts.StaleLockTime {
 			return errLockBusy
 		}
+		// As with any dotlock breaking, another program could replace the
+		// lock between our look and the unlink; the kernel locks, taken
+		// first by default, keep vlmtpd's own writers out of that window.
 		if err := unix.Unlinkat(lk.dirfd, lockName, 0); err != nil && err != unix.ENOENT {
 			return fmt.Errorf("remove stale %s: %w", lockName, err)
 		}

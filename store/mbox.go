@@ -125,7 +125,9 @@ func (l *Local) openMbox(dirfd int, name, path string) (int, bool, error) {
 // deliverMbox appends one message to an mbox under its locks: From_ line,
 // trace headers, the body with From quoting, a final LF if missing and one
 // empty line; fdatasync. On any failure the file is truncated back to its
-// size before the append, so it never holds part of a message.
+// size before the append, so it never holds part of a message; should
+// this process be killed midway, the append record (intent.go) lets the
+// next delivery do it instead.
 func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte) error {
 	from := fromLine(msg.Sender, time.Now())
 	// The least this append can add; quoting and a missing final LF only
