@@ -285,7 +285,12 @@ func recordOf(size int64, w processID, prefix string) *appendRecord {
 	return newRecord(size, []byte(prefix), nil).with(w)
 }
 
-func (r *appendRecord) with(w processID) *appendRecord { r.writer = w; return r }
+// with sets the writer, its start time cut to the 32 bits a record keeps.
+func (r *appendRecord) with(w processID) *appendRecord {
+	w.start = uint64(uint32(w.start))
+	r.writer = w
+	return r
+}
 
 // Records left by hand: each case says whether the delivery must cut the
 // mailbox back to the recorded size before appending.
