@@ -314,6 +314,15 @@ func tailLines(s string, lines int) string {
 // the same binary, and summing their RSS would count shared pages again
 // for every worker.
 func treeMemory(pid int) int64 {
+	var total int64
+	for _, p := range processTree(pid) {
+		total += procPSS(p)
+	}
+	return total
+}
+
+// processTree lists pid and all its descendants.
+func processTree(pid int) []int {
 	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -336,16 +345,40 @@ func treeMemory(pid int) int64 {
 			children[pp] = append(children[pp], p)
 		}
 	}
-	var total int64
+	var out []int
 	var walk func(int)
 	walk = func(p int) {
-		total += procPSS(p)
+		out = append(out, p)
 		for _, c := range children[p] {
 			walk(c)
 		}
 	}
 	walk(pid)
-	return total
+	return out
+}
+
+// largestProcess is the highest peak RSS (VmHWM) of pid and its
+// descendants, in bytes.
+func largestProcess(pid int) int64 {
+	var m int64
+	for _, p := range processTree(pid) {
+		m = max(m, statusField(p, "VmHWM:"))
+	}
+	return m
+}
+
+func statusField(pid int, key string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 func procPSS(pid int) int64 {
