@@ -30,6 +30,9 @@ const memSpoolLimit = 1 << 20
 func NewSpool(dir string) (*Spool, error) {
 	s := &Spool{dir: dir}
 	f, err := s.createFile()
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("spool_directory %s must be writable by uid %d, the user this process runs as: %w", dir, os.Getuid(), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("spool_directory %s: %w", dir, err)
 	}
