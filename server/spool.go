@@ -26,8 +26,12 @@ type Spool struct {
 // smaller; 100 sessions at this size cost at most ~100 MB.
 const memSpoolLimit = 1 << 20
 
-// NewSpool checks that dir can hold spool files.
+// NewSpool checks that dir can hold spool files, creating it (0700) if
+// it is missing.
 func NewSpool(dir string) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool_directory %s: %w", dir, err)
+	}
 	s := &Spool{dir: dir}
 	f, err := s.createFile()
 	if errors.Is(err, os.ErrPermission) {

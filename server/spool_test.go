@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -150,5 +151,15 @@ func TestSpoolSmallBodyIsSealedInMemory(t *testing.T) {
 	}
 	if _, err := f.WriteAt([]byte("X"), 0); err == nil {
 		t.Error("a sealed spool file could be modified")
+	}
+}
+
+func TestNewSpoolCreatesItsDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool", "vlmtpd")
+	if _, err := NewSpool(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("spool directory: %v %v", fi, err)
 	}
 }

@@ -97,13 +97,13 @@ func runCheckConfig(args []string) int {
 	}
 	r.Close()
 	problems := 0
-	for _, dir := range []struct{ key, path string }{
-		{"virtual_mailbox_base", cfg.VirtualMailboxBase}, {"spool_directory", cfg.SpoolDirectory},
-	} {
-		if fi, err := os.Stat(dir.path); err != nil || !fi.IsDir() {
-			fmt.Fprintf(os.Stderr, "vlmtpd: %s: %s is not an existing directory\n", dir.key, dir.path)
-			problems++
-		}
+	if fi, err := os.Stat(cfg.VirtualMailboxBase); err != nil || !fi.IsDir() {
+		fmt.Fprintf(os.Stderr, "vlmtpd: virtual_mailbox_base: %s is not an existing directory (create it, writable by the mailbox owners, or try `vlmtpd quickstart`)\n", cfg.VirtualMailboxBase)
+		problems++
+	}
+	if fi, err := os.Stat(cfg.SpoolDirectory); err == nil && !fi.IsDir() {
+		fmt.Fprintf(os.Stderr, "vlmtpd: spool_directory: %s is not a directory\n", cfg.SpoolDirectory)
+		problems++
 	}
 	if problems > 0 {
 		return 1
