@@ -2,7 +2,6 @@ package privsep
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,13 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 	"github.com/vlmtpd/vlmtpd/store"
 	"github.com/vlmtpd/vlmtpd/store/worker"
 )
@@ -129,7 +128,7 @@ func testParent(t *testing.T, base string, logs io.Writer) *Parent {
 // The parent refuses forbidden ids whoever asks, even a front that
 // writes raw packets; garbage gets no answer and does not stop it.
 func TestParentRefusesForbiddenIDs(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	p := testParent(t, "/nonexistent", &logs)
 	fd, c := controlPair(t, p)
 	buf := make([]byte, maxPacket)
@@ -248,7 +247,7 @@ func TestRunStartsFront(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(sock, 0o666)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(Options{User: "nobody", FrontArgs: []string{"test-front"}, Listeners: []net.Listener{l},
@@ -285,28 +284,11 @@ func TestRunStartsFront(t *testing.T) {
 }
 
 func TestRunRefusesMissingUser(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	code := Run(Options{User: "no-such-user-vlmtpd", Worker: worker.Config{Base: "/"}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if code == 0 || !strings.Contains(logs.String(), `user \"no-such-user-vlmtpd\"`) || !strings.Contains(logs.String(), "does not exist") {
 		t.Errorf("code %d, logs %s", code, logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestWatchParent(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 )
 
 var (
@@ -68,7 +70,7 @@ type Instance struct {
 	Privileged bool
 
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 	done chan struct{}
 }
 
@@ -117,7 +119,7 @@ func StartInstance(t testing.TB, o Options) *Instance {
 	os.Chmod(dir, 0o755)
 	in := &Instance{Dir: dir, Base: filepath.Join(dir, "mail"), Socket: filepath.Join(dir, "lmtp.sock"),
 		Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Config: filepath.Join(dir, "vlmtpd.toml"),
-		logs: &syncBuffer{}, done: make(chan struct{})}
+		logs: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	// example.com/ exists, as an admin creates it: mbox parents are never
 	// created by delivery (virtual(8) does not either).
 	for _, d := range []string{filepath.Join(in.Base, "example.com"), filepath.Join(dir, "spool")} {

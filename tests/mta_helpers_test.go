@@ -19,10 +19,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 )
 
 // ciRequired reports whether a missing tool must fail the test instead of
@@ -154,24 +155,6 @@ func waitAccept(t testing.TB, network, addr string, timeout time.Duration) {
 		c.Close()
 		return true
 	})
-}
-
-// syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // --- vlmtpd ----------------------------------------------------------------
@@ -619,7 +602,7 @@ userdb {
 }
 `, dir, os.Getpid(), owner.UID, owner.GID))
 	cmd := exec.Command(dovecot, "-F", "-c", d.Conf)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 	"github.com/vlmtpd/vlmtpd/maps"
 )
 
@@ -373,7 +374,7 @@ func TestReopenWhileLookingUp(t *testing.T) {
 // file is corrupt or gone, and logs it.
 func TestReplacementUnreadable(t *testing.T) {
 	shortCheck(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	path := filepath.Join(t.TempDir(), "u")
 	build(t, path, WriteOptions{}, "a", "1")
 	tb, err := Open(path, maps.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -402,23 +403,6 @@ func TestReplacementUnreadable(t *testing.T) {
 	}
 	build(t, path, WriteOptions{}, "a", "3")
 	waitFor(t, func() bool { v, _, _ := tb.Lookup(ctx, "a"); return v == "3" })
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestWriterKeepsModeAndCleansUp(t *testing.T) {

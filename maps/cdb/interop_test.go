@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 )
 
 // postmap runs Debian's postmap with a private, empty configuration
@@ -139,7 +141,7 @@ func TestMakeFromSource(t *testing.T) {
 	if err := os.WriteFile(src, []byte(interopSource+"no-value-line\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	opts := WriteOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	res, err := MakeFile(src, opts)
 	if err != nil {

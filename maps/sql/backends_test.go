@@ -1,7 +1,6 @@
 package sql
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 	"github.com/vlmtpd/vlmtpd/maps"
 	"github.com/vlmtpd/vlmtpd/maps/internal/pfconf"
 	"github.com/vlmtpd/vlmtpd/maps/internal/testserver"
@@ -278,24 +278,6 @@ func pgsqlBackend(tb testing.TB) *backend {
 	return pgsqlBE
 }
 
-// syncBuffer collects log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // openTable writes a .cf file (the backend's connection lines plus body)
 // and opens it through the registry, as the server would.
 func (be *backend) openTable(t testing.TB, body string, log io.Writer) maps.Map {
@@ -448,7 +430,7 @@ func suite(t *testing.T, be *backend) {
 		wantFound(t, mailbox, "user@example.com", "example.com/user/")
 	})
 	t.Run("every column of every row, NULL and empty skipped", func(t *testing.T) {
-		var log syncBuffer
+		var log testutil.SyncBuffer
 		m := be.openTable(t, "query = SELECT maildir, name FROM mailbox WHERE domain='%d' AND username IN ('other@example.com', 'user@example.com', 'empty@example.com') ORDER BY username\n", &log)
 		wantFound(t, m, "x@example.com", "No maildir,example.com/other/,example.com/user/,User One")
 		if !strings.Contains(log.String(), "empty value") {
