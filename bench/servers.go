@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 )
 
 // owner is the uid/gid both servers deliver as.
@@ -258,7 +259,7 @@ func measure(smtpSource string, s *server, c cell, slot int) (result, error) {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
-			r := treeMemory(s.cmd.Process.Pid)
+			r := proctree.PSS(s.cmd.Process.Pid)
 			mu.Lock()
 			peak = max(peak, r)
 			mu.Unlock()
@@ -287,7 +288,7 @@ func measure(smtpSource string, s *server, c cell, slot int) (result, error) {
 			n += len(ents)
 		}
 	}
-	return result{Elapsed: elapsed, Delivered: n, PeakPSS: peak, MaxHWM: treeMaxHWM(s.cmd.Process.Pid)}, nil
+	return result{Elapsed: elapsed, Delivered: n, PeakPSS: peak, MaxHWM: proctree.MaxHWM(s.cmd.Process.Pid)}, nil
 }
 
 func chownTree(root string, o owner) error {
@@ -300,89 +301,4 @@ func chownTree(root string, o owner) error {
 		}
 		return os.Lchown(p, o.UID, o.GID)
 	})
-}
-
-// treeMemory is the proportional set size (PSS) of pid and its descendants,
-// in bytes: both servers run several processes of one binary, whose shared
-// pages RSS would count again for each.
-func treeMemory(pid int) int64 {
-	var total int64
-	for _, p := range treePids(pid) {
-		total += procPSS(p)
-	}
-	return total
-}
-
-// treeMaxHWM is the largest peak RSS (VmHWM) among pid and its descendants.
-func treeMaxHWM(pid int) int64 {
-	var m int64
-	for _, p := range treePids(pid) {
-		m = max(m, vmHWM(p))
-	}
-	return m
-}
-
-// treePids lists pid and all its descendants.
-func treePids(pid int) []int {
-	children := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(st, ')')
-		if i < 0 {
-			continue
-		}
-		if f := strings.Fields(string(st[i+1:])); len(f) > 2 {
-			pp, _ := strconv.Atoi(f[1])
-			children[pp] = append(children[pp], p)
-		}
-	}
-	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		out = append(out, p)
-		for _, c := range children[p] {
-			walk(c)
-		}
-	}
-	walk(pid)
-	return out
-}
-
-func procPSS(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-// vmHWM is a process's peak resident set size, in bytes.
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 )
 
 // smtpSource runs smtp-source against a vlmtpd socket and fails the test on
@@ -50,7 +52,7 @@ func sampleRSS(pid int) *rssSampler {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			r := treeMemory(pid)
+			r := proctree.PSS(pid)
 			s.mu.Lock()
 			s.samples = append(s.samples, r)
 			s.mu.Unlock()
@@ -116,7 +118,7 @@ func TestLoadSmtpSource(t *testing.T) {
 	var d0 time.Duration
 	for r := 0; r < rounds; r++ {
 		d0 += smtpSource(t, src, v.Socket, "-s", "1", "-d", "-m", fmt.Sprint(steady/rounds), "-l", fmt.Sprint(size), "-t", "bench@load.test")
-		atRest = append(atRest, treeMemory(v.Pid()))
+		atRest = append(atRest, proctree.PSS(v.Pid()))
 	}
 	// Then 20 sessions, and 10 recipients per message.
 	rss := sampleRSS(v.Pid())
@@ -134,7 +136,7 @@ func TestLoadSmtpSource(t *testing.T) {
 		rest = append(rest, fmt.Sprintf("%.1f", mb(m)))
 	}
 	peak := max(maxOf(phase1), maxOf(phase2))
-	largest := largestProcess(v.Pid())
+	largest := proctree.MaxHWM(v.Pid())
 	t.Logf("vlmtpd memory (PSS of all its processes) after each steady round of %d messages: %s MB; peak under 20 sessions %.1f MB; largest process peak RSS %.1f MB",
 		steady/rounds, strings.Join(rest, ", "), mb(peak), mb(largest))
 	// A kilobyte kept per delivered message is a leak; less is noise.

@@ -6,8 +6,6 @@ package tests
 // by t.Cleanup.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -290,94 +288,6 @@ func tailLines(s string, lines int) string {
 		l = l[len(l)-lines:]
 	}
 	return strings.Join(l, "\n")
-}
-
-// treeMemory is the proportional set size (PSS) in bytes of pid and all
-// its descendants: vlmtpd's delivery workers are child processes running
-// the same binary, and summing their RSS would count shared pages again
-// for every worker.
-func treeMemory(pid int) int64 {
-	var total int64
-	for _, p := range processTree(pid) {
-		total += procPSS(p)
-	}
-	return total
-}
-
-// processTree lists pid and all its descendants.
-func processTree(pid int) []int {
-	children := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name may hold spaces; fields resume after ")".
-		i := bytes.LastIndexByte(st, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(st[i+1:]))
-		if len(f) > 2 {
-			pp, _ := strconv.Atoi(f[1])
-			children[pp] = append(children[pp], p)
-		}
-	}
-	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		out = append(out, p)
-		for _, c := range children[p] {
-			walk(c)
-		}
-	}
-	walk(pid)
-	return out
-}
-
-// largestProcess is the highest peak RSS (VmHWM) of pid and its
-// descendants, in bytes.
-func largestProcess(pid int) int64 {
-	var m int64
-	for _, p := range processTree(pid) {
-		m = max(m, statusField(p, "VmHWM:"))
-	}
-	return m
-}
-
-func statusField(pid int, key string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-func procPSS(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 // --- Postfix ---------------------------------------------------------------

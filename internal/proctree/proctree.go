@@ -1,0 +1,110 @@
+// Package proctree measures the memory of a process and all its
+// descendants from Linux's /proc, for the load test and the benchmark
+// that compare vlmtpd, which runs delivery workers as child processes,
+// with other servers made of several processes.
+package proctree
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Pids lists pid and all its descendants, pid first. Processes that exit
+// while /proc is read are left out.
+func Pids(pid int) []int {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name may hold spaces and ")"; fields resume after
+		// the last ")": state, then the parent's pid.
+		i := bytes.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(string(st[i+1:])); len(f) > 2 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		out = append(out, p)
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// PSS is the proportional set size of pid and its descendants, in bytes.
+// Processes of one binary share most pages; RSS would count them again for
+// each process, PSS splits them among the processes sharing them.
+func PSS(pid int) int64 {
+	var total int64
+	for _, p := range Pids(pid) {
+		total += processPSS(p)
+	}
+	return total
+}
+
+// MaxHWM is the largest peak resident set size (VmHWM) among pid and its
+// descendants, in bytes.
+func MaxHWM(pid int) int64 {
+	var m int64
+	for _, p := range Pids(pid) {
+		m = max(m, processHWM(p))
+	}
+	return m
+}
+
+// processPSS is one process's proportional set size in bytes, 0 if it
+// cannot be read (the process has exited).
+func processPSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
+			return kiB(v)
+		}
+	}
+	return 0
+}
+
+// processHWM is one process's peak resident set size in bytes, 0 if it
+// cannot be read.
+func processHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return kiB(v)
+		}
+	}
+	return 0
+}
+
+// kiB converts a /proc value such as "  1234 kB" to bytes.
+func kiB(v string) int64 {
+	kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+	return kb * 1024
+}

@@ -1,0 +1,87 @@
+package proctree
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// startChild runs sleep under a name holding ") " so that Pids must find
+// the parent pid after the last ")" of /proc/PID/stat.
+func startChild(t *testing.T) int {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd := filepath.Join(t.TempDir(), "a) 1 2 x")
+	if err := os.WriteFile(odd, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(odd, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+func TestPidsFindsChildren(t *testing.T) {
+	child := startChild(t)
+	pids := Pids(os.Getpid())
+	if len(pids) == 0 || pids[0] != os.Getpid() {
+		t.Fatalf("Pids = %v, want our pid %d first", pids, os.Getpid())
+	}
+	if !slices.Contains(pids, child) {
+		t.Fatalf("Pids = %v, want child %d among them", pids, child)
+	}
+	if got := Pids(child); !slices.Equal(got, []int{child}) {
+		t.Fatalf("Pids(child) = %v, want just %d", got, child)
+	}
+}
+
+func TestMemory(t *testing.T) {
+	child := startChild(t)
+	self := os.Getpid()
+	own, kid := processPSS(self), processPSS(child)
+	if own <= 0 || kid <= 0 {
+		t.Fatalf("PSS of self %d, of child %d: want both > 0", own, kid)
+	}
+	// The tree holds at least both; processes may come and go meanwhile,
+	// so no exact sum.
+	if tree := PSS(self); tree < kid || tree <= 0 {
+		t.Fatalf("PSS(tree) = %d, child alone %d", tree, kid)
+	}
+	hwm := processHWM(self)
+	if hwm <= 0 || hwm%1024 != 0 {
+		t.Fatalf("VmHWM of self = %d, want a positive multiple of 1024", hwm)
+	}
+	if m := MaxHWM(self); m < hwm {
+		t.Fatalf("MaxHWM = %d, below our own VmHWM %d", m, hwm)
+	}
+}
+
+func TestGoneProcess(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if p, m := PSS(pid), MaxHWM(pid); p != 0 || m != 0 {
+		t.Fatalf("exited process: PSS %d, MaxHWM %d, want 0", p, m)
+	}
+}
+
+func TestKiB(t *testing.T) {
+	for in, want := range map[string]int64{"   1234 kB": 1234 * 1024, "0 kB": 0, "garbage": 0} {
+		if got := kiB(in); got != want {
+			t.Errorf("kiB(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
