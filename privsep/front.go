@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store"
 	"github.com/vlmtpd/vlmtpd/store/worker"
 )
@@ -154,7 +155,7 @@ func (c *Client) call(ctx context.Context, req request) (reply, int, error) {
 		if n == 0 && oobn == 0 {
 			return reply{}, -1, errors.New("control socket: the parent is gone")
 		}
-		fds := rights(c.oob[:oobn])
+		fds := scmrights.Parse(c.oob[:oobn])
 		rep, err := decodeReply(c.buf[:n])
 		if err == nil && flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
 			err = fmt.Errorf("%w: truncated reply", errControl)
@@ -163,9 +164,7 @@ func (c *Client) call(ctx context.Context, req request) (reply, int, error) {
 			err = fmt.Errorf("%w: %d descriptors in a reply", errControl, len(fds))
 		}
 		if err != nil || rep.Seq != req.Seq {
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
+			scmrights.Close(fds)
 			if err != nil {
 				return reply{}, -1, err
 			}
@@ -177,20 +176,6 @@ func (c *Client) call(ctx context.Context, req request) (reply, int, error) {
 		}
 		return rep, fd, nil
 	}
-}
-
-func rights(oob []byte) []int {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var fds []int
-	for _, m := range msgs {
-		if f, err := unix.ParseUnixRights(&m); err == nil {
-			fds = append(fds, f...)
-		}
-	}
-	return fds
 }
 
 // Permits implements store.Permitter with what the front can tell without

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store/worker"
 )
 
@@ -61,7 +62,7 @@ func (p *Parent) ServeControl(ctl *os.File) error {
 		}
 		if oobn > 0 {
 			// The front never sends descriptors; drop any it does.
-			closeRights(oob[:oobn])
+			scmrights.Close(scmrights.Parse(oob[:oobn]))
 		}
 		req, err := decodeRequest(buf[:n])
 		if err == nil && flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
@@ -93,20 +94,6 @@ func sendPacket(fd int, b, oob []byte) error {
 		err := unix.Sendmsg(fd, b, oob, nil, unix.MSG_NOSIGNAL)
 		if err != unix.EINTR {
 			return err
-		}
-	}
-}
-
-func closeRights(oob []byte) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return
-	}
-	for _, m := range msgs {
-		if fds, err := unix.ParseUnixRights(&m); err == nil {
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
 		}
 	}
 }

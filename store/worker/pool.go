@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -315,7 +316,7 @@ func (p *Pool) start(ctx context.Context, key ids) (*proc, error) {
 	deadline, _ := sctx.Deadline()
 	w.c.setDeadline(deadline)
 	typ, payload, fds, err := w.c.readFrame()
-	closeFds(fds)
+	scmrights.Close(fds)
 	if err == io.EOF {
 		return fail(errors.New("exited before its hello (see its log line)"))
 	}
@@ -367,7 +368,7 @@ func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, 
 			rt, reply, fds, err = w.c.readFrame()
 		}
 	}
-	closeFds(fds)
+	scmrights.Close(fds)
 	if err != nil {
 		if err == io.EOF {
 			err = errors.New("worker exited")

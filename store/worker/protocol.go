@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -499,7 +500,7 @@ func (c *conn) recvInto(p []byte) (int, []int, error) {
 	}
 	var fds []int
 	if oobn > 0 {
-		fds = parseRights(c.oob[:oobn])
+		fds = scmrights.Parse(c.oob[:oobn])
 	}
 	if err == nil && flags&unix.MSG_CTRUNC != 0 {
 		err = protoErr("too many descriptors in one frame")
@@ -534,32 +535,12 @@ func (c *conn) fill(n int, fds []int) ([]int, error) {
 	return fds, nil
 }
 
-func parseRights(oob []byte) []int {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var fds []int
-	for _, m := range msgs {
-		if f, err := unix.ParseUnixRights(&m); err == nil {
-			fds = append(fds, f...)
-		}
-	}
-	return fds
-}
-
-func closeFds(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-}
-
 // readFrame reads one frame and returns its type, payload and the
 // descriptors that came with it (the caller owns and must close them).
 // io.EOF means the peer closed the connection between frames.
 func (c *conn) readFrame() (typ byte, payload []byte, fds []int, err error) {
 	fail := func(err error) (byte, []byte, []int, error) {
-		closeFds(fds)
+		scmrights.Close(fds)
 		return 0, nil, nil, err
 	}
 	// The sender attaches a descriptor to a frame's first byte, and only

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -113,7 +114,7 @@ func TestFramesCarryDescriptor(t *testing.T) {
 	if n, _ := unix.Pread(fds[0], buf, 0); string(buf[:n]) != "hello" {
 		t.Errorf("descriptor reads %q", buf[:n])
 	}
-	closeFds(fds)
+	scmrights.Close(fds)
 	typ, p, fds, err = b.readFrame()
 	if err != nil || typ != frameSize || string(p) != "x" || len(fds) != 0 {
 		t.Fatalf("second frame: type %d, %q, fds %v, %v", typ, p, fds, err)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -143,7 +144,7 @@ func (s *server) serve(ctx context.Context) error {
 		switch typ {
 		case frameDeliver:
 			if len(fds) != 1 {
-				closeFds(fds)
+				scmrights.Close(fds)
 				return protoErr("delivery request with %d descriptors", len(fds))
 			}
 			req, err := decodeDeliverRequest(payload)
@@ -153,7 +154,7 @@ func (s *server) serve(ctx context.Context) error {
 			}
 			rtyp, reply = frameDeliverReply, s.deliver(ctx, req, fds[0]).encode()
 		case frameSize:
-			closeFds(fds)
+			scmrights.Close(fds)
 			if len(fds) != 0 {
 				return protoErr("size request with descriptors")
 			}
@@ -163,7 +164,7 @@ func (s *server) serve(ctx context.Context) error {
 			}
 			rtyp, reply = frameSizeReply, s.size(ctx, req).encode()
 		default:
-			closeFds(fds)
+			scmrights.Close(fds)
 			return protoErr("unexpected frame type %d", typ)
 		}
 		if err := s.c.writeFrame(rtyp, reply, -1); err != nil {
