@@ -34,11 +34,12 @@ func reportRate(b *testing.B) {
 	b.SetBytes(int64(len(benchBody)))
 }
 
-// Each delivery is durable: the file fdatasynced and new/ fsynced.
-func BenchmarkMaildir(b *testing.B) {
-	l := benchLocal(b, LocalOptions{})
+// benchDeliver delivers the bench message to the mailbox at path, one
+// delivery after another.
+func benchDeliver(b *testing.B, opts LocalOptions, path string) {
+	l := benchLocal(b, opts)
 	msg := spool(b, "a@example.org", benchBody)
-	rcpts := []Recipient{rcpt("dom/user/Maildir/")}
+	rcpts := []Recipient{rcpt(path)}
 	ctx := context.Background()
 	for b.Loop() {
 		if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
@@ -48,16 +49,17 @@ func BenchmarkMaildir(b *testing.B) {
 	reportRate(b)
 }
 
-// Concurrent single-recipient deliveries, as from many LMTP sessions,
-// each to its own Maildir (of 64 users).
-func BenchmarkMaildirParallel(b *testing.B) {
+// benchDeliverParallel delivers the bench message from parallelism
+// goroutines per CPU, each to its own one of 64 mailboxes: pathFormat
+// with the mailbox's number.
+func benchDeliverParallel(b *testing.B, parallelism int, pathFormat string) {
 	l := benchLocal(b, LocalOptions{})
 	msg := spool(b, "a@example.org", benchBody)
 	var user atomic.Int64
-	b.SetParallelism(8) // sessions per CPU: deliveries wait on the disk, not the CPU
+	b.SetParallelism(parallelism)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		rcpts := []Recipient{rcpt(fmt.Sprintf("dom/u%d/Maildir/", user.Add(1)%64))}
+		rcpts := []Recipient{rcpt(fmt.Sprintf(pathFormat, user.Add(1)%64))}
 		ctx := context.Background()
 		for pb.Next() {
 			if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
@@ -69,41 +71,28 @@ func BenchmarkMaildirParallel(b *testing.B) {
 	reportRate(b)
 }
 
+// Each delivery is durable: the file fdatasynced and new/ fsynced.
+func BenchmarkMaildir(b *testing.B) {
+	benchDeliver(b, LocalOptions{}, "dom/user/Maildir/")
+}
+
+// Concurrent single-recipient deliveries, as from many LMTP sessions,
+// each to its own Maildir (of 64 users).
+func BenchmarkMaildirParallel(b *testing.B) {
+	benchDeliverParallel(b, 8, "dom/u%d/Maildir/") // sessions per CPU: deliveries wait on the disk, not the CPU
+}
+
 func BenchmarkMbox(b *testing.B) {
 	for _, method := range []string{LockFcntl, LockFlock, LockDotlock} {
 		b.Run(method, func(b *testing.B) {
-			l := benchLocal(b, LocalOptions{LockMethods: []string{method}})
-			msg := spool(b, "a@example.org", benchBody)
-			rcpts := []Recipient{rcpt("mbox")}
-			ctx := context.Background()
-			for b.Loop() {
-				if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
-					b.Fatal(err)
-				}
-			}
-			reportRate(b)
+			benchDeliver(b, LocalOptions{LockMethods: []string{method}}, "mbox")
 		})
 	}
 }
 
 // Concurrent deliveries into 64 mboxes with the default locks.
 func BenchmarkMboxParallel(b *testing.B) {
-	l := benchLocal(b, LocalOptions{})
-	msg := spool(b, "a@example.org", benchBody)
-	var user atomic.Int64
-	b.SetParallelism(32)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		rcpts := []Recipient{rcpt(fmt.Sprintf("u%d", user.Add(1)%64))}
-		ctx := context.Background()
-		for pb.Next() {
-			if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	reportRate(b)
+	benchDeliverParallel(b, 32, "u%d")
 }
 
 // The writers alone, without the disk: quoting and copying cost per
