@@ -4,12 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
 )
@@ -46,7 +46,7 @@ func loadConfig(name, def string, args []string) (cfg *config.Config, fs *flag.F
 
 // serve runs the server on a loaded configuration until SIGTERM or SIGINT.
 func serve(cfg *config.Config) int {
-	log := newLogger(cfg)
+	log := stderrlog.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	fail := func(err error) int {
 		log.Error("startup failed", "error", err)
 		return 1
@@ -89,14 +89,4 @@ func serve(cfg *config.Config) int {
 	}
 	log.Info("vlmtpd stopped")
 	return 0
-}
-
-func newLogger(cfg *config.Config) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -103,13 +104,7 @@ func ParseArgs(args []string) (Config, error) {
 
 // logger writes the worker's log lines to stderr like the front's.
 func (c Config) logger() *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return stderrlog.New(os.Stderr, c.LogLevel, c.LogFormat)
 }
 
 func (c Config) localOptions() store.LocalOptions {
