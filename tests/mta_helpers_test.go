@@ -8,13 +8,14 @@ package tests
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -261,15 +262,15 @@ func (v *vlmtpdInstance) Pid() int { return v.cmd.Process.Pid }
 // mailbox is the path of a mailbox relative to the base.
 func (v *vlmtpdInstance) mailbox(rel string) string { return filepath.Join(v.Base, rel) }
 
-func tableText(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+// tableText is m as a Postfix lookup table source, "key value" lines.
+func tableText(m map[string]string) string { return sortedLines(m, "%s %s\n") }
+
+// sortedLines formats each key and value of m with format, in key order,
+// so that generated files are the same from run to run.
+func sortedLines(m map[string]string, format string) string {
 	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s %s\n", k, m[k])
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&b, format, k, m[k])
 	}
 	return b.String()
 }
@@ -378,16 +379,7 @@ func startPostfix(t testing.TB, main map[string]string, chrootLMTP bool) *postfi
 	for k, v := range main {
 		params[k] = v
 	}
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var cf strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&cf, "%s = %s\n", k, params[k])
-	}
-	writeTestFile(t, filepath.Join(p.ConfDir, "main.cf"), cf.String())
+	writeTestFile(t, filepath.Join(p.ConfDir, "main.cf"), sortedLines(params, "%s = %s\n"))
 	chroot := "n"
 	if chrootLMTP {
 		chroot = "y"
