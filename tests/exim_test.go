@@ -81,10 +81,7 @@ func TestEximLMTPTransport(t *testing.T) {
 		Limit:     limit,
 		SizeLimit: limit / 2,
 	})
-	full := v.mailbox("ex.test/full")
-	writeTestFile(t, full, "From old@client.test Thu Jan  1 00:00:00 2026\nSubject: old\n\n"+strings.Repeat(strings.Repeat("x", 99)+"\n", limit/100+1)+"\n")
-	chownTree(t, filepath.Dir(full), v.Owner)
-	fullBefore, _ := os.ReadFile(full)
+	full, fullBefore := v.overLimitMbox(t, "ex.test/full", limit)
 
 	dir := sharedTempDir(t)
 	uid, _ := strconv.Atoi(eximUser.Uid)

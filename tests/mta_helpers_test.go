@@ -262,6 +262,18 @@ func (v *vlmtpdInstance) Pid() int { return v.cmd.Process.Pid }
 // mailbox is the path of a mailbox relative to the base.
 func (v *vlmtpdInstance) mailbox(rel string) string { return filepath.Join(v.Base, rel) }
 
+// overLimitMbox writes an mbox at rel that is already larger than limit
+// bytes, owned by the mail owner, and returns its path and content, so a
+// test can check that a refused delivery left it untouched.
+func (v *vlmtpdInstance) overLimitMbox(t testing.TB, rel string, limit int) (string, []byte) {
+	t.Helper()
+	full := v.mailbox(rel)
+	writeTestFile(t, full, "From old@client.test Thu Jan  1 00:00:00 2026\nSubject: old\n\n"+strings.Repeat(strings.Repeat("x", 99)+"\n", limit/100+1)+"\n")
+	chownTree(t, filepath.Dir(full), v.Owner)
+	before, _ := os.ReadFile(full)
+	return full, before
+}
+
 // tableText is m as a Postfix lookup table source, "key value" lines.
 func tableText(m map[string]string) string { return sortedLines(m, "%s %s\n") }
 

@@ -74,10 +74,7 @@ func postfixThroughVlmtpd(t *testing.T, privsep, chroot bool) {
 		SizeLimit: limit / 2,
 	})
 	// An mbox already over virtual_mailbox_limit.
-	full := v.mailbox("pf.test/full")
-	writeTestFile(t, full, "From old@client.test Thu Jan  1 00:00:00 2026\nSubject: old\n\n"+strings.Repeat(strings.Repeat("x", 99)+"\n", limit/100+1)+"\n")
-	chownTree(t, filepath.Dir(full), v.Owner)
-	fullBefore, _ := os.ReadFile(full)
+	full, fullBefore := v.overLimitMbox(t, "pf.test/full", limit)
 
 	if !chroot {
 		main["virtual_mailbox_maps"] = "texthash:" + filepath.Join(v.Dir, "vmailbox")
