@@ -1,5 +1,5 @@
 # vlmtpd — see README.md. `make run` tries it out, `make test` runs every test.
-GO      ?= go
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN     := bin/vlmtpd
 PKGS    := ./...
 
