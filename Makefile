@@ -1,5 +1,6 @@
 # vlmtpd — see README.md. `make run` tries it out, `make test` runs every test.
 GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(dir $(GO)):$(PATH)
 BIN     := bin/vlmtpd
 PKGS    := ./...
 
