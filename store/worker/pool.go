@@ -550,18 +550,21 @@ func readOnlyFd(f *os.File) (int, func(), error) {
 	if err != nil {
 		return -1, nil, err
 	}
-	var fd, flags int
+	var fd, flags, seals int
 	var ferr error
 	if err := rc.Control(func(s uintptr) {
 		fd = int(s)
 		flags, ferr = unix.FcntlInt(s, unix.F_GETFL, 0)
+		// A memfd sealed against writes cannot be changed through any
+		// descriptor, so it needs no read-only reopen (EINVAL elsewhere).
+		seals, _ = unix.FcntlInt(s, unix.F_GET_SEALS, 0)
 	}); err != nil {
 		return -1, nil, err
 	}
 	if ferr != nil {
 		return -1, nil, ferr
 	}
-	if flags&unix.O_ACCMODE == unix.O_RDONLY {
+	if flags&unix.O_ACCMODE == unix.O_RDONLY || (seals > 0 && seals&unix.F_SEAL_WRITE != 0) {
 		// f stays open for the whole Deliver call, which is all we need.
 		return fd, func() {}, nil
 	}
