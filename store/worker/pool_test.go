@@ -64,6 +64,7 @@ type fakeSpawner struct {
 	live       map[int]bool
 	killed     int
 	workers    map[int]*conn // the worker's end, by id
+	running    sync.WaitGroup
 }
 
 func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error) {
@@ -85,7 +86,18 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 		v = ProtocolVersion
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// The fake worker reads its raw descriptor in a goroutine: end it (a
+	// shutdown wakes it with EOF) and wait for it before socketPair's
+	// cleanup frees the descriptor numbers, or a lingering reader could
+	// read a later test's socket that reuses the number.
+	s.running.Add(1)
+	s.t.Cleanup(func() {
+		unix.Shutdown(wk.fd, unix.SHUT_RDWR)
+		unix.Shutdown(front.fd, unix.SHUT_RDWR)
+		s.running.Wait()
+	})
 	go func() {
+		defer s.running.Done()
 		defer func() {
 			wk.Close()
 			s.mu.Lock()
@@ -108,8 +120,10 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 		s.mu.Lock()
 		s.killed++
 		s.mu.Unlock()
-		wk.Close()
-		front.Close()
+		// Like a killed process: both ends see EOF, but the descriptors
+		// stay their owners' to close.
+		unix.Shutdown(wk.fd, unix.SHUT_RDWR)
+		unix.Shutdown(front.fd, unix.SHUT_RDWR)
 		return nil
 	}
 	return &Process{Conn: front.f, PID: id, Kill: kill, Stop: stop}, nil
