@@ -89,7 +89,3 @@ func ToReply(err error) *Reply {
 	out.Detail = err.Error()
 	return out
 }
-
-var (
-	replyTooBig = replyf(552, 5, 3, 4, "message exceeds the size limit")
-)

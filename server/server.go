@@ -32,7 +32,6 @@ type Server struct {
 
 	draining atomic.Bool
 	conns    chan struct{} // one token per open connection
-	wg       sync.WaitGroup
 }
 
 // New opens the tables and the spool. d does the mailbox writes.
@@ -91,7 +90,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.smtp.Close()
 		err = nil
 	}
-	s.wg.Wait()
 	return errors.Join(err, s.resolver.Close())
 }
 

@@ -30,7 +30,6 @@ type session struct {
 	mu     sync.Mutex
 	from   string // external form, "" for <>
 	size   int64  // SIZE= from MAIL, 0 if not given
-	inTx   bool
 	rcpts  []*rcpt
 	nmsg   int
 	closed bool
@@ -82,7 +81,6 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.resetLocked()
-	ss.inTx = true
 	if from != "" {
 		ss.from = quoteAddr(from)
 	}
@@ -268,7 +266,7 @@ func (ss *session) Reset() {
 }
 
 func (ss *session) resetLocked() {
-	ss.from, ss.size, ss.inTx, ss.rcpts = "", 0, false, nil
+	ss.from, ss.size, ss.rcpts = "", 0, nil
 }
 
 func (ss *session) Logout() error {
