@@ -66,8 +66,9 @@ type Resolution struct {
 // Resolve looks rcpt (internal form, original case) up. It never returns
 // a Go error: every outcome, including backend failures, is a Reply.
 func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
-	res := &Resolution{Address: maps.ParseAddress(rcpt).Fold()}
-	res.Recipient.Address = maps.ParseAddress(rcpt).Quoted()
+	given := maps.ParseAddress(rcpt)
+	res := &Resolution{Address: given.Fold()}
+	res.Recipient.Address = given.Quoted()
 	res.Recipient.Limit = r.limit
 	addr := res.Address
 
@@ -153,10 +154,8 @@ func badPath(p string) string {
 	if strings.Trim(p, "/") == "" {
 		return "empty path"
 	}
-	for _, c := range p {
-		if c < ' ' || c == 0x7f {
-			return "control character"
-		}
+	if hasControl(p) {
+		return "control character"
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == ".." {

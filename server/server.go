@@ -129,10 +129,7 @@ func refuse(c net.Conn, line string) {
 }
 
 func (s *Server) allowed(a *net.TCPAddr) bool {
-	ip, ok := netipAddr(a)
-	if !ok {
-		return false
-	}
+	ip := a.AddrPort().Addr().Unmap()
 	for _, p := range s.cfg.AllowedNetworks {
 		if p.Contains(ip) {
 			return true

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,7 +80,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	defer ss.mu.Unlock()
 	ss.resetLocked()
 	if from != "" {
-		ss.from = quoteAddr(from)
+		ss.from = maps.ParseAddress(from).Quoted()
 	}
 	if opts != nil {
 		ss.size = opts.Size
@@ -277,18 +275,4 @@ func (ss *session) Logout() error {
 		ss.log.Info("session end", "messages", ss.nmsg, "duration", time.Since(ss.start).Round(time.Millisecond))
 	}
 	return nil
-}
-
-// quoteAddr turns go-smtp's internal-form address into external form.
-func quoteAddr(a string) string {
-	i := strings.LastIndexByte(a, '@')
-	if i < 0 {
-		return maps.QuoteLocal(a)
-	}
-	return maps.QuoteLocal(a[:i]) + a[i:]
-}
-
-func netipAddr(a *net.TCPAddr) (netip.Addr, bool) {
-	ip, ok := netip.AddrFromSlice(a.IP)
-	return ip.Unmap(), ok
 }
