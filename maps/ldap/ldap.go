@@ -223,9 +223,11 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 		t.attrs, nil)
 	sr, err := t.search(ctx, req)
 	if err != nil {
-		if goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject) {
+		if goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject) && t.base.HasEscapes() {
 			return "", false, nil // a key-dependent base that does not exist: not found, as Postfix
 		}
+		// A fixed base that does not exist is a configuration mistake:
+		// deferring, as Postfix does, keeps it from bouncing every recipient.
 		return "", false, err
 	}
 	res := pfconf.NewResults(&t.common.Exp, t.common.Format, k, t.common.Limit, t.log, t.spec)

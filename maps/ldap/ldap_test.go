@@ -216,6 +216,12 @@ func TestLDAP(t *testing.T) {
 		wantNotFound(t, m, "bob")                        // no domain: not asked
 		wantNotFound(t, m, "@example.net")               // no localpart: not asked
 	})
+	t.Run("fixed search_base that does not exist is an error", func(t *testing.T) {
+		m := openCF(t, base+strings.Replace(mailboxCF, "dc=example,dc=com", "dc=exmaple,dc=com", 1), nil)
+		if err := wantError(t, m, "user@example.com"); err != nil && !strings.Contains(err.Error(), "No Such Object") {
+			t.Errorf("want the server's No Such Object, got %v", err)
+		}
+	})
 	t.Run("several values, result_format", func(t *testing.T) {
 		m := openCF(t, base+"search_base = dc=example,dc=com\nquery_filter = uid=%u\nresult_attribute = MAIL, cn\nresult_format = <%s>\nbind = no\n", nil)
 		wantFound(t, m, "user@example.com", "<user>,<user@example.com>,<user.alias@example.com>") // the entry's order
@@ -251,6 +257,7 @@ func TestLDAP(t *testing.T) {
 		ldapi := "ldapi://" + strings.ReplaceAll(url.PathEscape(s.Socket), "/", "%2F")
 		wantFound(t, openCF(t, "server_host = "+ldapi+"\n"+mailboxCF, nil), "user@example.com", "example.com/user/")
 		dead, _ := testserver.FreePort()
+		wantError(t, openCF(t, fmt.Sprintf("server_host = 127.0.0.1:%d\n", dead)+mailboxCF, nil), "user@example.com")
 		m := openCF(t, fmt.Sprintf("server_host = 127.0.0.1:%d, %s\n", dead, ldapURL(s))+mailboxCF, nil)
 		wantFound(t, m, "user@example.com", "example.com/user/")
 		m = openCF(t, fmt.Sprintf("server_host = 127.0.0.1 localhost\nserver_port = %d\n", s.Port)+mailboxCF, nil)
