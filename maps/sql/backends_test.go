@@ -508,12 +508,9 @@ func TestMySQL(t *testing.T) {
 	be := mysqlBackend(t)
 	suite(t, be)
 	t.Run("tcp with password and failover", func(t *testing.T) {
-		dead, _ := testserver.FreePort()
-		m := openCF(t, "mysql", fmt.Sprintf("hosts = inet:127.0.0.1:%d, %s\nuser = postfix\npassword = %s\ndbname = postfix\nretry_interval = 60\n",
-			dead, be.tcpHost, dbPassword)+mailboxQuery, nil)
-		for i := 0; i < 10; i++ {
-			wantFound(t, m, "user@example.com", "example.com/user/")
-		}
+		failover(t, be, func(hosts string) string {
+			return fmt.Sprintf("hosts = %s\nuser = postfix\npassword = %s\ndbname = postfix\nretry_interval = 60\n", hosts, dbPassword)
+		})
 	})
 	t.Run("wrong password is an error", func(t *testing.T) {
 		m := openCF(t, "mysql", fmt.Sprintf("hosts = %s\nuser = postfix\npassword = wrong\ndbname = postfix\n", be.tcpHost)+mailboxQuery, nil)
@@ -555,19 +552,21 @@ func TestPgSQL(t *testing.T) {
 	be := pgsqlBackend(t)
 	suite(t, be)
 	s := be.server
-	t.Run("unix socket, URI and failover", func(t *testing.T) {
-		dead, _ := testserver.FreePort()
+	conn := func(hosts string) string {
+		return fmt.Sprintf("hosts = %s\nuser = postfix\npassword = %s\ndbname = postfix\n", hosts, dbPassword)
+	}
+	t.Run("unix socket and URI", func(t *testing.T) {
 		for _, hosts := range []string{
 			"unix:" + s.Socket, // the socket file itself
-			fmt.Sprintf("inet:127.0.0.1:%d %s", dead, be.tcpHost),
 			fmt.Sprintf("postgresql://postfix:%s@127.0.0.1:%d/postfix", dbPassword, s.Port),
 		} {
-			m := openCF(t, "pgsql", fmt.Sprintf("hosts = %s\nuser = postfix\npassword = %s\ndbname = postfix\n", hosts, dbPassword)+mailboxQuery, nil)
+			m := openCF(t, "pgsql", conn(hosts)+mailboxQuery, nil)
 			for i := 0; i < 5; i++ {
 				wantFound(t, m, "user@example.com", "example.com/user/")
 			}
 		}
 	})
+	t.Run("failover", func(t *testing.T) { failover(t, be, conn) })
 	t.Run("wrong password is an error", func(t *testing.T) {
 		m := openCF(t, "pgsql", fmt.Sprintf("hosts = %s\nuser = postfix\npassword = wrong\ndbname = postfix\n", be.tcpHost)+mailboxQuery, nil)
 		if _, found, err := lookup(t, m, "user@example.com"); err == nil || found {
@@ -576,6 +575,39 @@ func TestPgSQL(t *testing.T) {
 	})
 	queryTimeout(t, be, "query = SELECT maildir FROM mailbox, pg_sleep(3) WHERE username='%s'\n")
 	restart(t, be)
+}
+
+// failover checks that a table listing a dead host and be's TCP host
+// answers. Hosts are tried in random order, so tables are opened until
+// one has tried the dead host first (it is then marked down): only that
+// proves the lookup went on to the next host.
+func failover(t *testing.T, be *backend, conn func(hosts string) string) {
+	dead, _ := testserver.FreePort()
+	deadHost := fmt.Sprintf("inet:127.0.0.1:%d", dead)
+	if _, found, err := lookup(t, openCF(t, be.typ, conn(deadHost)+mailboxQuery, nil), "user@example.com"); err == nil || found {
+		t.Fatalf("the dead host alone: found %v, err %v; want an error", found, err)
+	}
+	for try := 1; ; try++ {
+		m := openCF(t, be.typ, conn(deadHost+", "+be.tcpHost)+mailboxQuery, nil)
+		wantFound(t, m, "user@example.com", "example.com/user/")
+		tbl := m.(*Table)
+		tbl.mu.Lock()
+		triedDead := false
+		for _, h := range tbl.hosts {
+			triedDead = triedDead || (h.name == deadHost && !h.downUntil.IsZero())
+		}
+		tbl.mu.Unlock()
+		if triedDead {
+			for i := 0; i < 5; i++ { // the dead host is skipped now
+				wantFound(t, m, "user@example.com", "example.com/user/")
+			}
+			return
+		}
+		if try == 30 {
+			t.Fatalf("%s was never tried first in %d tables", deadHost, try)
+		}
+		maps.Close(m)
+	}
 }
 
 // queryTimeout runs a query that takes 3s with query_timeout = 1.
