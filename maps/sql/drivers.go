@@ -73,8 +73,10 @@ func (t *Table) openMySQL(cfg *pfconf.Config, connectTimeout time.Duration) erro
 			mc.TLS = tc
 		}
 		mc.Timeout = connectTimeout
-		mc.ReadTimeout = defaultQueryTimeout
-		mc.WriteTimeout = defaultQueryTimeout
+		// The socket timeouts back up query_timeout; a fixed 5s here
+		// would cut off a longer query_timeout.
+		mc.ReadTimeout = t.timeout
+		mc.WriteTimeout = t.timeout
 		if err := mc.Apply(mysql.Charset(charset, "")); err != nil {
 			return fmt.Errorf("%s: charset: %w", cfg.Path, err)
 		}
