@@ -550,21 +550,28 @@ func readOnlyFd(f *os.File) (int, func(), error) {
 	if err != nil {
 		return -1, nil, err
 	}
-	var fd, flags, seals int
+	var fd int
+	var asIs bool
 	var ferr error
 	if err := rc.Control(func(s uintptr) {
 		fd = int(s)
+		// A memfd sealed against writes (the usual spool) cannot be
+		// changed through any descriptor, so it needs no read-only reopen
+		// and no further question; on other files F_GET_SEALS is EINVAL.
+		if seals, err := unix.FcntlInt(s, unix.F_GET_SEALS, 0); err == nil && seals&unix.F_SEAL_WRITE != 0 {
+			asIs = true
+			return
+		}
+		var flags int
 		flags, ferr = unix.FcntlInt(s, unix.F_GETFL, 0)
-		// A memfd sealed against writes cannot be changed through any
-		// descriptor, so it needs no read-only reopen (EINVAL elsewhere).
-		seals, _ = unix.FcntlInt(s, unix.F_GET_SEALS, 0)
+		asIs = flags&unix.O_ACCMODE == unix.O_RDONLY
 	}); err != nil {
 		return -1, nil, err
 	}
 	if ferr != nil {
 		return -1, nil, ferr
 	}
-	if flags&unix.O_ACCMODE == unix.O_RDONLY || (seals > 0 && seals&unix.F_SEAL_WRITE != 0) {
+	if asIs {
 		// f stays open for the whole Deliver call, which is all we need.
 		return fd, func() {}, nil
 	}

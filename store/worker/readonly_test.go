@@ -49,4 +49,15 @@ func TestReadOnlyFd(t *testing.T) {
 	if flags, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); flags&unix.O_ACCMODE != unix.O_RDONLY {
 		t.Errorf("reopened descriptor is not read-only: flags %#x", flags)
 	}
+
+	ro, err := os.Open(rw.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if fd, done, err := readOnlyFd(ro); err != nil || fd != int(ro.Fd()) {
+		t.Errorf("a read-only spool file: fd %d, %v; want its own fd %d", fd, err, ro.Fd())
+	} else {
+		done()
+	}
 }
