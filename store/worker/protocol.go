@@ -254,12 +254,18 @@ func (e *encoder) result(r result) {
 const resultMin = 1 + 3*4
 
 func (d *decoder) result() result {
-	return result{
+	r := result{
 		Status: store.Status(d.u8("status")),
 		Op:     d.str("op"),
 		Path:   d.str("path"),
 		Err:    d.str("error"),
 	}
+	// A status this binary does not know is a broken or foreign worker:
+	// a protocol error, so its recipients get WorkerFailed, never a guess.
+	if d.err == nil && r.Status > store.WorkerFailed {
+		d.fail("status")
+	}
+	return r
 }
 
 func (h hello) encode() []byte {

@@ -73,6 +73,16 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 	if _, err := decodeSizeRequest(b); err == nil {
 		t.Error("uid 0xffffffff: no error")
 	}
+	// Every known status crosses; an unknown one is refused rather than
+	// passed on for the server to guess at.
+	for st := store.OK; st <= store.WorkerFailed; st++ {
+		if _, err := decodeSizeReply((&sizeReply{Seq: 1, Result: result{Status: st}}).encode()); err != nil {
+			t.Errorf("status %v refused: %v", st, err)
+		}
+	}
+	if _, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{{Status: store.WorkerFailed + 1}}}).encode()); err == nil {
+		t.Error("unknown status: no error")
+	}
 	err := resultOf(errors.New("plain")).err()
 	if store.StatusOf(err) != store.Temporary {
 		t.Errorf("unclassified error became %v", store.StatusOf(err))
