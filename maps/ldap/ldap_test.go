@@ -310,23 +310,14 @@ func TestLDAP(t *testing.T) {
 	t.Run("server stopped and restarted", func(t *testing.T) {
 		m := openCF(t, base+mailboxCF+"timeout = 2\n", nil)
 		wantFound(t, m, "user@example.com", "example.com/user/")
-		s.Stop()
-		restarted := false
-		defer func() {
-			if !restarted {
-				s.Start()
+		s.Outage(t, func() {
+			for i := 0; i < 3; i++ {
+				err := wantError(t, m, "user@example.com")
+				if i == 0 {
+					t.Logf("error while down: %v", err)
+				}
 			}
-		}()
-		for i := 0; i < 3; i++ {
-			err := wantError(t, m, "user@example.com")
-			if i == 0 {
-				t.Logf("error while down: %v", err)
-			}
-		}
-		if err := s.Start(); err != nil {
-			t.Fatal(err)
-		}
-		restarted = true
+		})
 		wantFound(t, m, "user@example.com", "example.com/user/")
 	})
 }

@@ -632,26 +632,17 @@ func restart(t *testing.T, be *backend) {
 	t.Run("server stopped and restarted", func(t *testing.T) {
 		m := be.openTable(t, mailboxQuery+"retry_interval = 1\n", nil)
 		wantFound(t, m, "user@example.com", "example.com/user/")
-		be.server.Stop()
-		restarted := false
-		defer func() {
-			if !restarted {
-				be.server.Start() // leave the server up for the tests after this one
+		be.server.Outage(t, func() {
+			for i := 0; i < 3; i++ {
+				v, found, err := lookup(t, m, "user@example.com")
+				if err == nil || found {
+					t.Fatalf("server down: Lookup = %q, %v, %v; want an error", v, found, err)
+				}
+				if i == 0 {
+					t.Logf("error while down: %v", err)
+				}
 			}
-		}()
-		for i := 0; i < 3; i++ {
-			v, found, err := lookup(t, m, "user@example.com")
-			if err == nil || found {
-				t.Fatalf("server down: Lookup = %q, %v, %v; want an error", v, found, err)
-			}
-			if i == 0 {
-				t.Logf("error while down: %v", err)
-			}
-		}
-		if err := be.server.Start(); err != nil {
-			t.Fatal(err)
-		}
-		restarted = true
+		})
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			v, found, err := lookup(t, m, "user@example.com")

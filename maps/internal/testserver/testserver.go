@@ -119,6 +119,25 @@ func (s *Server) stopLocked() {
 	s.cmd = nil
 }
 
+// Outage stops the server, runs whileDown, and starts the server again.
+// It is started again also when whileDown fails the test, so the tests
+// after it find the server up.
+func (s *Server) Outage(tb testing.TB, whileDown func()) {
+	tb.Helper()
+	s.Stop()
+	started := false
+	defer func() {
+		if !started {
+			s.Start()
+		}
+	}()
+	whileDown()
+	started = true
+	if err := s.Start(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // Close stops the server and removes its directory.
 func (s *Server) Close() {
 	s.Stop()
