@@ -25,13 +25,16 @@ func TestDeliveryContentOwnerMode(t *testing.T) {
 	c.lhlo()
 	rr, dr := c.txn("<sender@remote.test> BODY=8BITMIME",
 		[]string{"<Alice@Example.com>", "<bob@example.com>"}, sampleBody)
-	for _, r := range append(rr, dr...) {
-		if !strings.HasPrefix(r, "250") {
-			t.Fatalf("reply %q; all: %v %v", r, rr, dr)
-		}
+	if len(rr) != 2 || len(dr) != 2 {
+		t.Fatalf("replies %v %v, want 2 and 2", rr, dr)
 	}
-	if !regexp.MustCompile(`^250 2\.0\.0 <Alice@Example.com> delivered \(\S+\)$`).MatchString(dr[0]) {
-		t.Errorf("delivery reply %q", dr[0])
+	for i, rcpt := range []string{"Alice@Example.com", "bob@example.com"} {
+		if !strings.HasPrefix(rr[i], "250 2.0.0 ") || !strings.Contains(rr[i], "<"+rcpt+">") {
+			t.Errorf("RCPT reply %d: %q", i, rr[i])
+		}
+		if !regexp.MustCompile(`^250 2\.0\.0 <` + regexp.QuoteMeta(rcpt) + `> delivered \(\S+\)$`).MatchString(dr[i]) {
+			t.Errorf("delivery reply %d: %q", i, dr[i])
+		}
 	}
 
 	// Maildir: exact content, LF endings, mode, owner, ,S= size, no tmp file.
@@ -78,7 +81,7 @@ func TestNullSenderAndOriginalRecipient(t *testing.T) {
 	c := in.Dial(t)
 	c.lhlo()
 	_, dr := c.txn("<>", []string{"<bob@example.com> ORCPT=rfc822;Bob+2Borig@example.com NOTIFY=FAILURE"}, "Subject: bounce\n\nbody\n")
-	if len(dr) != 1 || !strings.HasPrefix(dr[0], "250") {
+	if len(dr) != 1 || !strings.HasPrefix(dr[0], "250 2.0.0 <bob@example.com> ") {
 		t.Fatalf("replies %v", dr)
 	}
 	content := readFile(t, filepath.Join(in.Base, "example.com/bob"))
@@ -136,12 +139,12 @@ max_recipients = 20
 	rcptRows := []struct{ rcpt, want string }{
 		{"<nobody@example.com>", "550 5.1.1 <nobody@example.com> "},
 		{"<alice@elsewhere.test>", "550 5.1.2 <alice@elsewhere.test> "},
-		{"<baduid@example.com>", "451 4.3.5 "},
-		{"<junkuid@example.com>", "451 4.3.5 "},
-		{"<gidzero@example.com>", "451 4.3.5 "},
-		{"<escape@example.com>", "451 4.3.5 "},
-		{"<ctrl@example.com>", "451 4.3.5 "},
-		{"<alice@example.com>", "250 "},
+		{"<baduid@example.com>", "451 4.3.5 <baduid@example.com> "},
+		{"<junkuid@example.com>", "451 4.3.5 <junkuid@example.com> "},
+		{"<gidzero@example.com>", "451 4.3.5 <gidzero@example.com> "},
+		{"<escape@example.com>", "451 4.3.5 <escape@example.com> "},
+		{"<ctrl@example.com>", "451 4.3.5 <ctrl@example.com> "},
+		{"<alice@example.com>", "250 2.0.0 "},
 	}
 	var rcpts []string
 	for _, r := range rcptRows {
@@ -198,6 +201,9 @@ max_recipients = 20
 	// recipient, nothing written, and the session stays in sync.
 	before := len(maildirFiles(t, filepath.Join(in.Base, "example.com/carol")))
 	_, dr = c.txn("<s@remote.test>", []string{"<carol@example.com>", "<alice@example.com>"}, strings.Repeat("z", 150000)+"\n")
+	if len(dr) != 2 {
+		t.Errorf("oversized DATA replies %v, want one per recipient", dr)
+	}
 	for _, r := range dr {
 		if !strings.HasPrefix(r, "552 5.3.4") {
 			t.Errorf("oversized DATA reply %q", r)
@@ -212,7 +218,7 @@ max_recipients = 20
 	// Forwarding loop: Delivered-To already names the recipient.
 	_, dr = c.txn("<s@remote.test>", []string{"<alice@example.com>", "<carol@example.com>"},
 		"Delivered-To: Alice@example.com\nSubject: loop\n\nbody\n")
-	if len(dr) != 2 || !strings.HasPrefix(dr[0], "554 5.4.6") || !strings.HasPrefix(dr[1], "250") {
+	if len(dr) != 2 || !strings.HasPrefix(dr[0], "554 5.4.6 <alice@example.com>") || !strings.HasPrefix(dr[1], "250 2.0.0 <carol@example.com>") {
 		t.Errorf("loop replies %v", dr)
 	}
 
@@ -221,16 +227,16 @@ max_recipients = 20
 	for i := 0; i < 21; i++ {
 		many = append(many, "<alice@example.com>")
 	}
-	rr, _ = c.txn("<s@remote.test>", many, "Subject: many\n\nbody\n")
-	if !strings.HasPrefix(rr[20], "452 4.5.3") {
-		t.Errorf("21st recipient: %q", rr[20])
+	rr, dr = c.txn("<s@remote.test>", many, "Subject: many\n\nbody\n")
+	if !strings.HasPrefix(rr[19], "250") || !strings.HasPrefix(rr[20], "452 4.5.3") || len(dr) != 20 {
+		t.Errorf("20th and 21st recipient: %q, %q; %d DATA replies, want 20", rr[19], rr[20], len(dr))
 	}
 
 	// Control characters in addresses never reach a table or a header.
 	c.Send("RSET\r\nMAIL FROM:<a\x01b@remote.test>\r\n")
 	c.Expect("250")
-	if r := c.Reply(); !strings.HasPrefix(r, "5") {
-		t.Errorf("MAIL with a control character: %q", r)
+	if r := c.Reply(); !strings.HasPrefix(r, "501 5.1.7 ") {
+		t.Errorf("MAIL with a control character: %q, want 501 5.1.7", r)
 	}
 }
 
@@ -374,6 +380,14 @@ func TestGoSMTPClientOverTCP(t *testing.T) {
 	}
 	if len(resp) != 3 {
 		t.Errorf("got %d responses, want 3", len(resp))
+	}
+	for rcpt, r := range resp {
+		if !strings.Contains(r.StatusText, "<"+rcpt+"> delivered") {
+			t.Errorf("response for %s: %q", rcpt, r.StatusText)
+		}
+	}
+	if n := len(maildirFiles(t, filepath.Join(in.Base, "example.com/alice"))); n != 1 {
+		t.Errorf("alice got %d messages", n)
 	}
 	if n := len(maildirFiles(t, filepath.Join(in.Base, "example.org/catchall"))); n != 1 {
 		t.Errorf("catch-all got %d messages", n)
