@@ -210,6 +210,27 @@ func (d *decoder) count(min int, what string) int {
 	return int(n)
 }
 
+// list reads a count and then that many items, each at least min bytes.
+func list[T any](d *decoder, min int, what string, item func() T) []T {
+	n := d.count(min, what)
+	if d.err != nil {
+		return nil
+	}
+	out := make([]T, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		out = append(out, item())
+	}
+	return out
+}
+
+// appendList writes the count of xs and then each item.
+func appendList[T any](e *encoder, xs []T, item func(T)) {
+	e.u32(uint32(len(xs)))
+	for _, x := range xs {
+		item(x)
+	}
+}
+
 func (d *decoder) end(what string) error {
 	if d.err == nil && len(d.b) != 0 {
 		d.err = protoErr("%d trailing bytes in %s", len(d.b), what)
@@ -297,10 +318,7 @@ func (r *deliverRequest) encode() []byte {
 	e.i64(r.Size)
 	e.i64(r.Arrival.UnixNano())
 	e.str(r.ID)
-	e.u32(uint32(len(r.Rcpts)))
-	for _, rc := range r.Rcpts {
-		e.rcpt(rc)
-	}
+	appendList(&e, r.Rcpts, e.rcpt)
 	return e.b
 }
 
@@ -316,15 +334,9 @@ func decodeDeliverRequest(p []byte) (*deliverRequest, error) {
 	if d.err == nil && r.Size < 0 {
 		d.fail("size")
 	}
-	n := d.count(rcptMin, "recipient count")
-	if d.err == nil && n == 0 {
+	r.Rcpts = list(&d, rcptMin, "recipient count", d.rcpt)
+	if d.err == nil && len(r.Rcpts) == 0 {
 		d.fail("recipient count")
-	}
-	if d.err == nil {
-		r.Rcpts = make([]store.Recipient, 0, n)
-		for i := 0; i < n && d.err == nil; i++ {
-			r.Rcpts = append(r.Rcpts, d.rcpt())
-		}
 	}
 	return r, d.end("delivery request")
 }
@@ -332,23 +344,14 @@ func decodeDeliverRequest(p []byte) (*deliverRequest, error) {
 func (r *deliverReply) encode() []byte {
 	var e encoder
 	e.u64(r.Seq)
-	e.u32(uint32(len(r.Results)))
-	for _, res := range r.Results {
-		e.result(res)
-	}
+	appendList(&e, r.Results, e.result)
 	return e.b
 }
 
 func decodeDeliverReply(p []byte) (*deliverReply, error) {
 	d := decoder{b: p}
 	r := &deliverReply{Seq: d.u64("seq")}
-	n := d.count(resultMin, "result count")
-	if d.err == nil {
-		r.Results = make([]result, 0, n)
-		for i := 0; i < n && d.err == nil; i++ {
-			r.Results = append(r.Results, d.result())
-		}
-	}
+	r.Results = list(&d, resultMin, "result count", d.result)
 	return r, d.end("delivery reply")
 }
 
