@@ -523,25 +523,3 @@ func TestCommands(t *testing.T) {
 		t.Errorf("check-config on a bad file: %v\n%s", err, out)
 	}
 }
-
-// TestForeignUIDWithoutPrivileges: a server without root refuses, at RCPT
-// and with a 4xx, mailboxes owned by another uid, and says why in its log.
-func TestForeignUIDWithoutPrivileges(t *testing.T) {
-	in := StartInstance(t, Options{
-		Tables: map[string]string{"uids": "alice@example.com 4242\n"},
-		Config: fmt.Sprintf(`virtual_uid_maps = ["texthash:uids", "static:%d"]`, uidFor()),
-	})
-	c := in.Dial(t)
-	c.lhlo()
-	c.Send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.com>\r\nRCPT TO:<carol@example.com>\r\n")
-	c.Expect("250")
-	c.Expect("451 4.3.0 <alice@example.com>")
-	c.Expect("250")
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(in.Logs(), "privileges") {
-		if time.Now().After(deadline) {
-			t.Fatalf("log does not say privileges are missing:\n%s", in.Logs())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
