@@ -17,7 +17,7 @@ func newDeliverer(cfg *config.Config, log *slog.Logger) (store.Deliverer, func()
 	if privsepFront != nil {
 		spawn = privsepFront.Control
 	} else {
-		spawn = &worker.LocalSpawner{Config: workerConfig(cfg), Logger: log}
+		spawn = &worker.LocalSpawner{Config: workerConfig(cfg)}
 	}
 	p := worker.NewPool(spawn, worker.PoolOptions{
 		IdleTimeout:     cfg.WorkerIdleTimeout,

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"syscall"
 
@@ -93,7 +92,6 @@ type LocalSpawner struct {
 	Config Config
 	// Stderr receives the workers' logs; default os.Stderr.
 	Stderr *os.File
-	Logger *slog.Logger
 }
 
 // Permits implements store.Permitter: without root only the caller's own
