@@ -140,143 +140,123 @@ func load(db *sql.DB, activeType, ph string) error {
 	return exec("INSERT INTO alias_domain (alias_domain, target_domain, active) VALUES ('alias.example', 'example.com', '1')")
 }
 
-var (
-	sqliteOnce sync.Once
-	sqliteBE   *backend
-	sqliteErr  error
-)
+// lazyBackend starts its backend on first use; it then serves every test
+// of the package.
+type lazyBackend struct {
+	once  sync.Once
+	start func() (*backend, error)
+	be    *backend
+	err   error
+}
 
-func sqliteBackend(tb testing.TB) *backend {
-	sqliteOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vlmtpd-sqlite-")
-		if err != nil {
-			sqliteErr = err
-			return
-		}
-		atExit(func() { os.RemoveAll(dir) })
-		path := filepath.Join(dir, "postfix.sqlite")
-		db, err := sql.Open("sqlite", path)
-		if err != nil {
-			sqliteErr = err
-			return
-		}
-		defer db.Close()
-		if sqliteErr = load(db, "INTEGER", "?"); sqliteErr != nil {
-			return
-		}
-		sqliteBE = &backend{typ: "sqlite", conn: "dbpath = " + path + "\n"}
-	})
-	if sqliteErr != nil {
-		tb.Fatal(sqliteErr)
+func (l *lazyBackend) get(tb testing.TB) *backend {
+	l.once.Do(func() { l.be, l.err = l.start() })
+	testserver.Require(tb, l.err)
+	return l.be
+}
+
+var sqliteLazy = lazyBackend{start: func() (*backend, error) {
+	dir, err := os.MkdirTemp("", "vlmtpd-sqlite-")
+	if err != nil {
+		return nil, err
 	}
-	return sqliteBE
-}
+	atExit(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "postfix.sqlite")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if err := load(db, "INTEGER", "?"); err != nil {
+		return nil, err
+	}
+	return &backend{typ: "sqlite", conn: "dbpath = " + path + "\n"}, nil
+}}
 
-var (
-	mysqlOnce sync.Once
-	mysqlBE   *backend
-	mysqlErr  error
-)
+func sqliteBackend(tb testing.TB) *backend { return sqliteLazy.get(tb) }
 
-func mysqlBackend(tb testing.TB) *backend {
-	mysqlOnce.Do(func() {
-		s, err := testserver.MariaDB()
-		if err != nil {
-			mysqlErr = err
-			return
+var mysqlLazy = lazyBackend{start: func() (*backend, error) {
+	s, err := testserver.MariaDB()
+	if err != nil {
+		return nil, err
+	}
+	atExit(s.Close)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "unix", s.Socket
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	root := sql.OpenDB(conn)
+	defer root.Close()
+	root.SetMaxOpenConns(1)
+	for _, q := range []string{
+		"CREATE DATABASE postfix CHARACTER SET utf8mb4",
+		"CREATE USER 'postfix'@'localhost' IDENTIFIED BY '" + dbPassword + "'",
+		"CREATE USER 'postfix'@'127.0.0.1' IDENTIFIED BY '" + dbPassword + "'",
+		"GRANT SELECT ON postfix.* TO 'postfix'@'localhost'",
+		"GRANT SELECT ON postfix.* TO 'postfix'@'127.0.0.1'",
+		"CREATE USER 'postfix_tls'@'127.0.0.1' IDENTIFIED BY '" + dbPassword + "' REQUIRE SSL",
+		"GRANT SELECT ON postfix.* TO 'postfix_tls'@'127.0.0.1'",
+		"USE postfix",
+	} {
+		if _, err := root.Exec(q); err != nil {
+			return nil, fmt.Errorf("%s: %w", q, err)
 		}
-		atExit(s.Close)
-		cfg := mysql.NewConfig()
-		cfg.User, cfg.Net, cfg.Addr = "root", "unix", s.Socket
-		conn, err := mysql.NewConnector(cfg)
-		if err != nil {
-			mysqlErr = err
-			return
-		}
-		root := sql.OpenDB(conn)
-		defer root.Close()
-		root.SetMaxOpenConns(1)
-		for _, q := range []string{
-			"CREATE DATABASE postfix CHARACTER SET utf8mb4",
-			"CREATE USER 'postfix'@'localhost' IDENTIFIED BY '" + dbPassword + "'",
-			"CREATE USER 'postfix'@'127.0.0.1' IDENTIFIED BY '" + dbPassword + "'",
-			"GRANT SELECT ON postfix.* TO 'postfix'@'localhost'",
-			"GRANT SELECT ON postfix.* TO 'postfix'@'127.0.0.1'",
-			"CREATE USER 'postfix_tls'@'127.0.0.1' IDENTIFIED BY '" + dbPassword + "' REQUIRE SSL",
-			"GRANT SELECT ON postfix.* TO 'postfix_tls'@'127.0.0.1'",
-			"USE postfix",
-		} {
-			if _, err := root.Exec(q); err != nil {
-				mysqlErr = fmt.Errorf("%s: %w", q, err)
-				return
-			}
-		}
-		if mysqlErr = load(root, "TINYINT(1)", "?"); mysqlErr != nil {
-			return
-		}
-		mysqlBE = &backend{typ: "mysql", server: s,
-			conn:    fmt.Sprintf("hosts = unix:%s\nuser = postfix\npassword = %s\ndbname = postfix\n", s.Socket, dbPassword),
-			tcpHost: fmt.Sprintf("inet:127.0.0.1:%d", s.Port)}
-	})
-	testserver.Require(tb, mysqlErr)
-	return mysqlBE
-}
+	}
+	if err := load(root, "TINYINT(1)", "?"); err != nil {
+		return nil, err
+	}
+	return &backend{typ: "mysql", server: s,
+		conn:    fmt.Sprintf("hosts = unix:%s\nuser = postfix\npassword = %s\ndbname = postfix\n", s.Socket, dbPassword),
+		tcpHost: fmt.Sprintf("inet:127.0.0.1:%d", s.Port)}, nil
+}}
 
-var (
-	pgsqlOnce sync.Once
-	pgsqlBE   *backend
-	pgsqlErr  error
-)
+func mysqlBackend(tb testing.TB) *backend { return mysqlLazy.get(tb) }
 
-func pgsqlBackend(tb testing.TB) *backend {
-	pgsqlOnce.Do(func() {
-		s, err := testserver.Postgres()
+var pgsqlLazy = lazyBackend{start: func() (*backend, error) {
+	s, err := testserver.Postgres()
+	if err != nil {
+		return nil, err
+	}
+	atExit(s.Close)
+	admin := func(db string) (*sql.DB, error) {
+		pc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=postgres dbname=%s", filepath.Dir(s.Socket), s.Port, db))
 		if err != nil {
-			pgsqlErr = err
-			return
+			return nil, err
 		}
-		atExit(s.Close)
-		admin := func(db string) (*sql.DB, error) {
-			pc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=postgres dbname=%s", filepath.Dir(s.Socket), s.Port, db))
-			if err != nil {
-				return nil, err
-			}
-			return stdlib.OpenDB(*pc), nil
+		return stdlib.OpenDB(*pc), nil
+	}
+	root, err := admin("postgres")
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	for _, q := range []string{
+		"CREATE ROLE postfix LOGIN PASSWORD '" + dbPassword + "'",
+		"CREATE DATABASE postfix",
+	} {
+		if _, err := root.Exec(q); err != nil {
+			return nil, fmt.Errorf("%s: %w", q, err)
 		}
-		root, err := admin("postgres")
-		if err != nil {
-			pgsqlErr = err
-			return
-		}
-		defer root.Close()
-		for _, q := range []string{
-			"CREATE ROLE postfix LOGIN PASSWORD '" + dbPassword + "'",
-			"CREATE DATABASE postfix",
-		} {
-			if _, err := root.Exec(q); err != nil {
-				pgsqlErr = fmt.Errorf("%s: %w", q, err)
-				return
-			}
-		}
-		db, err := admin("postfix")
-		if err != nil {
-			pgsqlErr = err
-			return
-		}
-		defer db.Close()
-		if pgsqlErr = load(db, "BOOLEAN", "$"); pgsqlErr != nil {
-			return
-		}
-		if _, pgsqlErr = db.Exec("GRANT SELECT ON ALL TABLES IN SCHEMA public TO postfix"); pgsqlErr != nil {
-			return
-		}
-		pgsqlBE = &backend{typ: "pgsql", server: s,
-			conn:    fmt.Sprintf("hosts = inet:127.0.0.1:%d\nuser = postfix\npassword = %s\ndbname = postfix\n", s.Port, dbPassword),
-			tcpHost: fmt.Sprintf("inet:127.0.0.1:%d", s.Port)}
-	})
-	testserver.Require(tb, pgsqlErr)
-	return pgsqlBE
-}
+	}
+	db, err := admin("postfix")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if err := load(db, "BOOLEAN", "$"); err != nil {
+		return nil, err
+	}
+	if _, err := db.Exec("GRANT SELECT ON ALL TABLES IN SCHEMA public TO postfix"); err != nil {
+		return nil, err
+	}
+	return &backend{typ: "pgsql", server: s,
+		conn:    fmt.Sprintf("hosts = inet:127.0.0.1:%d\nuser = postfix\npassword = %s\ndbname = postfix\n", s.Port, dbPassword),
+		tcpHost: fmt.Sprintf("inet:127.0.0.1:%d", s.Port)}, nil
+}}
+
+func pgsqlBackend(tb testing.TB) *backend { return pgsqlLazy.get(tb) }
 
 // openTable writes a .cf file (the backend's connection lines plus body)
 // and opens it through the registry, as the server would.
