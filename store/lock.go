@@ -30,23 +30,19 @@ type mboxLock struct {
 	turn    func() // ends this writer's turn in the in-process queue
 }
 
-// lockMbox takes the configured locks on the open mbox fd (named name in
-// dirfd), in the configured order, all before one deadline. Kernel locks
+// lockMbox takes the configured locks on the open mbox fd (the file key,
+// named name in dirfd), in the configured order, all before one deadline. Kernel locks
 // are tried without blocking and retried with backoff: a blocking
 // F_OFD_SETLKW would park an OS thread and could not honour the deadline.
 // The returned lock is never nil: on failure it holds what was taken, and
 // the caller closes fd and then calls release, as after success.
-func (l *Local) lockMbox(ctx context.Context, fd, dirfd int, name, path string) (*mboxLock, error) {
+func (l *Local) lockMbox(ctx context.Context, fd int, key inodeKey, dirfd int, name, path string) (*mboxLock, error) {
 	deadline := time.Now().Add(l.opts.LockTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	lk := &mboxLock{dirfd: dirfd}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return lk, classify("lock", path, err)
-	}
-	turn, err := l.queue.wait(ctx, deadline, inodeKey{st.Dev, st.Ino})
+	turn, err := l.queue.wait(ctx, deadline, key)
 	if err != nil {
 		return lk, fail(Locked, "lock", path, err)
 	}

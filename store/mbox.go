@@ -68,8 +68,9 @@ func (l *Local) openMboxDir(mp mailboxPath, path string) (int, error) {
 // if it is missing. It never follows a symlink and never opens anything
 // but a regular file with one link owned by this uid: the entry is checked
 // with lstat first (so a FIFO or device is never opened) and the opened
-// file is checked again. created says whether this call made the file.
-func (l *Local) openMbox(dirfd int, name, path string) (int, bool, error) {
+// file is checked again. key names the opened file (it is fixed for the
+// descriptor's life); created says whether this call made the file.
+func (l *Local) openMbox(dirfd int, name, path string) (fd int, key inodeKey, created bool, err error) {
 	for tries := 0; tries < 10; tries++ {
 		var st unix.Stat_t
 		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
@@ -78,16 +79,22 @@ func (l *Local) openMbox(dirfd int, name, path string) (int, bool, error) {
 			if err == unix.EEXIST {
 				continue // lost a race with another creator: open it as existing
 			}
-			if err != nil {
-				return -1, false, classify("create", path, err)
+			if err == nil {
+				err = unix.Fstat(fd, &st)
+				if err != nil {
+					unix.Close(fd)
+				}
 			}
-			return fd, true, nil
+			if err != nil {
+				return -1, inodeKey{}, false, classify("create", path, err)
+			}
+			return fd, inodeKey{st.Dev, st.Ino}, true, nil
 		}
 		if err != nil {
-			return -1, false, classify("open", path, err)
+			return -1, inodeKey{}, false, classify("open", path, err)
 		}
 		if err := checkMboxStat(&st, l.uid); err != nil {
-			return -1, false, fail(BadMailbox, "open", path, err)
+			return -1, inodeKey{}, false, fail(BadMailbox, "open", path, err)
 		}
 		// O_NONBLOCK: should a FIFO appear after the lstat, opening it
 		// fails (ENXIO) or returns at once instead of hanging.
@@ -102,24 +109,24 @@ func (l *Local) openMbox(dirfd int, name, path string) (int, bool, error) {
 			continue
 		}
 		if err != nil {
-			return -1, false, classify("open", path, err)
+			return -1, inodeKey{}, false, classify("open", path, err)
 		}
 		var fst unix.Stat_t
 		if err := unix.Fstat(fd, &fst); err != nil {
 			unix.Close(fd)
-			return -1, false, classify("open", path, err)
+			return -1, inodeKey{}, false, classify("open", path, err)
 		}
 		if err := checkMboxStat(&fst, l.uid); err != nil {
 			unix.Close(fd)
-			return -1, false, fail(BadMailbox, "open", path, err)
+			return -1, inodeKey{}, false, fail(BadMailbox, "open", path, err)
 		}
 		if fst.Dev != st.Dev || fst.Ino != st.Ino {
 			unix.Close(fd)
 			continue
 		}
-		return fd, false, nil
+		return fd, inodeKey{fst.Dev, fst.Ino}, false, nil
 	}
-	return -1, false, fail(Temporary, "open", path, errors.New("mailbox keeps changing while being opened"))
+	return -1, inodeKey{}, false, fail(Temporary, "open", path, errors.New("mailbox keeps changing while being opened"))
 }
 
 // deliverMbox appends one message to an mbox under its locks: From_ line,
@@ -139,11 +146,11 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 		return err
 	}
 	defer unix.Close(dirfd)
-	fd, created, err := l.openMbox(dirfd, mp.name, r.Path)
+	fd, key, created, err := l.openMbox(dirfd, mp.name, r.Path)
 	if err != nil {
 		return err
 	}
-	lk, err := l.lockMbox(ctx, fd, dirfd, mp.name, r.Path)
+	lk, err := l.lockMbox(ctx, fd, key, dirfd, mp.name, r.Path)
 	// Release order: closing drops the kernel locks, then the dotlock goes
 	// and the next writer in this process gets its turn.
 	defer lk.release()
@@ -164,7 +171,6 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 	if err := unix.Fstatat(dirfd, mp.name, &cur, unix.AT_SYMLINK_NOFOLLOW); err != nil || cur.Dev != st.Dev || cur.Ino != st.Ino {
 		return fail(Temporary, "lock", r.Path, errors.New("mailbox was replaced while waiting for the lock"))
 	}
-	key := inodeKey{st.Dev, st.Ino}
 	oldSize, recorded, err := l.startRecord(fd, key, st.Size, from, hdr, r.Path)
 	if err != nil {
 		return err
