@@ -188,8 +188,10 @@ scan:
 // ReadSource reads a whole postmap(1) source file the way postmap builds a
 // table from it: entries in file order with keys folded by FoldKey; for a
 // key seen twice the first entry wins and the later one is dropped with a
-// "duplicate entry" warning. It is what `vlmtpd makemap` and texthash:
-// tables share. Only I/O errors are returned; bad lines are warnings.
+// "duplicate entry" warning. Only I/O errors are returned; bad lines are
+// warnings. (texthash: builds its map straight from ScanSource, and
+// `vlmtpd makemap` deduplicates in cdb.Writer because -f keeps case; an
+// entry slice plus a second key map would double a large table's load.)
 func ReadSource(r io.Reader, name string, warn Warn) ([]Entry, error) {
 	var out []Entry
 	first := map[string]int{}
