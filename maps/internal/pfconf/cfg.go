@@ -6,8 +6,8 @@
 package pfconf
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vlmtpd/vlmtpd/maps"
 )
 
 // Config is one parsed table configuration file.
@@ -43,64 +45,51 @@ func OpenFile(name, dir string) (*Config, error) {
 		return nil, err
 	}
 	defer f.Close()
-	c, err := Parse(f)
+	c, err := parse(f, name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
 	c.Path = name
 	return c, nil
 }
 
-// Parse reads main.cf syntax: "name = value" logical lines, a line that
-// starts with white space continues the previous one, lines whose first
-// non-blank character is "#" are comments. Unlike main.cf, "$name" is not
-// expanded (Postfix's cfg_parser does not either). A later setting of the
-// same name wins, as in main.cf.
-func Parse(r io.Reader) (*Config, error) {
+// Parse reads main.cf syntax: "name = value" logical lines as
+// maps.ScanLines reads them (a line that starts with white space
+// continues the previous one, lines whose first non-blank character is
+// "#" are comments), except that a continuation with nothing before it is
+// an error. Unlike main.cf, "$name" is not expanded (Postfix's cfg_parser
+// does not either). A later setting of the same name wins, as in main.cf.
+func Parse(r io.Reader) (*Config, error) { return parse(r, "config") }
+
+// parse is Parse with errors naming name:line.
+func parse(r io.Reader, name string) (*Config, error) {
 	c := &Config{values: map[string]string{}, lines: map[string]int{}, used: map[string]bool{}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	var cur strings.Builder
-	curLine, lineNo := 0, 0
-	flush := func() error {
-		if cur.Len() == 0 {
-			return nil
+	// ScanLines warns about a leading continuation line and skips it; in
+	// a table's configuration that loses part of a setting, so it is an
+	// error. It can only come before the first parameter.
+	var orphan string
+	warn := maps.Warn(func(msg string) {
+		if orphan == "" {
+			orphan = strings.TrimSuffix(msg, ": ignoring this line")
 		}
-		text := cur.String()
-		cur.Reset()
-		name, value, ok := strings.Cut(text, "=")
-		name = strings.TrimSpace(name)
-		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			return fmt.Errorf("line %d: expected \"name = value\"", curLine)
+	})
+	err := maps.ScanLines(r, name, warn, func(line int, text string) error {
+		if orphan != "" {
+			return errors.New(orphan)
 		}
-		c.values[name] = strings.TrimSpace(value)
-		c.lines[name] = curLine
+		key, value, ok := strings.Cut(text, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" || strings.ContainsAny(key, " \t") {
+			return fmt.Errorf("%s:%d: expected \"name = value\"", name, line)
+		}
+		c.values[key] = strings.TrimSpace(value)
+		c.lines[key] = line
 		return nil
+	})
+	if err == nil && orphan != "" {
+		err = errors.New(orphan)
 	}
-	for sc.Scan() {
-		lineNo++
-		line := strings.TrimRight(sc.Text(), "\r")
-		trimmed := strings.TrimSpace(line)
-		if trimmed == "" || trimmed[0] == '#' {
-			continue
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if cur.Len() == 0 {
-				return nil, fmt.Errorf("line %d: continuation line without a parameter before it", lineNo)
-			}
-			cur.WriteString(line)
-			continue
-		}
-		if err := flush(); err != nil {
-			return nil, err
-		}
-		cur.WriteString(line)
-		curLine = lineNo
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if err := flush(); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
