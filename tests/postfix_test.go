@@ -350,8 +350,11 @@ func readStored(t testing.TB, box storedBox) []readMessage {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range splitMbox(t, content) {
-			raws = append(raws, m)
+		// Each message without its From_ line and the empty line that
+		// ends it in the mbox.
+		for _, m := range mboxMessages(t, string(content)) {
+			_, msg, _ := strings.Cut(m, "\n")
+			raws = append(raws, []byte(strings.TrimSuffix(msg, "\n")))
 		}
 	} else {
 		if tmp, _ := os.ReadDir(filepath.Join(box.Path, "tmp")); len(tmp) > 0 {
@@ -391,36 +394,4 @@ func readStored(t testing.TB, box storedBox) []readMessage {
 		out = append(out, rm)
 	}
 	return out
-}
-
-// splitMbox cuts an mbox into messages at From_ lines that follow an empty
-// line, dropping each From_ line and the empty line that ends a message.
-func splitMbox(t testing.TB, content []byte) [][]byte {
-	t.Helper()
-	if len(content) == 0 {
-		return nil
-	}
-	if !bytes.HasPrefix(content, []byte("From ")) {
-		t.Fatalf("mbox does not start with a From_ line: %.80q", content)
-	}
-	var msgs [][]byte
-	for len(content) > 0 {
-		nl := bytes.IndexByte(content, '\n')
-		if nl < 0 {
-			t.Fatalf("mbox ends inside a From_ line")
-		}
-		content = content[nl+1:]
-		end := bytes.Index(content, []byte("\n\nFrom "))
-		var m []byte
-		if end < 0 {
-			m, content = content, nil
-		} else {
-			m, content = content[:end+2], content[end+2:]
-		}
-		if !bytes.HasSuffix(m, []byte("\n\n")) {
-			t.Errorf("mbox message does not end with an empty line: %.100q", m)
-		}
-		msgs = append(msgs, m[:len(m)-1])
-	}
-	return msgs
 }
