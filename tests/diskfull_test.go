@@ -11,19 +11,17 @@ import (
 // TestDiskFull: ENOSPC while writing is 452 4.3.1 (the MTA retries), the
 // other recipients are delivered, and nothing partial is left behind.
 func TestDiskFull(t *testing.T) {
-	if os.Getuid() != 0 {
-		skipUnlessCI(t, "needs root to mount a small tmpfs")
-	}
+	rootOrSkip(t, "mounting a small tmpfs")
 	in := StartInstance(t, Options{
 		Tables: map[string]string{"vmailbox": defaultMailboxes + "fullmd@example.com full/md/\nfullmbox@example.com full/mbox\n"},
 		Prepare: func(dir string) {
 			full := filepath.Join(dir, "mail", "full")
 			os.MkdirAll(full, 0o755)
 			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", full).CombinedOutput(); err != nil {
-				skipUnlessCI(t, "cannot mount tmpfs here: "+err.Error()+" "+string(out))
+				skipOrFail(t, "cannot mount tmpfs here: %v %s", err, out)
 			}
 			t.Cleanup(func() { exec.Command("umount", "-l", full).Run() })
-			chownAll(t, full, uidFor(), gidFor())
+			chownTree(t, full, testMailOwner(t))
 		},
 	})
 	c := in.Dial(t)

@@ -121,7 +121,7 @@ virtual_mailbox_limit = 100000
 deliver_lock_attempts = 1
 deliver_lock_delay = "1s"
 max_recipients = 20
-`, uidFor(), gidFor()),
+`, testMailOwner(t).UID, testMailOwner(t).GID),
 		Prepare: func(dir string) {
 			base := filepath.Join(dir, "mail", "example.com")
 			os.MkdirAll(base, 0o755)
@@ -130,7 +130,7 @@ max_recipients = 20
 			os.WriteFile(filepath.Join(base, "locked.lock"), nil, 0o600)
 			// An mbox already near virtual_mailbox_limit.
 			os.WriteFile(filepath.Join(base, "small"), []byte("From x  Thu Jan  1 00:00:00 1970\n"+strings.Repeat("x", 99000)+"\n\n"), 0o600)
-			chownAll(t, filepath.Join(dir, "mail"), uidFor(), gidFor())
+			chownTree(t, filepath.Join(dir, "mail"), testMailOwner(t))
 		},
 	})
 	c := in.Dial(t)
@@ -238,21 +238,6 @@ max_recipients = 20
 	if r := c.Reply(); !strings.HasPrefix(r, "501 5.1.7 ") {
 		t.Errorf("MAIL with a control character: %q, want 501 5.1.7", r)
 	}
-}
-
-// uidFor and gidFor are the ids the harness gives the default mailboxes.
-func uidFor() int {
-	if os.Getuid() == 0 {
-		return testUID
-	}
-	return os.Getuid()
-}
-
-func gidFor() int {
-	if os.Getuid() == 0 {
-		return testGID
-	}
-	return os.Getgid()
 }
 
 func TestLookupErrorDefers(t *testing.T) {

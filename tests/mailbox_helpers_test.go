@@ -144,30 +144,3 @@ func mboxMessages(t testing.TB, content string) []string {
 	}
 	return msgs
 }
-
-// chownAll gives a tree to uid:gid when the tests run as root.
-func chownAll(t testing.TB, root string, uid, gid int) {
-	t.Helper()
-	if os.Getuid() != 0 {
-		return
-	}
-	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// skipUnlessCI skips a test whose requirement is missing on a developer's
-// machine; under CI=true a missing requirement is a failure.
-func skipUnlessCI(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal("required under CI=true: " + why)
-	}
-	t.Skip(why)
-}

@@ -127,9 +127,9 @@ func StartInstance(t testing.TB, o Options) *Instance {
 			t.Fatal(err)
 		}
 	}
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid == 0 {
-		uid, gid = testUID, testGID
+	owner := testMailOwner(t)
+	uid, gid := owner.UID, owner.GID
+	if os.Getuid() == 0 {
 		// t.TempDir's parent is 0700: let the unprivileged server in.
 		os.Chmod(filepath.Dir(dir), 0o755)
 	}

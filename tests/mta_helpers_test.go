@@ -76,7 +76,8 @@ type mailOwner struct {
 }
 
 func testMailOwner(t testing.TB) mailOwner {
-	if os.Geteuid() != 0 {
+	t.Helper()
+	if os.Getuid() != 0 {
 		return mailOwner{os.Getuid(), os.Getgid()}
 	}
 	return mailOwner{testUID, testGID}
@@ -132,7 +133,7 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// waitFor polls cond every 50ms until it holds or the timeout passes.
+// pollUntil polls cond every 50ms until it holds or the timeout passes.
 func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

@@ -238,7 +238,7 @@ func TestSingleUserRefusesOtherUID(t *testing.T) {
 			"vmailbox": "me@example.com example.com/me/\nother@example.com example.com/other/\n",
 			"uids":     "other@example.com 5999\n",
 		},
-		Config: `virtual_uid_maps = ["texthash:uids", "static:` + strconv.Itoa(uidFor()) + `"]`,
+		Config: `virtual_uid_maps = ["texthash:uids", "static:` + strconv.Itoa(testMailOwner(t).UID) + `"]`,
 	})
 	r := in.Dial(t)
 	r.lhlo()
