@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // benchBody is a 4 kB message with a few lines the mbox writer quotes.
@@ -74,6 +78,30 @@ func benchDeliverParallel(b *testing.B, parallelism int, pathFormat string) {
 // Each delivery is durable: the file fdatasynced and new/ fsynced.
 func BenchmarkMaildir(b *testing.B) {
 	benchDeliver(b, LocalOptions{}, "dom/user/Maildir/")
+}
+
+// The same from a memfd spool, as the server passes most messages: the
+// spool and the Maildir are on different filesystems.
+func BenchmarkMaildirMemfdSpool(b *testing.B) {
+	l := benchLocal(b, LocalOptions{})
+	fd, err := unix.MemfdCreate("bench-spool", unix.MFD_CLOEXEC)
+	if err != nil {
+		b.Skipf("no memfd: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "bench-spool")
+	b.Cleanup(func() { f.Close() })
+	if _, err := f.WriteString(benchBody); err != nil {
+		b.Fatal(err)
+	}
+	msg := &Message{Sender: "a@example.org", Body: f, Size: int64(len(benchBody)), Arrival: time.Now(), ID: "BENCH"}
+	rcpts := []Recipient{rcpt("dom/user/Maildir/")}
+	ctx := context.Background()
+	for b.Loop() {
+		if err := l.Deliver(ctx, msg, rcpts)[0]; err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b)
 }
 
 // Concurrent single-recipient deliveries, as from many LMTP sessions,
