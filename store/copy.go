@@ -15,8 +15,15 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return
 // copySpool appends the first size bytes of the spool to dst at dst's
 // current offset. It reads the spool only at explicit offsets, so one
 // spool descriptor can serve many recipients (and goroutines) at once.
-// The kernel copies the data (copy_file_range, else sendfile); pread and
-// write are the last resort, e.g. for an O_APPEND target.
+// The kernel copies the data (sendfile); pread and write are the last
+// resort, e.g. for an O_APPEND target.
+//
+// Not copy_file_range: the spool is mostly a memfd, and from there to a
+// disk filesystem it fails with EXDEV on every message (one wasted system
+// call per delivery). Where it works, on one local filesystem, it gains
+// nothing either: the copy starts after the trace header, not on a block
+// boundary, so it cannot share blocks and does the same splice as
+// sendfile.
 func copySpool(dst int, src *os.File, size int64) error {
 	rc, err := src.SyscallConn()
 	if err != nil {
@@ -35,21 +42,6 @@ const chunk = 1 << 30
 
 func copyFD(dst, src int, size int64) error {
 	var off int64
-	for off < size {
-		n, err := unix.CopyFileRange(src, &off, dst, nil, int(min(size-off, chunk)), 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			if fallbackErr(err) && n <= 0 {
-				break
-			}
-			return err
-		}
-		if n == 0 {
-			return errShortSpool
-		}
-	}
 	for off < size {
 		n, err := unix.Sendfile(dst, src, &off, int(min(size-off, chunk)))
 		if err == unix.EINTR || err == unix.EAGAIN {
@@ -90,9 +82,9 @@ func copyFD(dst, src int, size int64) error {
 	return nil
 }
 
-// fallbackErr says the kernel cannot do this copy this way (another
-// filesystem, an unsupported file type, an O_APPEND target, an old kernel),
-// not that the copy itself failed.
+// fallbackErr says the kernel cannot do this copy this way (an unsupported
+// file type, an O_APPEND target, an old kernel), not that the copy itself
+// failed.
 func fallbackErr(err error) bool {
 	switch err {
 	case unix.EXDEV, unix.EINVAL, unix.ENOSYS, unix.EOPNOTSUPP, unix.EBADF, unix.EPERM:
