@@ -2,10 +2,10 @@ package store
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -121,28 +122,16 @@ func livePid(t *testing.T) int {
 	return cmd.Process.Pid
 }
 
-// logBuffer collects a Local's log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// testLogger logs to the test's output and to the returned buffer, whose
+// lines the test can check.
+func testLogger(t *testing.T) (*slog.Logger, *testutil.SyncBuffer) {
+	logs := &testutil.SyncBuffer{}
+	return slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), nil)), logs
 }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	os.Stderr.Write(p)
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func loggedLocal(t *testing.T, opts LocalOptions) (*Local, string, *logBuffer) {
-	logs := &logBuffer{}
-	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+func loggedLocal(t *testing.T, opts LocalOptions) (*Local, string, *testutil.SyncBuffer) {
+	var logs *testutil.SyncBuffer
+	opts.Logger, logs = testLogger(t)
 	l, base := newTestLocal(t, opts)
 	return l, base, logs
 }
@@ -411,9 +400,9 @@ func TestMboxWithoutXattrs(t *testing.T) {
 		t.Skipf("cannot mount a ramfs: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	logs := &logBuffer{}
+	log, logs := testLogger(t)
 	noXattrWarning = sync.Once{}
-	l, err := NewLocal(dir, LocalOptions{Hostname: testHost, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	l, err := NewLocal(dir, LocalOptions{Hostname: testHost, Logger: log})
 	must(t, err)
 	t.Cleanup(func() { l.Close() })
 	for range 3 {
