@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,7 +211,7 @@ func (in *Instance) Stop(t testing.TB) {
 	select {
 	case <-in.done:
 	default:
-		in.cmd.Process.Signal(os.Interrupt)
+		in.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-in.done:
 		case <-time.After(20 * time.Second):
