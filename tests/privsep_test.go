@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,11 +102,7 @@ func TestPrivsepDeliversAsEachOwner(t *testing.T) {
 	r.lhlo()
 	rcpts, data := r.txn("<sender@example.org>", []string{"<u1@example.com>", "<u2@example.com>", "<u3@example.com>"},
 		"Subject: three owners\n\nHello.\n")
-	for i, rep := range append(rcpts, data...) {
-		if !strings.HasPrefix(rep, "250") {
-			t.Fatalf("reply %d: %s", i, rep)
-		}
-	}
+	checkDelivered(t, rcpts, data, "u1@example.com", "u2@example.com", "u3@example.com")
 	base := filepath.Join(in.Base, "example.com")
 	for _, o := range [][3]int{{1, 5001, 5001}, {3, 5003, 5004}} {
 		md := filepath.Join(base, "u"+strconv.Itoa(o[0]), "Maildir")
@@ -179,15 +176,17 @@ func TestPrivsepDeliversAsEachOwner(t *testing.T) {
 
 	// A second message to the same owners reuses the warm workers.
 	rcpts, data = r.txn("<sender@example.org>", []string{"<u1@example.com>", "<u2@example.com>"}, "Subject: again\n\nx\n")
-	for i, rep := range append(rcpts, data...) {
-		if !strings.HasPrefix(rep, "250") {
-			t.Fatalf("second message, reply %d: %s", i, rep)
+	checkDelivered(t, rcpts, data, "u1@example.com", "u2@example.com")
+	var again []int
+	for _, c := range children(t, parent) {
+		if c.role() == "worker" {
+			again = append(again, c.pid)
 		}
 	}
-	for _, pid := range workers {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
-			t.Errorf("worker %d did not survive the second message: %v", pid, err)
-		}
+	slices.Sort(workers)
+	slices.Sort(again)
+	if !slices.Equal(again, workers) {
+		t.Errorf("workers after the second message %v, want the same %v", again, workers)
 	}
 
 	// SIGTERM to the parent reaches the front; everything exits.
@@ -259,6 +258,25 @@ func TestSingleUserRefusesOtherUID(t *testing.T) {
 	pollUntil(t, 5*time.Second, "a log line that says privileges are missing", func() bool {
 		return strings.Contains(in.Logs(), "privileges missing")
 	})
+}
+
+// checkDelivered fails unless every RCPT was accepted and each recipient's
+// DATA reply, in RCPT order, says it was delivered.
+func checkDelivered(t *testing.T, rcptReplies, dataReplies []string, rcpts ...string) {
+	t.Helper()
+	for i, rep := range rcptReplies {
+		if !strings.HasPrefix(rep, "250 ") {
+			t.Fatalf("RCPT reply %d: %s", i, rep)
+		}
+	}
+	if len(dataReplies) != len(rcpts) {
+		t.Fatalf("DATA replies %v, want %d", dataReplies, len(rcpts))
+	}
+	for i, rcpt := range rcpts {
+		if !strings.HasPrefix(dataReplies[i], "250 2.0.0 <"+rcpt+"> delivered") {
+			t.Errorf("DATA reply %d: %s, want 250 2.0.0 <%s> delivered", i, dataReplies[i], rcpt)
+		}
+	}
 }
 
 // runWithTimeout runs the binary to completion (at most 20s) and returns
