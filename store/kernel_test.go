@@ -45,7 +45,7 @@ func TestClassify(t *testing.T) {
 // and nothing of the message stays behind.
 func TestFileSizeLimitEFBIG(t *testing.T) {
 	l, base := newTestLocal(t, LocalOptions{})
-	old := "From a@b  Thu Jan  1 00:00:00 1970\n\nold\n\n"
+	old := oldMbox
 	must(t, os.WriteFile(filepath.Join(base, "mbox"), []byte(old), 0o600))
 	msg := spool(t, "a@b", strings.Repeat("x", 300<<10))
 

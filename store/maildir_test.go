@@ -151,16 +151,16 @@ func TestMaildirSymlinks(t *testing.T) {
 			l, base := newTestLocal(t, LocalOptions{})
 			outside := t.TempDir()
 			for _, d := range []string{"tmp", "new", "cur"} {
-				os.Mkdir(filepath.Join(outside, d), 0o700)
+				must(t, os.Mkdir(filepath.Join(outside, d), 0o700))
 			}
 			if err := os.MkdirAll(filepath.Dir(filepath.Join(base, tc.link)), 0o700); err != nil {
 				t.Fatal(err)
 			}
 			if tc.link != "dom" && tc.link != "dom/user" {
 				for _, d := range []string{"tmp", "new", "cur"} {
-					os.Mkdir(filepath.Join(base, "dom/user", d), 0o700)
+					must(t, os.Mkdir(filepath.Join(base, "dom/user", d), 0o700))
 				}
-				os.Remove(filepath.Join(base, tc.link))
+				must(t, os.Remove(filepath.Join(base, tc.link)))
 			}
 			if err := os.Symlink(outside, filepath.Join(base, tc.link)); err != nil {
 				t.Fatal(err)

@@ -91,7 +91,7 @@ func TestMboxMissingParent(t *testing.T) {
 func TestMboxLimit(t *testing.T) {
 	l, base := newTestLocal(t, LocalOptions{})
 	path := filepath.Join(base, "mbox")
-	old := "From a@b  Thu Jan  1 00:00:00 1970\n\nold\n\n"
+	old := oldMbox
 	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +123,8 @@ func TestMboxLimit(t *testing.T) {
 func TestMboxShortSpoolTruncates(t *testing.T) {
 	l, base := newTestLocal(t, LocalOptions{})
 	path := filepath.Join(base, "mbox")
-	old := "From a@b  Thu Jan  1 00:00:00 1970\n\nold\n\n"
-	os.WriteFile(path, []byte(old), 0o600)
+	old := oldMbox
+	must(t, os.WriteFile(path, []byte(old), 0o600))
 	msg := spool(t, "a@b", strings.Repeat("x", 200<<10))
 	msg.Size += 10
 	wantStatus(t, deliver(t, l, msg, rcpt("mbox")), Temporary)
@@ -252,7 +252,7 @@ func must(t *testing.T, err error) {
 func TestMboxLimitWhileWriting(t *testing.T) {
 	l, base := newTestLocal(t, LocalOptions{})
 	path := filepath.Join(base, "mbox")
-	old := "From a@b  Thu Jan  1 00:00:00 1970\n\nold\n\n"
+	old := oldMbox
 	must(t, os.WriteFile(path, []byte(old), 0o600))
 	body := strings.Repeat("From x\n", 40000) // 280 kB, 40000 bytes of quoting
 	r := rcpt("mbox")
