@@ -14,44 +14,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"github.com/vlmtpd/vlmtpd/store/worker"
 )
 
-// proc is a process found under /proc.
+// proc is a live child process of a vlmtpd under test.
 type proc struct {
-	pid, ppid int
-	argv      []string
+	pid  int
+	argv []string
 }
 
 // children lists the live children of pid.
 func children(t testing.TB, pid int) []proc {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []proc
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
+	for _, c := range proctree.Children(pid) {
+		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(c) + "/cmdline")
 		if err != nil {
-			continue
+			continue // exited meanwhile
 		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
-		i := bytes.LastIndexByte(stat, ')')
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		if ppid != pid {
-			continue
-		}
-		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		out = append(out, proc{pid: n, ppid: ppid, argv: strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")})
+		out = append(out, proc{pid: c, argv: strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")})
 	}
 	return out
 }

@@ -1,7 +1,8 @@
-// Package proctree measures the memory of a process and all its
-// descendants from Linux's /proc, for the load test and the benchmark
-// that compare vlmtpd, which runs delivery workers as child processes,
-// with other servers made of several processes.
+// Package proctree finds a process's children and measures the memory of
+// a process and all its descendants from Linux's /proc, for the tests that
+// look at vlmtpd's delivery workers and for the load test and the
+// benchmark that compare vlmtpd, which runs delivery workers as child
+// processes, with other servers made of several processes.
 package proctree
 
 import (
@@ -9,6 +10,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -17,6 +19,42 @@ import (
 // while /proc is read are left out.
 func Pids(pid int) []int {
 	children := map[int][]int{}
+	for _, p := range readProcs() {
+		children[p.ppid] = append(children[p.ppid], p.pid)
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		out = append(out, p)
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// Children lists the direct children of pid that are still running (not
+// zombies waiting to be reaped), in pid order.
+func Children(pid int) []int {
+	var out []int
+	for _, p := range readProcs() {
+		if p.ppid == pid && p.state != "Z" {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
+// proc is one process as /proc/PID/stat shows it.
+type proc struct {
+	pid, ppid int
+	state     string
+}
+
+// readProcs reads every process's stat, in pid order.
+func readProcs() []proc {
+	var out []proc
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
@@ -35,18 +73,10 @@ func Pids(pid int) []int {
 		}
 		if f := strings.Fields(string(st[i+1:])); len(f) > 2 {
 			pp, _ := strconv.Atoi(f[1])
-			children[pp] = append(children[pp], p)
+			out = append(out, proc{pid: p, ppid: pp, state: f[0]})
 		}
 	}
-	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		out = append(out, p)
-		for _, c := range children[p] {
-			walk(c)
-		}
-	}
-	walk(pid)
+	slices.SortFunc(out, func(a, b proc) int { return a.pid - b.pid })
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // startChild runs sleep under a name holding ") " so that Pids must find
@@ -43,6 +44,34 @@ func TestPidsFindsChildren(t *testing.T) {
 	}
 	if got := Pids(child); !slices.Equal(got, []int{child}) {
 		t.Fatalf("Pids(child) = %v, want just %d", got, child)
+	}
+}
+
+func TestChildren(t *testing.T) {
+	child := startChild(t)
+	if got := Children(os.Getpid()); !slices.Contains(got, child) {
+		t.Fatalf("Children = %v, want child %d among them", got, child)
+	}
+	if got := Children(child); len(got) != 0 {
+		t.Fatalf("Children(child) = %v, want none", got)
+	}
+	// A child that has exited but is not reaped yet is a zombie: not
+	// among the children, still among Pids.
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	zombie := cmd.Process.Pid
+	defer cmd.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for slices.Contains(Children(os.Getpid()), zombie) {
+		if time.Now().After(deadline) {
+			t.Fatalf("exited child %d still listed by Children", zombie)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !slices.Contains(Pids(os.Getpid()), zombie) {
+		t.Fatalf("Pids = %v, want the unreaped child %d among them", Pids(os.Getpid()), zombie)
 	}
 }
 
