@@ -14,6 +14,12 @@ import (
 // checkInterval is how often a file-backed table looks at its file.
 const checkInterval = time.Second
 
+// settleTime is how long a changed file must have stayed unmodified
+// before it is loaded. A file rewritten in place (cat new > vmailbox) is
+// empty or half-written for a moment, and loading that version would
+// bounce its missing recipients with 5.1.1 until the next check.
+const settleTime = time.Second
+
 // fileState identifies one version of a file: same inode, size and
 // modification time means same contents (as for Postfix's dict_changed).
 type fileState struct {
@@ -133,6 +139,9 @@ func (w *watchedFile[T]) check() {
 	fi, err := os.Stat(w.path)
 	if err == nil && (w.cur.Load().state.same(fi) || w.failedState.same(fi)) {
 		return // unchanged, or the version that already failed to load
+	}
+	if err == nil && time.Since(fi.ModTime()) < settleTime {
+		return // perhaps still being written: look again at the next check
 	}
 	var snap *snapshot[T]
 	if err == nil {

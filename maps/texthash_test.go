@@ -24,13 +24,42 @@ func lookup(t *testing.T, m Map, key string) string {
 }
 
 // reload makes the table look at its file now instead of within the next
-// second, and waits until it has.
+// second, and waits until it has. The file's modification time is first
+// set back past settleTime, as if its writer had finished a while ago.
 func reload(m Map) {
 	switch m := m.(type) {
 	case *textHash:
+		settle(m.file.path)
 		m.file.checkNow()
 	case *ruleMap:
+		settle(m.file.path)
 		m.file.checkNow()
+	}
+}
+
+func settle(path string) {
+	old := time.Now().Add(-2 * settleTime)
+	os.Chtimes(path, old, old) // a missing file stays missing
+}
+
+// A file modified less than settleTime ago may still be being written in
+// place: it is not loaded yet, so a half-written version can't bounce mail.
+func TestTextHashWaitsForAChangeToSettle(t *testing.T) {
+	opts, _ := testOptions(t)
+	writeFile(t, opts.Dir, "vmailbox", "a@x.test a/\n")
+	m, err := Open("texthash:vmailbox", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, opts.Dir, "vmailbox", "") // truncated, the new text not yet written
+	m.(*textHash).file.checkNow()
+	if got := lookup(t, m, "a@x.test"); got != "a/" {
+		t.Fatalf("a fresh, possibly half-written file was loaded: a = %q", got)
+	}
+	writeFile(t, opts.Dir, "vmailbox", "a@x.test a2/\n")
+	reload(m)
+	if got := lookup(t, m, "a@x.test"); got != "a2/" {
+		t.Fatalf("the settled change was not loaded: a = %q", got)
 	}
 }
 
