@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -248,36 +247,14 @@ func measure(smtpSource string, s *server, c cell, slot int) (result, error) {
 		args = append(args, "-r", strconv.Itoa(c.Rcpts))
 	}
 	args = append(args, "unix:"+s.socket)
-	var (
-		mu   sync.Mutex
-		peak int64
-		stop = make(chan struct{})
-		done = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			r := proctree.PSS(s.cmd.Process.Pid)
-			mu.Lock()
-			peak = max(peak, r)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	stop := proctree.PeakPSS(s.cmd.Process.Pid, 50*time.Millisecond)
 	cmd := exec.Command(smtpSource, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	err := cmd.Run()
 	elapsed := time.Since(start)
-	close(stop)
-	<-done
+	peak := stop()
 	if err != nil {
 		return result{}, fmt.Errorf("smtp-source %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,49 +34,6 @@ func smtpSource(t testing.TB, bin, socket string, args ...string) time.Duration 
 		t.Fatalf("smtp-source %s: %v\n%s", strings.Join(full, " "), err, out.String())
 	}
 	return time.Since(start)
-}
-
-// rssSampler records the memory (PSS) of a process tree every 20ms.
-type rssSampler struct {
-	mu      sync.Mutex
-	samples []int64
-	stop    chan struct{}
-	done    chan struct{}
-}
-
-func sampleRSS(pid int) *rssSampler {
-	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			r := proctree.PSS(pid)
-			s.mu.Lock()
-			s.samples = append(s.samples, r)
-			s.mu.Unlock()
-			select {
-			case <-s.stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return s
-}
-
-func (s *rssSampler) Stop() []int64 {
-	close(s.stop)
-	<-s.done
-	return s.samples
-}
-
-func maxOf(xs []int64) int64 {
-	var m int64
-	for _, x := range xs {
-		m = max(m, x)
-	}
-	return m
 }
 
 func TestLoadSmtpSource(t *testing.T) {
@@ -121,12 +77,12 @@ func TestLoadSmtpSource(t *testing.T) {
 		atRest = append(atRest, proctree.PSS(v.Pid()))
 	}
 	// Then 20 sessions, and 10 recipients per message.
-	rss := sampleRSS(v.Pid())
+	stop := proctree.PeakPSS(v.Pid(), 20*time.Millisecond)
 	d1 := smtpSource(t, src, v.Socket, "-s", "20", "-d", "-m", fmt.Sprint(single), "-l", fmt.Sprint(size), "-t", "bench@load.test")
-	phase1 := rss.Stop()
-	rss = sampleRSS(v.Pid())
+	phase1 := stop()
+	stop = proctree.PeakPSS(v.Pid(), 20*time.Millisecond)
 	d2 := smtpSource(t, src, v.Socket, "-s", "20", "-d", "-m", fmt.Sprint(multi), "-r", "10", "-l", fmt.Sprint(size), "-t", "bench@load.test")
-	phase2 := rss.Stop()
+	phase2 := stop()
 	t.Logf("smtp-source -s 1 -d -m %d -l %d, %d times: %v (%.0f deliveries/s)", steady/rounds, size, rounds, d0.Round(time.Millisecond), float64(steady)/d0.Seconds())
 	t.Logf("smtp-source -s 20 -d -m %d -l %d: %v (%.0f deliveries/s)", single, size, d1.Round(time.Millisecond), float64(single)/d1.Seconds())
 	t.Logf("smtp-source -s 20 -d -m %d -r 10 -l %d: %v (%.0f deliveries/s)", multi, size, d2.Round(time.Millisecond), float64(multi*10)/d2.Seconds())
@@ -135,7 +91,7 @@ func TestLoadSmtpSource(t *testing.T) {
 	for _, m := range atRest {
 		rest = append(rest, fmt.Sprintf("%.1f", mb(m)))
 	}
-	peak := max(maxOf(phase1), maxOf(phase2))
+	peak := max(phase1, phase2)
 	largest := proctree.MaxHWM(v.Pid())
 	t.Logf("vlmtpd memory (PSS of all its processes) after each steady round of %d messages: %s MB; peak under 20 sessions %.1f MB; largest process peak RSS %.1f MB",
 		steady/rounds, strings.Join(rest, ", "), mb(peak), mb(largest))
@@ -151,8 +107,8 @@ func TestLoadSmtpSource(t *testing.T) {
 	if largest > 64<<20 {
 		t.Errorf("a vlmtpd process peaked at %.1f MB RSS", mb(largest))
 	}
-	if maxOf(phase2) > maxOf(phase1)*2+16<<20 {
-		t.Errorf("vlmtpd's memory grew in the 10-recipient phase: %.1f MB after %.1f MB", mb(maxOf(phase2)), mb(maxOf(phase1)))
+	if phase2 > phase1*2+16<<20 {
+		t.Errorf("vlmtpd's memory grew in the 10-recipient phase: %.1f MB after %.1f MB", mb(phase2), mb(phase1))
 	}
 	if peak > 512<<20 {
 		t.Errorf("vlmtpd peak memory %.1f MB", mb(peak))

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Pids lists pid and all its descendants, pid first. Processes that exit
@@ -89,6 +90,31 @@ func PSS(pid int) int64 {
 		total += processPSS(p)
 	}
 	return total
+}
+
+// PeakPSS samples PSS(pid) every interval from now until the returned stop
+// is called; stop returns the largest sample.
+func PeakPSS(pid int, every time.Duration) (stop func() int64) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	var peak int64 // written by the sampler only, read after done
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			peak = max(peak, PSS(pid))
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(quit)
+		<-done
+		return peak
+	}
 }
 
 // MaxHWM is the largest peak resident set size (VmHWM) among pid and its

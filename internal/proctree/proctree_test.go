@@ -96,6 +96,15 @@ func TestMemory(t *testing.T) {
 	}
 }
 
+func TestPeakPSS(t *testing.T) {
+	child := startChild(t)
+	stop := PeakPSS(child, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	if peak, kid := stop(), processPSS(child); peak <= 0 || peak < kid/2 {
+		t.Fatalf("PeakPSS = %d, child's PSS now %d", peak, kid)
+	}
+}
+
 func TestGoneProcess(t *testing.T) {
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
