@@ -256,17 +256,13 @@ func checkWithReaders(t *testing.T, owner mailOwner, boxes []storedBox) {
 }
 
 // readerMessages are the hard cases for a mailbox reader: From_ lines in
-// the body, 8-bit UTF-8 and Latin-1 bodies, a UTF-8 subject, dot lines,
-// a long line, an empty body.
-func readerMessages(utf8Headers bool) []struct {
+// the body, 8-bit UTF-8 and Latin-1 bodies, a raw UTF-8 subject
+// (SMTPUTF8) and an encoded one, dot lines, a long line, an empty body.
+func readerMessages() []struct {
 	ID, Subject string
 	Extra       string
 	Body        string
 } {
-	subject := "=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?="
-	if utf8Headers {
-		subject = "Grüße aus Köln 📬"
-	}
 	long := strings.Repeat("0123456789", 99)
 	return []struct {
 		ID, Subject string
@@ -277,8 +273,9 @@ func readerMessages(utf8Headers bool) []struct {
 			"From the start of a line\nnot From here\nFrom\n>From already quoted once\n>>From twice\nFrom: looks like a header\n\nFrom after a blank line\nlast line\n"},
 		{"utf8-body@readers.test", "8-bit UTF-8", "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n",
 			"Grüße aus Köln — 日本語のテキスト ✉\nZażółć gęślą jaźń\nFrom Zürich\n"},
-		{"utf8-subject@readers.test", subject, "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n",
+		{"utf8-subject@readers.test", "Grüße aus Köln 📬", "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n",
 			"ünïcödé in the subject and here\n"},
+		{"encoded-subject@readers.test", "=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=", "", "an RFC 2047 subject\n"},
 		{"latin1@readers.test", "8-bit Latin-1", "Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n",
 			"caf\xe9 cr\xe8me br\xfbl\xe9e\n"},
 		{"dots@readers.test", "dot lines", "", ".\n..\n. leading dot\n...\nend\n"},
@@ -303,23 +300,14 @@ func TestReadersReadWhatVlmtpdWrote(t *testing.T) {
 	if err := c.Hello("client.test"); err != nil {
 		t.Fatal(err)
 	}
-	utf8 := false
-	if ok, _ := c.Extension("SMTPUTF8"); ok {
-		utf8 = true
+	for _, ext := range []string{"8BITMIME", "SMTPUTF8"} {
+		if ok, _ := c.Extension(ext); !ok {
+			t.Fatalf("%s not advertised: the 8-bit messages cannot be sent", ext)
+		}
 	}
 	var want []wantMessage
-	for _, m := range readerMessages(utf8) {
-		opts := &smtp.MailOptions{Body: smtp.Body8BitMIME}
-		if ok, _ := c.Extension("8BITMIME"); !ok {
-			opts = nil
-		}
-		if utf8 {
-			if opts == nil {
-				opts = &smtp.MailOptions{}
-			}
-			opts.UTF8 = true
-		}
-		if err := c.Mail("sender@client.test", opts); err != nil {
+	for _, m := range readerMessages() {
+		if err := c.Mail("sender@client.test", &smtp.MailOptions{Body: smtp.Body8BitMIME, UTF8: true}); err != nil {
 			t.Fatalf("MAIL: %v", err)
 		}
 		for _, r := range []string{"md@readers.test", "mb@readers.test"} {
