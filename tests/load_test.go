@@ -170,8 +170,8 @@ func TestLoadSmtpSource(t *testing.T) {
 		}
 	}
 	checkWithReaders(t, v.Owner, mboxes)
-	if fi, err := os.ReadDir(v.Dir + "/spool"); err == nil && len(fi) > 0 {
-		t.Errorf("spool holds %d files after the run", len(fi))
+	if left, err := os.ReadDir(v.Dir + "/spool"); err != nil || len(left) > 0 {
+		t.Errorf("spool holds %d files after the run (%v)", len(left), err)
 	}
 }
 
