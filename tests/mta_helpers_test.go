@@ -237,8 +237,8 @@ func startVlmtpdFor(t testing.TB, s vlmtpdSetup) *vlmtpdInstance {
 			if err := os.MkdirAll(parent, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			chownTree(t, filepath.Join(dir, "mail"), owner)
 		}
+		chownTree(t, filepath.Join(dir, "mail"), owner)
 		if privsep {
 			// The front (nobody) writes the spool.
 			u, err := user.Lookup("nobody")
