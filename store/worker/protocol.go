@@ -124,6 +124,11 @@ type sizeReply struct {
 // encoder appends fields to a payload.
 type encoder struct{ b []byte }
 
+// newEncoder starts a payload with room for a usual frame (a one-recipient
+// request is about 150 bytes), so encoding it allocates once rather than
+// at every doubling.
+func newEncoder() encoder { return encoder{b: make([]byte, 0, 256)} }
+
 func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
 func (e *encoder) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
 func (e *encoder) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
@@ -290,7 +295,7 @@ func (d *decoder) result() result {
 }
 
 func (h hello) encode() []byte {
-	var e encoder
+	e := newEncoder()
 	e.u32(h.Version)
 	e.str(h.Build)
 	e.u32(uint32(h.PID))
@@ -312,7 +317,7 @@ func decodeHello(p []byte) (hello, error) {
 }
 
 func (r *deliverRequest) encode() []byte {
-	var e encoder
+	e := newEncoder()
 	e.u64(r.Seq)
 	e.str(r.Sender)
 	e.i64(r.Size)
@@ -342,7 +347,7 @@ func decodeDeliverRequest(p []byte) (*deliverRequest, error) {
 }
 
 func (r *deliverReply) encode() []byte {
-	var e encoder
+	e := newEncoder()
 	e.u64(r.Seq)
 	appendList(&e, r.Results, e.result)
 	return e.b
@@ -356,7 +361,7 @@ func decodeDeliverReply(p []byte) (*deliverReply, error) {
 }
 
 func (r *sizeRequest) encode() []byte {
-	var e encoder
+	e := newEncoder()
 	e.u64(r.Seq)
 	e.rcpt(r.Rcpt)
 	return e.b
@@ -369,7 +374,7 @@ func decodeSizeRequest(p []byte) (*sizeRequest, error) {
 }
 
 func (r *sizeReply) encode() []byte {
-	var e encoder
+	e := newEncoder()
 	e.u64(r.Seq)
 	e.i64(r.Size)
 	e.result(r.Result)
