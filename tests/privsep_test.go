@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -285,14 +284,7 @@ func frontOf(t *testing.T, in *Instance) int {
 
 func waitExit(t *testing.T, pid int, what string) {
 	t.Helper()
-	pollUntil(t, 10*time.Second, what, func() bool {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			return true
-		}
-		i := bytes.LastIndexByte(stat, ')')
-		return i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z")
-	})
+	pollUntil(t, 10*time.Second, what, func() bool { return !proctree.Running(pid) })
 }
 
 // The parent exits when the front dies, and a front whose parent died

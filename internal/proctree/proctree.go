@@ -53,32 +53,47 @@ type proc struct {
 	state     string
 }
 
+// Running reports whether pid exists and is not a zombie.
+func Running(pid int) bool {
+	p, ok := readStat(pid)
+	return ok && p.state != "Z"
+}
+
 // readProcs reads every process's stat, in pid order.
 func readProcs() []proc {
 	var out []proc
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name may hold spaces and ")"; fields resume after
-		// the last ")": state, then the parent's pid.
-		i := bytes.LastIndexByte(st, ')')
-		if i < 0 {
-			continue
-		}
-		if f := strings.Fields(string(st[i+1:])); len(f) > 2 {
-			pp, _ := strconv.Atoi(f[1])
-			out = append(out, proc{pid: p, ppid: pp, state: f[0]})
+		if p, ok := readStat(pid); ok {
+			out = append(out, p)
 		}
 	}
 	slices.SortFunc(out, func(a, b proc) int { return a.pid - b.pid })
 	return out
+}
+
+// readStat reads /proc/PID/stat; false if the process is gone.
+func readStat(pid int) (proc, bool) {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return proc{}, false
+	}
+	// The command name may hold spaces and ")"; fields resume after the
+	// last ")": state, then the parent's pid.
+	i := bytes.LastIndexByte(st, ')')
+	if i < 0 {
+		return proc{}, false
+	}
+	f := strings.Fields(string(st[i+1:]))
+	if len(f) < 2 {
+		return proc{}, false
+	}
+	pp, _ := strconv.Atoi(f[1])
+	return proc{pid: pid, ppid: pp, state: f[0]}, true
 }
 
 // PSS is the proportional set size of pid and its descendants, in bytes.

@@ -70,6 +70,9 @@ func TestChildren(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if Running(zombie) || !Running(child) {
+		t.Fatalf("Running: zombie %v, sleeping child %v", Running(zombie), Running(child))
+	}
 	if !slices.Contains(Pids(os.Getpid()), zombie) {
 		t.Fatalf("Pids = %v, want the unreaped child %d among them", Pids(os.Getpid()), zombie)
 	}
