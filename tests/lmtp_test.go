@@ -3,6 +3,7 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -407,7 +408,7 @@ func TestConcurrentMbox(t *testing.T) {
 		t.Run(method, func(t *testing.T) {
 			in := StartInstance(t, Options{Config: fmt.Sprintf(`virtual_mailbox_lock = [%q]`, method)})
 			const clients, perClient = 20, 50
-			runClients(t, in, clients, perClient, "<bob@example.com>")
+			runClients(t, in, clients, perClient, "bob@example.com")
 			msgs := mboxMessages(t, readFile(t, filepath.Join(in.Base, "example.com/bob")))
 			if len(msgs) != clients*perClient {
 				t.Fatalf("mbox holds %d messages, want %d", len(msgs), clients*perClient)
@@ -434,7 +435,7 @@ func TestConcurrentMbox(t *testing.T) {
 // TestManyMaildirDeliveries: 1000 deliveries give 1000 unique files.
 func TestManyMaildirDeliveries(t *testing.T) {
 	in := StartInstance(t, Options{})
-	runClients(t, in, 10, 100, "<alice@example.com>")
+	runClients(t, in, 10, 100, "alice@example.com")
 	files := maildirFiles(t, filepath.Join(in.Base, "example.com/alice"))
 	if len(files) != 1000 {
 		t.Fatalf("%d files, want 1000", len(files))
@@ -453,36 +454,66 @@ func bodyFor(id string) string {
 	return "body of " + id + "\nFrom here on\n" + strings.Repeat("line "+id+"\n", 20)
 }
 
+// runClients sends perClient messages to rcpt on each of clients
+// concurrent sessions. The sessions use go-smtp's client, which returns
+// errors, so that no goroutine but the test's calls t.Fatal.
 func runClients(t *testing.T, in *Instance, clients, perClient int, rcpt string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for cl := 0; cl < clients; cl++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := net.Dial("unix", in.Socket)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer conn.Close()
-			c := newRaw(t, conn)
-			c.lhlo()
-			for m := 0; m < perClient; m++ {
-				id := fmt.Sprintf("%d-%d", cl, m)
-				_, dr := c.txn("<s@remote.test>", []string{rcpt}, "Subject: msg "+id+"\n\n"+bodyFor(id))
-				if len(dr) != 1 || !strings.HasPrefix(dr[0], "250") {
-					errs <- fmt.Errorf("message %s: %v", id, dr)
-					return
-				}
+			if err := sendMessages(in.Socket, cl, perClient, rcpt); err != nil {
+				errs <- fmt.Errorf("client %d: %w", cl, err)
 			}
 		}()
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatal(err)
+		t.Error(err)
 	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+func sendMessages(socket string, cl, n int, rcpt string) error {
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		return err
+	}
+	c := smtp.NewClientLMTP(conn)
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		return err
+	}
+	for m := 0; m < n; m++ {
+		id := fmt.Sprintf("%d-%d", cl, m)
+		if err := c.Mail("s@remote.test", nil); err != nil {
+			return fmt.Errorf("message %s: MAIL: %w", id, err)
+		}
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			return fmt.Errorf("message %s: RCPT: %w", id, err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			return fmt.Errorf("message %s: DATA: %w", id, err)
+		}
+		if _, err := io.WriteString(w, "Subject: msg "+id+"\n\n"+bodyFor(id)); err != nil {
+			return err
+		}
+		resp, err := w.CloseWithLMTPResponse()
+		if err != nil {
+			return fmt.Errorf("message %s: %w", id, err)
+		}
+		if r := resp[rcpt]; r == nil || !strings.Contains(r.StatusText, "<"+rcpt+"> delivered") {
+			return fmt.Errorf("message %s: replies %v", id, resp)
+		}
+	}
+	return c.Quit()
 }
 
 func TestCommands(t *testing.T) {
