@@ -10,6 +10,7 @@ import (
 
 	"github.com/vlmtpd/vlmtpd/maps"
 	"github.com/vlmtpd/vlmtpd/server/config"
+	"github.com/vlmtpd/vlmtpd/server/lmtp"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -154,7 +155,7 @@ func badPath(p string) string {
 	if strings.Trim(p, "/") == "" {
 		return "empty path"
 	}
-	if hasControl(p) {
+	if lmtp.HasControl(p) {
 		return "control character"
 	}
 	for _, part := range strings.Split(p, "/") {

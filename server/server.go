@@ -1,4 +1,5 @@
-// Package server is vlmtpd's front: LMTP sessions over go-smtp, recipient
+// Package server is vlmtpd's front, the unprivileged process that speaks
+// LMTP: sessions on the protocol engine (server/lmtp), recipient
 // resolution through the configured tables, spooling, and one reply per
 // recipient mapped from every outcome.
 package server
@@ -12,12 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/vlmtpd/vlmtpd/server/config"
+	"github.com/vlmtpd/vlmtpd/server/lmtp"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -28,10 +27,9 @@ type Server struct {
 	resolver *Resolver
 	spool    *Spool
 	deliver  store.Deliverer
-	smtp     *smtp.Server
+	lmtp     *lmtp.Server
 
-	draining atomic.Bool
-	conns    chan struct{} // one token per open connection
+	conns chan struct{} // one token per open connection
 }
 
 // New opens the tables and the spool. d does the mailbox writes.
@@ -47,49 +45,43 @@ func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, erro
 	}
 	s := &Server{cfg: cfg, log: log, resolver: res, spool: sp, deliver: d,
 		conns: make(chan struct{}, cfg.MaxConnections)}
-	ss := smtp.NewServer(smtp.BackendFunc(s.newSession))
-	ss.LMTP = true
-	ss.Domain = cfg.Hostname
-	ss.MaxMessageBytes = cfg.MessageSizeLimit
-	ss.MaxRecipients = cfg.MaxRecipients
-	ss.MaxLineLength = cfg.LineLengthLimit
-	ss.ReadTimeout = cfg.IdleTimeout
-	ss.WriteTimeout = time.Minute
-	ss.EnableSMTPUTF8 = true
-	ss.EnableDSN = true
-	ss.ErrorLog = errorLog{log}
-	s.smtp = ss
+	s.lmtp = &lmtp.Server{
+		Hostname:       cfg.Hostname,
+		Backend:        s,
+		MaxMessageSize: cfg.MessageSizeLimit,
+		MaxRecipients:  cfg.MaxRecipients,
+		MaxLineLength:  cfg.LineLengthLimit,
+		IdleTimeout:    cfg.IdleTimeout,
+		DataTimeout:    cfg.DataTimeout,
+		WriteTimeout:   time.Minute,
+		Log:            log,
+	}
 	return s, nil
 }
-
-// Resolver is the server's recipient resolver (for `vlmtpd lookup`).
-func (s *Server) Resolver() *Resolver { return s.resolver }
 
 // Serve accepts LMTP connections on every listener until Shutdown.
 func (s *Server) Serve(ls []net.Listener) error {
 	errs := make(chan error, len(ls))
 	for _, l := range ls {
 		l := &gateListener{Listener: l, s: s}
-		go func() { errs <- s.smtp.Serve(l) }()
+		go func() { errs <- s.lmtp.Serve(l) }()
 	}
 	var first error
 	for range ls {
-		if err := <-errs; err != nil && !errors.Is(err, smtp.ErrServerClosed) && first == nil {
+		if err := <-errs; err != nil && !errors.Is(err, lmtp.ErrServerClosed) && first == nil {
 			first = err
 		}
 	}
 	return first
 }
 
-// Shutdown stops accepting connections, refuses new transactions with 421,
-// waits for deliveries in progress until ctx ends, then closes everything.
+// Shutdown stops accepting connections, ends idle sessions with 421
+// 4.3.2 and lets transactions in progress finish until ctx ends; then
+// deliveries that have not started writing are cancelled, and those that
+// have are waited for, so no message is written after its client can no
+// longer hear the reply.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
-	err := s.smtp.Shutdown(ctx)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		s.smtp.Close()
-		err = nil
-	}
+	err := s.lmtp.Shutdown(ctx)
 	return errors.Join(err, s.resolver.Close())
 }
 

@@ -7,120 +7,90 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/vlmtpd/vlmtpd/maps"
+	"github.com/vlmtpd/vlmtpd/server/lmtp"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
-// session is one LMTP connection. go-smtp may call Logout while LMTPData
-// runs, so the transaction state is guarded by mu.
+// session is one client's LMTP session: the protocol engine calls it for
+// each envelope command and message, one call at a time.
 type session struct {
 	s     *Server
-	conn  *smtp.Conn
 	id    string
 	log   *slog.Logger
 	start time.Time
 
-	mu     sync.Mutex
-	from   string // external form, "" for <>
-	size   int64  // SIZE= from MAIL, 0 if not given
-	rcpts  []*rcpt
-	nmsg   int
-	closed bool
+	from  string // external form, "" for <>
+	size  int64  // SIZE= from MAIL, 0 if not given
+	rcpts []*rcpt
+	nmsg  int
 }
 
-// rcpt is one accepted RCPT: the string go-smtp knows it by, and where it
-// goes.
+// rcpt is one accepted RCPT and where it goes.
 type rcpt struct {
-	to  string
+	to  string // as the client wrote it
 	box store.Recipient
 	key string // folded address: duplicates share one delivery
 }
 
-func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+func (s *Server) NewSession(info lmtp.ConnInfo) lmtp.Session {
 	id := newID()
 	client := "local"
-	if a := c.Conn().RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
+	if a := info.Remote; a != nil && a.String() != "" && a.String() != "@" {
 		client = a.String()
 	}
-	ss := &session{s: s, conn: c, id: id, start: time.Now(),
-		log: s.log.With("session", id)}
-	ss.log.Info("session start", "client", client, "lhlo", c.Hostname())
-	return ss, nil
+	ss := &session{s: s, id: id, start: time.Now(), log: s.log.With("session", id)}
+	ss.log.Info("session start", "client", client, "lhlo", info.Hello)
+	return ss
 }
 
-// hasControl reports characters that must never reach a mailbox header or
-// a table key (CR and LF would let an address inject lines into an mbox).
-func hasControl(s string) bool {
-	for _, c := range s {
-		if c < ' ' || c == 0x7f {
-			return true
-		}
+func (ss *session) Mail(from lmtp.Address, opts lmtp.MailOptions) *Reply {
+	ss.Reset()
+	if from.Raw != "" {
+		ss.from = maps.Address{Local: from.Local, Domain: from.Domain}.Quoted()
 	}
-	return false
-}
-
-var (
-	errBadAddress = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "address contains control characters"}
-	errDraining   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "service shutting down, try again later"}
-)
-
-func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
-	if ss.s.draining.Load() {
-		return errDraining
-	}
-	if hasControl(from) {
-		return errBadAddress
-	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.resetLocked()
-	if from != "" {
-		ss.from = maps.ParseAddress(from).Quoted()
-	}
-	if opts != nil {
-		ss.size = opts.Size
-	}
+	ss.size = opts.Size
 	return nil
 }
 
-func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	if hasControl(to) {
-		return errBadAddress
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.DeliveryTimeout)
+func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOptions) *Reply {
+	ctx, cancel := context.WithTimeout(ctx, ss.s.cfg.DeliveryTimeout)
 	defer cancel()
-	res := ss.s.resolver.Resolve(ctx, to)
+	res := ss.s.resolver.Resolve(ctx, to.String())
 	if res.Err == nil {
-		res.Err = ss.s.rcptLimits(ctx, &res.Recipient, ss.txSize())
+		res.Err = ss.s.rcptLimits(ctx, &res.Recipient, ss.size)
 	}
 	if res.Err != nil {
-		ss.logOutcome(to, res.Recipient.Path, res.Err, "rcpt", 0)
-		return res.Err.For(to).SMTP()
+		ss.logOutcome(to.Raw, res.Recipient.Path, res.Err, "rcpt", 0)
+		return res.Err
+	}
+	for _, err := range opts.ParamErrors {
+		ss.log.Info("recipient parameter ignored", "rcpt", to.Raw, "reason", err)
 	}
 	box := res.Recipient
 	box.OriginalRecipient = box.Address
-	if opts != nil && opts.OriginalRecipient != "" && !hasControl(opts.OriginalRecipient) &&
-		(opts.OriginalRecipientType == smtp.DSNAddressTypeRFC822 || opts.OriginalRecipientType == smtp.DSNAddressTypeUTF8) {
-		box.OriginalRecipient = opts.OriginalRecipient
+	if o := originalRecipient(opts.OriginalRecipient); o != "" {
+		box.OriginalRecipient = o
 	}
 	if !ss.s.cfg.EnableOriginalRecipient {
 		box.OriginalRecipient = ""
 	}
-	ss.mu.Lock()
-	ss.rcpts = append(ss.rcpts, &rcpt{to: to, box: box, key: res.Address.String()})
-	ss.mu.Unlock()
+	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String()})
 	return nil
 }
 
-func (ss *session) txSize() int64 {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return ss.size
+// originalRecipient is ORCPT's address as X-Original-To shows it: quoting
+// only where the local part needs it, as virtual(8) writes it.
+func originalRecipient(orcpt string) string {
+	if orcpt == "" {
+		return ""
+	}
+	if a, err := lmtp.ParseMailbox(orcpt); err == nil {
+		return maps.Address{Local: a.Local, Domain: a.Domain}.Quoted()
+	}
+	return orcpt
 }
 
 // rcptLimits decides at RCPT what the mailbox limit and the deliverer can
@@ -136,8 +106,13 @@ func (s *Server) rcptLimits(ctx context.Context, box *store.Recipient, size int6
 	if box.Limit <= 0 || size <= 0 {
 		return nil
 	}
+	// SIZE= counts CRLF line ends and we store LF: a message of n bytes
+	// on the wire takes at least n/2 once every CR is gone (all empty
+	// lines). Only what cannot fit even then is refused here; the exact
+	// size decides after DATA.
+	least := (size + 1) / 2
 	if box.Format() == store.Maildir {
-		if size > box.Limit {
+		if least > box.Limit {
 			return replyf(552, 5, 2, 2, "message too large for this mailbox")
 		}
 		return nil
@@ -146,40 +121,31 @@ func (s *Server) rcptLimits(ctx context.Context, box *store.Recipient, size int6
 	if err != nil {
 		return ToReply(err)
 	}
-	if cur+size > box.Limit {
+	if cur+least > box.Limit {
 		return replyf(552, 5, 2, 2, "mailbox full")
 	}
 	return nil
 }
 
-func (ss *session) Data(r io.Reader) error {
-	// Not reached in LMTP mode: go-smtp calls LMTPData.
-	return errors.New("DATA outside LMTP")
-}
-
-// LMTPData spools the body once, then delivers to every recipient and sets
-// one status per accepted RCPT, each only once that mailbox is durable.
-func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
-	ss.mu.Lock()
-	rcpts := ss.rcpts
-	from := ss.from
+// Data spools the body once, then delivers to every recipient and returns
+// one reply per accepted RCPT, each a success only once that mailbox is
+// durable.
+func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	ss.nmsg++
 	msgID := ss.id + "." + strconv.Itoa(ss.nmsg)
-	ss.mu.Unlock()
 	start := time.Now()
+	rcpts := ss.rcpts
+	out := make([]*Reply, len(rcpts))
 
-	// go-smtp sets the read deadline per command line only, which would
-	// bound the whole body by idle_timeout: DATA gets its own.
-	ss.conn.Conn().SetReadDeadline(start.Add(ss.s.cfg.DataTimeout))
 	body, size, err := ss.s.spool.Write(r)
 	if err != nil {
-		rep := dataError(err)
+		rep := ToReply(err)
 		ss.log.Warn("message not received", "id", msgID, "error", err)
-		for _, rc := range rcpts {
+		for i, rc := range rcpts {
 			ss.logOutcome(rc.to, rc.box.Path, rep, msgID, time.Since(start))
-			status.SetStatus(rc.to, rep.SMTP())
+			out[i] = rep
 		}
-		return nil
+		return out
 	}
 	defer body.Close()
 
@@ -190,7 +156,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 
 	// One delivery per distinct recipient; a repeated RCPT gets the same
 	// reply as its first occurrence, without a second copy.
-	msg := &store.Message{Sender: from, Body: body, Size: size, Arrival: start, ID: msgID}
+	msg := &store.Message{Sender: ss.from, Body: body, Size: size, Arrival: start, ID: msgID}
 	replies := make(map[string]*Reply, len(rcpts))
 	var boxes []store.Recipient
 	var keys []string
@@ -207,8 +173,8 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		keys = append(keys, rc.key)
 	}
 	if len(boxes) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.DeliveryTimeout)
-		errs := ss.s.deliver.Deliver(ctx, msg, boxes)
+		dctx, cancel := context.WithTimeout(ctx, ss.s.cfg.DeliveryTimeout)
+		errs := ss.s.deliver.Deliver(dctx, msg, boxes)
 		cancel()
 		for i, k := range keys {
 			var err error
@@ -220,25 +186,16 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 			if err != nil {
 				replies[k] = ToReply(err)
 			} else {
-				replies[k] = &Reply{Code: 250, Enhanced: smtp.EnhancedCode{2, 0, 0}, Text: "delivered (" + msgID + ")"}
+				replies[k] = &Reply{Code: 250, Enhanced: lmtp.EnhancedCode{2, 0, 0}, Text: "delivered (" + msgID + ")"}
 			}
 		}
 	}
 	delay := time.Since(start)
-	for _, rc := range rcpts {
-		rep := replies[rc.key]
-		ss.logOutcome(rc.to, rc.box.Path, rep, msgID, delay)
-		status.SetStatus(rc.to, rep.SMTP())
+	for i, rc := range rcpts {
+		out[i] = replies[rc.key]
+		ss.logOutcome(rc.to, rc.box.Path, out[i], msgID, delay)
 	}
-	return nil
-}
-
-// dataError maps a failure to receive or spool the body.
-func dataError(err error) *Reply {
-	if errors.Is(err, smtp.ErrTooLongLine) {
-		return replyf(500, 5, 5, 2, "line too long")
-	}
-	return ToReply(err)
+	return out
 }
 
 func (ss *session) logOutcome(to, mailbox string, rep *Reply, msgID string, delay time.Duration) {
@@ -258,21 +215,9 @@ func (ss *session) logOutcome(to, mailbox string, rep *Reply, msgID string, dela
 }
 
 func (ss *session) Reset() {
-	ss.mu.Lock()
-	ss.resetLocked()
-	ss.mu.Unlock()
-}
-
-func (ss *session) resetLocked() {
 	ss.from, ss.size, ss.rcpts = "", 0, nil
 }
 
-func (ss *session) Logout() error {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if !ss.closed {
-		ss.closed = true
-		ss.log.Info("session end", "messages", ss.nmsg, "duration", time.Since(ss.start).Round(time.Millisecond))
-	}
-	return nil
+func (ss *session) Close() {
+	ss.log.Info("session end", "messages", ss.nmsg, "duration", time.Since(ss.start).Round(time.Millisecond))
 }

@@ -30,7 +30,7 @@ func TestDeliveryContentOwnerMode(t *testing.T) {
 		t.Fatalf("replies %v %v, want 2 and 2", rr, dr)
 	}
 	for i, rcpt := range []string{"Alice@Example.com", "bob@example.com"} {
-		if !strings.HasPrefix(rr[i], "250 2.0.0 ") || !strings.Contains(rr[i], "<"+rcpt+">") {
+		if !strings.HasPrefix(rr[i], "250 2.1.5 ") || !strings.Contains(rr[i], "<"+rcpt+">") {
 			t.Errorf("RCPT reply %d: %q", i, rr[i])
 		}
 		if !regexp.MustCompile(`^250 2\.0\.0 <` + regexp.QuoteMeta(rcpt) + `> delivered \(\S+\)$`).MatchString(dr[i]) {
@@ -145,7 +145,7 @@ max_recipients = 20
 		{"<gidzero@example.com>", "451 4.3.5 <gidzero@example.com> "},
 		{"<escape@example.com>", "451 4.3.5 <escape@example.com> "},
 		{"<ctrl@example.com>", "451 4.3.5 <ctrl@example.com> "},
-		{"<alice@example.com>", "250 2.0.0 "},
+		{"<alice@example.com>", "250 2.1.5 "},
 	}
 	var rcpts []string
 	for _, r := range rcptRows {

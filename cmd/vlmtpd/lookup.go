@@ -10,6 +10,7 @@ import (
 	"github.com/vlmtpd/vlmtpd/maps"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
+	"github.com/vlmtpd/vlmtpd/server/lmtp"
 )
 
 func init() {
@@ -69,10 +70,10 @@ func explain(w io.Writer, cfg *config.Config, addr string, res *server.Resolutio
 			fmt.Fprintf(w, "  mailbox limit:   none\n")
 		}
 		fmt.Fprintf(w, "  message limit:   %d bytes\n", cfg.MessageSizeLimit)
-		fmt.Fprintf(w, "  RCPT reply:      250 2.0.0 (accepted)\n")
+		fmt.Fprintf(w, "  RCPT reply:      %s\n", lmtp.RcptOK.Wire(res.Address.Quoted()))
 		return
 	}
-	fmt.Fprintf(w, "  RCPT reply:      %s\n", res.Err.For(res.Address.Quoted()).Error())
+	fmt.Fprintf(w, "  RCPT reply:      %s\n", res.Err.Wire(res.Address.Quoted()))
 	if res.Err.Detail != "" {
 		fmt.Fprintf(w, "  why:             %s\n", res.Err.Detail)
 	}
