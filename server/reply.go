@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"syscall"
 
 	"github.com/vlmtpd/vlmtpd/maps"
 	"github.com/vlmtpd/vlmtpd/server/lmtp"
@@ -38,8 +39,14 @@ func ToReply(err error) *Reply {
 	if errors.As(err, &le) {
 		return configError(err.Error())
 	}
+	st := store.StatusOf(err)
+	if st == store.Temporary && errors.Is(err, syscall.ENOSPC) {
+		// The spool's disk (or memory) is full: the same reply as a full
+		// mailbox disk.
+		st = store.NoSpace
+	}
 	var out *Reply
-	switch store.StatusOf(err) {
+	switch st {
 	case store.Locked:
 		out = replyf(451, 4, 2, 0, "mailbox busy, try again later")
 	case store.NoSpace:

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"syscall"
 
 	"github.com/vlmtpd/vlmtpd/privsep"
 	"github.com/vlmtpd/vlmtpd/server"
@@ -20,28 +19,26 @@ var privsepFront *privsep.Front
 // as root it runs the parent, which starts the front as the configured user
 // with the same command line, and done is true. Started by the parent it
 // picks up the inherited descriptors. Otherwise (single-user mode) it does
-// nothing.
-func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool) {
+// nothing. parentGone is closed if the front's parent dies.
+func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool, parentGone <-chan struct{}) {
 	fr, err := privsep.FrontFromEnv()
 	if err != nil {
 		log.Error("startup failed", "error", err)
-		return 1, true
+		return 1, true, nil
 	}
 	if fr != nil {
 		privsepFront = fr
-		go fr.Control.WatchParent(func() {
-			log.Error("the privileged parent is gone; shutting down")
-			syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		})
-		return 0, false
+		gone := make(chan struct{})
+		go fr.Control.WatchParent(func() { close(gone) })
+		return 0, false, gone
 	}
 	if os.Geteuid() != 0 {
-		return 0, false
+		return 0, false, nil
 	}
 	ls, err := server.Listen(cfg)
 	if err != nil {
 		log.Error("startup failed", "error", err)
-		return 1, true
+		return 1, true, nil
 	}
 	return privsep.Run(privsep.Options{
 		User: cfg.User,
@@ -53,7 +50,7 @@ func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool) {
 		Policy:         privsep.Policy{MinUID: cfg.VirtualMinimumUID},
 		Worker:         workerConfig(cfg),
 		Log:            log.With("role", "parent"),
-	}), true
+	}), true, nil
 }
 
 // listeners returns the front's listeners: the parent's, or its own.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/server"
@@ -51,7 +50,8 @@ func serve(cfg *config.Config) int {
 		log.Error("startup failed", "error", err)
 		return 1
 	}
-	if code, done := privsepRole(cfg, log); done {
+	code, done, parentGone := privsepRole(cfg, log)
+	if done {
 		return code
 	}
 	ls, err := listeners(cfg)
@@ -68,25 +68,44 @@ func serve(cfg *config.Config) int {
 		return fail(err)
 	}
 
+	// The exit code: 0 for a stop that was asked for, 1 when the
+	// privileged parent went away, so Restart=on-failure restarts us.
+	exit := make(chan int, 1)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() {
-		sig := <-sigs
-		for sig == syscall.SIGHUP {
-			// Table files are re-read when they change; nothing else is
-			// reloadable yet, and a hang-up must not stop delivery.
-			log.Info("SIGHUP: table files reload by themselves when changed; restart to apply configuration changes")
-			sig = <-sigs
+		code := 0
+	wait:
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					// Table files are re-read when they change; nothing
+					// else is reloadable yet, and a hang-up must not stop
+					// delivery.
+					log.Info("SIGHUP: table files reload by themselves when changed; restart to apply configuration changes")
+					continue
+				}
+				log.Info("shutting down", "signal", sig.String(), "shutdown_timeout", cfg.ShutdownTimeout)
+				break wait
+			case <-parentGone:
+				log.Error("the privileged parent is gone; shutting down")
+				code = 1
+				break wait
+			}
 		}
-		log.Info("shutting down", "signal", sig.String())
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
-		srv.Shutdown(ctx)
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("shutdown timeout reached: deliveries not yet writing were cancelled", "error", err)
+		}
+		exit <- code
 	}()
 	log.Info("vlmtpd started", "version", versionString(), "listen", cfg.Listen, "uid", os.Getuid())
 	if err := srv.Serve(ls); err != nil {
 		return fail(err)
 	}
-	log.Info("vlmtpd stopped")
-	return 0
+	code = <-exit
+	log.Info("vlmtpd stopped", "exit", code)
+	return code
 }

@@ -55,6 +55,9 @@ type Config struct {
 	IdleTimeout     time.Duration
 	DataTimeout     time.Duration
 	DeliveryTimeout time.Duration
+	// ShutdownTimeout is how long a stop waits for transactions in
+	// progress; keep it under systemd's TimeoutStopSec.
+	ShutdownTimeout time.Duration
 
 	WorkerIdleTimeout time.Duration
 	WorkerMaxUse      int
@@ -105,6 +108,7 @@ type file struct {
 	IdleTimeout     *string `toml:"idle_timeout"`
 	DataTimeout     *string `toml:"data_timeout"`
 	DeliveryTimeout *string `toml:"delivery_timeout"`
+	ShutdownTimeout *string `toml:"shutdown_timeout"`
 
 	WorkerIdleTimeout *string `toml:"worker_idle_timeout"`
 	WorkerMaxUse      *int    `toml:"worker_max_use"`
@@ -255,6 +259,7 @@ func (p *parser) build(f *file) *Config {
 	c.IdleTimeout = p.duration("idle_timeout", f.IdleTimeout, 300*time.Second)
 	c.DataTimeout = p.duration("data_timeout", f.DataTimeout, 600*time.Second)
 	c.DeliveryTimeout = p.duration("delivery_timeout", f.DeliveryTimeout, 300*time.Second)
+	c.ShutdownTimeout = p.duration("shutdown_timeout", f.ShutdownTimeout, 50*time.Second)
 	c.WorkerIdleTimeout = p.duration("worker_idle_timeout", f.WorkerIdleTimeout, 60*time.Second)
 
 	if c.Hostname == "" {

@@ -149,10 +149,14 @@ func ParseMailbox(s string) (Address, error) {
 // parseParams splits ESMTP parameters into upper-case keys and values.
 func parseParams(s string) (map[string]string, error) {
 	params := map[string]string{}
-	if !utf8.ValidString(s) || HasControl(s) {
+	// ASCII controls never belong in a parameter. Other oddities are left
+	// to each parameter's decoder: a bad ORCPT is ignored, not refused.
+	if strings.ContainsFunc(s, func(c rune) bool { return c < ' ' || c == 0x7f }) {
 		return nil, errors.New("invalid characters in parameters")
 	}
-	for _, p := range strings.Fields(s) {
+	// Only ASCII blanks separate parameters: strings.Fields would also
+	// split at U+0085 and U+2028 inside a UTF-8 ORCPT.
+	for _, p := range strings.FieldsFunc(s, func(c rune) bool { return c == ' ' || c == '\t' }) {
 		k, v, _ := strings.Cut(p, "=")
 		k = strings.ToUpper(k)
 		if k == "" {

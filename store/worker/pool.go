@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -384,6 +385,30 @@ func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, 
 	return reply, nil
 }
 
+// roundTripCancellable is roundTrip for a delivery whose client may stop
+// waiting (the server is stopping): once ctx ends, the worker is asked to
+// give up what it has not started writing, and its answer is still read,
+// so the caller learns what was and was not delivered.
+func (p *Pool) roundTripCancellable(ctx context.Context, w *proc, deadline time.Time, typ byte, payload []byte, fd int, want byte) ([]byte, error) {
+	var stopped atomic.Bool
+	fdone := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fdone)
+		if w.p.Stop != nil && w.p.Stop() == nil {
+			stopped.Store(true)
+		}
+	})
+	reply, err := p.roundTrip(w, deadline, typ, payload, fd, want)
+	if !stop() {
+		<-fdone
+	}
+	if stopped.Load() {
+		// A stopped worker exits once it has answered.
+		w.stopped = true
+	}
+	return reply, err
+}
+
 func (p *Pool) deadline(ctx context.Context, d time.Duration) time.Time {
 	t := time.Now().Add(d)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(t) {
@@ -456,6 +481,10 @@ func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.
 		}
 		return out
 	}
+	if err := ctx.Err(); err != nil {
+		// The server is stopping: nothing new is started.
+		return failAll(&store.Error{Status: store.Temporary, Op: "deliver", Err: err})
+	}
 	// Waiting for a worker counts against the deadline too.
 	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
@@ -469,7 +498,7 @@ func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.
 	for _, i := range idx {
 		req.Rcpts = append(req.Rcpts, all[i])
 	}
-	payload, err := p.roundTrip(w, deadline, frameDeliver, req.encode(), fd, frameDeliverReply)
+	payload, err := p.roundTripCancellable(ctx, w, deadline, frameDeliver, req.encode(), fd, frameDeliverReply)
 	var rep *deliverReply
 	if err == nil {
 		rep, err = decodeDeliverReply(payload)
