@@ -1,0 +1,39 @@
+package lmtp
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+// BenchmarkDataReader measures DATA's body path: dot-unstuffing, limits
+// and the end marker, from the connection's buffer to the backend.
+//
+//	go test -run '^$' -bench DataReader -benchmem ./server/lmtp/
+func BenchmarkDataReader(b *testing.B) {
+	for _, size := range []int{4 << 10, 1 << 20, 10 << 20} {
+		line := strings.Repeat("x", 76) + "\r\n"
+		var msg bytes.Buffer
+		for msg.Len() < size {
+			msg.WriteString(line)
+		}
+		msg.WriteString(".\r\n")
+		wire := msg.Bytes()
+		b.Run(fmt.Sprintf("%dKB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(len(wire)))
+			br := bufio.NewReaderSize(nil, 64<<10)
+			buf := make([]byte, 32<<10)
+			b.ReportAllocs()
+			for b.Loop() {
+				br.Reset(bytes.NewReader(wire))
+				r := newDotReader(br, limits{maxSize: 20 << 20, maxLine: 1 << 20})
+				if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
