@@ -45,7 +45,14 @@ func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, erro
 	}
 	s := &Server{cfg: cfg, log: log, resolver: res, spool: sp, deliver: d,
 		conns: make(chan struct{}, cfg.MaxConnections)}
+	tc, err := tlsConfig(cfg)
+	if err != nil {
+		res.Close()
+		return nil, err
+	}
 	s.lmtp = &lmtp.Server{
+		TLSConfig:      tc,
+		RequireTLS:     cfg.TLSSecurityLevel == "encrypt",
 		Hostname:       cfg.Hostname,
 		Backend:        s,
 		MaxMessageSize: cfg.MessageSizeLimit,

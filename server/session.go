@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -42,7 +43,11 @@ func (s *Server) NewSession(info lmtp.ConnInfo) lmtp.Session {
 		client = a.String()
 	}
 	ss := &session{s: s, id: id, start: time.Now(), log: s.log.With("session", id)}
-	ss.log.Info("session start", "client", client, "lhlo", info.Hello)
+	attrs := []any{"client", client, "lhlo", info.Hello}
+	if info.TLS != nil {
+		attrs = append(attrs, "tls", tls.VersionName(info.TLS.Version), "cipher", tls.CipherSuiteName(info.TLS.CipherSuite))
+	}
+	ss.log.Info("session start", attrs...)
 	return ss
 }
 

@@ -63,6 +63,15 @@ type Config struct {
 	WorkerMaxUse      int
 	WorkerLimit       int
 
+	// STARTTLS on inet listeners: the certificate and key (PEM), the
+	// policy ("none", "may", "encrypt": STARTTLS required before MAIL)
+	// and, if any, the SHA-256 fingerprints (lower-case hex) of the only
+	// client certificates accepted.
+	TLSCertFile           string
+	TLSKeyFile            string
+	TLSSecurityLevel      string
+	TLSClientFingerprints []string
+
 	EnableOriginalRecipient bool
 	LogLevel                string
 	LogFormat               string
@@ -114,9 +123,53 @@ type file struct {
 	WorkerMaxUse      *int    `toml:"worker_max_use"`
 	WorkerLimit       *int    `toml:"worker_limit"`
 
+	TLSCertFile           *string `toml:"tls_cert_file"`
+	TLSKeyFile            *string `toml:"tls_key_file"`
+	TLSSecurityLevel      *string `toml:"tls_security_level"`
+	TLSClientFingerprints *list   `toml:"tls_client_fingerprints"`
+
 	EnableOriginalRecipient *bool   `toml:"enable_original_recipient"`
 	LogLevel                *string `toml:"log_level"`
 	LogFormat               *string `toml:"log_format"`
+}
+
+// tls reads the STARTTLS settings. A certificate alone means "may"; any
+// level but "none" needs the certificate and its key.
+func (p *parser) tls(c *Config, f *file) {
+	if f.TLSCertFile != nil {
+		c.TLSCertFile = p.absPath(c.Dir, *f.TLSCertFile)
+	}
+	if f.TLSKeyFile != nil {
+		c.TLSKeyFile = p.absPath(c.Dir, *f.TLSKeyFile)
+	}
+	def := "none"
+	if c.TLSCertFile != "" {
+		def = "may"
+	}
+	c.TLSSecurityLevel = or(f.TLSSecurityLevel, def)
+	switch c.TLSSecurityLevel {
+	case "none":
+	case "may", "encrypt":
+		if c.TLSCertFile == "" || c.TLSKeyFile == "" {
+			p.errorf("tls_security_level", "%q needs tls_cert_file and tls_key_file", c.TLSSecurityLevel)
+		}
+	default:
+		p.errorf("tls_security_level", "unknown level %q (none, may, encrypt)", c.TLSSecurityLevel)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		p.errorf("tls_cert_file", "tls_cert_file and tls_key_file go together")
+	}
+	for _, fp := range or(f.TLSClientFingerprints, nil) {
+		hex := strings.ToLower(strings.ReplaceAll(fp, ":", ""))
+		if len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+			p.errorf("tls_client_fingerprints", "%q is not a SHA-256 fingerprint (64 hex digits, colons allowed)", fp)
+			continue
+		}
+		c.TLSClientFingerprints = append(c.TLSClientFingerprints, hex)
+	}
+	if len(c.TLSClientFingerprints) > 0 && c.TLSSecurityLevel != "encrypt" {
+		p.errorf("tls_client_fingerprints", "needs tls_security_level = \"encrypt\"")
+	}
 }
 
 // list is a list parameter: a TOML array of strings, or one string split
@@ -292,6 +345,7 @@ func (p *parser) build(f *file) *Config {
 		}
 		c.AllowedNetworks = append(c.AllowedNetworks, pfx)
 	}
+	p.tls(c, f)
 	if c.User == "" || c.User == "root" {
 		p.errorf("user", "must name an unprivileged user")
 	}

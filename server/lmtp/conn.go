@@ -3,6 +3,7 @@ package lmtp
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +33,11 @@ var (
 
 // conn is one client connection.
 type conn struct {
-	s    *Server
+	s *Server
+	// raw is the accepted connection; nc is what is read and written,
+	// a TLS layer over raw after STARTTLS. Deadlines set on raw hold for
+	// both, and only raw is touched by Shutdown.
+	raw  net.Conn
 	nc   net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
@@ -43,6 +48,7 @@ type conn struct {
 	inMail bool
 	rcpts  []string
 
+	tls     *tls.ConnectionState
 	errors  int
 	closing bool
 	idle    atomic.Bool // waiting for a command outside a transaction
@@ -50,7 +56,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	return &conn{s: s, raw: nc, nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
 }
 
 func (c *conn) serve() {
@@ -107,16 +113,16 @@ func (c *conn) readCommand() (string, error) {
 
 func (c *conn) wakeIfIdle() {
 	if c.idle.Load() {
-		c.nc.SetReadDeadline(aLongTimeAgo)
+		c.raw.SetReadDeadline(aLongTimeAgo)
 	}
 }
 
 // setReadDeadline sets d unless Shutdown has run out of time, in which
 // case every read ends at once.
 func (c *conn) setReadDeadline(d time.Time) {
-	c.nc.SetReadDeadline(d)
+	c.raw.SetReadDeadline(d)
 	if c.s.ctx.Err() != nil {
-		c.nc.SetReadDeadline(aLongTimeAgo)
+		c.raw.SetReadDeadline(aLongTimeAgo)
 	}
 }
 
@@ -217,14 +223,27 @@ func (c *conn) handle(line string) {
 		c.lhlo(arg)
 	case "HELO", "EHLO":
 		c.protocolError(Replyf(500, 5, 5, 1, "this is an LMTP server: use LHLO"))
-	case "MAIL":
-		c.mail(arg)
-	case "RCPT":
-		c.rcpt(arg)
-	case "DATA":
-		c.data(arg)
-	case "BDAT":
-		c.bdat(arg)
+	case "MAIL", "RCPT", "DATA", "BDAT":
+		if c.needsTLS() {
+			if verb == "BDAT" {
+				// Its chunk cannot be told from commands.
+				c.reply(errNeedTLS)
+				c.closing = true
+				return
+			}
+			c.protocolError(errNeedTLS)
+			return
+		}
+		switch verb {
+		case "MAIL":
+			c.mail(arg)
+		case "RCPT":
+			c.rcpt(arg)
+		case "DATA":
+			c.data(arg)
+		case "BDAT":
+			c.bdat(arg)
+		}
 	case "RSET":
 		c.endTransaction()
 		c.reply(Replyf(250, 2, 0, 0, "reset"))
@@ -237,7 +256,9 @@ func (c *conn) handle(line string) {
 		c.reply(Replyf(252, 2, 5, 2, "cannot verify; send the message and RCPT will tell"))
 	case "":
 		c.protocolError(Replyf(500, 5, 5, 2, "empty command"))
-	case "STARTTLS", "AUTH", "EXPN", "HELP", "TURN", "ETRN", "SEND", "SOML", "SAML":
+	case "STARTTLS":
+		c.startTLS(arg)
+	case "AUTH", "EXPN", "HELP", "TURN", "ETRN", "SEND", "SOML", "SAML":
 		c.protocolError(Replyf(502, 5, 5, 1, "%s not implemented", verb))
 	default:
 		c.protocolError(Replyf(500, 5, 5, 2, "command not recognized"))
@@ -251,13 +272,16 @@ func (c *conn) lhlo(arg string) {
 		return
 	}
 	if c.sess == nil {
-		c.sess = c.s.Backend.NewSession(ConnInfo{Remote: c.nc.RemoteAddr(), Hello: name})
+		c.sess = c.s.Backend.NewSession(ConnInfo{Remote: c.nc.RemoteAddr(), Hello: name, TLS: c.tls})
 	} else {
 		c.endTransaction()
 	}
 	// The client's name is never echoed: whatever it holds stays out of
 	// our replies.
 	lines := []string{c.s.Hostname, "PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN"}
+	if c.offersTLS() {
+		lines = append(lines, "STARTTLS")
+	}
 	if c.s.MaxMessageSize > 0 {
 		lines = append(lines, "SIZE "+strconv.FormatInt(c.s.MaxMessageSize, 10))
 	} else {
@@ -269,6 +293,54 @@ func (c *conn) lhlo(arg string) {
 			sep = " "
 		}
 		c.write("250" + sep + l)
+	}
+}
+
+var errNeedTLS = Replyf(530, 5, 7, 0, "must issue a STARTTLS command first")
+
+// offersTLS: TLS is configured, this is TCP, and not yet encrypted.
+func (c *conn) offersTLS() bool {
+	_, tcp := c.nc.RemoteAddr().(*net.TCPAddr)
+	return c.s.TLSConfig != nil && tcp && c.tls == nil
+}
+
+func (c *conn) needsTLS() bool { return c.s.RequireTLS && c.offersTLS() }
+
+// startTLS upgrades the connection (RFC 3207). Whatever the client sent
+// after the command in the clear is dropped with the old buffer, so
+// nothing injected before the handshake runs inside TLS, and the session
+// starts over at LHLO.
+func (c *conn) startTLS(arg string) {
+	switch {
+	case !c.offersTLS():
+		c.protocolError(Replyf(502, 5, 5, 1, "STARTTLS not available"))
+		return
+	case arg != "":
+		c.protocolError(Replyf(501, 5, 5, 4, "STARTTLS takes no argument"))
+		return
+	case c.inMail:
+		c.protocolError(Replyf(503, 5, 5, 1, "STARTTLS inside a transaction"))
+		return
+	}
+	c.reply(Replyf(220, 2, 0, 0, "ready to start TLS"))
+	if err := c.flush(); err != nil {
+		return
+	}
+	tc := tls.Server(c.nc, c.s.TLSConfig)
+	c.setReadDeadline(deadline(c.s.IdleTimeout))
+	if err := tc.Handshake(); err != nil {
+		c.s.Log.Warn("TLS handshake failed", "client", c.nc.RemoteAddr().String(), "error", err)
+		c.closing = true
+		c.bw.Reset(io.Discard)
+		return
+	}
+	st := tc.ConnectionState()
+	c.nc, c.tls = tc, &st
+	c.br = bufio.NewReaderSize(tc, 64<<10)
+	c.bw = bufio.NewWriterSize(tc, 4<<10)
+	if c.sess != nil {
+		c.sess.Close()
+		c.sess = nil
 	}
 }
 

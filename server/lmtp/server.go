@@ -16,6 +16,7 @@ package lmtp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -34,6 +35,8 @@ type Backend interface {
 type ConnInfo struct {
 	Remote net.Addr
 	Hello  string // the LHLO argument
+	// TLS is the connection's TLS state after STARTTLS, nil before.
+	TLS *tls.ConnectionState
 }
 
 // Session answers one client's transactions. A nil *Reply from Mail or
@@ -88,6 +91,11 @@ type Server struct {
 	DataTimeout  time.Duration
 	WriteTimeout time.Duration
 	Log          *slog.Logger
+	// TLSConfig, when set, offers STARTTLS on TCP connections (never on
+	// unix sockets: those are local). RequireTLS refuses a transaction
+	// on TCP before STARTTLS.
+	TLSConfig  *tls.Config
+	RequireTLS bool
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -189,7 +197,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	s.mu.Lock()
 	for c := range s.conns {
-		c.nc.SetReadDeadline(aLongTimeAgo)
+		c.raw.SetReadDeadline(aLongTimeAgo)
 	}
 	s.mu.Unlock()
 	select {
@@ -197,7 +205,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-time.After(afterCancelGrace):
 		s.mu.Lock()
 		for c := range s.conns {
-			c.nc.Close()
+			c.raw.Close()
 		}
 		s.mu.Unlock()
 		<-done
