@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/vlmtpd/vlmtpd/maps"
@@ -154,14 +153,15 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	}
 	defer body.Close()
 
-	loops, err := deliveredTo(body, size)
+	trace, err := scanTrace(body, size)
 	if err != nil {
 		ss.log.Warn("reading header for loop check", "id", msgID, "error", err)
 	}
 
 	// One delivery per distinct recipient; a repeated RCPT gets the same
 	// reply as its first occurrence, without a second copy.
-	msg := &store.Message{Sender: ss.from, Body: body, Size: size, Arrival: start, ID: msgID}
+	msg := &store.Message{Sender: ss.from, Body: body, Size: size, Arrival: start, ID: msgID,
+		HasReturnPath: trace.clientWroteReturnPath(ss.from)}
 	replies := make(map[string]*Reply, len(rcpts))
 	var boxes []store.Recipient
 	var keys []string
@@ -169,12 +169,14 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 		if _, dup := replies[rc.key]; dup {
 			continue
 		}
-		if loops[strings.ToLower(rc.box.Address)] {
+		if ss.s.cfg.DeliveredToLoopCheck && trace.loops(rc.box.Address) {
 			replies[rc.key] = replyf(554, 5, 4, 6, "mail forwarding loop for %s", rc.box.Address)
 			continue
 		}
 		replies[rc.key] = nil
-		boxes = append(boxes, rc.box)
+		box := rc.box
+		box.HasDeliveredTo = trace.clientDeliveredTo(box.Address)
+		boxes = append(boxes, box)
 		keys = append(keys, rc.key)
 	}
 	if len(boxes) > 0 {

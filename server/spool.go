@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -213,42 +212,4 @@ func (l *lfWriter) Close() error {
 		}
 	}
 	return l.w.Flush()
-}
-
-// maxHeaderScan bounds how much of the header block the loop check reads.
-const maxHeaderScan = 1 << 20
-
-// deliveredTo collects the Delivered-To values of the message's header
-// block (first physical line, folded, as Postfix's delivered_hdr), at most
-// 1000 of them.
-func deliveredTo(body io.ReaderAt, size int64) (map[string]bool, error) {
-	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(io.NewSectionReader(body, 0, min(size, maxHeaderScan)))
-	defer func() { br.Reset(nil); readerPool.Put(br) }()
-	seen := map[string]bool{}
-	for len(seen) < 1000 {
-		line, err := br.ReadSlice('\n')
-		if len(line) == 0 || line[0] == '\n' {
-			break // end of header block (or of the message)
-		}
-		if len(line) > 13 && (line[0] == 'D' || line[0] == 'd') && strings.EqualFold(string(line[:13]), "delivered-to:") {
-			v := strings.TrimSpace(string(line[13:]))
-			seen[strings.ToLower(v)] = true
-		} else if line[0] != ' ' && line[0] != '\t' && bytes.IndexByte(line, ':') < 0 {
-			break // not a header line: the header block has ended
-		}
-		if err == bufio.ErrBufferFull {
-			// An over-long header line: skip the rest of it.
-			for err == bufio.ErrBufferFull {
-				_, err = br.ReadSlice('\n')
-			}
-		}
-		if err != nil {
-			if err == io.EOF {
-				break
-			}
-			return seen, err
-		}
-	}
-	return seen, nil
 }

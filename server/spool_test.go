@@ -78,22 +78,6 @@ func FuzzSpoolLineEndings(f *testing.F) {
 	})
 }
 
-func TestDeliveredTo(t *testing.T) {
-	msg := "Received: from x\n\tby y\nDelivered-To: Alice@Example.com\ndelivered-to:  bob@example.com \nSubject: s\n\nDelivered-To: body@example.com\n"
-	f, err := os.CreateTemp(t.TempDir(), "m")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString(msg)
-	got, err := deliveredTo(f, int64(len(msg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got["alice@example.com"] || !got["bob@example.com"] || got["body@example.com"] || len(got) != 2 {
-		t.Errorf("got %v", got)
-	}
-}
-
 func TestBadPath(t *testing.T) {
 	for p, bad := range map[string]bool{
 		"example.com/alice/": false, "/abs/ok": false, "a..b/c": false,

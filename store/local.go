@@ -157,7 +157,7 @@ func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx i
 	if err != nil {
 		return fail(BadMailbox, "path", r.Path, err)
 	}
-	hdr, err := traceHeader(msg.Sender, r)
+	hdr, err := traceHeader(msg, r)
 	if err != nil {
 		return fail(Temporary, "header", r.Path, err)
 	}
@@ -231,8 +231,11 @@ func (l *Local) MailboxSize(ctx context.Context, r Recipient) (int64, error) {
 // traceHeader is what virtual(8) puts before the message, in its order:
 // Return-Path (with angle brackets, <> for the null sender), X-Original-To
 // (left out when unknown) and Delivered-To (both without brackets, as
-// Postfix writes them and as its loop detection compares them).
-func traceHeader(sender string, r Recipient) ([]byte, error) {
+// Postfix writes them and as its loop detection compares them). A
+// Return-Path or Delivered-To the client already put on top with the same
+// value (msg.HasReturnPath, r.HasDeliveredTo) is not written twice.
+func traceHeader(msg *Message, r Recipient) ([]byte, error) {
+	sender := msg.Sender
 	for _, s := range []string{sender, r.Address, r.OriginalRecipient} {
 		for i := 0; i < len(s); i++ {
 			if c := s[i]; c < 0x20 || c == 0x7f {
@@ -241,16 +244,20 @@ func traceHeader(sender string, r Recipient) ([]byte, error) {
 		}
 	}
 	b := make([]byte, 0, 64+len(sender)+len(r.Address)+len(r.OriginalRecipient))
-	b = append(b, "Return-Path: <"...)
-	b = append(b, sender...)
-	b = append(b, ">\n"...)
+	if !msg.HasReturnPath {
+		b = append(b, "Return-Path: <"...)
+		b = append(b, sender...)
+		b = append(b, ">\n"...)
+	}
 	if r.OriginalRecipient != "" {
 		b = append(b, "X-Original-To: "...)
 		b = append(b, r.OriginalRecipient...)
 		b = append(b, '\n')
 	}
-	b = append(b, "Delivered-To: "...)
-	b = append(b, r.Address...)
-	b = append(b, '\n')
+	if !r.HasDeliveredTo {
+		b = append(b, "Delivered-To: "...)
+		b = append(b, r.Address...)
+		b = append(b, '\n')
+	}
 	return b, nil
 }

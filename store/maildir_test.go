@@ -104,7 +104,7 @@ func TestMaildirExistingDirs(t *testing.T) {
 func TestMaildirLimit(t *testing.T) {
 	l, base := newTestLocal(t, LocalOptions{})
 	msg := spool(t, "a@b", testBody)
-	hdr, _ := traceHeader("a@b", rcpt("m/"))
+	hdr, _ := traceHeader(&Message{Sender: "a@b"}, rcpt("m/"))
 	size := int64(len(hdr) + len(testBody))
 
 	r := rcpt("m/")
@@ -286,5 +286,41 @@ func TestMaildirHost(t *testing.T) {
 	files := maildirFiles(t, filepath.Join(base, "m"))
 	if len(files) != 1 || !regexp.MustCompile(`\.h\\0571\\0722,S=\d+$`).MatchString(files[0]) {
 		t.Errorf("files %v", files)
+	}
+}
+
+// A Return-Path and Delivered-To the client already put on top (as
+// OpenSMTPD's lmtp delivery does) are not written a second time; the
+// X-Original-To still is, and the S= size counts what was written.
+func TestTraceHeaderTheClientWroteIsNotRepeated(t *testing.T) {
+	const clientTop = "Return-Path: <alice@example.org>\nDelivered-To: User@example.com\nReceived: from a by b\n"
+	for _, tc := range []struct {
+		returnPath, deliveredTo bool
+		want                    string
+	}{
+		{false, false, "Return-Path: <alice@example.org>\nX-Original-To: user+tag@example.com\nDelivered-To: User@example.com\n"},
+		{true, false, "X-Original-To: user+tag@example.com\nDelivered-To: User@example.com\n"},
+		{false, true, "Return-Path: <alice@example.org>\nX-Original-To: user+tag@example.com\n"},
+		{true, true, "X-Original-To: user+tag@example.com\n"},
+	} {
+		l, base := newTestLocal(t, LocalOptions{})
+		msg := spool(t, "alice@example.org", clientTop+testBody)
+		msg.HasReturnPath = tc.returnPath
+		r := rcpt("md/")
+		r.HasDeliveredTo = tc.deliveredTo
+		if err := deliver(t, l, msg, r); err != nil {
+			t.Fatal(err)
+		}
+		files := maildirFiles(t, filepath.Join(base, "md"))
+		if len(files) != 1 {
+			t.Fatalf("%d files", len(files))
+		}
+		want := tc.want + clientTop + testBody
+		if got := readFile(t, files[0]); got != want {
+			t.Errorf("Return-Path written by the client %v, Delivered-To %v:\n%q\nwant\n%q", tc.returnPath, tc.deliveredTo, got, want)
+		}
+		if m := maildirNameRE.FindStringSubmatch(filepath.Base(files[0])); m == nil || m[5] != strconv.Itoa(len(want)) {
+			t.Errorf("name %s: S= is not %d", filepath.Base(files[0]), len(want))
+		}
 	}
 }

@@ -96,7 +96,7 @@ func TestMboxLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rcpt("mbox")
-	hdr, _ := traceHeader("a@b", r)
+	hdr, _ := traceHeader(&Message{Sender: "a@b"}, r)
 	appendSize := int64(len(fromLine("a@b", time.Now())) + len(hdr) + len(testBody) + 1)
 	// testBody has one line to quote: the append is one byte bigger than
 	// the least it could be.
@@ -256,7 +256,7 @@ func TestMboxLimitWhileWriting(t *testing.T) {
 	must(t, os.WriteFile(path, []byte(old), 0o600))
 	body := strings.Repeat("From x\n", 40000) // 280 kB, 40000 bytes of quoting
 	r := rcpt("mbox")
-	hdr, _ := traceHeader("a@b", r)
+	hdr, _ := traceHeader(&Message{Sender: "a@b"}, r)
 	r.Limit = int64(len(old)+len(fromLine("a@b", time.Now()))+len(hdr)+len(body)+1) + 20000
 	wantStatus(t, deliver(t, l, spool(t, "a@b", body), r), OverLimit)
 	if got := readFile(t, path); got != old {
@@ -286,5 +286,21 @@ func TestDeliverMemoryFlat(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(base, "mbox")); err != nil || fi.Size() < 2*msg.Size {
 		t.Errorf("mbox: %v, %v", fi, err)
+	}
+}
+
+func TestMboxTraceHeaderTheClientWroteIsNotRepeated(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	const clientTop = "Return-Path: <b@x>\nDelivered-To: User@example.com\nReceived: from a by b\n"
+	msg := spool(t, "b@x", clientTop+"Subject: s\n\nFrom me\n")
+	msg.HasReturnPath = true
+	r := rcpt("mbox")
+	r.HasDeliveredTo = true
+	if err := deliver(t, l, msg, r); err != nil {
+		t.Fatal(err)
+	}
+	msgs := parseMbox(t, readFile(t, filepath.Join(base, "mbox")))
+	if want := "X-Original-To: user+tag@example.com\n" + clientTop + "Subject: s\n\n>From me\n"; len(msgs) != 1 || msgs[0].Text != want {
+		t.Errorf("mbox holds %q, want one message %q", msgs, want)
 	}
 }

@@ -47,6 +47,10 @@ type Message struct {
 	Arrival time.Time
 	// ID is the session's queue id, for logs.
 	ID string
+	// HasReturnPath: the client already put on top of the message (above
+	// every Received:) the Return-Path the writers would add, so they add
+	// none. OpenSMTPD's lmtp delivery does.
+	HasReturnPath bool
 }
 
 // Recipient is one mailbox to write to.
@@ -64,6 +68,10 @@ type Recipient struct {
 	// Limit is virtual_mailbox_limit for this mailbox, 0 for none: the mbox
 	// file size after the append, or each Maildir message file.
 	Limit int64
+	// HasDeliveredTo: the client already put "Delivered-To: Address" on
+	// top of the message (above every Received:), so the writers add no
+	// second one.
+	HasDeliveredTo bool
 }
 
 // Format is the recipient's mailbox format.

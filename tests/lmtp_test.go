@@ -216,9 +216,9 @@ max_recipients = 20
 	c.Send("NOOP\r\n")
 	c.Expect("250")
 
-	// Forwarding loop: Delivered-To already names the recipient.
+	// Forwarding loop: a Delivered-To below a Received names the recipient.
 	_, dr = c.txn("<s@remote.test>", []string{"<alice@example.com>", "<carol@example.com>"},
-		"Delivered-To: Alice@example.com\nSubject: loop\n\nbody\n")
+		"Received: by mx.test\nDelivered-To: Alice@example.com\nSubject: loop\n\nbody\n")
 	if len(dr) != 2 || !strings.HasPrefix(dr[0], "554 5.4.6 <alice@example.com>") || !strings.HasPrefix(dr[1], "250 2.0.0 <carol@example.com>") {
 		t.Errorf("loop replies %v", dr)
 	}

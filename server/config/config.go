@@ -73,8 +73,11 @@ type Config struct {
 	TLSClientFingerprints []string
 
 	EnableOriginalRecipient bool
-	LogLevel                string
-	LogFormat               string
+	// DeliveredToLoopCheck refuses (554 5.4.6) a recipient named by a
+	// Delivered-To: header below a Received: header.
+	DeliveredToLoopCheck bool
+	LogLevel             string
+	LogFormat            string
 }
 
 // LockTimeout is the whole time one delivery may wait for mbox locks.
@@ -129,6 +132,7 @@ type file struct {
 	TLSClientFingerprints *list   `toml:"tls_client_fingerprints"`
 
 	EnableOriginalRecipient *bool   `toml:"enable_original_recipient"`
+	DeliveredToLoopCheck    *bool   `toml:"delivered_to_loop_check"`
 	LogLevel                *string `toml:"log_level"`
 	LogFormat               *string `toml:"log_format"`
 }
@@ -304,6 +308,7 @@ func (p *parser) build(f *file) *Config {
 		WorkerMaxUse:            or(f.WorkerMaxUse, 10000),
 		WorkerLimit:             or(f.WorkerLimit, 64),
 		EnableOriginalRecipient: or(f.EnableOriginalRecipient, true),
+		DeliveredToLoopCheck:    or(f.DeliveredToLoopCheck, true),
 		LogLevel:                or(f.LogLevel, "info"),
 		LogFormat:               or(f.LogFormat, "text"),
 	}

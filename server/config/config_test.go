@@ -30,6 +30,9 @@ func TestDefaultsArePostfixs(t *testing.T) {
 	if strings.Join(c.VirtualMailboxDomains, ",") != "texthash:vmailbox" {
 		t.Errorf("domains %v", c.VirtualMailboxDomains)
 	}
+	if !c.DeliveredToLoopCheck || !c.EnableOriginalRecipient {
+		t.Errorf("delivered_to_loop_check %v, enable_original_recipient %v: both default to yes", c.DeliveredToLoopCheck, c.EnableOriginalRecipient)
+	}
 	if c.LockTimeout() != 20*time.Second || c.Dir != "/etc/vlmtpd" {
 		t.Errorf("lock timeout %v, dir %s", c.LockTimeout(), c.Dir)
 	}
@@ -77,6 +80,7 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{minimal + "socket_mode = \"rw\"\n", "v.toml:6: socket_mode:"},
 		{minimal + "user = \"root\"\n", "v.toml:6: user: must name an unprivileged user"},
 		{minimal + "message_size_limit = \"big\"\n", "v.toml:6:"},
+		{minimal + "delivered_to_loop_check = \"maybe\"\n", "v.toml:6: delivered_to_loop_check:"},
 		{"virtual_mailbox_base = \n", "v.toml:1:"},
 		{`virtual_mailbox_maps = "texthash:x"`, "virtual_mailbox_base: must be set"},
 	} {
@@ -84,6 +88,13 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q:\n got %v\nwant …%s…", tc.text, err, tc.want)
 		}
+	}
+}
+
+func TestDeliveredToLoopCheckOff(t *testing.T) {
+	c, err := Parse("/etc/v.toml", []byte(minimal+"delivered_to_loop_check = false\n"))
+	if err != nil || c.DeliveredToLoopCheck {
+		t.Errorf("delivered_to_loop_check = false: %v, %v", c, err)
 	}
 }
 

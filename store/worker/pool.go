@@ -494,7 +494,7 @@ func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.
 		return failAll(err)
 	}
 	w.seq++
-	req := &deliverRequest{Seq: w.seq, Sender: msg.Sender, Size: msg.Size, Arrival: msg.Arrival, ID: msg.ID}
+	req := &deliverRequest{Seq: w.seq, Sender: msg.Sender, Size: msg.Size, Arrival: msg.Arrival, ID: msg.ID, HasReturnPath: msg.HasReturnPath}
 	for _, i := range idx {
 		req.Rcpts = append(req.Rcpts, all[i])
 	}

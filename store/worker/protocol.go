@@ -27,7 +27,7 @@ import (
 // ProtocolVersion changes whenever a frame's layout or meaning changes. A
 // worker started from an upgraded binary announces a different version in
 // its hello and the front refuses it.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // maxFrame bounds a frame's payload so a broken peer cannot make the other
 // side allocate without limit. A request for thousands of recipients with
@@ -65,7 +65,9 @@ type deliverRequest struct {
 	Size    int64
 	Arrival time.Time
 	ID      string
-	Rcpts   []store.Recipient
+	// HasReturnPath is store.Message's: the client wrote the Return-Path.
+	HasReturnPath bool
+	Rcpts         []store.Recipient
 }
 
 // result is one recipient's outcome as it crosses the protocol.
@@ -243,6 +245,23 @@ func (d *decoder) end(what string) error {
 	return d.err
 }
 
+func (e *encoder) flag(v bool) {
+	if v {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+}
+
+// flag reads a boolean: exactly 0 or 1, so every value has one encoding.
+func (d *decoder) flag(what string) bool {
+	v := d.u8(what)
+	if v > 1 {
+		d.fail(what)
+	}
+	return v == 1
+}
+
 func (e *encoder) rcpt(r store.Recipient) {
 	e.str(r.Address)
 	e.str(r.OriginalRecipient)
@@ -250,10 +269,11 @@ func (e *encoder) rcpt(r store.Recipient) {
 	e.u32(uint32(r.UID))
 	e.u32(uint32(r.GID))
 	e.i64(r.Limit)
+	e.flag(r.HasDeliveredTo)
 }
 
 // rcptMin is the smallest encoding of a recipient.
-const rcptMin = 3*4 + 4 + 4 + 8
+const rcptMin = 3*4 + 4 + 4 + 8 + 1
 
 func (d *decoder) rcpt() store.Recipient {
 	r := store.Recipient{
@@ -263,6 +283,7 @@ func (d *decoder) rcpt() store.Recipient {
 		UID:               d.id("uid"),
 		GID:               d.id("gid"),
 		Limit:             d.i64("limit"),
+		HasDeliveredTo:    d.flag("has delivered-to"),
 	}
 	if d.err == nil && r.Limit < 0 {
 		d.fail("limit")
@@ -323,6 +344,7 @@ func (r *deliverRequest) encode() []byte {
 	e.i64(r.Size)
 	e.i64(r.Arrival.UnixNano())
 	e.str(r.ID)
+	e.flag(r.HasReturnPath)
 	appendList(&e, r.Rcpts, e.rcpt)
 	return e.b
 }
@@ -336,6 +358,7 @@ func decodeDeliverRequest(p []byte) (*deliverRequest, error) {
 		Arrival: time.Unix(0, d.i64("arrival")),
 		ID:      d.str("id"),
 	}
+	r.HasReturnPath = d.flag("has return-path")
 	if d.err == nil && r.Size < 0 {
 		d.fail("size")
 	}

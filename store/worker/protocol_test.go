@@ -15,8 +15,8 @@ import (
 )
 
 func TestMessagesRoundTrip(t *testing.T) {
-	rc := store.Recipient{Address: "Joe@example.com", OriginalRecipient: "joe+x@example.com", Path: "example.com/joe/", UID: 5001, GID: 5002, Limit: 1 << 20}
-	req := &deliverRequest{Seq: 7, Sender: `"a b"@example.org`, Size: 1234, Arrival: time.Unix(1700000000, 5), ID: "Q1", Rcpts: []store.Recipient{rc, {Path: "x", UID: 1, GID: 2}}}
+	rc := store.Recipient{Address: "Joe@example.com", OriginalRecipient: "joe+x@example.com", Path: "example.com/joe/", UID: 5001, GID: 5002, Limit: 1 << 20, HasDeliveredTo: true}
+	req := &deliverRequest{Seq: 7, Sender: `"a b"@example.org`, Size: 1234, Arrival: time.Unix(1700000000, 5), ID: "Q1", HasReturnPath: true, Rcpts: []store.Recipient{rc, {Path: "x", UID: 1, GID: 2}}}
 	got, err := decodeDeliverRequest(req.encode())
 	if err != nil || !reflect.DeepEqual(got, req) {
 		t.Fatalf("deliver request: %+v, %v; want %+v", got, err, req)
@@ -60,6 +60,7 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 	e.i64(1)
 	e.i64(0)
 	e.str("")
+	e.flag(false)
 	e.u32(1 << 31)
 	if _, err := decodeDeliverRequest(e.b); err == nil {
 		t.Error("huge count: no error")
@@ -69,9 +70,24 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 	e.u64(1)
 	e.rcpt(store.Recipient{Path: "a", GID: 5})
 	b := e.b
-	copy(b[len(b)-16:], []byte{0xff, 0xff, 0xff, 0xff})
+	copy(b[len(b)-17:], []byte{0xff, 0xff, 0xff, 0xff})
 	if _, err := decodeSizeRequest(b); err == nil {
 		t.Error("uid 0xffffffff: no error")
+	}
+	// A flag is 0 or 1: any other byte is refused, so that a corrupted
+	// request cannot mean "the client wrote the header" by accident.
+	e = encoder{}
+	e.u64(1)
+	e.rcpt(store.Recipient{Path: "a", UID: 5, GID: 5, HasDeliveredTo: true})
+	b = e.b
+	b[len(b)-1] = 2
+	if _, err := decodeSizeRequest(b); err == nil {
+		t.Error("Delivered-To flag 2: no error")
+	}
+	bad := (&deliverRequest{Seq: 1, Size: 1, HasReturnPath: true, Rcpts: []store.Recipient{{Path: "a", UID: 5, GID: 5}}}).encode()
+	bad[8+4+8+8+4] = 0xff // the Return-Path flag, after seq, sender, size, arrival and id
+	if _, err := decodeDeliverRequest(bad); err == nil {
+		t.Error("Return-Path flag 0xff: no error")
 	}
 	// Every known status crosses; an unknown one is refused rather than
 	// passed on for the server to guess at.

@@ -200,7 +200,7 @@ func (s *server) deliver(ctx context.Context, req *deliverRequest, fd int) *deli
 		return fail(&store.Error{Status: store.Temporary, Op: "spool",
 			Err: fmt.Errorf("spool is not a regular file of %d bytes", req.Size)})
 	}
-	msg := &store.Message{Sender: req.Sender, Body: body, Size: req.Size, Arrival: req.Arrival, ID: req.ID}
+	msg := &store.Message{Sender: req.Sender, Body: body, Size: req.Size, Arrival: req.Arrival, ID: req.ID, HasReturnPath: req.HasReturnPath}
 	var todo []store.Recipient
 	var idx []int
 	for i, r := range req.Rcpts {
