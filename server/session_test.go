@@ -146,7 +146,7 @@ func TestDataReplies(t *testing.T) {
 			fakeDeliverer{}, []string{"250 2.0.0", "250 2.0.0"}},
 		{"duplicate", []string{"alice@example.com", "ALICE@example.com"}, strings.NewReader("x\r\n"),
 			fakeDeliverer{}, []string{"250 2.0.0", "250 2.0.0"}},
-		{"loop", []string{"alice@example.com", "carol@example.com"}, strings.NewReader("Delivered-To: alice@example.com\r\n\r\nx\r\n"),
+		{"loop", []string{"alice@example.com", "carol@example.com"}, strings.NewReader("Received: from mx.remote.test\r\nDelivered-To: alice@example.com\r\n\r\nx\r\n"),
 			fakeDeliverer{}, []string{"554 5.4.6", "250 2.0.0"}},
 		{"too big", []string{"alice@example.com"}, io.MultiReader(strings.NewReader("x"), errReader{lmtp.ErrMessageTooBig}),
 			fakeDeliverer{}, []string{"552 5.3.4"}},
