@@ -14,6 +14,7 @@ import (
 // whole server exit 0. Afterwards the parent must still start workers.
 func TestParentIgnoresEmptyControlPacket(t *testing.T) {
 	in := privsepInstance(t)
+	greeted(t, in) // the front is past its exec and serving
 	front := frontOf(t, in)
 	pidfd, err := unix.PidfdOpen(front, 0)
 	if err != nil {
