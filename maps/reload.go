@@ -1,6 +1,7 @@
 package maps
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,10 +32,39 @@ func (s fileState) same(o os.FileInfo) bool {
 		s.info.Size() == o.Size() && s.info.ModTime().Equal(o.ModTime())
 }
 
+// ReloadGrace is how long after a reload a key that the new version of a
+// table file lacks, but a version replaced within that time held, is a
+// temporary error instead of "not found". A file rewritten in place can
+// stay half-written for longer than settleTime (a slow copy, an editor, a
+// deploy tool that pauses), and that version must not bounce anyone; the
+// cost is that a user really removed is deferred, not bounced, for this
+// long. Update tables by writing a new file and renaming it over the old
+// one (as postmap does) and no lookup ever sees a partial version.
+const ReloadGrace = time.Minute
+
+// maxPrevious bounds the replaced versions kept for ReloadGrace (memory:
+// each is a whole table). A burst of reloads (truncated, then
+// half-written, then complete) keeps the last one and the version from
+// before the burst.
+const maxPrevious = 2
+
 type snapshot[T any] struct {
 	data  T
 	state fileState
+	// prev are the versions this one replaced less than ReloadGrace
+	// before until, newest first.
+	prev []previous[T]
 }
+
+type previous[T any] struct {
+	data  T
+	until time.Time // when the grace for this version ends
+}
+
+// ErrReloading is the lookup error for a key that only a version of the
+// table file replaced less than ReloadGrace ago holds.
+var ErrReloading = errors.New("the table file was just replaced and its new version lacks this key, which the previous one held: " +
+	"deferring in case the file is being rewritten in place (replace table files by renaming a complete new file over them)")
 
 // watchedFile holds the parsed contents of a table file and re-reads the
 // file when it changes. Postfix never notices a change to texthash: or
@@ -120,10 +150,32 @@ func (w *watchedFile[T]) read() (*snapshot[T], error) {
 	return nil, lastErr
 }
 
+// lookup asks the current version of the file with find. A miss that a
+// version replaced less than ReloadGrace ago would have answered is
+// ErrReloading, which defers the recipient instead of bouncing it.
+func (w *watchedFile[T]) lookup(find func(T) (string, bool)) (string, bool, error) {
+	snap := w.snap()
+	v, ok := find(snap.data)
+	if ok || len(snap.prev) == 0 {
+		return v, ok, nil
+	}
+	now := time.Now()
+	for _, p := range snap.prev {
+		if now.Before(p.until) {
+			if _, held := find(p.data); held {
+				return "", false, ErrReloading
+			}
+		}
+	}
+	return "", false, nil
+}
+
 // get returns the current contents. When a check is due it starts one in
 // the background: a large table takes seconds to parse, and the lookup
 // that noticed the change must not wait for that.
-func (w *watchedFile[T]) get() T {
+func (w *watchedFile[T]) get() T { return w.snap().data }
+
+func (w *watchedFile[T]) snap() *snapshot[T] {
 	if now := time.Now().UnixNano(); now >= w.nextCheck.Load() && w.mu.TryLock() {
 		w.nextCheck.Store(now + int64(checkInterval))
 		go func() {
@@ -131,11 +183,12 @@ func (w *watchedFile[T]) get() T {
 			w.check()
 		}()
 	}
-	return w.cur.Load().data
+	return w.cur.Load()
 }
 
 // check reloads the file if it changed. Called with w.mu held.
 func (w *watchedFile[T]) check() {
+	w.expire()
 	fi, err := os.Stat(w.path)
 	if err == nil && (w.cur.Load().state.same(fi) || w.failedState.same(fi)) {
 		return // unchanged, or the version that already failed to load
@@ -157,8 +210,41 @@ func (w *watchedFile[T]) check() {
 		return
 	}
 	w.failed, w.failedState = "", fileState{}
+	old := w.cur.Load()
+	until := time.Now().Add(ReloadGrace)
+	snap.prev = append([]previous[T]{{data: old.data, until: until}}, old.prev...)
+	if len(snap.prev) > maxPrevious {
+		// Keep the newest and the oldest: in a burst of reloads the
+		// oldest is the complete version from before the rewrite.
+		snap.prev = append(snap.prev[:maxPrevious-1], snap.prev[len(snap.prev)-1])
+	}
 	w.cur.Store(snap)
-	w.log.Info("table file changed: reloaded", "table", w.spec)
+	w.log.Info("table file changed: reloaded; keys only the previous version held are deferred, not bounced, for a while",
+		"table", w.spec, "until", until.Format(time.RFC3339))
+}
+
+// expire drops the versions whose grace has ended, so that their memory
+// is freed. Called with w.mu held.
+func (w *watchedFile[T]) expire() {
+	cur := w.cur.Load()
+	now := time.Now()
+	keep := 0
+	for _, p := range cur.prev {
+		if now.Before(p.until) {
+			keep++
+		}
+	}
+	if keep == len(cur.prev) {
+		return
+	}
+	next := *cur
+	next.prev = nil
+	for _, p := range cur.prev {
+		if now.Before(p.until) {
+			next.prev = append(next.prev, p)
+		}
+	}
+	w.cur.Store(&next)
 }
 
 // checkNow runs a check and waits for it (tests).

@@ -416,15 +416,11 @@ func openRules(d *dialect, name string, opts Options) (Map, error) {
 	return m, nil
 }
 
-func (m *ruleMap) rules() ruleTable {
-	if m.file != nil {
-		return m.file.get()
-	}
-	return m.inline
-}
-
 func (m *ruleMap) Lookup(_ context.Context, key string) (string, bool, error) {
-	v, ok := m.rules().lookup(key)
+	if m.file != nil {
+		return m.file.lookup(func(rs ruleTable) (string, bool) { return rs.lookup(key) })
+	}
+	v, ok := m.inline.lookup(key)
 	return v, ok, nil
 }
 

@@ -46,8 +46,11 @@ func loadTextHash(r io.Reader, name string, warn Warn) (map[string]string, error
 }
 
 func (t *textHash) Lookup(_ context.Context, key string) (string, bool, error) {
-	v, ok := t.file.get()[FoldKey(key)]
-	return v, ok, nil
+	k := FoldKey(key)
+	return t.file.lookup(func(m map[string]string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	})
 }
 
 func (t *textHash) Spec() string  { return t.spec }

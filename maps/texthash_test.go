@@ -2,6 +2,7 @@ package maps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,8 +91,9 @@ func TestTextHashReload(t *testing.T) {
 	if got := lookup(t, m, "c@x.test"); got != "c/" {
 		t.Fatalf("after rename: c = %q", got)
 	}
-	if got := lookup(t, m, "a@x.test"); got != "(not found)" {
-		t.Fatalf("after rename: a = %q", got)
+	// a is gone, but the version that held it was replaced just now
+	if _, _, err := m.Lookup(context.Background(), "a@x.test"); !errors.Is(err, ErrReloading) {
+		t.Fatalf("after rename: a: %v, want ErrReloading within the grace", err)
 	}
 
 	// without a forced check, a change is not looked at before a second has passed
@@ -246,5 +248,72 @@ func TestTextHashLookupAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per lookup pair, want 0", allocs)
+	}
+}
+
+// A table rewritten in place may be loaded half-written (a writer that
+// pauses longer than settleTime). For ReloadGrace after a reload, a key
+// that a replaced version held is a temporary error, never "not found";
+// after the grace, a key really removed is not found.
+func TestReloadGraceDefersKeysOfReplacedVersions(t *testing.T) {
+	opts, _ := testOptions(t)
+	writeFile(t, opts.Dir, "vmailbox", "a@x.test a/\nb@x.test b/\nc@x.test c/\n")
+	writeFile(t, opts.Dir, "rules", "/^a@/ a/\n/^b@/ b/\n")
+	th, err := Open("texthash:vmailbox", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx, err := Open("regexp:rules", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func(m Map, key string) string {
+		t.Helper()
+		v, ok, err := m.Lookup(context.Background(), key)
+		switch {
+		case errors.Is(err, ErrReloading):
+			return "deferred"
+		case err != nil:
+			t.Fatalf("%s: %v", key, err)
+		case !ok:
+			return "not found"
+		}
+		return v
+	}
+	expect := func(m Map, want map[string]string) {
+		t.Helper()
+		for k, w := range want {
+			if got := state(m, k); got != w {
+				t.Errorf("%s %s: %s, want %s", m.Spec(), k, got, w)
+			}
+		}
+	}
+	// A burst: truncated, then half written, each version loaded.
+	writeFile(t, opts.Dir, "vmailbox", "")
+	writeFile(t, opts.Dir, "rules", "")
+	reload(th)
+	reload(rx)
+	writeFile(t, opts.Dir, "vmailbox", "a@x.test a/\n")
+	writeFile(t, opts.Dir, "rules", "/^a@/ a/\n")
+	reload(th)
+	reload(rx)
+	expect(th, map[string]string{"a@x.test": "a/", "b@x.test": "deferred", "c@x.test": "deferred", "z@x.test": "not found"})
+	expect(rx, map[string]string{"a@x.test": "a/", "b@x.test": "deferred", "z@x.test": "not found"})
+	// Completed, without c: c was held by a version replaced within the
+	// grace, so it is still deferred; b is back.
+	writeFile(t, opts.Dir, "vmailbox", "a@x.test a/\nb@x.test b2/\n")
+	reload(th)
+	expect(th, map[string]string{"a@x.test": "a/", "b@x.test": "b2/", "c@x.test": "deferred"})
+	// Once the grace has ended, c is not found, and the old versions are
+	// dropped at the next check.
+	f := th.(*textHash).file
+	snap := f.cur.Load()
+	for i := range snap.prev {
+		snap.prev[i].until = time.Now().Add(-time.Second)
+	}
+	expect(th, map[string]string{"c@x.test": "not found"})
+	f.checkNow()
+	if n := len(f.cur.Load().prev); n != 0 {
+		t.Errorf("%d expired versions still held", n)
 	}
 }

@@ -58,7 +58,17 @@ func (p *Parent) ServeControl(ctl *os.File) error {
 			return fmt.Errorf("control socket: %w", err)
 		}
 		if n == 0 && oobn == 0 {
-			return nil // the front closed its end
+			// Both the end of the stream and an empty packet (legal on
+			// SOCK_SEQPACKET) read as 0 bytes.
+			closed, err := peerClosed(fd)
+			if err != nil {
+				return fmt.Errorf("control socket: %w", err)
+			}
+			if closed {
+				return nil // the front closed its end
+			}
+			p.log().Error("refusing a malformed control request", "err", "empty packet")
+			continue
 		}
 		if oobn > 0 {
 			// The front never sends descriptors; drop any it does.
@@ -86,6 +96,30 @@ func (p *Parent) ServeControl(ctl *os.File) error {
 		if err != nil {
 			return fmt.Errorf("control socket: %w", err)
 		}
+	}
+}
+
+// peerClosed reports whether the front can send nothing more: its end is
+// closed or shut for writing (poll: RDHUP or HUP) and no data is queued.
+// Empty packets still queued then are as meaningless as ever.
+func peerClosed(fd int) (bool, error) {
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		_, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP) == 0 {
+			return false, nil
+		}
+		queued, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+		if err != nil {
+			return false, err
+		}
+		return queued == 0, nil
 	}
 }
 

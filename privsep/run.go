@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"os/user"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,7 +91,8 @@ func prepareSpool(dir string, uid, gid int) error {
 // Run is `vlmtpd serve` as root: it starts the front as Options.User with
 // the listeners and a control socket, serves the control socket, forwards
 // SIGTERM, SIGINT and SIGHUP to the front, and returns the front's exit
-// code once the front has exited and the workers have followed.
+// code once the front has exited and the workers have followed: 1 if the
+// front was killed, or exited 0 although no SIGTERM or SIGINT asked it to.
 func Run(o Options) int {
 	log := o.Log
 	if log == nil {
@@ -174,8 +176,12 @@ func Run(o Options) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	var stopAsked atomic.Bool
 	go func() {
 		for s := range sigs {
+			if s != syscall.SIGHUP {
+				stopAsked.Store(true)
+			}
 			front.Signal(s)
 		}
 	}()
@@ -192,6 +198,12 @@ func Run(o Options) int {
 			code = 1
 		}
 		log.Info("the front exited", "status", st.String())
+	}
+	if code == 0 && !stopAsked.Load() {
+		// Nobody asked the server to stop: for systemd (Restart=on-failure)
+		// and for an administrator this is a failure, not a clean stop.
+		log.Error("the front exited without being asked to stop; exiting with an error")
+		code = 1
 	}
 	// The front's exit closed its end of the control socket; its workers
 	// see EOF, finish what they were writing and exit.

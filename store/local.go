@@ -25,6 +25,9 @@ type Local struct {
 
 	queue inodeQueue // this process's mbox writers, one at a time per file
 
+	tmpMu      sync.Mutex
+	tmpCleaned map[[2]uint64]bool // Maildir tmp/ directories (dev, ino) cleaned by this process
+
 	mu   sync.RWMutex // Close waits for deliveries that use base
 	base int          // the mailbox base, O_PATH|O_DIRECTORY; -1 when closed
 }

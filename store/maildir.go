@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,6 +151,7 @@ func (l *Local) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
 	}
 	d := &maildirDirs{tmp: -1, new: -1}
 	if d.tmp, err = l.openSub(md, "tmp", unix.O_PATH, &st); err == nil {
+		l.cleanTmpOnce(d.tmp, st.Dev, st.Ino, path)
 		// Readable, not O_PATH: an O_PATH descriptor cannot be fsynced.
 		if d.new, err = l.openSub(md, "new", unix.O_RDONLY, &st); err == nil {
 			d.newDev, d.newIno = st.Dev, st.Ino
@@ -284,4 +287,80 @@ func (b *dirSyncBatch) sync(errs []error) {
 		wg.Wait()
 	}
 	b.dirs = nil
+}
+
+// tmpMaxAge is the Maildir convention's limit (maildir(5)): a file in
+// tmp/ that nobody has touched for 36 hours is the leftover of a delivery
+// that died (a killed worker, a crash) and is deleted.
+const tmpMaxAge = 36 * time.Hour
+
+// maxTmpScan bounds the entries one cleanup looks at, so that a tmp/
+// holding millions of files does not hold up a delivery for long.
+const maxTmpScan = 10000
+
+// maxTmpCleaned bounds the Maildirs a process remembers having cleaned.
+const maxTmpCleaned = 4096
+
+// tmpNow is the cleanup's clock (tests move it forward).
+var tmpNow = time.Now
+
+// cleanTmpOnce cleans the tmp/ directory (dev, ino) the first time this
+// process opens it: workers are replaced after worker_max_use deliveries
+// and at idle, so each Maildir is looked at about once per worker. A
+// failure is logged and never fails the delivery.
+func (l *Local) cleanTmpOnce(tmp int, dev, ino uint64, path string) {
+	key := [2]uint64{dev, ino}
+	l.tmpMu.Lock()
+	if l.tmpCleaned[key] {
+		l.tmpMu.Unlock()
+		return
+	}
+	if l.tmpCleaned == nil || len(l.tmpCleaned) >= maxTmpCleaned {
+		l.tmpCleaned = map[[2]uint64]bool{}
+	}
+	l.tmpCleaned[key] = true
+	l.tmpMu.Unlock()
+	n, err := cleanTmp(tmp, l.uid, tmpNow())
+	if n > 0 {
+		l.log.Info("removed stale files from a Maildir's tmp/ (older than 36 hours)", "mailbox", path, "files", n)
+	}
+	if err != nil {
+		l.log.Warn("cleaning a Maildir's tmp/", "mailbox", path, "err", err)
+	}
+}
+
+// cleanTmp deletes the regular files owned by uid in the directory tmp
+// (an O_PATH descriptor) whose access, modification and change times are
+// all older than tmpMaxAge. Nothing is followed: entries are looked at
+// with lstat semantics and unlinked by name in that directory only, so a
+// symlink, a directory or anything else is left alone.
+func cleanTmp(tmp, uid int, now time.Time) (int, error) {
+	fd, err := unix.Openat(tmp, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	dir := os.NewFile(uintptr(fd), "tmp")
+	defer dir.Close()
+	names, err := dir.Readdirnames(maxTmpScan)
+	if err == io.EOF {
+		err = nil
+	}
+	limit := now.Add(-tmpMaxAge).Unix()
+	removed := 0
+	for _, name := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			continue // gone meanwhile
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != uid ||
+			st.Atim.Sec >= limit || st.Mtim.Sec >= limit || st.Ctim.Sec >= limit {
+			continue
+		}
+		if uerr := unix.Unlinkat(fd, name, 0); uerr == nil {
+			removed++
+		} else if uerr != unix.ENOENT && err == nil {
+			err = fmt.Errorf("unlink tmp/%s: %w", name, uerr)
+		}
+	}
+	return removed, err
 }

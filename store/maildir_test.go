@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 var maildirNameRE = regexp.MustCompile(`^(\d+)\.M(\d+)P(\d+)Q(\d+)\.` + regexp.QuoteMeta(testHost) + `,S=(\d+)$`)
@@ -322,5 +324,92 @@ func TestTraceHeaderTheClientWroteIsNotRepeated(t *testing.T) {
 		if m := maildirNameRE.FindStringSubmatch(filepath.Base(files[0])); m == nil || m[5] != strconv.Itoa(len(want)) {
 			t.Errorf("name %s: S= is not %d", filepath.Base(files[0]), len(want))
 		}
+	}
+}
+
+// Files a killed delivery left in tmp/ are deleted once they are older
+// than 36 hours, the first time a process opens the Maildir; nothing but
+// regular files of ours directly in tmp/ is touched, and no link is
+// followed.
+func TestMaildirCleansStaleTmp(t *testing.T) {
+	l, base := newTestLocal(t, LocalOptions{})
+	md := filepath.Join(base, "example.com/user/Maildir")
+	for _, d := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(md, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmp := filepath.Join(md, "tmp")
+	write := func(path string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outside := filepath.Join(base, "precious")
+	write(outside)
+	write(filepath.Join(tmp, "1.M1P1Q1.host"))      // stale
+	write(filepath.Join(tmp, "2.M2P2Q2.host"))      // stale
+	write(filepath.Join(tmp, "recent"))             // touched 1 hour before "now"
+	os.Symlink(outside, filepath.Join(tmp, "link")) // a symlink: never followed nor removed
+	os.Mkdir(filepath.Join(tmp, "subdir"), 0o700)   // a directory: left alone
+	write(filepath.Join(tmp, "subdir", "inside"))   // not directly in tmp/
+	other := filepath.Join(tmp, "other-owner")
+	write(other)
+	if os.Getuid() == 0 {
+		os.Chown(other, 12345, 12345) // not ours: left alone
+	}
+
+	// The clock moves 48 hours on: every file is older than 36 hours but
+	// "recent", whose times are set 47 hours ahead.
+	now := time.Now()
+	tmpNow = func() time.Time { return now.Add(48 * time.Hour) }
+	t.Cleanup(func() { tmpNow = time.Now })
+	ahead := now.Add(47 * time.Hour)
+	if err := os.Chtimes(filepath.Join(tmp, "recent"), ahead, ahead); err != nil {
+		t.Fatal(err)
+	}
+
+	msg := spool(t, "alice@example.org", testBody)
+	r := rcpt("/example.com/user/Maildir/")
+	if err := deliver(t, l, msg, r); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"link", "recent", "subdir"}
+	if os.Getuid() == 0 {
+		want = []string{"link", "other-owner", "recent", "subdir"}
+	}
+	if got := listDir(t, tmp); !slices.Equal(got, want) {
+		t.Errorf("tmp/ after the cleanup: %v, want %v", got, want)
+	}
+	if got := readFile(t, outside); got != "partial" {
+		t.Errorf("the symlink's target was touched: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "subdir", "inside")); err != nil {
+		t.Errorf("a file below tmp/subdir was touched: %v", err)
+	}
+	if n := len(listDir(t, filepath.Join(md, "new"))); n != 1 {
+		t.Errorf("new/ holds %d messages, want 1", n)
+	}
+
+	// Once per process and Maildir: the next delivery does not look again.
+	write(filepath.Join(tmp, "3.M3P3Q3.host"))
+	if err := deliver(t, l, msg, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "3.M3P3Q3.host")); err != nil {
+		t.Errorf("cleaned twice in one process: %v", err)
+	}
+	// A new process (worker) does.
+	l2, err := NewLocal(base, LocalOptions{Hostname: testHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if err := deliver(t, l2, msg, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "3.M3P3Q3.host")); !os.IsNotExist(err) {
+		t.Errorf("stale file left by a new process: %v", err)
 	}
 }

@@ -86,6 +86,9 @@ type Options struct {
 	// privilege-separated mode). Otherwise a root test run starts the
 	// server as testUID:testGID, in single-user mode.
 	Privileged bool
+	// Stderr, when set, receives the server's stdout and stderr instead
+	// of the log buffer (Logs is then empty).
+	Stderr *os.File
 }
 
 // testUID and testGID own the mailboxes when the tests run as root.
@@ -178,6 +181,9 @@ func (in *Instance) start(t testing.TB, bin string, o Options) {
 	in.cmd = exec.Command(bin, "serve", "-config", in.Config)
 	in.cmd.Stdout = in.logs
 	in.cmd.Stderr = in.logs
+	if o.Stderr != nil {
+		in.cmd.Stdout, in.cmd.Stderr = o.Stderr, o.Stderr
+	}
 	in.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	if os.Getuid() == 0 && !o.Privileged {
 		in.cmd.SysProcAttr = credAttr(uint32(in.UID), uint32(in.GID))

@@ -45,7 +45,7 @@ func loadConfig(name, def string, args []string) (cfg *config.Config, fs *flag.F
 
 // serve runs the server on a loaded configuration until SIGTERM or SIGINT.
 func serve(cfg *config.Config) int {
-	log := stderrlog.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	log := stderrlog.Open(cfg.LogLevel, cfg.LogFormat)
 	fail := func(err error) int {
 		log.Error("startup failed", "error", err)
 		return 1

@@ -28,8 +28,9 @@ func init() {
 
 // Limits and timeouts. Postfix waits 100s for connect and I/O; a mail
 // server that defers a recipient should give up much sooner, so vlmtpd
-// waits 5s to connect and 10s for a whole query (or less if the caller's
-// context ends first). Idle and age limits are Postfix's.
+// waits 5s to connect and 10s for a whole lookup, waiting for a
+// connection and the one retry on a new connection included (or less if
+// the caller's context ends first). Idle and age limits are Postfix's.
 const (
 	MaxQuery       = 10_000  // larger queries are "not found" without asking
 	MaxReply       = 100_000 // larger replies are an error
@@ -133,20 +134,29 @@ func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
 	if len(query) > MaxQuery {
 		return "", false, nil
 	}
+	// One deadline for the whole lookup, the retry on a new connection
+	// included: a server that drips a reply and then closes must not get
+	// a second full query timeout.
+	deadline := time.Now().Add(t.timeouts.query)
+	wait := time.NewTimer(t.timeouts.query)
 	select {
 	case t.slots <- struct{}{}:
+		wait.Stop()
 	case <-ctx.Done():
+		wait.Stop()
 		return "", false, ctx.Err()
+	case <-wait.C:
+		return "", false, fmt.Errorf("socketmap %s %s: all %d connections busy for the whole query timeout (%v)", t.network, t.address, MaxConns, t.timeouts.query)
 	}
 	defer func() { <-t.slots }()
 
 	var reply string
 	for attempt := 0; ; attempt++ {
-		c, err := t.get(ctx, attempt > 0)
+		c, err := t.get(ctx, attempt > 0, deadline)
 		if err != nil {
 			return "", false, err
 		}
-		reply, err = t.exchange(ctx, c, query)
+		reply, err = t.exchange(ctx, c, query, deadline)
 		if err == nil {
 			t.put(c)
 			break
@@ -176,10 +186,9 @@ func parseReply(reply string) (string, bool, error) {
 	return "", false, &ReplyError{Reason: reply}
 }
 
-// exchange sends one query and reads its reply under one deadline.
-func (t *Table) exchange(ctx context.Context, c *conn, query string) (string, error) {
-	start := time.Now()
-	deadline := start.Add(t.timeouts.query)
+// exchange sends one query and reads its reply before the lookup's
+// deadline (or the context's, if earlier).
+func (t *Table) exchange(ctx context.Context, c *conn, query string, deadline time.Time) (string, error) {
 	ctxDeadline := false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline, ctxDeadline = d, true
@@ -202,7 +211,7 @@ func (t *Table) exchange(ctx context.Context, c *conn, query string) (string, er
 		if ctxDeadline {
 			return "", fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 		}
-		return "", fmt.Errorf("no reply within %v: %w", deadline.Sub(start).Round(time.Millisecond), err)
+		return "", fmt.Errorf("no reply within %v: %w", t.timeouts.query, err)
 	}
 	return reply, err
 }
@@ -216,8 +225,8 @@ func brokenConn(err error) bool {
 
 // get returns an idle connection that is neither too old nor idle too
 // long, or dials a new one (always, with fresh: a retry after a broken
-// connection should not meet another stale one).
-func (t *Table) get(ctx context.Context, fresh bool) (*conn, error) {
+// connection should not meet another stale one), before deadline.
+func (t *Table) get(ctx context.Context, fresh bool, deadline time.Time) (*conn, error) {
 	now := time.Now()
 	t.mu.Lock()
 	if t.closed {
@@ -234,7 +243,9 @@ func (t *Table) get(ctx context.Context, fresh bool) (*conn, error) {
 		c.Close()
 	}
 	t.mu.Unlock()
-	nc, err := t.dialer.DialContext(ctx, t.network, t.address)
+	d := t.dialer
+	d.Deadline = deadline // the connect timeout, or less if the lookup has less left
+	nc, err := d.DialContext(ctx, t.network, t.address)
 	if err != nil {
 		return nil, fmt.Errorf("socketmap: %w", err)
 	}

@@ -132,6 +132,19 @@ func (s *server) serve(c net.Conn) {
 			return
 		case key == "drop":
 			return
+		case key == "drip":
+			// A reply that never completes: a byte every 100 ms for
+			// 800 ms, then the connection closes.
+			if _, err := c.Write([]byte("100:OK ")); err != nil {
+				return
+			}
+			for range 8 {
+				time.Sleep(100 * time.Millisecond)
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+			return
 		case key == "drop-once":
 			s.mu.Lock()
 			first := !s.dropped[key]
@@ -317,6 +330,29 @@ func TestTimeout(t *testing.T) {
 		}
 		if v, ok, err := tb.Lookup(ctx, "x"); err != nil || !ok || v != "x/mail/" {
 			t.Fatalf("after timeouts: %q %v %v", v, ok, err)
+		}
+	})
+}
+
+// A server that drips a reply and closes just before the query timeout
+// gets one retry, but the lookup as a whole still ends at the timeout:
+// 1s here, where a second full attempt would take 1.6s or more.
+func TestDripAndCloseBoundedByOneQueryTimeout(t *testing.T) {
+	bothNetworks(t, func(t *testing.T, s *server, tb *Table) {
+		tb.timeouts.query = time.Second
+		start := time.Now()
+		_, _, err := tb.Lookup(ctx, "drip")
+		took := time.Since(start)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("dripping server: %v, want a timeout", err)
+		}
+		if took > 1500*time.Millisecond {
+			t.Fatalf("lookup took %v with a query timeout of 1s", took)
+		}
+		q, _, _, _ := s.stats()
+		if n := strings.Count(strings.Join(q, "\n"), "vmail drip"); n != 2 {
+			t.Errorf("asked %d times, want 2 (the retry after the close)", n)
 		}
 	})
 }

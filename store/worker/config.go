@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -104,7 +103,7 @@ func ParseArgs(args []string) (Config, error) {
 
 // logger writes the worker's log lines to stderr like the front's.
 func (c Config) logger() *slog.Logger {
-	return stderrlog.New(os.Stderr, c.LogLevel, c.LogFormat)
+	return stderrlog.Open(c.LogLevel, c.LogFormat)
 }
 
 func (c Config) localOptions() store.LocalOptions {

@@ -139,11 +139,10 @@ func (p *Pool) Close() error {
 		victims = append(victims, ws...)
 		delete(p.idle, k)
 	}
-	p.total -= len(victims)
-	p.signal()
+	p.signal() // waiters see closed
 	p.mu.Unlock()
 	for _, w := range victims {
-		w.c.Close()
+		p.retire(w)
 	}
 	return nil
 }
@@ -179,14 +178,9 @@ func (p *Pool) reapIdle() {
 					p.idle[k] = keep
 				}
 			}
-			p.total -= len(victims)
-			if len(victims) > 0 {
-				p.signal()
-			}
 			p.mu.Unlock()
 			for _, w := range victims {
-				// EOF tells the worker to exit.
-				w.c.Close()
+				p.retire(w)
 			}
 		}
 	}
@@ -212,10 +206,7 @@ func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
 			}
 			if !w.c.idleAndAlive() {
 				p.log.Warn("an idle worker exited; replacing it", "worker_pid", w.p.PID, "uid", key.uid, "gid", key.gid)
-				p.total--
-				p.mu.Unlock()
-				w.c.Close()
-				p.mu.Lock()
+				p.retire(w)
 				continue
 			}
 			p.mu.Unlock()
@@ -224,22 +215,21 @@ func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
 		if p.total < p.opts.MaxWorkers {
 			p.total++
 			p.mu.Unlock()
-			w, err := p.start(ctx, key)
+			w, spawned, err := p.start(ctx, key)
 			if err != nil {
-				p.mu.Lock()
-				p.total--
-				p.signal()
-				p.mu.Unlock()
+				if !spawned { // else start retired it
+					p.mu.Lock()
+					p.total--
+					p.signal()
+					p.mu.Unlock()
+				}
 				return nil, err
 			}
 			return w, nil
 		}
 		if v := p.evictOldest(); v != nil {
-			p.total--
-			p.mu.Unlock()
-			v.c.Close()
-			p.mu.Lock()
-			continue
+			// Its slot frees up when it has exited: wait for that below.
+			p.retire(v)
 		}
 		wake := p.wake
 		p.mu.Unlock()
@@ -278,15 +268,41 @@ func (p *Pool) put(w *proc, broken bool) {
 	w.lastUsed = time.Now()
 	p.mu.Lock()
 	if broken || p.closed || w.served >= p.opts.MaxDeliveries {
-		p.total--
-		p.signal()
 		p.mu.Unlock()
-		w.c.Close()
+		p.retire(w)
 		return
 	}
 	p.idle[w.key] = append(p.idle[w.key], w)
 	p.signal()
 	p.mu.Unlock()
+}
+
+// retire ends a worker the pool no longer uses. Its slot counts against
+// MaxWorkers until the worker has really exited (its end of the socket
+// closed), so that worker_limit bounds processes, not pool entries: an
+// evicted worker finishing its exit and its replacement are never alive
+// at once beyond the limit. A worker that has not exited StopGrace after
+// being told to is killed; one that still holds its socket StopGrace after
+// that (stuck in the kernel) stops being counted, with an error logged.
+// It does not block; p.mu may be held.
+func (p *Pool) retire(w *proc) {
+	go func() {
+		if !w.c.waitExit(time.Now().Add(p.opts.StopGrace)) {
+			p.log.Warn("worker did not exit when told to; killing it", "worker_pid", w.p.PID, "uid", w.key.uid, "gid", w.key.gid)
+			if w.p.Kill != nil {
+				w.p.Kill()
+			}
+			if !w.c.waitExit(time.Now().Add(p.opts.StopGrace)) {
+				p.log.Error("killed worker has still not exited; no longer counting it against worker_limit",
+					"worker_pid", w.p.PID, "uid", w.key.uid, "gid", w.key.gid)
+			}
+		}
+		w.c.Close()
+		p.mu.Lock()
+		p.total--
+		p.signal()
+		p.mu.Unlock()
+	}()
 }
 
 // kill ends a worker that failed or hung; the caller then puts it back as
@@ -300,19 +316,20 @@ func (p *Pool) kill(w *proc, why error) {
 	}
 }
 
-// start spawns a worker and checks its hello.
-func (p *Pool) start(ctx context.Context, key ids) (*proc, error) {
+// start spawns a worker and checks its hello. Once a process was spawned
+// (spawned is true) a failure retires it, which frees its slot.
+func (p *Pool) start(ctx context.Context, key ids) (_ *proc, spawned bool, _ error) {
 	sctx, cancel := context.WithTimeout(ctx, p.opts.StartTimeout)
 	defer cancel()
 	pr, err := p.spawn.Spawn(sctx, key.uid, key.gid)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	w := &proc{key: key, p: pr, c: newConn(pr.Conn), lastUsed: time.Now()}
-	fail := func(err error) (*proc, error) {
+	fail := func(err error) (*proc, bool, error) {
 		p.kill(w, err)
-		w.c.Close()
-		return nil, fmt.Errorf("worker for %d:%d: %w", key.uid, key.gid, err)
+		p.retire(w)
+		return nil, true, fmt.Errorf("worker for %d:%d: %w", key.uid, key.gid, err)
 	}
 	deadline, _ := sctx.Deadline()
 	w.c.setDeadline(deadline)
@@ -348,7 +365,7 @@ func (p *Pool) start(ctx context.Context, key ids) (*proc, error) {
 	}
 	w.c.setDeadline(time.Time{})
 	p.log.Debug("worker started", "worker_pid", h.PID, "uid", key.uid, "gid", key.gid)
-	return w, nil
+	return w, true, nil
 }
 
 // roundTrip sends one request and reads its reply before the deadline.

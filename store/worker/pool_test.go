@@ -58,9 +58,11 @@ type fakeSpawner struct {
 	t          *testing.T
 	st         *fakeStore
 	version    uint32
-	ignoreStop bool // a worker too stuck to answer SIGTERM
+	ignoreStop bool          // a worker too stuck to answer SIGTERM
+	exitDelay  time.Duration // how long a worker takes to exit after EOF
 	mu         sync.Mutex
 	started    int
+	maxLive    int // the most workers alive at once
 	live       map[int]bool
 	killed     int
 	workers    map[int]*conn // the worker's end, by id
@@ -76,6 +78,7 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 		s.live = map[int]bool{}
 	}
 	s.live[id] = true
+	s.maxLive = max(s.maxLive, len(s.live))
 	if s.workers == nil {
 		s.workers = map[int]*conn{}
 	}
@@ -99,10 +102,12 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 	go func() {
 		defer s.running.Done()
 		defer func() {
-			wk.Close()
+			// A process is gone before the kernel closes its socket.
+			time.Sleep(s.exitDelay)
 			s.mu.Lock()
 			delete(s.live, id)
 			s.mu.Unlock()
+			wk.Close()
 		}()
 		if wk.writeFrame(frameHello, hello{Version: v, Build: BuildID(), PID: id, UID: uid, GID: gid}.encode(), -1) != nil {
 			return
@@ -219,6 +224,30 @@ func TestPoolCapsAndTimers(t *testing.T) {
 	waitFor(t, "the idle worker to time out", func() bool { _, live, _ := sp.counts(); return live == 0 })
 	if started, _, killed := sp.counts(); started != 3 || killed != 0 {
 		t.Errorf("started %d killed %d, want 3 and 0", started, killed)
+	}
+}
+
+// worker_limit bounds processes: a worker evicted to make room, or retired
+// after its share of deliveries, counts until it has exited, so its
+// replacement starts only then.
+func TestPoolCountsWorkersUntilTheyExit(t *testing.T) {
+	sp := &fakeSpawner{t: t, st: &fakeStore{}, exitDelay: 200 * time.Millisecond}
+	p := NewPool(sp, PoolOptions{Logger: quietLogger(t), MaxWorkers: 1, MaxDeliveries: 2})
+	defer p.Close()
+	msg := spoolFile(t, "x\n")
+	for i, uid := range []int{5001, 5002, 5001, 5001, 5003} {
+		if errs := p.Deliver(context.Background(), msg, []store.Recipient{{Path: "a", UID: uid, GID: uid}}); errs[0] != nil {
+			t.Fatalf("delivery %d: %v", i, errs[0])
+		}
+	}
+	sp.mu.Lock()
+	maxLive, started := sp.maxLive, sp.started
+	sp.mu.Unlock()
+	if started != 4 {
+		t.Errorf("%d workers started, want 4", started)
+	}
+	if maxLive != 1 {
+		t.Fatalf("%d workers alive at once with worker_limit 1", maxLive)
 	}
 }
 

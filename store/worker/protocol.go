@@ -625,6 +625,28 @@ func eofInFrame(err error) error {
 
 func (c *conn) Close() error { return c.f.Close() }
 
+// waitExit shuts the connection for writing, which a worker reads as the
+// order to exit, and waits until deadline for the end of its stream: the
+// worker's end closes only when the worker (and whatever inherited the
+// socket from it) has exited. Anything it still sends is discarded.
+func (c *conn) waitExit(deadline time.Time) bool {
+	unix.Shutdown(c.fd, unix.SHUT_WR)
+	c.setDeadline(deadline)
+	c.roff, c.rbuf = 0, c.rbuf[:0]
+	for {
+		_, fds, err := c.recvInto(c.rbuf[:cap(c.rbuf)])
+		scmrights.Close(fds)
+		switch {
+		case err == io.EOF || err == unix.ECONNRESET:
+			return true
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return false
+		case err != nil && !errors.Is(err, errProtocol):
+			return true // the socket is unusable: nothing left to wait on
+		}
+	}
+}
+
 // idleAndAlive reports whether a worker that should be waiting for a
 // request still is: its end is open and it has sent nothing. A worker that
 // died while idle (OOM killer, an administrator) is found here rather than
