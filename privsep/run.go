@@ -28,6 +28,9 @@ type Options struct {
 	// Listeners are open already; Run hands them to the front and closes
 	// its own copies.
 	Listeners []net.Listener
+	// KeepSocketFiles leaves the unix sockets' files in place at exit
+	// (systemd's socket activation owns them).
+	KeepSocketFiles bool
 	// SpoolDirectory is created for the user if missing.
 	SpoolDirectory string
 	Policy         Policy
@@ -141,7 +144,9 @@ func Run(o Options) int {
 		if ul, ok := l.(*net.UnixListener); ok {
 			// The parent removes the socket file at exit, not now.
 			ul.SetUnlinkOnClose(false)
-			sockets = append(sockets, ul.Addr().String())
+			if !o.KeepSocketFiles {
+				sockets = append(sockets, ul.Addr().String())
+			}
 		}
 		l.Close()
 	}

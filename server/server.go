@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vlmtpd/vlmtpd/server/config"
@@ -22,48 +23,125 @@ import (
 
 // Server is a running LMTP service.
 type Server struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	resolver *Resolver
-	spool    *Spool
-	deliver  store.Deliverer
-	lmtp     *lmtp.Server
+	log     *slog.Logger
+	deliver store.Deliverer
+	lmtp    *lmtp.Server
+	// state is what new sessions start with; Reload replaces it, and a
+	// session keeps the one it started with.
+	state atomic.Pointer[state]
 
-	conns chan struct{} // one token per open connection
+	conns chan struct{} // one token per open connection (max_connections)
+	stats stats
 }
 
-// New opens the tables and the spool. d does the mailbox writes.
-func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, error) {
+// state is one loaded configuration with its tables and spool, shared by
+// the sessions that started under it. The tables of a replaced state are
+// closed once its last session ends.
+type state struct {
+	cfg      *config.Config
+	resolver *Resolver
+	spool    *Spool
+
+	mu      sync.Mutex
+	refs    int
+	retired bool
+}
+
+func newState(cfg *config.Config) (*state, lmtp.Settings, error) {
 	res, err := NewResolver(cfg)
 	if err != nil {
-		return nil, err
+		return nil, lmtp.Settings{}, err
 	}
 	sp, err := NewSpool(cfg.SpoolDirectory)
 	if err != nil {
 		res.Close()
-		return nil, err
+		return nil, lmtp.Settings{}, err
 	}
-	s := &Server{cfg: cfg, log: log, resolver: res, spool: sp, deliver: d,
-		conns: make(chan struct{}, cfg.MaxConnections)}
 	tc, err := tlsConfig(cfg)
 	if err != nil {
 		res.Close()
-		return nil, err
+		return nil, lmtp.Settings{}, err
 	}
-	s.lmtp = &lmtp.Server{
-		TLSConfig:      tc,
-		RequireTLS:     cfg.TLSSecurityLevel == "encrypt",
+	set := lmtp.Settings{
 		Hostname:       cfg.Hostname,
-		Backend:        s,
 		MaxMessageSize: cfg.MessageSizeLimit,
 		MaxRecipients:  cfg.MaxRecipients,
 		MaxLineLength:  cfg.LineLengthLimit,
 		IdleTimeout:    cfg.IdleTimeout,
 		DataTimeout:    cfg.DataTimeout,
 		WriteTimeout:   time.Minute,
-		Log:            log,
+		TLSConfig:      tc,
+		RequireTLS:     cfg.TLSSecurityLevel == "encrypt",
 	}
+	return &state{cfg: cfg, resolver: res, spool: sp}, set, nil
+}
+
+// acquire takes a reference for a new session; false once retired.
+func (st *state) acquire() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.retired {
+		return false
+	}
+	st.refs++
+	return true
+}
+
+func (st *state) release() {
+	st.mu.Lock()
+	st.refs--
+	done := st.retired && st.refs == 0
+	st.mu.Unlock()
+	if done {
+		st.resolver.Close()
+	}
+}
+
+func (st *state) retire() {
+	st.mu.Lock()
+	st.retired = true
+	done := st.refs == 0
+	st.mu.Unlock()
+	if done {
+		st.resolver.Close()
+	}
+}
+
+// New opens the tables and the spool. d does the mailbox writes.
+func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, error) {
+	st, set, err := newState(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{log: log, deliver: d, conns: make(chan struct{}, cfg.MaxConnections)}
+	s.state.Store(st)
+	s.lmtp = &lmtp.Server{Settings: set, Backend: s, Log: log}
 	return s, nil
+}
+
+// Reload makes sessions that start from now on use cfg: its tables,
+// limits, timeouts and TLS settings. Sessions already open finish under
+// the configuration they started with. On error nothing changes.
+// Settings that need a restart (RestartOnly) are not applied.
+func (s *Server) Reload(cfg *config.Config) error {
+	st, set, err := newState(cfg)
+	if err != nil {
+		return err
+	}
+	old := s.state.Swap(st)
+	s.lmtp.SetSettings(set)
+	old.retire()
+	return nil
+}
+
+// current is the state a new session starts with, referenced.
+func (s *Server) current() *state {
+	for {
+		st := s.state.Load()
+		if st.acquire() {
+			return st
+		}
+	}
 }
 
 // Serve accepts LMTP connections on every listener until Shutdown.
@@ -89,7 +167,33 @@ func (s *Server) Serve(ls []net.Listener) error {
 // longer hear the reply.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.lmtp.Shutdown(ctx)
-	return errors.Join(err, s.resolver.Close())
+	s.state.Load().retire()
+	return err
+}
+
+// stats are the server's running counts.
+type stats struct {
+	sessions, sessionsTotal       atomic.Int64
+	sent, deferred, bounced, rcpt atomic.Int64
+}
+
+// Stats is a snapshot of the counts: sessions open and ever opened, and
+// per-recipient outcomes after the message (sent, deferred, bounced) and
+// refusals at RCPT.
+type Stats struct {
+	Sessions, SessionsTotal                 int64
+	Sent, Deferred, Bounced, RcptRejections int64
+}
+
+func (s *Server) Stats() Stats {
+	return Stats{s.stats.sessions.Load(), s.stats.sessionsTotal.Load(),
+		s.stats.sent.Load(), s.stats.deferred.Load(), s.stats.bounced.Load(), s.stats.rcpt.Load()}
+}
+
+// String is the one-line status systemd shows.
+func (st Stats) String() string {
+	return fmt.Sprintf("%d sessions open; %d delivered, %d deferred, %d bounced, %d refused at RCPT",
+		st.Sessions, st.Sent, st.Deferred, st.Bounced, st.RcptRejections)
 }
 
 // gateListener applies allowed_networks and max_connections before go-smtp
@@ -106,17 +210,18 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok && !g.s.allowed(tcp) {
+		cfg := g.s.state.Load().cfg
+		if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok && !allowed(cfg, tcp) {
 			g.s.log.Warn("connection refused: client not in allowed_networks", "client", tcp.String())
-			refuse(c, "554 5.7.1 "+g.s.cfg.Hostname+" access denied")
+			refuse(c, "554 5.7.1 "+cfg.Hostname+" access denied")
 			continue
 		}
 		select {
 		case g.s.conns <- struct{}{}:
 			return &countedConn{Conn: c, release: func() { <-g.s.conns }}, nil
 		default:
-			g.s.log.Warn("connection refused: max_connections reached", "limit", g.s.cfg.MaxConnections)
-			refuse(c, "421 4.4.5 "+g.s.cfg.Hostname+" too many connections, try again later")
+			g.s.log.Warn("connection refused: max_connections reached", "limit", cap(g.s.conns))
+			refuse(c, "421 4.4.5 "+cfg.Hostname+" too many connections, try again later")
 		}
 	}
 }
@@ -127,9 +232,9 @@ func refuse(c net.Conn, line string) {
 	c.Close()
 }
 
-func (s *Server) allowed(a *net.TCPAddr) bool {
+func allowed(cfg *config.Config, a *net.TCPAddr) bool {
 	ip := a.AddrPort().Addr().Unmap()
-	for _, p := range s.cfg.AllowedNetworks {
+	for _, p := range cfg.AllowedNetworks {
 		if p.Contains(ip) {
 			return true
 		}

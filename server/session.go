@@ -18,6 +18,7 @@ import (
 // each envelope command and message, one call at a time.
 type session struct {
 	s     *Server
+	st    *state // the configuration the session started under
 	id    string
 	log   *slog.Logger
 	start time.Time
@@ -41,7 +42,9 @@ func (s *Server) NewSession(info lmtp.ConnInfo) lmtp.Session {
 	if a := info.Remote; a != nil && a.String() != "" && a.String() != "@" {
 		client = a.String()
 	}
-	ss := &session{s: s, id: id, start: time.Now(), log: s.log.With("session", id)}
+	ss := &session{s: s, st: s.current(), id: id, start: time.Now(), log: s.log.With("session", id)}
+	s.stats.sessions.Add(1)
+	s.stats.sessionsTotal.Add(1)
 	attrs := []any{"client", client, "lhlo", info.Hello}
 	if info.TLS != nil {
 		attrs = append(attrs, "tls", tls.VersionName(info.TLS.Version), "cipher", tls.CipherSuiteName(info.TLS.CipherSuite))
@@ -60,9 +63,9 @@ func (ss *session) Mail(from lmtp.Address, opts lmtp.MailOptions) *Reply {
 }
 
 func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOptions) *Reply {
-	ctx, cancel := context.WithTimeout(ctx, ss.s.cfg.DeliveryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
 	defer cancel()
-	res := ss.s.resolver.Resolve(ctx, to.String())
+	res := ss.st.resolver.Resolve(ctx, to.String())
 	if res.Err == nil {
 		res.Err = ss.s.rcptLimits(ctx, &res.Recipient, ss.size)
 	}
@@ -78,7 +81,7 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 	if o := originalRecipient(opts.OriginalRecipient); o != "" {
 		box.OriginalRecipient = o
 	}
-	if !ss.s.cfg.EnableOriginalRecipient {
+	if !ss.st.cfg.EnableOriginalRecipient {
 		box.OriginalRecipient = ""
 	}
 	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String()})
@@ -141,7 +144,7 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	rcpts := ss.rcpts
 	out := make([]*Reply, len(rcpts))
 
-	body, size, err := ss.s.spool.Write(r)
+	body, size, err := ss.st.spool.Write(r)
 	if err != nil {
 		rep := ToReply(err)
 		ss.log.Warn("message not received", "id", msgID, "error", err)
@@ -169,7 +172,7 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 		if _, dup := replies[rc.key]; dup {
 			continue
 		}
-		if ss.s.cfg.DeliveredToLoopCheck && trace.loops(rc.box.Address) {
+		if ss.st.cfg.DeliveredToLoopCheck && trace.loops(rc.box.Address) {
 			replies[rc.key] = replyf(554, 5, 4, 6, "mail forwarding loop for %s", rc.box.Address)
 			continue
 		}
@@ -180,7 +183,7 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 		keys = append(keys, rc.key)
 	}
 	if len(boxes) > 0 {
-		dctx, cancel := context.WithTimeout(ctx, ss.s.cfg.DeliveryTimeout)
+		dctx, cancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
 		errs := ss.s.deliver.Deliver(dctx, msg, boxes)
 		cancel()
 		for i, k := range keys {
@@ -210,6 +213,17 @@ func (ss *session) logOutcome(to, mailbox string, rep *Reply, msgID string, dela
 	if rep != nil {
 		code, text, detail = rep.Code, rep.Text, rep.Detail
 	}
+	st := &ss.s.stats
+	switch {
+	case msgID == "rcpt":
+		st.rcpt.Add(1)
+	case code/100 == 2:
+		st.sent.Add(1)
+	case code/100 == 4:
+		st.deferred.Add(1)
+	default:
+		st.bounced.Add(1)
+	}
 	level := slog.LevelInfo
 	if code/100 == 4 {
 		level = slog.LevelWarn
@@ -226,5 +240,7 @@ func (ss *session) Reset() {
 }
 
 func (ss *session) Close() {
+	ss.s.stats.sessions.Add(-1)
+	ss.st.release()
 	ss.log.Info("session end", "messages", ss.nmsg, "duration", time.Since(ss.start).Round(time.Millisecond))
 }

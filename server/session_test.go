@@ -80,7 +80,7 @@ message_size_limit = 10000
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.resolver.Close() })
+	t.Cleanup(func() { s.state.Load().retire() })
 	return s
 }
 

@@ -89,6 +89,11 @@ type Options struct {
 	// Stderr, when set, receives the server's stdout and stderr instead
 	// of the log buffer (Logs is then empty).
 	Stderr *os.File
+	// Env is added to the server's environment.
+	Env []string
+	// Wrap runs the server through another program (its command line
+	// comes first), as systemd-socket-activate does.
+	Wrap []string
 }
 
 // testUID and testGID own the mailboxes when the tests run as root.
@@ -178,13 +183,14 @@ func (in *Instance) start(t testing.TB, bin string, o Options) {
 		in.Privileged = true
 	}
 	t.Helper()
-	in.cmd = exec.Command(bin, "serve", "-config", in.Config)
+	args := append(append([]string(nil), o.Wrap...), bin, "serve", "-config", in.Config)
+	in.cmd = exec.Command(args[0], args[1:]...)
 	in.cmd.Stdout = in.logs
 	in.cmd.Stderr = in.logs
 	if o.Stderr != nil {
 		in.cmd.Stdout, in.cmd.Stderr = o.Stderr, o.Stderr
 	}
-	in.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	in.cmd.Env = append(append(os.Environ(), "GOTRACEBACK=all"), o.Env...)
 	if os.Getuid() == 0 && !o.Privileged {
 		in.cmd.SysProcAttr = credAttr(uint32(in.UID), uint32(in.GID))
 	}

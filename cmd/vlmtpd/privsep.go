@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/vlmtpd/vlmtpd/internal/sdnotify"
 	"github.com/vlmtpd/vlmtpd/privsep"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
@@ -35,13 +36,15 @@ func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool, par
 	if os.Geteuid() != 0 {
 		return 0, false, nil
 	}
-	ls, err := server.Listen(cfg)
+	ls, activated, err := openListeners(cfg, log)
 	if err != nil {
 		log.Error("startup failed", "error", err)
 		return 1, true, nil
 	}
 	return privsep.Run(privsep.Options{
-		User: cfg.User,
+		// systemd owns activated sockets: their files stay.
+		KeepSocketFiles: activated,
+		User:            cfg.User,
 		// The front runs the same command (serve or quickstart, with the
 		// same flags) and so arrives at the same configuration.
 		FrontArgs:      os.Args[1:],
@@ -54,9 +57,24 @@ func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool, par
 }
 
 // listeners returns the front's listeners: the parent's, or its own.
-func listeners(cfg *config.Config) ([]net.Listener, error) {
+func listeners(cfg *config.Config, log *slog.Logger) ([]net.Listener, error) {
 	if privsepFront != nil {
 		return privsepFront.Listeners, nil
 	}
-	return server.Listen(cfg)
+	ls, _, err := openListeners(cfg, log)
+	return ls, err
+}
+
+// openListeners takes the sockets systemd passed (socket activation),
+// else opens those of the listen setting.
+func openListeners(cfg *config.Config, log *slog.Logger) (ls []net.Listener, activated bool, err error) {
+	ls, names, err := sdnotify.Listeners()
+	if err != nil || ls != nil {
+		if ls != nil {
+			log.Info("using the sockets systemd passed; the listen setting is not used", "sockets", names)
+		}
+		return ls, ls != nil, err
+	}
+	ls, err = server.Listen(cfg)
+	return ls, false, err
 }

@@ -6,6 +6,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+
+	"github.com/vlmtpd/vlmtpd/server/config"
 )
 
 func init() {
@@ -20,20 +22,12 @@ func runQuickstart(args []string) int {
 	if cfg == nil {
 		return code
 	}
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid == 0 {
-		nobody, err := user.Lookup("nobody")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "vlmtpd: running as root needs the user nobody for the mailboxes:", err)
-			return 1
-		}
-		uid, _ = strconv.Atoi(nobody.Uid)
-		gid, _ = strconv.Atoi(nobody.Gid)
-		cfg.User = "nobody"
+	uid, gid, err := quickstartOwner()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
+		return 1
 	}
-	cfg.VirtualUIDMaps = []string{"static:" + strconv.Itoa(uid)}
-	cfg.VirtualGIDMaps = []string{"static:" + strconv.Itoa(gid)}
-	cfg.VirtualMinimumUID = min(cfg.VirtualMinimumUID, uid)
+	asOwner(cfg, uid, gid)
 	// The example mbox (bob) lives in example.com/, and delivery never
 	// creates an mbox's parent: make it here, as an admin would.
 	for _, dir := range []string{filepath.Join(cfg.VirtualMailboxBase, "example.com"), cfg.SpoolDirectory} {
@@ -49,5 +43,36 @@ func runQuickstart(args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "vlmtpd quickstart: %s with mailboxes owned by %d:%d under %s\n",
 		cfg.Path, uid, gid, cfg.VirtualMailboxBase)
-	return serve(cfg)
+	return serve(cfg, func() (*config.Config, error) {
+		next, err := config.Load(cfg.Path)
+		if err == nil {
+			asOwner(next, uid, gid)
+		}
+		return next, err
+	})
+}
+
+// quickstartOwner is who owns the try-out mailboxes: the current user,
+// nobody when that is root.
+func quickstartOwner() (uid, gid int, err error) {
+	if os.Getuid() != 0 {
+		return os.Getuid(), os.Getgid(), nil
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		return 0, 0, fmt.Errorf("running as root needs the user nobody for the mailboxes: %w", err)
+	}
+	uid, _ = strconv.Atoi(nobody.Uid)
+	gid, _ = strconv.Atoi(nobody.Gid)
+	return uid, gid, nil
+}
+
+// asOwner makes every mailbox of cfg belong to uid:gid.
+func asOwner(cfg *config.Config, uid, gid int) {
+	if os.Getuid() == 0 {
+		cfg.User = "nobody"
+	}
+	cfg.VirtualUIDMaps = []string{"static:" + strconv.Itoa(uid)}
+	cfg.VirtualGIDMaps = []string{"static:" + strconv.Itoa(gid)}
+	cfg.VirtualMinimumUID = min(cfg.VirtualMinimumUID, uid)
 }

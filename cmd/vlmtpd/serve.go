@@ -4,10 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/internal/sdnotify"
 	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
@@ -24,7 +28,35 @@ func runServe(args []string) int {
 	if cfg == nil {
 		return code
 	}
-	return serve(cfg)
+	return serve(cfg, func() (*config.Config, error) { return config.Load(cfg.Path) })
+}
+
+// reload applies a re-read configuration to new sessions, or keeps the
+// running one if the new one is invalid, and returns the one in force.
+func reload(srv *server.Server, cur *config.Config, load func() (*config.Config, error), log *slog.Logger) *config.Config {
+	sdnotify.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	defer sdnotify.Notify("READY=1")
+	next, err := load()
+	if err == nil {
+		err = srv.Reload(next)
+	}
+	if err != nil {
+		log.Error("reload refused; the running configuration stays in force", "error", err)
+		return cur
+	}
+	if keys := config.RestartOnly(cur, next); len(keys) > 0 {
+		log.Warn("reloaded; these settings changed but take effect only at a restart", "settings", keys)
+	} else {
+		log.Info("reloaded: new sessions use the new configuration")
+	}
+	return next
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano() / 1000
 }
 
 // loadConfig parses a subcommand's flags (-config, defaulting to def) and
@@ -43,8 +75,9 @@ func loadConfig(name, def string, args []string) (cfg *config.Config, fs *flag.F
 	return cfg, fs, 0
 }
 
-// serve runs the server on a loaded configuration until SIGTERM or SIGINT.
-func serve(cfg *config.Config) int {
+// serve runs the server on a loaded configuration until SIGTERM or SIGINT;
+// SIGHUP reloads it with load.
+func serve(cfg *config.Config, load func() (*config.Config, error)) int {
 	log := stderrlog.Open(cfg.LogLevel, cfg.LogFormat)
 	fail := func(err error) int {
 		log.Error("startup failed", "error", err)
@@ -54,7 +87,7 @@ func serve(cfg *config.Config) int {
 	if done {
 		return code
 	}
-	ls, err := listeners(cfg)
+	ls, err := listeners(cfg, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -71,6 +104,7 @@ func serve(cfg *config.Config) int {
 	// The exit code: 0 for a stop that was asked for, 1 when the
 	// privileged parent went away, so Restart=on-failure restarts us.
 	exit := make(chan int, 1)
+	stopNotify := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() {
@@ -80,10 +114,7 @@ func serve(cfg *config.Config) int {
 			select {
 			case sig := <-sigs:
 				if sig == syscall.SIGHUP {
-					// Table files are re-read when they change; nothing
-					// else is reloadable yet, and a hang-up must not stop
-					// delivery.
-					log.Info("SIGHUP: table files reload by themselves when changed; restart to apply configuration changes")
+					cfg = reload(srv, cfg, load, log)
 					continue
 				}
 				log.Info("shutting down", "signal", sig.String(), "shutdown_timeout", cfg.ShutdownTimeout)
@@ -94,6 +125,8 @@ func serve(cfg *config.Config) int {
 				break wait
 			}
 		}
+		close(stopNotify)
+		sdnotify.Notify("STOPPING=1\nSTATUS=stopping: finishing the transactions in progress")
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
@@ -102,6 +135,7 @@ func serve(cfg *config.Config) int {
 		exit <- code
 	}()
 	log.Info("vlmtpd started", "version", versionString(), "listen", cfg.Listen, "uid", os.Getuid())
+	go notifyReady(srv, log, stopNotify)
 	if err := srv.Serve(ls); err != nil {
 		return fail(err)
 	}

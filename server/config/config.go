@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -500,4 +501,35 @@ var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$`)
 
 func validHostname(h string) bool {
 	return len(h) <= 255 && hostnameRE.MatchString(h)
+}
+
+// RestartOnly names the settings that differ between a and b and take
+// effect only at a restart: the sockets, the processes' users and their
+// logging, and what the root parent and the delivery workers were started
+// with.
+func RestartOnly(a, b *Config) []string {
+	var out []string
+	add := func(name string, differ bool) {
+		if differ {
+			out = append(out, name)
+		}
+	}
+	add("listen", !slices.Equal(a.Listen, b.Listen))
+	add("socket_mode", a.SocketMode != b.SocketMode)
+	add("socket_group", a.SocketGroup != b.SocketGroup)
+	add("user", a.User != b.User)
+	add("max_connections", a.MaxConnections != b.MaxConnections)
+	add("virtual_mailbox_base", a.VirtualMailboxBase != b.VirtualMailboxBase)
+	add("virtual_minimum_uid", a.VirtualMinimumUID != b.VirtualMinimumUID)
+	add("virtual_mailbox_lock", !slices.Equal(a.VirtualMailboxLock, b.VirtualMailboxLock))
+	add("deliver_lock_attempts", a.DeliverLockAttempts != b.DeliverLockAttempts)
+	add("deliver_lock_delay", a.DeliverLockDelay != b.DeliverLockDelay)
+	add("stale_lock_time", a.StaleLockTime != b.StaleLockTime)
+	add("delivery_timeout", a.DeliveryTimeout != b.DeliveryTimeout)
+	add("worker_idle_timeout", a.WorkerIdleTimeout != b.WorkerIdleTimeout)
+	add("worker_max_use", a.WorkerMaxUse != b.WorkerMaxUse)
+	add("worker_limit", a.WorkerLimit != b.WorkerLimit)
+	add("log_level", a.LogLevel != b.LogLevel)
+	add("log_format", a.LogFormat != b.LogFormat)
+	return out
 }

@@ -33,7 +33,8 @@ var (
 
 // conn is one client connection.
 type conn struct {
-	s *Server
+	s   *Server
+	set *Settings // as when the connection was accepted
 	// raw is the accepted connection; nc is what is read and written,
 	// a TLS layer over raw after STARTTLS. Deadlines set on raw hold for
 	// both, and only raw is touched by Shutdown.
@@ -56,12 +57,12 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{s: s, raw: nc, nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	return &conn{s: s, set: s.settings(), raw: nc, nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
 }
 
 func (c *conn) serve() {
 	defer c.close()
-	c.reply(&Reply{Code: 220, Text: c.s.Hostname + " LMTP service ready"})
+	c.reply(&Reply{Code: 220, Text: c.set.Hostname + " LMTP service ready"})
 	for !c.closing {
 		line, err := c.readCommand()
 		if errors.Is(err, errCommandTooLong) {
@@ -89,9 +90,9 @@ func (c *conn) close() {
 func (c *conn) readFailed(err error) {
 	switch {
 	case errors.Is(err, errShuttingDown) || isTimeout(err) && c.s.draining.Load() && !c.inMail:
-		c.reply(Replyf(421, 4, 3, 2, "%s service shutting down, closing connection", c.s.Hostname))
+		c.reply(Replyf(421, 4, 3, 2, "%s service shutting down, closing connection", c.set.Hostname))
 	case isTimeout(err):
-		c.reply(Replyf(421, 4, 4, 2, "%s timeout exceeded, closing connection", c.s.Hostname))
+		c.reply(Replyf(421, 4, 4, 2, "%s timeout exceeded, closing connection", c.set.Hostname))
 	default:
 		c.s.Log.Debug("client connection ended", "error", err)
 	}
@@ -102,7 +103,7 @@ func (c *conn) readCommand() (string, error) {
 	idle := !c.inMail
 	c.idle.Store(idle)
 	defer c.idle.Store(false)
-	c.setReadDeadline(deadline(c.s.IdleTimeout))
+	c.setReadDeadline(deadline(c.set.IdleTimeout))
 	// After the deadline is set, so a Shutdown that woke us earlier is
 	// not missed (see wakeIfIdle).
 	if idle && c.s.draining.Load() {
@@ -182,8 +183,8 @@ func (c *conn) flush() error {
 	if c.bw.Buffered() == 0 {
 		return nil
 	}
-	if c.s.WriteTimeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.s.WriteTimeout))
+	if c.set.WriteTimeout > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.set.WriteTimeout))
 	}
 	err := c.bw.Flush()
 	if err != nil {
@@ -198,7 +199,7 @@ func (c *conn) protocolError(r *Reply) {
 	c.reply(r)
 	c.errors++
 	if c.errors >= maxErrors {
-		c.reply(Replyf(421, 4, 7, 0, "%s too many errors, closing connection", c.s.Hostname))
+		c.reply(Replyf(421, 4, 7, 0, "%s too many errors, closing connection", c.set.Hostname))
 		c.closing = true
 	}
 }
@@ -250,7 +251,7 @@ func (c *conn) handle(line string) {
 	case "NOOP":
 		c.reply(replyOK)
 	case "QUIT":
-		c.reply(Replyf(221, 2, 0, 0, "%s closing connection", c.s.Hostname))
+		c.reply(Replyf(221, 2, 0, 0, "%s closing connection", c.set.Hostname))
 		c.closing = true
 	case "VRFY":
 		c.reply(Replyf(252, 2, 5, 2, "cannot verify; send the message and RCPT will tell"))
@@ -278,12 +279,12 @@ func (c *conn) lhlo(arg string) {
 	}
 	// The client's name is never echoed: whatever it holds stays out of
 	// our replies.
-	lines := []string{c.s.Hostname, "PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN"}
+	lines := []string{c.set.Hostname, "PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN"}
 	if c.offersTLS() {
 		lines = append(lines, "STARTTLS")
 	}
-	if c.s.MaxMessageSize > 0 {
-		lines = append(lines, "SIZE "+strconv.FormatInt(c.s.MaxMessageSize, 10))
+	if c.set.MaxMessageSize > 0 {
+		lines = append(lines, "SIZE "+strconv.FormatInt(c.set.MaxMessageSize, 10))
 	} else {
 		lines = append(lines, "SIZE")
 	}
@@ -301,10 +302,10 @@ var errNeedTLS = Replyf(530, 5, 7, 0, "must issue a STARTTLS command first")
 // offersTLS: TLS is configured, this is TCP, and not yet encrypted.
 func (c *conn) offersTLS() bool {
 	_, tcp := c.nc.RemoteAddr().(*net.TCPAddr)
-	return c.s.TLSConfig != nil && tcp && c.tls == nil
+	return c.set.TLSConfig != nil && tcp && c.tls == nil
 }
 
-func (c *conn) needsTLS() bool { return c.s.RequireTLS && c.offersTLS() }
+func (c *conn) needsTLS() bool { return c.set.RequireTLS && c.offersTLS() }
 
 // startTLS upgrades the connection (RFC 3207). Whatever the client sent
 // after the command in the clear is dropped with the old buffer, so
@@ -326,8 +327,8 @@ func (c *conn) startTLS(arg string) {
 	if err := c.flush(); err != nil {
 		return
 	}
-	tc := tls.Server(c.nc, c.s.TLSConfig)
-	c.setReadDeadline(deadline(c.s.IdleTimeout))
+	tc := tls.Server(c.nc, c.set.TLSConfig)
+	c.setReadDeadline(deadline(c.set.IdleTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.s.Log.Warn("TLS handshake failed", "client", c.nc.RemoteAddr().String(), "error", err)
 		c.closing = true
@@ -388,7 +389,7 @@ func (c *conn) mail(arg string) {
 	}
 	var opts MailOptions
 	for k, v := range params {
-		if r := mailParam(&opts, k, v, c.s.MaxMessageSize); r != nil {
+		if r := mailParam(&opts, k, v, c.set.MaxMessageSize); r != nil {
 			c.protocolError(r)
 			return
 		}
@@ -480,7 +481,7 @@ func (c *conn) rcpt(arg string) {
 			return
 		}
 	}
-	if c.s.MaxRecipients > 0 && len(c.rcpts) >= c.s.MaxRecipients {
+	if c.set.MaxRecipients > 0 && len(c.rcpts) >= c.set.MaxRecipients {
 		c.replyTo(to.Raw, Replyf(452, 4, 5, 3, "too many recipients"))
 		return
 	}
@@ -518,7 +519,7 @@ func (c *conn) data(arg string) {
 		return
 	}
 	c.reply(&Reply{Code: 354, Text: "send the message, end with <CR><LF>.<CR><LF>"})
-	c.setReadDeadline(deadline(c.s.DataTimeout))
+	c.setReadDeadline(deadline(c.set.DataTimeout))
 	if err := c.flush(); err != nil {
 		return
 	}
@@ -534,7 +535,7 @@ func (c *conn) bdat(arg string) {
 		c.closing = true
 		return
 	}
-	c.setReadDeadline(deadline(c.s.DataTimeout))
+	c.setReadDeadline(deadline(c.set.DataTimeout))
 	if !c.inMail || len(c.rcpts) == 0 {
 		// The chunk follows anyway: read it as data and drop it.
 		if _, err := io.CopyN(io.Discard, c.br, size); err != nil {
@@ -553,7 +554,7 @@ func (c *conn) bdat(arg string) {
 }
 
 func (c *conn) limits() limits {
-	return limits{maxSize: c.s.MaxMessageSize, maxLine: c.s.MaxLineLength}
+	return limits{maxSize: c.set.MaxMessageSize, maxLine: c.set.MaxLineLength}
 }
 
 // transfer hands the message to the session, reads whatever it left, and
@@ -576,16 +577,16 @@ func (c *conn) transfer(body bodyReader) {
 	case errors.Is(err, errRset):
 		c.reply(Replyf(250, 2, 0, 0, "reset"))
 	case errors.Is(err, errQuit):
-		c.reply(Replyf(221, 2, 0, 0, "%s closing connection", c.s.Hostname))
+		c.reply(Replyf(221, 2, 0, 0, "%s closing connection", c.set.Hostname))
 		c.closing = true
 	case errors.Is(err, errDesync):
 		c.reply(Replyf(501, 5, 5, 4, "syntax: BDAT size [LAST]; closing connection"))
 		c.closing = true
 	case isTimeout(err):
-		each, final := errDataTimout, Replyf(421, 4, 4, 2, "%s timeout exceeded, closing connection", c.s.Hostname)
+		each, final := errDataTimout, Replyf(421, 4, 4, 2, "%s timeout exceeded, closing connection", c.set.Hostname)
 		if c.s.ctx.Err() != nil {
 			each = Replyf(451, 4, 3, 2, "service shutting down, message not received")
-			final = Replyf(421, 4, 3, 2, "%s service shutting down, closing connection", c.s.Hostname)
+			final = Replyf(421, 4, 3, 2, "%s service shutting down, closing connection", c.set.Hostname)
 		}
 		for _, rc := range rcpts {
 			c.replyTo(rc, each)

@@ -126,8 +126,8 @@ func startServer(t *testing.T, b *fakeBackend, tweak func(*Server)) *testServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Hostname: "mx.test", Backend: b, MaxMessageSize: 1 << 20, MaxRecipients: 5,
-		MaxLineLength: 1000, IdleTimeout: 5 * time.Second, DataTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+	s := &Server{Backend: b, Settings: Settings{Hostname: "mx.test", MaxMessageSize: 1 << 20, MaxRecipients: 5,
+		MaxLineLength: 1000, IdleTimeout: 5 * time.Second, DataTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}}
 	if tweak != nil {
 		tweak(s)
 	}

@@ -19,8 +19,8 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte("LHLO x\r\nMAIL FROM:<\"q\\\"x\"@b> SIZE=3\r\nRCPT TO:<@r,@s:c@d> ORCPT=utf-8;\\x{E9}\r\nBDAT x\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		b := &fakeBackend{}
-		s := &Server{Hostname: "mx.test", Backend: b, MaxMessageSize: 4096, MaxRecipients: 3, MaxLineLength: 100,
-			IdleTimeout: time.Second, DataTimeout: time.Second, WriteTimeout: time.Second}
+		s := &Server{Backend: b, Settings: Settings{Hostname: "mx.test", MaxMessageSize: 4096, MaxRecipients: 3, MaxLineLength: 100,
+			IdleTimeout: time.Second, DataTimeout: time.Second, WriteTimeout: time.Second}}
 		s.init()
 		cli, srv := net.Pipe()
 		done := make(chan struct{})

@@ -77,10 +77,10 @@ type RcptOptions struct {
 	Notify      string
 }
 
-// Server serves LMTP on listeners.
-type Server struct {
+// Settings are what a connection runs under. A connection keeps the
+// settings it was accepted with; SetSettings changes them for the next.
+type Settings struct {
 	Hostname       string
-	Backend        Backend
 	MaxMessageSize int64 // 0: none
 	MaxRecipients  int   // 0: none
 	MaxLineLength  int   // longest message line, 0: none
@@ -90,13 +90,20 @@ type Server struct {
 	// DataTimeout bounds receiving one message, all its chunks included.
 	DataTimeout  time.Duration
 	WriteTimeout time.Duration
-	Log          *slog.Logger
 	// TLSConfig, when set, offers STARTTLS on TCP connections (never on
 	// unix sockets: those are local). RequireTLS refuses a transaction
 	// on TCP before STARTTLS.
 	TLSConfig  *tls.Config
 	RequireTLS bool
+}
 
+// Server serves LMTP on listeners.
+type Server struct {
+	Settings
+	Backend Backend
+	Log     *slog.Logger
+
+	current  atomic.Pointer[Settings]
 	once     sync.Once
 	mu       sync.Mutex
 	ls       []net.Listener
@@ -211,6 +218,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	return ctx.Err()
+}
+
+// SetSettings applies new settings to connections accepted from now on.
+func (s *Server) SetSettings(st Settings) { s.current.Store(&st) }
+
+// settings are those a new connection gets.
+func (s *Server) settings() *Settings {
+	if st := s.current.Load(); st != nil {
+		return st
+	}
+	return &s.Settings
 }
 
 // Draining reports whether Shutdown has begun.

@@ -35,9 +35,9 @@ func selfSigned(t *testing.T) tls.Certificate {
 // nothing the client sent in the clear after the command runs inside TLS.
 func TestStartTLS(t *testing.T) {
 	b := &fakeBackend{}
-	s := &Server{Hostname: "mx.test", Backend: b, IdleTimeout: 5 * time.Second, DataTimeout: 5 * time.Second,
+	s := &Server{Backend: b, Settings: Settings{Hostname: "mx.test", IdleTimeout: 5 * time.Second, DataTimeout: 5 * time.Second,
 		WriteTimeout: 5 * time.Second, RequireTLS: true,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}}
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
