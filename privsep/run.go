@@ -155,7 +155,8 @@ func Run(o Options) int {
 		exe = worker.SelfExe
 	}
 	env := append(os.Environ(), frontEnv(3, lfds))
-	front, err := os.StartProcess(exe, append([]string{"vlmtpd"}, o.FrontArgs...), &os.ProcAttr{
+	// argv[0] shows the role in ps.
+	front, err := os.StartProcess(exe, append([]string{"vlmtpd: front"}, o.FrontArgs...), &os.ProcAttr{
 		Env:   env,
 		Files: files,
 		Sys: &syscall.SysProcAttr{

@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,4 +175,46 @@ func TestSocketActivation(t *testing.T) {
 			t.Errorf("the activated socket's file is gone at exit: %v", err)
 		}
 	})
+}
+
+// ps -C vlmtpd sees every process, each with its role in argv[0].
+func TestProcessNames(t *testing.T) {
+	rootOrSkip(t, "privilege separation")
+	in := StartInstance(t, privsepOptions(Options{}, true))
+	c := in.Dial(t)
+	c.lhlo()
+	if _, dr := c.txn("<s@remote.test>", []string{"<alice@example.com>"}, "x\n"); len(dr) != 1 || !strings.HasPrefix(dr[0], "250") {
+		t.Fatalf("delivery: %v", dr)
+	}
+	comm := func(pid int) string {
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+		return strings.TrimSpace(string(b))
+	}
+	if got := comm(in.cmd.Process.Pid); got != "vlmtpd" {
+		t.Errorf("parent's name %q", got)
+	}
+	var front proc
+	var workers []proc
+	for _, p := range children(t, in.cmd.Process.Pid) {
+		switch p.role() {
+		case "serve":
+			front = p
+		case "worker":
+			workers = append(workers, p)
+		}
+	}
+	if front.pid == 0 || front.argv[0] != "vlmtpd: front" || comm(front.pid) != "vlmtpd" {
+		t.Fatalf("front: argv %q, name %q", front.argv, comm(front.pid))
+	}
+	want := fmt.Sprintf("vlmtpd: worker %d:%d", in.UID, in.GID)
+	found := false
+	for _, p := range workers {
+		found = true
+		if p.argv[0] != want || comm(p.pid) != "vlmtpd" {
+			t.Errorf("worker: argv[0] %q, name %q; want %q, vlmtpd", p.argv[0], comm(p.pid), want)
+		}
+	}
+	if !found {
+		t.Error("no worker found under the parent")
+	}
 }

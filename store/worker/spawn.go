@@ -65,7 +65,8 @@ func Start(exe string, cfg Config, stderr *os.File) (*os.Process, *os.File, erro
 	if cfg.UID != os.Getuid() || cfg.GID != os.Getgid() || os.Getuid() == 0 {
 		sys.Credential = &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}}
 	}
-	argv := append([]string{"vlmtpd", workerArg}, cfg.Args()...)
+	// argv[0] shows the role in ps; argv[1] is what main dispatches on.
+	argv := append([]string{fmt.Sprintf("vlmtpd: worker %d:%d", cfg.UID, cfg.GID), workerArg}, cfg.Args()...)
 	p, err := os.StartProcess(exe, argv, &os.ProcAttr{
 		Dir:   "/",
 		Env:   []string{},
