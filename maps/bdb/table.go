@@ -25,7 +25,8 @@ func init() {
 	}
 }
 
-// Timings, variables so tests can shorten them.
+// Timings, variables so tests can shorten them; a table keeps the values
+// it was opened with.
 var (
 	// checkInterval is how often a lookup may look at the file to notice
 	// that it changed. Postfix notices by restarting its daemons; a
@@ -61,6 +62,8 @@ type Table struct {
 	spec   string
 	path   string // the FILE.db that is read
 	logger *slog.Logger
+	every  time.Duration // checkInterval and settleTime when opened
+	settle time.Duration
 
 	cur       atomic.Pointer[snapshot]
 	nextCheck atomic.Int64 // unix nanoseconds of the next look at the file
@@ -108,13 +111,14 @@ func Open(kind Kind, name string, opts maps.Options) (*Table, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	t := &Table{kind: kind, spec: kind.String() + ":" + name, path: path + ".db", logger: logger}
+	t := &Table{kind: kind, spec: kind.String() + ":" + name, path: path + ".db", logger: logger,
+		every: checkInterval, settle: settleTime}
 	s, err := load(t.path, kind, openLockWait)
 	if err != nil {
 		return nil, err
 	}
 	t.cur.Store(s)
-	t.nextCheck.Store(time.Now().Add(checkInterval).UnixNano())
+	t.nextCheck.Store(time.Now().Add(t.every).UnixNano())
 	return t, nil
 }
 
@@ -195,7 +199,7 @@ func (t *Table) Len() int {
 // trailing NUL is cut from the value.
 func (t *Table) Lookup(_ context.Context, key string) (string, bool, error) {
 	if now := time.Now().UnixNano(); now >= t.nextCheck.Load() && t.mu.TryLock() {
-		t.nextCheck.Store(now + int64(checkInterval))
+		t.nextCheck.Store(now + int64(t.every))
 		go func() {
 			defer t.mu.Unlock()
 			t.check()
@@ -253,7 +257,7 @@ func (t *Table) check() {
 	if cur := t.cur.Load(); cur == nil || cur.id == id || id == t.failed {
 		return
 	}
-	if time.Since(time.Unix(0, st.Mtim.Nano())) < settleTime {
+	if time.Since(time.Unix(0, st.Mtim.Nano())) < t.settle {
 		return // perhaps still being written: look again at the next check
 	}
 	s, err := load(t.path, t.kind, 0)
