@@ -157,11 +157,13 @@ func (d *db) hashGet(key []byte) ([]byte, bool, error) {
 // bucket its hash selects, so that a lookup finds whatever a walk shows.
 func (d *db) hashEach(fn func(key, value []byte) error) error {
 	seen := newVisited(d.npages)
+	keys := map[string]struct{}{} // of one bucket: a lookup finds only the first of a duplicate
 	for b := uint32(0); b <= d.maxBucket; b++ {
 		pgno, err := d.bucketPage(b)
 		if err != nil {
 			return err
 		}
+		clear(keys)
 		for pgno != 0 {
 			p, err := d.hashPage(pgno)
 			if err != nil {
@@ -186,6 +188,10 @@ func (d *db) hashEach(fn func(key, value []byte) error) error {
 				if kb != b {
 					return fmt.Errorf("%w: key %q is in bucket %d, its hash says %d", ErrCorrupt, k, b, kb)
 				}
+				if _, dup := keys[string(k)]; dup {
+					return fmt.Errorf("%w: key %q stored twice", ErrCorrupt, k)
+				}
+				keys[string(k)] = struct{}{}
 				if err := fn(k, v); err != nil {
 					return err
 				}
