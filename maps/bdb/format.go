@@ -97,11 +97,11 @@ const (
 // db is one file's bytes and what its meta page says. The bytes are never
 // modified; a db is safe for concurrent use.
 type db struct {
-	data   []byte
-	order  binary.ByteOrder
-	kind   Kind
-	psize  uint32
-	npages uint32 // pages that exist: min(last_pgno+1, len(data)/psize)
+	data      []byte
+	bigEndian bool // the file was written on a big-endian machine
+	kind      Kind
+	psize     uint32
+	npages    uint32 // pages that exist: min(last_pgno+1, len(data)/psize)
 
 	// hash
 	maxBucket, highMask, lowMask uint32
@@ -119,9 +119,8 @@ func parse(data []byte) (*db, error) {
 	magic := binary.LittleEndian.Uint32(data[12:])
 	switch {
 	case magic == hashMagic || magic == btreeMagic:
-		d.order = binary.LittleEndian
 	case binary.BigEndian.Uint32(data[12:]) == hashMagic || binary.BigEndian.Uint32(data[12:]) == btreeMagic:
-		d.order = binary.BigEndian
+		d.bigEndian = true
 		magic = binary.BigEndian.Uint32(data[12:])
 	case magic == queueMagic || magic == heapMagic || binary.BigEndian.Uint32(data[12:]) == queueMagic || binary.BigEndian.Uint32(data[12:]) == heapMagic:
 		return nil, fmt.Errorf("%w: a queue or heap database, not hash or btree", ErrUnsupported)
@@ -185,8 +184,21 @@ func parse(data []byte) (*db, error) {
 	return d, nil
 }
 
-func (d *db) u32(b []byte, off uint64) uint32 { return d.order.Uint32(b[off:]) }
-func (d *db) u16(b []byte, off uint64) uint16 { return d.order.Uint16(b[off:]) }
+// u32 and u16 test the order themselves: a call through the ByteOrder
+// interface is not inlined, and lookups make dozens of them.
+func (d *db) u32(b []byte, off uint64) uint32 {
+	if d.bigEndian {
+		return binary.BigEndian.Uint32(b[off:])
+	}
+	return binary.LittleEndian.Uint32(b[off:])
+}
+
+func (d *db) u16(b []byte, off uint64) uint16 {
+	if d.bigEndian {
+		return binary.BigEndian.Uint16(b[off:])
+	}
+	return binary.LittleEndian.Uint16(b[off:])
+}
 
 // page is one page's bytes with its header decoded.
 type page struct {

@@ -101,7 +101,8 @@ func TestFixtures(t *testing.T) {
 // parsing, lookups and the walk may fail but must never panic or hang,
 // and when the walk succeeds every record it shows must be what a lookup
 // of its key returns.
-// Run: go test -run '^$' -fuzz FuzzDB ./maps/bdb/
+// Run: go test -run '^$' -fuzz FuzzDB -fuzzminimizetime 100x ./maps/bdb/
+// (the default minimize budget of 60s per new input stalls this target).
 func FuzzDB(f *testing.F) {
 	for _, fx := range fixtures {
 		b, err := os.ReadFile(filepath.Join("testdata", fx.file))

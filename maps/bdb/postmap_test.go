@@ -222,8 +222,8 @@ func TestDBLoadOrdersAndPageSizes(t *testing.T) {
 			}
 			tb := openT(t, kind, name)
 			d := tb.cur.Load().db
-			if (d.order.String() == "BigEndian") != (c.lorder == "4321") || fmt.Sprint(d.psize) != c.psize {
-				t.Fatalf("%s: read as %v, page size %d", name, d.order, d.psize)
+			if d.bigEndian != (c.lorder == "4321") || fmt.Sprint(d.psize) != c.psize {
+				t.Fatalf("%s: read as big-endian=%v, page size %d", name, d.bigEndian, d.psize)
 			}
 			if tb.Len() != len(wantKV) {
 				t.Fatalf("%s: %d entries, want %d", name, tb.Len(), len(wantKV))
