@@ -102,6 +102,7 @@ type db struct {
 	kind      Kind
 	psize     uint32
 	npages    uint32 // pages that exist: min(last_pgno+1, len(data)/psize)
+	last      uint32 // last_pgno: the last page allocated, perhaps never written
 
 	// hash
 	maxBucket, highMask, lowMask uint32
@@ -144,6 +145,7 @@ func parse(data []byte) (*db, error) {
 	if metaflags&metaChecksum != 0 {
 		return nil, fmt.Errorf("%w: page checksums", ErrUnsupported)
 	}
+	d.last = lastPgno
 	d.npages = uint32(min(uint64(lastPgno)+1, uint64(len(data))/uint64(d.psize)))
 	if d.npages < 2 {
 		return nil, fmt.Errorf("%w: %d bytes hold no page after the meta page", ErrCorrupt, len(data))

@@ -107,6 +107,28 @@ func (d *db) hashKeyIs(p page, i int, key []byte) (bool, error) {
 	return false, fmt.Errorf("%w: page %d key item %d has type %d", ErrCorrupt, p.pgno, i, typ)
 }
 
+// bucketHead returns the first page of bucket b, or 0 for an empty bucket.
+// libdb allocates bucket pages a doubling at a time but writes a page only
+// when a key lands in it, so an empty bucket's page may be all zeros (a
+// hole in the file) or lie past the file's end.
+func (d *db) bucketHead(b uint32) (uint32, error) {
+	pgno, err := d.bucketPage(b)
+	if err != nil {
+		return 0, err
+	}
+	if pgno == 0 || pgno > d.last {
+		return 0, fmt.Errorf("%w: bucket %d at page %d of %d", ErrCorrupt, b, pgno, d.last)
+	}
+	if pgno >= d.npages {
+		return 0, nil
+	}
+	off := uint64(pgno) * uint64(d.psize)
+	if d.u32(d.data, off+8) == 0 && d.data[off+25] == 0 && d.u16(d.data, off+20) == 0 {
+		return 0, nil // page number 0, type P_INVALID, no entries: never written
+	}
+	return pgno, nil
+}
+
 func (d *db) hashPage(pgno uint32) (page, error) {
 	p, err := d.page(pgno)
 	if err != nil {
@@ -126,7 +148,7 @@ func (d *db) hashGet(key []byte) ([]byte, bool, error) {
 	if b > d.maxBucket {
 		b &= d.lowMask
 	}
-	pgno, err := d.bucketPage(b)
+	pgno, err := d.bucketHead(b)
 	if err != nil {
 		return nil, false, err
 	}
@@ -159,7 +181,7 @@ func (d *db) hashEach(fn func(key, value []byte) error) error {
 	seen := newVisited(d.npages)
 	keys := map[string]struct{}{} // of one bucket: a lookup finds only the first of a duplicate
 	for b := uint32(0); b <= d.maxBucket; b++ {
-		pgno, err := d.bucketPage(b)
+		pgno, err := d.bucketHead(b)
 		if err != nil {
 			return err
 		}

@@ -189,6 +189,35 @@ func TestPostmapGolden(t *testing.T) {
 	}
 }
 
+// TestPostmapSmallTables: tables of zero, one and two entries, where most
+// bucket pages libdb allocated were never written (holes of zeros).
+func TestPostmapSmallTables(t *testing.T) {
+	run := postmap(t)
+	path := filepath.Join(t.TempDir(), "small")
+	for _, kind := range []Kind{Hash, Btree} {
+		for n := range 3 {
+			var src strings.Builder
+			for i := range n {
+				fmt.Fprintf(&src, "U%d@example.com example.com/u%d/\n", i, i)
+			}
+			if err := os.WriteFile(path, []byte(src.String()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := run(kind.String() + ":" + path); err != nil {
+				t.Fatal(err)
+			}
+			tb := openT(t, kind, path)
+			if tb.Len() != n {
+				t.Fatalf("%s with %d entries: Len %d", kind, n, tb.Len())
+			}
+			for i := range n {
+				want(t, tb, fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("example.com/u%d/", i), true)
+			}
+			want(t, tb, "nobody@example.com", "", false)
+		}
+	}
+}
+
 func countOverflowPages(d *db) int {
 	n := 0
 	for pg := uint32(1); pg < d.npages; pg++ {
@@ -274,6 +303,10 @@ func TestRegistryAndErrors(t *testing.T) {
 		}
 	}
 	// A truncated postmap file: the meta page names pages that are gone.
+	src, _ := goldenSource(300)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := run("hash:" + path); err != nil {
 		t.Fatal(err)
 	}
