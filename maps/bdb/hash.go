@@ -86,25 +86,58 @@ func (d *db) hashOffPage(p page, i int, b []byte) (pgno, tlen uint32, err error)
 	return d.u32(b, 3), d.u32(b, 7), nil
 }
 
-// hashKeyIs reports whether item i of p is key, reading an overflow key
-// only when its length matches.
-func (d *db) hashKeyIs(p page, i int, key []byte) (bool, error) {
+// hashKeyCmp compares key with key item i of p, as bytes.Compare(key,
+// item) does, reading an overflow key only when it must.
+func (d *db) hashKeyCmp(p page, i int, key []byte) (int, error) {
 	typ, b, err := d.hashItem(p, i)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	switch typ {
 	case hKeyData:
-		return bytes.Equal(b, key), nil
+		return bytes.Compare(key, b), nil
 	case hOffPage:
 		pgno, tlen, err := d.hashOffPage(p, i, b)
-		if err != nil || int(tlen) != len(key) {
-			return false, err
+		if err != nil {
+			return 0, err
 		}
 		big, err := d.overflow(pgno, tlen)
-		return err == nil && bytes.Equal(big, key), err
+		return bytes.Compare(key, big), err
 	}
-	return false, fmt.Errorf("%w: page %d key item %d has type %d", ErrCorrupt, p.pgno, i, typ)
+	return 0, fmt.Errorf("%w: page %d key item %d has type %d", ErrCorrupt, p.pgno, i, typ)
+}
+
+// pageFind returns the index of key's item on p, or -1. Berkeley DB 4.6
+// and later keep hash pages (P_HASH) sorted by bytes.Compare order, which
+// hashEach checks, so they are searched by halves; older unsorted pages
+// one item after another.
+func (d *db) pageFind(p page, key []byte) (int, error) {
+	n := int(p.entries) / 2
+	if p.typ == pHashUnsorted {
+		for j := range n {
+			c, err := d.hashKeyCmp(p, 2*j, key)
+			if err != nil || c == 0 {
+				return 2 * j, err
+			}
+		}
+		return -1, nil
+	}
+	lo, hi := 0, n-1
+	for lo <= hi {
+		mid := int(uint(lo+hi) >> 1)
+		c, err := d.hashKeyCmp(p, 2*mid, key)
+		switch {
+		case err != nil:
+			return 0, err
+		case c == 0:
+			return 2 * mid, nil
+		case c > 0:
+			lo = mid + 1
+		default:
+			hi = mid - 1
+		}
+	}
+	return -1, nil
 }
 
 // bucketHead returns the first page of bucket b, or 0 for an empty bucket.
@@ -160,23 +193,22 @@ func (d *db) hashGet(key []byte) ([]byte, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		for i := 0; i < int(p.entries); i += 2 {
-			match, err := d.hashKeyIs(p, i, key)
-			if err != nil {
-				return nil, false, err
-			}
-			if match {
-				v, err := d.hashBytes(p, i+1)
-				return v, err == nil, err
-			}
+		i, err := d.pageFind(p, key)
+		if err != nil {
+			return nil, false, err
+		}
+		if i >= 0 {
+			v, err := d.hashBytes(p, i+1)
+			return v, err == nil, err
 		}
 		pgno = p.next
 	}
 	return nil, false, nil
 }
 
-// hashEach walks every bucket chain, and checks that every key sits in the
-// bucket its hash selects, so that a lookup finds whatever a walk shows.
+// hashEach walks every bucket chain and checks that every key sits in the
+// bucket its hash selects, once, and that sorted pages are sorted, so that
+// a lookup finds whatever a walk shows.
 func (d *db) hashEach(fn func(key, value []byte) error) error {
 	seen := newVisited(d.npages)
 	keys := map[string]struct{}{} // of one bucket: a lookup finds only the first of a duplicate
@@ -194,11 +226,16 @@ func (d *db) hashEach(fn func(key, value []byte) error) error {
 			if err := seen.mark(pgno); err != nil {
 				return err
 			}
+			var prev []byte
 			for i := 0; i < int(p.entries); i += 2 {
 				k, err := d.hashBytes(p, i)
 				if err != nil {
 					return err
 				}
+				if p.typ == pHash && i > 0 && bytes.Compare(prev, k) >= 0 {
+					return fmt.Errorf("%w: hash page %d: key %q out of order", ErrCorrupt, pgno, k)
+				}
+				prev = k
 				v, err := d.hashBytes(p, i+1)
 				if err != nil {
 					return err
