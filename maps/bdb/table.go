@@ -55,8 +55,9 @@ var errBusy = errors.New("locked by a writer (postmap is rebuilding it)")
 // of the file would change under running lookups. The table therefore
 // reads the whole file into memory under a shared flock, checks its whole
 // structure, and serves lookups from that copy without locks or system
-// calls; a changed file is read again in the background and swapped in,
-// and a version that cannot be read keeps the previous one in service.
+// calls. At most once per checkInterval a lookup looks at the file first;
+// a changed file is read again and swapped in, and a version that cannot
+// be read keeps the previous one in service.
 type Table struct {
 	kind   Kind
 	spec   string
@@ -198,12 +199,14 @@ func (t *Table) Len() int {
 // the same way: with the NUL by default on Linux, without for -n). A
 // trailing NUL is cut from the value.
 func (t *Table) Lookup(_ context.Context, key string) (string, bool, error) {
+	// The lookup that finds a check due makes it before it looks up, so
+	// that the first recipient after a quiet spell sees a table rebuilt
+	// meanwhile (a new mailbox must not get a 5.1.1 from the old version);
+	// lookups running at the same time use the version in service.
 	if now := time.Now().UnixNano(); now >= t.nextCheck.Load() && t.mu.TryLock() {
 		t.nextCheck.Store(now + int64(t.every))
-		go func() {
-			defer t.mu.Unlock()
-			t.check()
-		}()
+		t.check()
+		t.mu.Unlock()
 	}
 	s := t.cur.Load()
 	if s == nil {

@@ -274,3 +274,26 @@ func TestSettleTime(t *testing.T) {
 		want(t, tb, "version", "1", true) // modified just now: not read yet
 	}
 }
+
+// TestFirstLookupAfterQuietSpell: the first lookup after the file was
+// rebuilt during a quiet spell already gets the new version (a new
+// mailbox's first message must not meet the old table's 5.1.1).
+func TestFirstLookupAfterQuietSpell(t *testing.T) {
+	fastChecks(t)
+	run := postmap(t)
+	path := filepath.Join(t.TempDir(), "q")
+	build := func(n int) {
+		if err := os.WriteFile(path, []byte(versionSource(n, 5)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := run("hash:" + path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build(1)
+	tb := openT(t, Hash, path)
+	want(t, tb, "version", "1", true)
+	build(2)
+	time.Sleep(20 * time.Millisecond) // past checkInterval and settleTime
+	want(t, tb, "version", "2", true) // this very lookup, not a later one
+}
