@@ -189,6 +189,73 @@ func TestPostmapGolden(t *testing.T) {
 	}
 }
 
+// TestPostmapIncremental: files changed in place by `postmap -d -` (keys
+// deleted, pages emptied and freed) and `postmap -i` (keys added to a
+// built file, pages split) read back exactly.
+func TestPostmapIncremental(t *testing.T) {
+	run := postmap(t)
+	stdin := func(in string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(tool(t, "postmap", "postfix"), args...)
+		cmd.Stdin = strings.NewReader(in)
+		cmd.Env = append(os.Environ(), "MAIL_CONFIG="+postmapConfig(t))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("postmap %v: %v: %s", args, err, out)
+		}
+	}
+	src, wantKV := goldenSource(3000)
+	path := filepath.Join(t.TempDir(), "inc")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []Kind{Hash, Btree} {
+		spec := kind.String() + ":" + path
+		if _, err := run(spec); err != nil {
+			t.Fatal(err)
+		}
+		expect := map[string]string{}
+		var del, add strings.Builder
+		i := 0
+		for k, v := range wantKV {
+			if i%3 == 0 && !strings.Contains(k, "\"") {
+				fmt.Fprintln(&del, k)
+			} else {
+				expect[k] = v
+			}
+			i++
+		}
+		for j := range 800 {
+			k := fmt.Sprintf("added%04d@example.com", j)
+			v := fmt.Sprintf("example.com/added%04d/%s", j, strings.Repeat("a", j%3*900))
+			fmt.Fprintf(&add, "%s %s\n", k, v)
+			expect[k] = v
+		}
+		stdin(del.String(), "-d", "-", spec)
+		stdin(add.String(), "-i", spec)
+		tb := openT(t, kind, path)
+		if tb.Len() != len(expect) {
+			t.Fatalf("%s: %d entries, want %d", kind, tb.Len(), len(expect))
+		}
+		for k, v := range expect {
+			want(t, tb, k, v, true)
+		}
+		for k := range wantKV {
+			if _, kept := expect[k]; !kept {
+				want(t, tb, k, "", false)
+			}
+		}
+	}
+}
+
+// postmapConfig is a private Postfix configuration directory.
+func postmapConfig(t *testing.T) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte("smtputf8_enable = yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestPostmapSmallTables: tables of zero, one and two entries, where most
 // bucket pages libdb allocated were never written (holes of zeros).
 func TestPostmapSmallTables(t *testing.T) {
