@@ -1,7 +1,6 @@
 package bdb
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -384,16 +383,4 @@ func TestRegistryAndErrors(t *testing.T) {
 	if _, err := Open(Hash, path, quietOpts("")); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("truncated: %v, want ErrCorrupt", err)
 	}
-}
-
-// readSource parses "key value" lines (for the reload tests).
-func readSource(t *testing.T, s string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), " ")
-		m[k] = v
-	}
-	return m
 }

@@ -43,7 +43,7 @@ var (
 )
 
 // ErrClosed is a lookup in a table after Close.
-var ErrClosed = errors.New("Berkeley DB table is closed")
+var ErrClosed = errors.New("table is closed")
 
 // errBusy is a file that postmap holds locked: it is being rebuilt.
 var errBusy = errors.New("locked by a writer (postmap is rebuilding it)")
