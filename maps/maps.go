@@ -110,10 +110,10 @@ func Open(spec string, opts Options) (Map, error) {
 // unsupportedHints names Postfix table types vlmtpd deliberately does not
 // read, with the conversion an admin can run instead.
 var unsupportedHints = map[string]string{
-	"hash":  "Berkeley DB files have no maintained pure-Go reader; convert with `postmap -s hash:FILE | vlmtpd makemap cdb:FILE` and use cdb:FILE",
-	"btree": "Berkeley DB files have no maintained pure-Go reader; convert with `postmap -s btree:FILE | vlmtpd makemap cdb:FILE` and use cdb:FILE",
-	"lmdb":  "LMDB needs cgo and Postfix's own locking; convert with `postmap -s lmdb:FILE | vlmtpd makemap cdb:FILE` and use cdb:FILE",
-	"tcp":   "tcp: tables are refused by virtual(8) too; use socketmap:",
+	// postmap -s dumps the table in source syntax; makemap reads it from
+	// stdin with -i.
+	"lmdb": "LMDB needs cgo and Postfix's own locking; convert with `postmap -s lmdb:FILE | vlmtpd makemap -i cdb:FILE` and use cdb:FILE",
+	"tcp":  "tcp: tables are refused by virtual(8) too; use socketmap:",
 }
 
 // Close releases a table's resources if it holds any (connections, files).

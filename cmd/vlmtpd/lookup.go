@@ -24,7 +24,7 @@ func runLookup(args []string) int {
 		return code
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: vlmtpd lookup -config FILE ADDRESS...")
+		printUsage(os.Stderr, fs)
 		return 2
 	}
 	r, err := server.NewResolver(cfg)

@@ -6,7 +6,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"sort"
 )
 
 // command is one subcommand: run gets the arguments after its name and
@@ -19,30 +18,23 @@ type command struct {
 var commands = map[string]command{}
 
 func main() {
-	if len(os.Args) < 2 {
-		usage()
-		os.Exit(2)
-	}
-	cmd, ok := commands[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "vlmtpd: unknown command %q\n", os.Args[1])
-		usage()
-		os.Exit(2)
-	}
-	os.Exit(cmd.run(os.Args[2:]))
+	os.Exit(dispatch(os.Args[1:]))
 }
 
-func usage() {
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// dispatch runs the command named by args[0] and returns the exit code.
+func dispatch(args []string) int {
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return 2
 	}
-	sort.Strings(names)
-	fmt.Fprintln(os.Stderr, "usage: vlmtpd COMMAND [flags]")
-	for _, n := range names {
-		if commands[n].summary == "" {
-			continue // internal, like worker
-		}
-		fmt.Fprintf(os.Stderr, "  %-13s %s\n", n, commands[n].summary)
+	if isHelp(args[0]) {
+		return runHelp(args[1:])
 	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "vlmtpd: unknown command %q\n", args[0])
+		usage(os.Stderr)
+		return 2
+	}
+	return cmd.run(args[1:])
 }

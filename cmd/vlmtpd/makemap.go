@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,26 +13,20 @@ func init() {
 	commands["makemap"] = command{"build a cdb: table from a postmap source file or stdin", runMakemap}
 }
 
-const makemapUsage = `usage: vlmtpd makemap [-f] [-N] [-i] cdb:FILE [-]
-Builds FILE.cdb from FILE (postmap source syntax), or from stdin with -i or
-a trailing "-", e.g. postmap -s lmdb:FILE | vlmtpd makemap -i cdb:FILE
-`
-
 func runMakemap(args []string) int {
-	fs := flag.NewFlagSet("makemap", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, makemapUsage); fs.PrintDefaults() }
+	fs := newFlagSet("makemap")
 	keepCase := fs.Bool("f", false, "do not lowercase keys")
 	nul := fs.Bool("N", false, "store keys and values with a trailing NUL byte")
 	stdin := fs.Bool("i", false, "read the source from stdin")
-	if fs.Parse(args) != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	rest := fs.Args()
 	if len(rest) == 2 && (rest[1] == "-" || rest[1] == "-i") {
 		*stdin, rest = true, rest[:1]
 	}
 	if len(rest) != 1 {
-		fs.Usage()
+		printUsage(os.Stderr, fs)
 		return 2
 	}
 	name, err := cdb.SpecName(rest[0])

@@ -60,12 +60,13 @@ func monotonicUsec() int64 {
 }
 
 // loadConfig parses a subcommand's flags (-config, defaulting to def) and
-// loads the configuration. On failure cfg is nil and code is the exit code.
+// loads the configuration. On failure, or after -h, cfg is nil and code is
+// the exit code.
 func loadConfig(name, def string, args []string) (cfg *config.Config, fs *flag.FlagSet, code int) {
-	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	fs = newFlagSet(name)
 	path := fs.String("config", def, "configuration file")
-	if fs.Parse(args) != nil {
-		return nil, fs, 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return nil, fs, code
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

@@ -4,6 +4,7 @@ package main
 // imported; list each backend package here.
 import (
 	_ "github.com/vlmtpd/vlmtpd/maps"
+	_ "github.com/vlmtpd/vlmtpd/maps/bdb"
 	_ "github.com/vlmtpd/vlmtpd/maps/cdb"
 	_ "github.com/vlmtpd/vlmtpd/maps/ldap"
 	_ "github.com/vlmtpd/vlmtpd/maps/socketmap"

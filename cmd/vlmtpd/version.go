@@ -10,7 +10,10 @@ import (
 var version = ""
 
 func init() {
-	commands["version"] = command{"print the version", func([]string) int {
+	commands["version"] = command{"print the version", func(args []string) int {
+		if code, ok := parseFlags(newFlagSet("version"), args); !ok {
+			return code
+		}
 		fmt.Println("vlmtpd", versionString())
 		return 0
 	}}
