@@ -27,44 +27,23 @@ import (
 
 // ciRequired reports whether a missing tool must fail the test instead of
 // skipping it.
-func ciRequired() bool { return os.Getenv("CI") == "true" }
+// The skip-locally-fail-under-CI rule lives in internal/testutil; these
+// are its short names in this package.
+func ciRequired() bool { return testutil.CI() }
 
-// toolOrSkip returns the first of paths that is executable, or skips the test
-// (fails it under CI=true) when none is.
 func toolOrSkip(t testing.TB, why string, paths ...string) string {
 	t.Helper()
-	for _, p := range paths {
-		if p == "" {
-			continue
-		}
-		if !strings.Contains(p, "/") {
-			if lp, err := exec.LookPath(p); err == nil {
-				return lp
-			}
-			continue
-		}
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	skipOrFail(t, "%s: none of %v is installed", why, paths)
-	return ""
+	return testutil.Tool(t, why, paths...)
 }
 
-// rootOrSkip skips (fails under CI) unless the test runs as root.
 func rootOrSkip(t testing.TB, why string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "%s needs root", why)
-	}
+	testutil.RequireRoot(t, why)
 }
 
 func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if ciRequired() {
-		t.Fatalf("CI=true: "+format, args...)
-	}
-	t.Skipf(format, args...)
+	testutil.SkipOrFail(t, format, args...)
 }
 
 // mailOwner is the uid/gid that owns the test mailboxes and runs vlmtpd:

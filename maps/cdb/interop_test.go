@@ -23,10 +23,7 @@ func postmap(t *testing.T, mainCF string) func(args ...string) (string, error) {
 		_, err = os.Stat("/usr/lib/postfix/postfix-cdb.so")
 	}
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("postmap with cdb support is required under CI=true (apt-get install postfix postfix-cdb): %v", err)
-		}
-		t.Skipf("postmap with cdb support not installed: %v", err)
+		testutil.SkipOrFail(t, "postmap with cdb support not installed (apt-get install postfix postfix-cdb): %v", err)
 	}
 	cfg := t.TempDir()
 	if err := os.WriteFile(filepath.Join(cfg, "main.cf"), []byte(mainCF), 0o644); err != nil {
