@@ -529,7 +529,13 @@ func TestCommands(t *testing.T) {
 			t.Errorf("lookup output lacks %q:\n%s", want, out)
 		}
 	}
-	if out, err := exec.Command(bin, "check-config", "-config", in.Config).CombinedOutput(); err != nil {
+	// As the instance's user: check-config checks for the mode serve
+	// runs in when started by the same user.
+	check := exec.Command(bin, "check-config", "-config", in.Config)
+	if os.Getuid() == 0 {
+		check.SysProcAttr = credAttr(uint32(in.UID), uint32(in.GID))
+	}
+	if out, err := check.CombinedOutput(); err != nil {
 		t.Errorf("check-config: %v\n%s", err, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.toml")

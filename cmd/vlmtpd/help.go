@@ -35,7 +35,10 @@ the reply RCPT TO would get. Exits 1 if any address would not be delivered.`,
 	"check-config": `[-config FILE]
 
 Loads the configuration, opens every table and checks the directories it
-names. Prints "FILE: OK", or one line per problem and exits 1.`,
+names, the users it needs and the ids it would refuse, for the way
+vlmtpd serve runs when started by the same user (as root: privilege
+separation with the user setting; otherwise single-user mode). Prints
+"FILE: OK", or one line per problem saying how to fix it and exits 1.`,
 	"makemap": `[-f] [-N] [-i] cdb:FILE [-]
 
 Builds FILE.cdb from FILE (postmap source syntax), or from stdin with -i or
