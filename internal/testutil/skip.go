@@ -31,7 +31,9 @@ func RequireRoot(t testing.TB, why string) {
 }
 
 // Tool returns the first of paths that is an executable file (a bare name
-// is looked up in PATH), or skips the test (fails it under CI=true).
+// is looked up in PATH, then in /usr/sbin and /sbin, where Postfix's tools
+// live but a user's PATH often does not reach), or skips the test (fails
+// it under CI=true).
 func Tool(t testing.TB, why string, paths ...string) string {
 	t.Helper()
 	for _, p := range paths {
@@ -42,12 +44,22 @@ func Tool(t testing.TB, why string, paths ...string) string {
 			if lp, err := exec.LookPath(p); err == nil {
 				return lp
 			}
+			for _, dir := range []string{"/usr/sbin/", "/sbin/"} {
+				if executable(dir + p) {
+					return dir + p
+				}
+			}
 			continue
 		}
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		if executable(p) {
 			return p
 		}
 	}
 	SkipOrFail(t, "%s: none of %v is installed", why, paths)
 	return ""
+}
+
+func executable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
