@@ -144,7 +144,7 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	rcpts := ss.rcpts
 	out := make([]*Reply, len(rcpts))
 
-	body, size, err := ss.st.spool.Write(r)
+	body, size, err := ss.st.spool.Write(r, ss.size)
 	if err != nil {
 		rep := ToReply(err)
 		ss.log.Warn("message not received", "id", msgID, "error", err)
