@@ -29,7 +29,6 @@ import (
 // skipping it.
 // The skip-locally-fail-under-CI rule lives in internal/testutil; these
 // are its short names in this package.
-func ciRequired() bool { return testutil.CI() }
 
 func toolOrSkip(t testing.TB, why string, paths ...string) string {
 	t.Helper()
