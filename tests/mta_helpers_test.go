@@ -25,11 +25,8 @@ import (
 	"github.com/vlmtpd/vlmtpd/internal/testutil"
 )
 
-// ciRequired reports whether a missing tool must fail the test instead of
-// skipping it.
 // The skip-locally-fail-under-CI rule lives in internal/testutil; these
 // are its short names in this package.
-
 func toolOrSkip(t testing.TB, why string, paths ...string) string {
 	t.Helper()
 	return testutil.Tool(t, why, paths...)
