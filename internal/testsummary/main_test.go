@@ -20,7 +20,7 @@ func TestSummarize(t *testing.T) {
 	if code := summarize(strings.NewReader(in), &out); code != 1 {
 		t.Errorf("exit %d with a failure, want 1", code)
 	}
-	for _, want := range []string{"b_test.go:3: boom", "FAIL\tp\t0.1s", "1 tests skipped", "p TestA: a_test.go:9: postmap not installed"} {
+	for _, want := range []string{"b_test.go:3: boom", "FAIL\tp\t0.1s", "1 tests skipped:", "p TestA: a_test.go:9: postmap not installed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
