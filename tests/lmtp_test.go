@@ -172,7 +172,7 @@ max_recipients = 20
 			t.Fatalf("RCPT replies %v", rr)
 		}
 	}
-	wantData := []string{"451 4.2.0 <locked@example.com>", "451 4.3.0 <nodir@example.com>", "250 2.0.0 <carol@example.com>", "552 5.2.2 <small@example.com>"}
+	wantData := []string{"451 4.2.0 <locked@example.com>", "451 4.2.0 <nodir@example.com>", "250 2.0.0 <carol@example.com>", "552 5.2.2 <small@example.com>"}
 	for i, w := range wantData {
 		if i >= len(dr) || !strings.HasPrefix(dr[i], w) {
 			t.Errorf("DATA reply %d: got %v, want %q…", i, dr, w)
