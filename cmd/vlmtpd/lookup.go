@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -90,6 +91,10 @@ func runCheckConfig(args []string) int {
 	if cfg == nil {
 		return code
 	}
+	// Tables warn while they load (keys that can never match, skipped
+	// lines): print each once and count them.
+	warnings := newCLIHandler("vlmtpd check-config")
+	slog.SetDefault(slog.New(warnings))
 	r, err := server.NewResolver(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
@@ -107,6 +112,10 @@ func runCheckConfig(args []string) int {
 	}
 	if problems > 0 {
 		return 1
+	}
+	if n := warnings.Count(); n > 0 {
+		fmt.Printf("%s: OK, with %d warning(s) above\n", cfg.Path, n)
+		return 0
 	}
 	fmt.Printf("%s: OK\n", cfg.Path)
 	return 0
