@@ -44,10 +44,12 @@ var oracleTables = map[string]string{
 /^Re-Upper@tables\.{S}\.test$/	u5000/re-upper/
 /^alice@plus\.{S}\.test$/	u5000/alice-regexp-wins/
 /^ext@plus\.{S}\.test$/	u5000/ext-regexp-full-only/
+/^u.{6}@utf\.{S}\.test$/	u5000/utf-regexp-6-bytes/
 `,
 	"vpcre": `/^pcre-only@tables\.{S}\.test$/	u5000/pcre-only/
 /^pcre-(\d+)@tables\.{S}\.test$/	u5000/pcre-$1/
 /^pcre-ml@tables\.{S}\.test$/m	u5000/pcre-ml/
+/^p.{6}@utf\.{S}\.test$/	u5000/utf-pcre-6-bytes/
 `,
 	// cdb: built by postmap (Postfix's side) and by vlmtpd makemap
 	// (vlmtpd's): both fold keys at build time.
@@ -69,6 +71,11 @@ double@plus.{S}.test	u5000/double-split/
 postmaster@plus.{S}.test	u5000/postmaster/
 mailer@plus.{S}.test	u5000/mailer-split/
 @plus.{S}.test	u5000/catchall/
+strasse@plus.{S}.test	u5000/strasse/
+σοφόσ@plus.{S}.test	u5000/sigma/
+@catch.{S}.test	u5000/catch-all/
+@utf.{S}.test	u5000/utf-catchall/
+sizecrlf@limits.{S}.test	u5000/sizecrlf
 dotend@hostile.{S}.test	u5000/dotend/.
 dotslash@hostile.{S}.test	u5000/./dotslash/
 dotdot@hostile.{S}.test	../escape
@@ -110,7 +117,41 @@ othergid@ids.{S}.test	5001
 // files; its key with upper case never matches in either.
 const oracleInline = `inline:{ {inl@tables.{S}.test = u5000/inline/}, {Inl-Upper@tables.{S}.test = u5000/inline-upper/} }`
 
-var oracleDomains = []string{"plus", "tables", "hostile", "limits", "ids", "origin"}
+var oracleDomains = []string{"plus", "tables", "hostile", "limits", "ids", "origin", "catch", "utf"}
+
+// Cases that wait for the lead's rewrite of the LMTP protocol layer
+// (issue 9, sections 2 and 3): today Postfix's default client sends an
+// ORCPT that vlmtpd refuses for non-ASCII and quoted recipients, and
+// vlmtpd refuses at RCPT, by SIZE= counted in CRLF, a message that fits.
+// Set these to true once it has landed; the tables and the base hold
+// what they need already.
+const (
+	oracleProtocolCases = false // non-ASCII and quoted recipients, ""@domain
+	oracleSizeCase      = false // SIZE= in CRLF against an mbox near its limit
+)
+
+// oracleLaterCases are those cases.
+func oracleLaterCases() []oracleMessage {
+	var out []oracleMessage
+	if oracleProtocolCases {
+		out = append(out,
+			// full Unicode case folding of the address
+			// (two messages: Postfix merges recipients that fold alike)
+			oracleMessage{[]string{"Straße@plus.{S}.test", "ΣΟΦΌΣ@plus.{S}.test"}, "Unicode case.\n", ""},
+			oracleMessage{[]string{"σοφός@plus.{S}.test"}, "Final sigma.\n", ""},
+			// regexp and pcre match bytes: uééé is u and six bytes
+			oracleMessage{[]string{"uééé@utf.{S}.test", "uabcdef@utf.{S}.test", "uéé@utf.{S}.test",
+				"pééé@utf.{S}.test", "péé@utf.{S}.test"}, "Regexp width.\n", ""},
+			// an empty quoted localpart (Postfix sends it to a catch-all)
+			// and a quoted one that needs no quotes
+			oracleMessage{[]string{`""@catch.{S}.test`, `"alice"@plus.{S}.test`}, "Quoted.\n", ""},
+		)
+	}
+	if oracleSizeCase {
+		out = append(out, oracleMessage{[]string{"sizecrlf@limits.{S}.test"}, strings.Repeat("x\n", 1500), ""})
+	}
+	return out
+}
 
 const (
 	oracleSizeLimit = 100_000 // message_size_limit
@@ -307,7 +348,7 @@ func TestPostfixVirtualOracle(t *testing.T) {
 	}
 
 	// Submit: every message to both sides' recipients at once.
-	corpus := oracleCorpus()
+	corpus := append(oracleCorpus(), oracleLaterCases()...)
 	c, err := smtp.Dial(pf.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -317,6 +358,7 @@ func TestPostfixVirtualOracle(t *testing.T) {
 		t.Fatal(err)
 	}
 	rcptCount := 0
+	var submitted []string
 	for i, m := range corpus {
 		sender := m.sender
 		switch sender {
@@ -325,7 +367,11 @@ func TestPostfixVirtualOracle(t *testing.T) {
 		case "<>":
 			sender = ""
 		}
-		if err := c.Mail(sender, &smtp.MailOptions{Body: smtp.Body8BitMIME}); err != nil {
+		utf8Rcpt := false
+		for _, r := range m.rcpts {
+			utf8Rcpt = utf8Rcpt || strings.ContainsFunc(r, func(c rune) bool { return c > 0x7f })
+		}
+		if err := c.Mail(sender, &smtp.MailOptions{Body: smtp.Body8BitMIME, UTF8: utf8Rcpt}); err != nil {
 			t.Fatalf("message %d: MAIL: %v", i, err)
 		}
 		seen := map[string]bool{}
@@ -337,6 +383,7 @@ func TestPostfixVirtualOracle(t *testing.T) {
 				if k := strings.ToLower(side.sub(r)); !seen[k] {
 					seen[k] = true
 					rcptCount++
+					submitted = append(submitted, side.sub(r))
 				}
 			}
 		}
@@ -355,14 +402,26 @@ func TestPostfixVirtualOracle(t *testing.T) {
 
 	// Postfix's log: one outcome per recipient and message, on each side.
 	var got []oracleOutcome
-	pollUntil(t, 90*time.Second, fmt.Sprintf("%d outcomes in Postfix's log", rcptCount), func() bool {
-		got = oracleOutcomes(pf.Log)
-		return len(got) >= rcptCount
-	})
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got = oracleOutcomes(pf.Log); len(got) >= rcptCount || time.Now().After(deadline) {
+			break
+		}
+	}
 	time.Sleep(300 * time.Millisecond)
 	got = oracleOutcomes(pf.Log)
 	if len(got) != rcptCount {
 		t.Errorf("Postfix logged %d outcomes, want %d", len(got), rcptCount)
+		// Postfix drops quotes a localpart does not need ("alice"@…).
+		unquote := func(a string) string { return strings.ToLower(strings.ReplaceAll(a, `"`, "")) }
+		logged := map[string]bool{}
+		for _, o := range got {
+			logged[unquote(o.To)] = true
+		}
+		for _, r := range submitted {
+			if !logged[unquote(r)] {
+				t.Errorf("no outcome logged for %s", r)
+			}
+		}
 	}
 	type key struct{ qid, rcpt string }
 	outcomes := map[key]*outcomePair{}
@@ -559,6 +618,10 @@ func prepareOracleBase(t *testing.T, base string) {
 	// An mbox the big message overflows though the limit is not reached.
 	file("u5000/nearfull", 5000, 0o600, "From old@client.test  Thu Jan  1 00:00:00 2026\nSubject: old\n\n"+
 		strings.Repeat(strings.Repeat("n", 99)+"\n", (oracleBoxLimit-60_000)/100)+"\n")
+	// An mbox with room for the 1500-line message as stored (LF), not for
+	// its SIZE= counted with CRLF (oracleSizeCase).
+	file("u5000/sizecrlf", 5000, 0o600, "From old@client.test  Thu Jan  1 00:00:00 2026\nSubject: old\n\n"+
+		strings.Repeat("s", oracleBoxLimit-4300-64)+"\n\n")
 	// An mbox already over virtual_mailbox_limit.
 	full := filepath.Join(base, "u5000", "full")
 	writeTestFile(t, full, "From old@client.test  Thu Jan  1 00:00:00 2026\nSubject: old\n\n"+strings.Repeat(strings.Repeat("x", 99)+"\n", oracleBoxLimit/100+10)+"\n")
