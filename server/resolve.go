@@ -20,7 +20,9 @@ type Resolver struct {
 	domains    *maps.DomainList
 	mailboxes  maps.List
 	uids, gids maps.List
-	delims     string
+	strategy   maps.Strategy
+	myorigin   string           // folded
+	mydest     *maps.DomainList // mydestination
 	minUID     int
 	limit      int64
 }
@@ -28,10 +30,15 @@ type Resolver struct {
 // NewResolver opens every table the configuration names.
 func NewResolver(cfg *config.Config) (*Resolver, error) {
 	opts := cfg.MapOptions()
-	r := &Resolver{delims: cfg.RecipientDelimiter, minUID: cfg.VirtualMinimumUID, limit: cfg.VirtualMailboxLimit}
+	r := &Resolver{minUID: cfg.VirtualMinimumUID, limit: cfg.VirtualMailboxLimit, myorigin: maps.FoldKey(cfg.MyOrigin)}
+	r.strategy = maps.Strategy{Delimiters: cfg.RecipientDelimiter, DoubleBounce: cfg.DoubleBounceSender, Local: r.isLocal}
 	var err error
 	if r.domains, err = maps.NewDomainList(cfg.VirtualMailboxDomains, opts); err != nil {
 		return nil, fmt.Errorf("virtual_mailbox_domains: %w", err)
+	}
+	if r.mydest, err = maps.NewDomainList(cfg.MyDestination, opts); err != nil {
+		r.domains.Close()
+		return nil, fmt.Errorf("mydestination: %w", err)
 	}
 	if r.mailboxes, err = maps.OpenList(cfg.VirtualMailboxMaps, opts); err != nil {
 		return nil, fmt.Errorf("virtual_mailbox_maps: %w", err)
@@ -49,7 +56,26 @@ func NewResolver(cfg *config.Config) (*Resolver, error) {
 
 // Close releases the tables.
 func (r *Resolver) Close() error {
-	return errors.Join(r.domains.Close(), r.mailboxes.Close(), r.uids.Close(), r.gids.Close())
+	return errors.Join(r.domains.Close(), r.mydest.Close(), r.mailboxes.Close(), r.uids.Close(), r.gids.Close())
+}
+
+// isLocal is Postfix's test in mail_addr_find for looking up the bare
+// localpart: the domain is $myorigin (case-insensitive), or, after one
+// trailing dot is cut, in $mydestination (resolve_local). Address
+// literals matching inet_interfaces are not local here: vlmtpd has no
+// such setting. A failing mydestination table is an error.
+func (r *Resolver) isLocal(ctx context.Context, domain string) (bool, error) {
+	if domain == r.myorigin {
+		return true, nil
+	}
+	d, ok := strings.CutSuffix(domain, ".")
+	if !ok {
+		d = domain
+	}
+	if d == "" || strings.HasSuffix(d, ".") {
+		return false, nil
+	}
+	return r.mydest.Match(ctx, d)
 }
 
 // Resolution is the outcome of resolving one address, with enough detail
@@ -93,7 +119,7 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 		return res
 	}
 
-	hit, found, err := r.mailboxes.FindAddress(ctx, addr, r.delims)
+	hit, found, err := r.mailboxes.Search(ctx, addr, r.strategy)
 	if err != nil {
 		res.Err = lookupFailed("virtual_mailbox_maps", err)
 		return res
@@ -105,6 +131,13 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 	res.Mailbox = hit
 	if reason := badPath(hit.Value); reason != "" {
 		res.Err = configError(fmt.Sprintf("bad mailbox path %q from %s: %s", hit.Value, hit.Table, reason))
+		return res
+	}
+	if namesDirectory(hit.Value) {
+		// virtual(8) opens base/result as an mbox, which fails on a
+		// directory: 4.2.0. Cleaning the path would write another file.
+		res.Err = replyf(451, 4, 2, 0, "mailbox cannot be opened, will retry")
+		res.Err.Detail = fmt.Sprintf("mailbox path %q from %s names a directory (it ends in \"/.\"); end it in \"/\" for a Maildir", hit.Value, hit.Table)
 		return res
 	}
 	res.Recipient.Path = hit.Value
@@ -131,10 +164,14 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 	return res
 }
 
-// id looks up a uid or gid: not found or not a plain decimal number is a
-// configuration error (4.3.5), never a bounce.
+// maxID is the largest uid or gid: uid_t is 32 bits and (uid_t)-1 means
+// "no change" to setuid(2), so Postfix 3.12 refuses it too.
+const maxID = 1<<32 - 2
+
+// id looks up a uid or gid: not found or not a plain decimal number up to
+// maxID is a configuration error (4.3.5), never a bounce.
 func (r *Resolver) id(ctx context.Context, addr maps.Address, l maps.List, param string, hit *maps.Hit) (int, *Reply) {
-	h, found, err := l.FindAddress(ctx, addr, r.delims)
+	h, found, err := l.Search(ctx, addr, r.strategy)
 	if err != nil {
 		return 0, lookupFailed(param, err)
 	}
@@ -142,11 +179,17 @@ func (r *Resolver) id(ctx context.Context, addr maps.Address, l maps.List, param
 		return 0, configError("not found in " + param)
 	}
 	*hit = h
-	n, err := strconv.ParseUint(strings.TrimSpace(h.Value), 10, 31)
-	if err != nil {
+	n, err := strconv.ParseUint(strings.TrimSpace(h.Value), 10, 32)
+	if err != nil || n > maxID {
 		return 0, configError(fmt.Sprintf("bad id %q in %s (%s)", h.Value, param, h.Table))
 	}
 	return int(n), nil
+}
+
+// namesDirectory reports whether a mailbox path (an mbox: no trailing
+// "/") ends in a "." component, which names the directory before it.
+func namesDirectory(p string) bool {
+	return p == "." || strings.HasSuffix(p, "/.")
 }
 
 // badPath reports why a map result may not be used as a mailbox path, or

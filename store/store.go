@@ -105,9 +105,9 @@ const (
 	OK           Status = iota
 	Temporary           // transient I/O or an unclassified failure: 451 4.3.0
 	Locked              // lock not acquired before the deadline: 451 4.2.0
-	NoSpace             // ENOSPC: 452 4.3.1
+	NoSpace             // ENOSPC: 452 4.3.0, as virtual(8)
 	OverLimit           // virtual_mailbox_limit or quota: 552 5.2.2
-	BadMailbox          // symlink, hard link, wrong owner, not a regular file, bad path: 451 4.3.5
+	BadMailbox          // symlink, hard link, wrong owner, not a regular file: 451 4.2.0; bad path: 451 4.3.5
 	NotPermitted        // this process may not write as that uid: 451 4.3.0
 	WorkerFailed        // the worker died or timed out: 451 4.3.0
 )

@@ -290,6 +290,8 @@ type postfixInstance struct {
 // postfixMasterCF runs every service but lmtp unchrooted, smtpd on a
 // loopback port only. Debian chroots lmtp into the queue directory (column
 // 5 = y); then it reaches only sockets under it, e.g. private/vlmtpd.
+// virtual is Postfix's own virtual(8), privileged as Debian ships it: the
+// oracle test delivers with it.
 const postfixMasterCF = `127.0.0.1:%d inet n - n - - smtpd
 pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n -  0 cleanup
@@ -306,6 +308,7 @@ error     unix  - - n -  - error
 retry     unix  - - n -  - error
 discard   unix  - - n -  - discard
 lmtp      unix  - - %s -  - lmtp
+virtual   unix  - n n -  - virtual
 anvil     unix  - - n -  1 anvil
 scache    unix  - - n -  1 scache
 tlsmgr    unix  - - n 1000? 1 tlsmgr

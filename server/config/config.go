@@ -36,6 +36,16 @@ type Config struct {
 
 	MessageSizeLimit   int64
 	RecipientDelimiter string
+	// DoubleBounceSender is never split at a delimiter, as in Postfix.
+	DoubleBounceSender string
+
+	// MyOrigin, MyDomain and MyDestination are Postfix's myorigin,
+	// mydomain and mydestination, with $myhostname, $mydomain and
+	// $myorigin expanded: a recipient whose domain is $myorigin or in
+	// $mydestination is also looked up by its bare localpart.
+	MyOrigin      string
+	MyDomain      string
+	MyDestination []string
 
 	VirtualMailboxBase    string
 	VirtualMailboxDomains []string
@@ -101,6 +111,10 @@ type file struct {
 
 	MessageSizeLimit   *int64  `toml:"message_size_limit"`
 	RecipientDelimiter *string `toml:"recipient_delimiter"`
+	DoubleBounceSender *string `toml:"double_bounce_sender"`
+	MyOrigin           *string `toml:"myorigin"`
+	MyDomain           *string `toml:"mydomain"`
+	MyDestination      *list   `toml:"mydestination"`
 
 	VirtualMailboxBase    *string `toml:"virtual_mailbox_base"`
 	VirtualMailboxDomains *list   `toml:"virtual_mailbox_domains"`
@@ -296,6 +310,7 @@ func (p *parser) build(f *file) *Config {
 		SpoolDirectory:          p.absPath(dir, or(f.SpoolDirectory, "/var/spool/vlmtpd")),
 		MessageSizeLimit:        or(f.MessageSizeLimit, 10240000),
 		RecipientDelimiter:      or(f.RecipientDelimiter, ""),
+		DoubleBounceSender:      or(f.DoubleBounceSender, "double-bounce"),
 		VirtualMailboxMaps:      or(f.VirtualMailboxMaps, nil),
 		VirtualUIDMaps:          or(f.VirtualUIDMaps, nil),
 		VirtualGIDMaps:          or(f.VirtualGIDMaps, nil),
@@ -331,6 +346,7 @@ func (p *parser) build(f *file) *Config {
 	if !validHostname(c.Hostname) {
 		p.errorf("hostname", "%q is not a valid host name (letters, digits, '-', '_', '.')", c.Hostname)
 	}
+	p.localDomains(c, f)
 
 	for _, l := range or(f.Listen, list{"unix:/run/vlmtpd/lmtp.sock"}) {
 		c.Listen = append(c.Listen, p.listenAddr(dir, l))
@@ -358,6 +374,9 @@ func (p *parser) build(f *file) *Config {
 
 	if c.MessageSizeLimit < 0 {
 		p.errorf("message_size_limit", "must not be negative")
+	}
+	if c.DoubleBounceSender == "" {
+		p.errorf("double_bounce_sender", "must not be empty")
 	}
 	for _, r := range c.RecipientDelimiter {
 		if r == '@' || r < ' ' || r > '~' {
@@ -420,6 +439,46 @@ func (p *parser) build(f *file) *Config {
 		p.errorf("log_format", "%q is not text or json", c.LogFormat)
 	}
 	return c
+}
+
+// localDomains sets myorigin, mydomain and mydestination with Postfix's
+// defaults and $name expansion ($myhostname is our hostname).
+func (p *parser) localDomains(c *Config, f *file) {
+	// Postfix: mydomain defaults to $myhostname minus its first label,
+	// or "localdomain" for a name without a dot.
+	def := "localdomain"
+	if _, rest, ok := strings.Cut(strings.TrimSuffix(c.Hostname, "."), "."); ok && rest != "" {
+		def = rest
+	}
+	vars := map[string]string{"myhostname": c.Hostname}
+	c.MyDomain = p.expand("mydomain", or(f.MyDomain, def), vars)
+	vars["mydomain"] = c.MyDomain
+	c.MyOrigin = p.expand("myorigin", or(f.MyOrigin, "$myhostname"), vars)
+	if strings.HasPrefix(c.MyOrigin, "/") {
+		p.errorf("myorigin", "%q: reading myorigin from a file (a Debian patch) is not supported: write the domain", c.MyOrigin)
+	}
+	vars["myorigin"] = c.MyOrigin
+	for _, d := range or(f.MyDestination, list{"$myhostname", "localhost.$mydomain", "localhost"}) {
+		if d = p.expand("mydestination", d, vars); d != "" {
+			c.MyDestination = append(c.MyDestination, maps.SplitList(d)...)
+		}
+	}
+}
+
+var paramRef = regexp.MustCompile(`\$(\{[A-Za-z0-9_]+\}|\([A-Za-z0-9_]+\)|[A-Za-z0-9_]+)`)
+
+// expand replaces $name, ${name} and $(name) of the parameters in vars;
+// any other reference is an error, since main.cf would expand it to
+// something this configuration does not have.
+func (p *parser) expand(key, v string, vars map[string]string) string {
+	return paramRef.ReplaceAllStringFunc(v, func(ref string) string {
+		name := strings.Trim(ref[1:], "{}()")
+		val, ok := vars[name]
+		if !ok {
+			p.errorf(key, "%q: $%s cannot be expanded here (only $myhostname, $mydomain and $myorigin)", v, name)
+		}
+		return val
+	})
 }
 
 func (p *parser) absPath(dir, path string) string {

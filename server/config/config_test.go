@@ -110,3 +110,45 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Errorf("example table: %v", err)
 	}
 }
+
+// TestLocalDomainsArePostfixs: myorigin, mydomain and mydestination with
+// Postfix's defaults ($myhostname is hostname) and $name expansion.
+func TestLocalDomainsArePostfixs(t *testing.T) {
+	c, err := Parse("/etc/v.toml", []byte(minimal+"hostname = \"mx1.example.org\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MyOrigin != "mx1.example.org" || c.MyDomain != "example.org" || c.DoubleBounceSender != "double-bounce" {
+		t.Errorf("myorigin %q mydomain %q double_bounce_sender %q", c.MyOrigin, c.MyDomain, c.DoubleBounceSender)
+	}
+	if got := strings.Join(c.MyDestination, ","); got != "mx1.example.org,localhost.example.org,localhost" {
+		t.Errorf("mydestination %s", got)
+	}
+	c, err = Parse("/etc/v.toml", []byte(minimal+`hostname = "mx"
+myorigin = "$mydomain"
+mydestination = "${myorigin}, $(myhostname) texthash:/etc/postfix/local"
+double_bounce_sender = "bounce-bounce"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MyDomain != "localdomain" || c.MyOrigin != "localdomain" || c.DoubleBounceSender != "bounce-bounce" {
+		t.Errorf("mydomain %q myorigin %q", c.MyDomain, c.MyOrigin)
+	}
+	if got := strings.Join(c.MyDestination, "|"); got != "localdomain|mx|texthash:/etc/postfix/local" {
+		t.Errorf("mydestination %s", got)
+	}
+	c, err = Parse("/etc/v.toml", []byte(minimal+"mydestination = \"\"\n"))
+	if err != nil || len(c.MyDestination) != 0 {
+		t.Errorf("empty mydestination: %v %v", c, err)
+	}
+	for text, want := range map[string]string{
+		minimal + "myorigin = \"$relayhost\"\n":    "v.toml:6: myorigin: \"$relayhost\": $relayhost cannot be expanded",
+		minimal + "myorigin = \"/etc/mailname\"\n": "myorigin: \"/etc/mailname\": reading myorigin from a file",
+		minimal + "double_bounce_sender = \"\"\n":  "double_bounce_sender: must not be empty",
+	} {
+		if _, err := Parse("/etc/v.toml", []byte(text)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q:\n got %v\nwant …%s…", text, err, want)
+		}
+	}
+}

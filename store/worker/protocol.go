@@ -195,11 +195,11 @@ func (d *decoder) str(what string) string {
 	return string(d.take(int(n), what))
 }
 
-// id reads a uid or gid; the protocol never carries values that do not fit
-// an int32, so a corrupted id cannot wrap around to 0.
+// id reads a uid or gid: any uid_t but (uid_t)-1, which setresuid(2)
+// takes for "unchanged".
 func (d *decoder) id(what string) int {
 	v := d.u32(what)
-	if v > math.MaxInt32 {
+	if v == math.MaxUint32 {
 		d.fail(what)
 		return -1
 	}
