@@ -1,0 +1,215 @@
+package sieve
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// comparator is one of RFC 4790's collations as Sieve uses them.
+type comparator struct {
+	fold    bool // i;ascii-casemap
+	numeric bool // i;ascii-numeric
+}
+
+var comparators = map[string]comparator{
+	"i;octet":         {},
+	"i;ascii-casemap": {fold: true},
+	"i;ascii-numeric": {numeric: true},
+}
+
+func (c comparator) norm(s string) string {
+	if c.fold {
+		return toUpperASCII(s)
+	}
+	return s
+}
+
+func toUpperASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' {
+			return r - 32
+		}
+		return r
+	}, s)
+}
+
+// numericValue is i;ascii-numeric's value: the leading digits, or
+// "infinity" (ok=false) when the string does not start with one.
+func numericValue(s string) (digits string, ok bool) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return "", false
+	}
+	d := strings.TrimLeft(s[:i], "0")
+	return d, true
+}
+
+// compare orders a and b: -1, 0 or 1.
+func (c comparator) compare(a, b string) int {
+	if c.numeric {
+		da, oka := numericValue(a)
+		db, okb := numericValue(b)
+		switch {
+		case !oka && !okb:
+			return 0
+		case !oka:
+			return 1
+		case !okb:
+			return -1
+		}
+		if len(da) != len(db) {
+			if len(da) < len(db) {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(da, db)
+	}
+	return strings.Compare(c.norm(a), c.norm(b))
+}
+
+func relHolds(op string, cmp int) bool {
+	switch op {
+	case "gt":
+		return cmp > 0
+	case "ge":
+		return cmp >= 0
+	case "lt":
+		return cmp < 0
+	case "le":
+		return cmp <= 0
+	case "eq":
+		return cmp == 0
+	}
+	return cmp != 0 // ne
+}
+
+func (c comparator) contains(s, key string) bool {
+	return strings.Contains(c.norm(s), c.norm(key))
+}
+
+// wildcard matches s against a :matches pattern. It returns the strings
+// the wildcards matched, in order (RFC 5229 3.2: "*" matches as little as
+// it can, leftmost first). Failed states are remembered, so the work is
+// bounded by len(pattern)*len(s) states.
+func (c comparator) wildcard(s, pattern string) ([]string, bool) {
+	type tok struct {
+		kind byte // 'l' literal, '?' or '*'
+		r    rune
+	}
+	var pat []tok
+	for i := 0; i < len(pattern); {
+		r, n := utf8.DecodeRuneInString(pattern[i:])
+		i += n
+		switch r {
+		case '\\':
+			if i < len(pattern) {
+				r, n = utf8.DecodeRuneInString(pattern[i:])
+				i += n
+				pat = append(pat, tok{'l', r})
+			}
+		case '*', '?':
+			pat = append(pat, tok{byte(r), 0})
+		default:
+			pat = append(pat, tok{'l', r})
+		}
+	}
+	str := []rune(s)
+	eq := func(a, b rune) bool {
+		if c.fold {
+			if a >= 'a' && a <= 'z' {
+				a -= 32
+			}
+			if b >= 'a' && b <= 'z' {
+				b -= 32
+			}
+		}
+		return a == b
+	}
+	type state struct{ p, s int }
+	failed := map[state]bool{}
+	var caps [][2]int
+	var m func(p, si int) bool
+	m = func(p, si int) bool {
+		for p < len(pat) {
+			switch pat[p].kind {
+			case 'l':
+				if si >= len(str) || !eq(pat[p].r, str[si]) {
+					return false
+				}
+				p, si = p+1, si+1
+			case '?':
+				if si >= len(str) {
+					return false
+				}
+				caps = append(caps, [2]int{si, si + 1})
+				p, si = p+1, si+1
+			case '*':
+				if failed[state{p, si}] {
+					return false
+				}
+				n := len(caps)
+				for end := si; end <= len(str); end++ {
+					caps = append(caps[:n], [2]int{si, end})
+					if m(p+1, end) {
+						return true
+					}
+				}
+				caps = caps[:n]
+				failed[state{p, si}] = true
+				return false
+			}
+		}
+		return si == len(str)
+	}
+	if !m(0, 0) {
+		return nil, false
+	}
+	out := make([]string, 0, len(caps)+1)
+	out = append(out, s)
+	for _, cp := range caps {
+		out = append(out, string(str[cp[0]:cp[1]]))
+	}
+	return out, true
+}
+
+// compileRegex compiles a :regex key. Pigeonhole uses POSIX extended
+// regular expressions; Go's RE2 with leftmost-longest matching is the
+// closest (no back-references). "." matches newlines, as in POSIX.
+func compileRegex(pattern, cmpName string) (*regexp.Regexp, error) {
+	flags := "(?s)"
+	if cmpName == "i;ascii-casemap" {
+		flags = "(?si)"
+	}
+	re, err := regexp.Compile(flags + pattern)
+	if err != nil {
+		return nil, err
+	}
+	re.Longest()
+	return re, nil
+}
+
+// quoteWildcard escapes :matches wildcards (set :quotewildcard).
+func quoteWildcard(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`)
+	return r.Replace(s)
+}
+
+// quoteRegex escapes POSIX ERE specials (set :quoteregex).
+func quoteRegex(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`\.^$*+?()[]{}|`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

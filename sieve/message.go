@@ -1,0 +1,291 @@
+package sieve
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
+)
+
+// Field is one header field: its name as written and its value unfolded
+// (RFC 5322 2.2.3: the CRLFs removed, the white space kept), not decoded.
+type Field struct {
+	Name, Value string
+}
+
+// Message is what a script looks at: the header fields in order, the size
+// and a way to read the body for the body test.
+type Message struct {
+	Fields []Field
+	Size   int64
+	// Body returns the body (everything after the blank line); it may be
+	// called more than once. Nil means an empty body.
+	Body func() (io.Reader, error)
+}
+
+// ReadMessage reads a whole message into memory. The worker bounds the
+// size beforehand (sieve_max_message_size is not a Sieve setting).
+func ReadMessage(r io.Reader) (*Message, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	return ParseMessage(data)
+}
+
+// ParseMessage parses a message held in memory. A header go-message cannot
+// parse (a line without a colon) ends the header there, as in delivery:
+// the message is still filtered with what could be read.
+func ParseMessage(data []byte) (*Message, error) {
+	off := headerEnd(data)
+	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(data[:off])))
+	m := &Message{Fields: FieldsOf(h), Size: int64(len(data))}
+	body := data[off:]
+	m.Body = func() (io.Reader, error) { return bytes.NewReader(body), nil }
+	return m, nil
+}
+
+// headerEnd returns the offset of the body: after the first empty line.
+func headerEnd(data []byte) int {
+	for i := 0; i < len(data); {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			return len(data)
+		}
+		line := data[i : i+j]
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return i + j + 1
+		}
+		i += j + 1
+	}
+	return len(data)
+}
+
+// FieldsOf lists a go-message header top to bottom, unfolding each raw
+// field.
+func FieldsOf(h textproto.Header) []Field {
+	var out []Field
+	for f := h.Fields(); f.Next(); {
+		raw, err := f.Raw()
+		v := f.Value()
+		if err == nil {
+			if i := bytes.IndexByte(raw, ':'); i >= 0 {
+				v = unfold(string(raw[i+1:]))
+			}
+		}
+		out = append(out, Field{Name: f.Key(), Value: v})
+	}
+	return out
+}
+
+// unfold removes line breaks and trims the value's outer white space.
+func unfold(v string) string {
+	v = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v)
+	return strings.Trim(v, " \t")
+}
+
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+// decodeHeader decodes RFC 2047 encoded words; a value that fails to
+// decode is used as it is.
+func decodeHeader(v string) string {
+	if !strings.Contains(v, "=?") {
+		return v
+	}
+	d, err := wordDecoder.DecodeHeader(v)
+	if err != nil {
+		return v
+	}
+	return d
+}
+
+// parsedAddr is one address of a header or envelope: the address itself,
+// or raw text that does not parse (matched only by :all).
+type parsedAddr struct {
+	local, domain string
+	raw           string
+	valid         bool
+}
+
+func (a parsedAddr) all() string {
+	if !a.valid {
+		return a.raw
+	}
+	if a.domain == "" {
+		return a.local
+	}
+	return a.local + "@" + a.domain
+}
+
+// parseAddressList splits an address header into addresses, keeping what
+// does not parse as raw text so that :all can still match it.
+func parseAddressList(v string) []parsedAddr {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil
+	}
+	p := mail.AddressParser{WordDecoder: wordDecoder}
+	if list, err := p.ParseList(v); err == nil {
+		out := make([]parsedAddr, 0, len(list))
+		for _, a := range list {
+			out = append(out, splitAddr(a.Address))
+		}
+		return out
+	}
+	var out []parsedAddr
+	for _, part := range splitTopLevel(v) {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if a, err := p.Parse(part); err == nil {
+			out = append(out, splitAddr(a.Address))
+		} else if bare, err := parseAddrSpec(part); err == nil {
+			out = append(out, bare)
+		} else {
+			out = append(out, parsedAddr{raw: part})
+		}
+	}
+	return out
+}
+
+// splitTopLevel splits on commas outside quotes, comments and angle
+// brackets.
+func splitTopLevel(v string) []string {
+	var parts []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '(' || c == '<':
+			depth++
+		case (c == ')' || c == '>') && depth > 0:
+			depth--
+		case c == ',' && depth == 0:
+			parts = append(parts, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, v[start:])
+}
+
+func splitAddr(addr string) parsedAddr {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return parsedAddr{local: addr, raw: addr, valid: true}
+	}
+	return parsedAddr{local: addr[:i], domain: addr[i+1:], raw: addr, valid: true}
+}
+
+// parseAddrSpec parses a bare "local@domain" (redirect, :addresses,
+// envelope), with or without angle brackets.
+func parseAddrSpec(s string) (parsedAddr, error) {
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "<") && strings.HasSuffix(t, ">") {
+		t = t[1 : len(t)-1]
+	}
+	if t == "" {
+		return parsedAddr{}, fmt.Errorf("empty address")
+	}
+	a, err := mail.ParseAddress("<" + t + ">")
+	if err != nil {
+		return parsedAddr{}, fmt.Errorf("not an address")
+	}
+	return splitAddr(a.Address), nil
+}
+
+// parseMailbox parses "Name <addr>" or a bare address (vacation :from).
+func parseMailbox(s string) (*mail.Address, error) {
+	p := mail.AddressParser{WordDecoder: wordDecoder}
+	a, err := p.Parse(s)
+	if err != nil {
+		if b, err2 := parseAddrSpec(s); err2 == nil {
+			return &mail.Address{Address: b.all()}, nil
+		}
+		return nil, fmt.Errorf("not an address")
+	}
+	return a, nil
+}
+
+// bodyPart is one leaf of the MIME tree for the body test.
+type bodyPart struct {
+	mediaType string // "text/plain"
+	content   string // decoded (transfer encoding and charset)
+}
+
+// maxBodyParts bounds how many MIME parts the body test walks.
+const maxBodyParts = 1000
+
+// mimeParts decodes the message's MIME leaves with go-message. A part that
+// fails to decode is passed on raw.
+func (m *Message) mimeParts() ([]bodyPart, error) {
+	var h message.Header
+	for i := len(m.Fields) - 1; i >= 0; i-- {
+		h.Add(m.Fields[i].Name, m.Fields[i].Value)
+	}
+	body, err := m.body()
+	if err != nil {
+		return nil, err
+	}
+	var parts []bodyPart
+	var walk func(e *message.Entity, depth int) error
+	walk = func(e *message.Entity, depth int) error {
+		if len(parts) >= maxBodyParts || depth > 20 {
+			return nil
+		}
+		t, _, err := e.Header.ContentType()
+		if err != nil || t == "" {
+			t = "text/plain"
+		}
+		if mr := e.MultipartReader(); mr != nil {
+			for {
+				p, err := mr.NextPart()
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+					return nil // a broken multipart ends the walk, not the delivery
+				}
+				if p == nil {
+					return nil
+				}
+				if err := walk(p, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		if t == "message/rfc822" {
+			inner, err := message.Read(e.Body)
+			if inner != nil && (err == nil || message.IsUnknownCharset(err) || message.IsUnknownEncoding(err)) {
+				return walk(inner, depth+1)
+			}
+		}
+		data, _ := io.ReadAll(io.LimitReader(e.Body, 64<<20))
+		parts = append(parts, bodyPart{mediaType: strings.ToLower(t), content: string(data)})
+		return nil
+	}
+	e, err := message.New(h, body)
+	if e == nil {
+		data, _ := io.ReadAll(body)
+		return []bodyPart{{mediaType: "text/plain", content: string(data)}}, nil
+	}
+	return parts, walk(e, 0)
+}
+
+func (m *Message) body() (io.Reader, error) {
+	if m.Body == nil {
+		return strings.NewReader(""), nil
+	}
+	return m.Body()
+}
