@@ -86,8 +86,10 @@ func FieldsOf(h textproto.Header) []Field {
 }
 
 // unfold removes line breaks and trims the value's outer white space.
+// A tab that starts a continuation line becomes a space, as Pigeonhole
+// unfolds.
 func unfold(v string) string {
-	v = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v)
+	v = strings.NewReplacer("\r\n\t", " ", "\n\t", " ", "\r\n", "", "\n", "", "\r", "").Replace(v)
 	return strings.Trim(v, " \t")
 }
 
@@ -132,7 +134,11 @@ func parseAddressList(v string) []parsedAddr {
 		return nil
 	}
 	p := mail.AddressParser{WordDecoder: wordDecoder}
-	if list, err := p.ParseList(v); err == nil {
+	if list, err := p.ParseList(v); err == nil && len(list) == 0 {
+		// Only empty groups ("undisclosed-recipients:;"): Pigeonhole then
+		// sees the raw text, for :all.
+		return []parsedAddr{{raw: v}}
+	} else if err == nil {
 		out := make([]parsedAddr, 0, len(list))
 		for _, a := range list {
 			out = append(out, splitAddr(a.Address))
@@ -248,28 +254,19 @@ func (m *Message) mimeParts() ([]bodyPart, error) {
 		if err != nil || t == "" {
 			t = "text/plain"
 		}
-		if mr := e.MultipartReader(); mr != nil {
-			for {
-				p, err := mr.NextPart()
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
-					return nil // a broken multipart ends the walk, not the delivery
-				}
-				if p == nil {
-					return nil
-				}
-				if err := walk(p, depth+1); err != nil {
-					return err
-				}
-			}
+		if strings.HasPrefix(t, "multipart/") {
+			return walkMultipart(e, t, depth, &parts, walk)
 		}
 		if t == "message/rfc822" {
-			inner, err := message.Read(e.Body)
+			// The enclosed message is a part itself (its header and raw
+			// body), then its own parts are walked.
+			raw, _ := io.ReadAll(io.LimitReader(e.Body, 64<<20))
+			parts = append(parts, bodyPart{mediaType: t, content: string(raw)})
+			inner, err := message.Read(bytes.NewReader(raw))
 			if inner != nil && (err == nil || message.IsUnknownCharset(err) || message.IsUnknownEncoding(err)) {
 				return walk(inner, depth+1)
 			}
+			return nil
 		}
 		data, _ := io.ReadAll(io.LimitReader(e.Body, 64<<20))
 		parts = append(parts, bodyPart{mediaType: strings.ToLower(t), content: string(data)})
@@ -288,4 +285,43 @@ func (m *Message) body() (io.Reader, error) {
 		return strings.NewReader(""), nil
 	}
 	return m.Body()
+}
+
+// walkMultipart records a multipart's prologue and epilogue as its own
+// content (RFC 5173 5.2: :content "multipart" matches them), then walks
+// its parts.
+func walkMultipart(e *message.Entity, t string, depth int, parts *[]bodyPart, walk func(*message.Entity, int) error) error {
+	_, params, _ := e.Header.ContentType()
+	boundary := params["boundary"]
+	data, _ := io.ReadAll(io.LimitReader(e.Body, 64<<20))
+	if boundary == "" {
+		*parts = append(*parts, bodyPart{mediaType: t, content: string(data)})
+		return nil
+	}
+	delim := "--" + boundary
+	var outside strings.Builder
+	text := string(data)
+	if i := strings.Index(text, delim); i >= 0 {
+		outside.WriteString(text[:i])
+		if j := strings.LastIndex(text, delim+"--"); j >= 0 {
+			rest := text[j+len(delim)+2:]
+			outside.WriteString(strings.TrimLeft(rest, "\r\n"))
+		}
+	}
+	*parts = append(*parts, bodyPart{mediaType: t, content: outside.String()})
+	mr := textproto.NewMultipartReader(bytes.NewReader(data), boundary)
+	for len(*parts) < maxBodyParts {
+		p, err := mr.NextPart()
+		if err != nil {
+			return nil // the end, or a broken multipart: stop here
+		}
+		pe, err := message.New(message.Header{Header: p.Header}, p)
+		if pe == nil || (err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err)) {
+			continue
+		}
+		if err := walk(pe, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -138,6 +138,7 @@ func (a *Vacation) String() string {
 // handle and the ID; Last means the period restarts at each occurrence.
 type DuplicateMark struct {
 	Key    string
+	Handle string
 	Period time.Duration
 	Last   bool
 }

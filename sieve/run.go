@@ -249,12 +249,11 @@ func (r *run) command(f *frame, x *cmd) error {
 		if x.include == nil {
 			return nil // :optional and missing
 		}
-		if x.has("once") {
-			if r.once[x.inc] {
-				return nil
-			}
-			r.once[x.inc] = true
+		// :once skips a script included before, with or without :once.
+		if x.has("once") && r.once[x.inc] {
+			return nil
 		}
+		r.once[x.inc] = true
 		return r.script(x.include, map[string]string{})
 	case "global":
 		for _, v := range x.args[0].strs {
@@ -321,9 +320,6 @@ func (r *run) store(f *frame, x *cmd, mbox string, flags []string, cp, create, i
 	if r.reject != nil {
 		return r.fail(f, x, "%s conflicts with the earlier reject", x.name)
 	}
-	if !cp {
-		r.keep = false
-	}
 	r.stores = true
 	if isKeep {
 		mbox = "INBOX"
@@ -343,6 +339,11 @@ func (r *run) store(f *frame, x *cmd, mbox string, flags []string, cp, create, i
 				return nil
 			}
 		}
+	}
+	// Only a new action cancels the implicit keep: a duplicate of a
+	// :copy store does not (Pigeonhole's behaviour).
+	if !cp {
+		r.keep = false
 	}
 	fl := append([]string(nil), flags...)
 	if isKeep {

@@ -414,7 +414,7 @@ func (r *run) duplicate(f *frame, x *cmd) (bool, error) {
 		}
 	}
 	if !seen {
-		r.res.Duplicates = append(r.res.Duplicates, DuplicateMark{Key: key, Period: period, Last: x.has("last")})
+		r.res.Duplicates = append(r.res.Duplicates, DuplicateMark{Key: key, Handle: handle, Period: period, Last: x.has("last")})
 		if r.env.Duplicates != nil {
 			var err error
 			if seen, err = r.env.Duplicates.Seen(r.ctx, key); err != nil {

@@ -11,11 +11,10 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// Pigeonhole's sieve_vacation_{min,default,max}_period.
+// Pigeonhole's sieve_vacation_{min,default}_period; the maximum is unlimited there.
 const (
 	vacationMin     = 24 * time.Hour
 	vacationDefault = 7 * 24 * time.Hour
-	vacationMax     = 60 * 24 * time.Hour
 )
 
 // listHeaders mark a message from a mailing list (RFC 2369, 2919): RFC
@@ -41,9 +40,6 @@ func (r *run) doVacation(f *frame, x *cmd) error {
 	}
 	if v.Period < vacationMin && !(x.has("seconds") && v.Period == 0) {
 		v.Period = vacationMin
-	}
-	if v.Period > vacationMax {
-		v.Period = vacationMax
 	}
 	subject, hasSubject := x.tagStr("subject")
 	from, hasFrom := x.tagStr("from")
