@@ -572,7 +572,6 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-
 func checkAddressHeaders(c *compiler, x *cmd) error { return nil }
 
 func checkEnvelopeParts(c *compiler, x *cmd) error {
