@@ -443,7 +443,7 @@ func (c *compiler) bind(n *node, asTest bool, depth int) (*cmd, error) {
 	x.args = rest
 	switch {
 	case sp.tests == 0 && len(n.tests) > 0:
-		return nil, c.errorf(n.tests[0].pos, "%s takes no test", n.name)
+		return nil, c.errorf(n.tests[0].pos, "unexpected %q after the arguments of %s (missing ';' or '{'?)", n.tests[0].name, n.name)
 	case sp.tests == 1 && (len(n.tests) != 1 || n.testList):
 		return nil, c.errorf(n.pos, "%s needs exactly one test", n.name)
 	case sp.tests == -1 && !n.testList:

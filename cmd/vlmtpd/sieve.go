@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -43,11 +44,15 @@ func compileFile(path, globalDir string) (*sieve.Script, error) {
 	return sieve.Compile(src, &sieve.Options{Name: path, Include: scriptLoader(path, globalDir)})
 }
 
-func runSieveCheck(args []string) int {
+func runSieveCheck(args []string) int { return sieveCheck(args, os.Stdout, os.Stderr) }
+func runSieveTest(args []string) int  { return sieveTest(args, os.Stdout, os.Stderr) }
+
+func sieveCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sieve-check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	global := fs.String("global", "", "directory of global scripts for include :global")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vlmtpd sieve-check [-global DIR] SCRIPT...")
+		fmt.Fprintln(stderr, "usage: vlmtpd sieve-check [-global DIR] SCRIPT...")
 		fs.PrintDefaults()
 	}
 	if fs.Parse(args) != nil {
@@ -60,11 +65,11 @@ func runSieveCheck(args []string) int {
 	code := 0
 	for _, path := range fs.Args() {
 		if _, err := compileFile(path, *global); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintln(stderr, err)
 			code = 1
 			continue
 		}
-		fmt.Printf("%s: OK\n", path)
+		fmt.Fprintf(stdout, "%s: OK\n", path)
 	}
 	return code
 }
@@ -85,8 +90,9 @@ func (l mailboxList) MailboxExists(_ context.Context, name string) (bool, error)
 	return false, nil
 }
 
-func runSieveTest(args []string) int {
+func sieveTest(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sieve-test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (for recipient_delimiter)")
 	rcpt := fs.String("r", "recipient@example.com", "envelope recipient")
 	orig := fs.String("a", "", "original envelope recipient (default: -r)")
@@ -95,7 +101,7 @@ func runSieveTest(args []string) int {
 	mboxes := fs.String("mailboxes", "", "comma-separated mailboxes that exist, for mailboxexists")
 	cpu := fs.Duration("cpu", 5*time.Second, "CPU time limit of the run")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vlmtpd sieve-test [-config FILE] [-r RCPT] [-f SENDER] SCRIPT MESSAGE")
+		fmt.Fprintln(stderr, "usage: vlmtpd sieve-test [-config FILE] [-r RCPT] [-f SENDER] SCRIPT MESSAGE")
 		fs.PrintDefaults()
 	}
 	if fs.Parse(args) != nil {
@@ -109,7 +115,7 @@ func runSieveTest(args []string) int {
 	if *cfgPath != "" {
 		cfg, err := config.Load(*cfgPath)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "vlmtpd sieve-test:", err)
+			fmt.Fprintln(stderr, "vlmtpd sieve-test:", err)
 			return 1
 		}
 		if cfg.RecipientDelimiter != "" {
@@ -118,18 +124,18 @@ func runSieveTest(args []string) int {
 	}
 	script, err := compileFile(fs.Arg(0), *global)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	f, err := os.Open(fs.Arg(1))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "vlmtpd sieve-test:", err)
+		fmt.Fprintln(stderr, "vlmtpd sieve-test:", err)
 		return 1
 	}
 	msg, err := sieve.ReadMessage(f)
 	f.Close()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "vlmtpd sieve-test:", err)
+		fmt.Fprintln(stderr, "vlmtpd sieve-test:", err)
 		return 1
 	}
 	var list mailboxList
@@ -146,12 +152,12 @@ func runSieveTest(args []string) int {
 	}
 	res, err := script.Run(ctx, env)
 	for _, l := range res.Lines() {
-		fmt.Println(l)
+		fmt.Fprintln(stdout, l)
 	}
 	if err != nil {
 		var re *sieve.RuntimeError
 		if errors.As(err, &re) {
-			fmt.Fprintln(os.Stderr, "runtime error (the message is kept):", err)
+			fmt.Fprintln(stderr, "runtime error (the message is kept):", err)
 		}
 		return 1
 	}
