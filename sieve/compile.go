@@ -572,7 +572,27 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-func checkAddressHeaders(c *compiler, x *cmd) error { return nil }
+// addressHeaders are the fields the address test may name (RFC 5228 5.1:
+// "implementations MUST restrict the address test to headers that
+// contain addresses"). The list is Pigeonhole's, found by probing its
+// sieve-test, so that a script it refuses is refused here too.
+var addressHeaders = map[string]bool{
+	"from": true, "sender": true, "to": true, "cc": true, "bcc": true, "reply-to": true,
+	"resent-from": true, "resent-sender": true, "resent-to": true, "resent-cc": true,
+	"resent-bcc": true, "resent-reply-to": true, "return-receipt-to": true, "errors-to": true,
+	"delivered-to": true, "x-original-to": true, "apparently-to": true,
+	"mail-followup-to": true, "mail-reply-to": true, "x-beenthere": true,
+}
+
+func checkAddressHeaders(c *compiler, x *cmd) error {
+	a := x.args[0]
+	for _, h := range a.strs {
+		if c.literal(h) && !addressHeaders[strings.ToLower(h)] {
+			return c.errorf(a.pos, "address: header %q does not hold addresses", h)
+		}
+	}
+	return nil
+}
 
 func checkEnvelopeParts(c *compiler, x *cmd) error {
 	a := x.args[0]

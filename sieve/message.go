@@ -7,6 +7,8 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/emersion/go-message"
@@ -120,10 +122,29 @@ func (a parsedAddr) all() string {
 	if !a.valid {
 		return a.raw
 	}
-	if a.domain == "" {
-		return a.local
+	local := a.local
+	if !isDotAtom(local) {
+		local = strconv.Quote(local)
 	}
-	return a.local + "@" + a.domain
+	if a.domain == "" {
+		return local
+	}
+	return local + "@" + a.domain
+}
+
+// isDotAtom reports whether a local part can be written without quotes
+// (RFC 5322 3.2.3).
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80 ||
+			strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseAddressList splits an address header into addresses, keeping what
@@ -133,6 +154,7 @@ func parseAddressList(v string) []parsedAddr {
 	if v == "" {
 		return nil
 	}
+	v = obsRoute.ReplaceAllString(v, "<")
 	p := mail.AddressParser{WordDecoder: wordDecoder}
 	if list, err := p.ParseList(v); err == nil && len(list) == 0 {
 		// Only empty groups ("undisclosed-recipients:;"): Pigeonhole then
@@ -161,6 +183,10 @@ func parseAddressList(v string) []parsedAddr {
 	}
 	return out
 }
+
+// obsRoute matches RFC 5322's obsolete source route ("<@relay:user@host>"),
+// which net/mail refuses and which means just the address.
+var obsRoute = regexp.MustCompile(`<\s*@[^<>:"]*:`)
 
 // splitTopLevel splits on commas outside quotes, comments and angle
 // brackets.

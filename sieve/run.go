@@ -326,14 +326,15 @@ func (r *run) store(f *frame, x *cmd, mbox string, flags []string, cp, create, i
 	}
 	for _, a := range r.res.Actions {
 		switch a := a.(type) {
+		// A duplicate store takes the later flags (as Pigeonhole does).
 		case *Keep:
 			if sameMailbox(mbox, "INBOX") {
-				a.Flags = mergeFlags(a.Flags, flags)
+				a.Flags = append([]string(nil), flags...)
 				return nil
 			}
 		case *FileInto:
 			if sameMailbox(a.Mailbox, mbox) {
-				a.Flags = mergeFlags(a.Flags, flags)
+				a.Flags = append([]string(nil), flags...)
 				a.Copy = a.Copy && cp
 				a.Create = a.Create || create
 				return nil

@@ -44,18 +44,19 @@ func (r *run) doVacation(f *frame, x *cmd) error {
 	subject, hasSubject := x.tagStr("subject")
 	from, hasFrom := x.tagStr("from")
 	subject, from = r.expand(f, subject), r.expand(f, from)
-	// Pigeonhole's default handle: the arguments that shape the reply.
+	// Pigeonhole's default handle: the arguments that shape the reply, as
+	// written (variables not expanded).
 	if h, ok := x.tagStr("handle"); ok {
 		v.Handle = r.expand(f, h)
 	} else {
-		v.Handle = v.Reason
-		if hasSubject {
-			v.Handle += subject
+		v.Handle = x.args[0].strs[0]
+		if s, ok := x.tagStr("subject"); ok {
+			v.Handle += s
 		} else {
 			v.Handle += "<default-subject>"
 		}
-		if hasFrom {
-			v.Handle += from
+		if s, ok := x.tagStr("from"); ok {
+			v.Handle += s
 		} else {
 			v.Handle += "<default-from>"
 		}
