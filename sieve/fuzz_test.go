@@ -4,8 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func addCorpus(f *testing.F) {
@@ -59,6 +62,45 @@ func FuzzCompileRun(f *testing.F) {
 		res, _ := s.Run(ctx, &Env{Message: m, Envelope: Envelope{From: "a@example.com", To: "b@example.net"}})
 		if res == nil {
 			t.Fatal("nil result")
+		}
+	})
+}
+
+// FuzzWildcard checks :matches against Go's regexp with lazy quantifiers,
+// which finds the same leftmost-shortest assignment of the wildcards.
+func FuzzWildcard(f *testing.F) {
+	for _, c := range [][2]string{{"[acme-users] [fwd] version 1.0", "[*] *"}, {"aaab", "*a?b"}, {"abc", "**?"}, {"a*b", `a\*?`}, {"", "*"}} {
+		f.Add(c[0], c[1])
+	}
+	f.Fuzz(func(t *testing.T, s, pattern string) {
+		if !utf8.ValidString(s) || !utf8.ValidString(pattern) || len(pattern) > 64 {
+			return
+		}
+		var re strings.Builder
+		re.WriteString(`(?s)^`)
+		for i := 0; i < len(pattern); {
+			r, n := utf8.DecodeRuneInString(pattern[i:])
+			i += n
+			switch r {
+			case '*':
+				re.WriteString("(.*?)")
+			case '?':
+				re.WriteString("(.)")
+			case '\\':
+				if i < len(pattern) {
+					r, n = utf8.DecodeRuneInString(pattern[i:])
+					i += n
+					re.WriteString(regexp.QuoteMeta(string(r)))
+				}
+			default:
+				re.WriteString(regexp.QuoteMeta(string(r)))
+			}
+		}
+		re.WriteString("$")
+		want := regexp.MustCompile(re.String()).FindStringSubmatch(s)
+		got, ok, _ := comparators["i;octet"].wildcard(s, pattern, nil)
+		if ok != (want != nil) || (ok && strings.Join(got, "\x00") != strings.Join(want, "\x00")) {
+			t.Fatalf("%q :matches %q: got %q %v, regexp %q", s, pattern, got, ok, want)
 		}
 	})
 }

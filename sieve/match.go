@@ -95,11 +95,14 @@ func (c comparator) contains(s, key string) bool {
 	return strings.Contains(c.norm(s), c.norm(key))
 }
 
-// wildcard matches s against a :matches pattern. It returns the strings
-// the wildcards matched, in order (RFC 5229 3.2: "*" matches as little as
-// it can, leftmost first). Failed states are remembered, so the work is
-// bounded by len(pattern)*len(s) states.
-func (c comparator) wildcard(s, pattern string) ([]string, bool) {
+// wildcard matches s against a :matches pattern. It returns the whole
+// string and then what each wildcard matched, in order (RFC 5229 3.2:
+// each "*" matches as little as it can, leftmost first). It backtracks
+// only to the latest "*": placing each literal run at its earliest
+// occurrence is what "as little as it can" means, so O(len(pattern) *
+// len(s)) steps and no memory beyond the pattern suffice, whatever the
+// input. tick is called every 4096 steps; a non-nil result aborts.
+func (c comparator) wildcard(s, pattern string, tick func() error) ([]string, bool, error) {
 	type tok struct {
 		kind byte // 'l' literal, '?' or '*'
 		r    rune
@@ -124,60 +127,56 @@ func (c comparator) wildcard(s, pattern string) ([]string, bool) {
 	str := []rune(s)
 	eq := func(a, b rune) bool {
 		if c.fold {
-			if a >= 'a' && a <= 'z' {
-				a -= 32
+			if a >= 'A' && a <= 'Z' {
+				a += 32
 			}
-			if b >= 'a' && b <= 'z' {
-				b -= 32
+			if b >= 'A' && b <= 'Z' {
+				b += 32
 			}
 		}
 		return a == b
 	}
-	type state struct{ p, s int }
-	failed := map[state]bool{}
-	var caps [][2]int
-	var m func(p, si int) bool
-	m = func(p, si int) bool {
-		for p < len(pat) {
-			switch pat[p].kind {
-			case 'l':
-				if si >= len(str) || !eq(pat[p].r, str[si]) {
-					return false
-				}
-				p, si = p+1, si+1
-			case '?':
-				if si >= len(str) {
-					return false
-				}
-				caps = append(caps, [2]int{si, si + 1})
-				p, si = p+1, si+1
-			case '*':
-				if failed[state{p, si}] {
-					return false
-				}
-				n := len(caps)
-				for end := si; end <= len(str); end++ {
-					caps = append(caps[:n], [2]int{si, end})
-					if m(p+1, end) {
-						return true
-					}
-				}
-				caps = caps[:n]
-				failed[state{p, si}] = true
-				return false
+	caps := make([][2]int, len(pat)) // per token: the runes it matched
+	pi, si := 0, 0
+	starP, starS := -1, 0
+	steps := 0
+	for si < len(str) {
+		if steps++; steps&4095 == 0 && tick != nil {
+			if err := tick(); err != nil {
+				return nil, false, err
 			}
 		}
-		return si == len(str)
+		switch {
+		case pi < len(pat) && pat[pi].kind == '*':
+			starP, starS = pi, si
+			caps[pi] = [2]int{si, si}
+			pi++
+		case pi < len(pat) && (pat[pi].kind == '?' || eq(pat[pi].r, str[si])):
+			caps[pi] = [2]int{si, si + 1}
+			pi, si = pi+1, si+1
+		case starP >= 0:
+			// Give the latest "*" one more character and retry after it.
+			starS++
+			caps[starP][1] = starS
+			pi, si = starP+1, starS
+		default:
+			return nil, false, nil
+		}
 	}
-	if !m(0, 0) {
-		return nil, false
+	for pi < len(pat) && pat[pi].kind == '*' {
+		caps[pi] = [2]int{si, si}
+		pi++
 	}
-	out := make([]string, 0, len(caps)+1)
-	out = append(out, s)
-	for _, cp := range caps {
-		out = append(out, string(str[cp[0]:cp[1]]))
+	if pi != len(pat) {
+		return nil, false, nil
 	}
-	return out, true
+	out := []string{s}
+	for i, t := range pat {
+		if t.kind != 'l' {
+			out = append(out, string(str[caps[i][0]:caps[i][1]]))
+		}
+	}
+	return out, true, nil
 }
 
 // compileRegex compiles a :regex key. Pigeonhole uses POSIX extended

@@ -226,8 +226,8 @@ func (r *run) match(f *frame, x *cmd, values, keys []string) (bool, error) {
 	}
 	for _, v := range values {
 		if r.steps++; r.steps&255 == 0 {
-			if err := r.ctx.Err(); err != nil {
-				return false, &RuntimeError{Script: f.s.name, Pos: x.pos, Err: fmt.Errorf("%w: CPU time: %v", ErrLimit, err)}
+			if err := r.cpuCheck(f, x); err != nil {
+				return false, err
 			}
 		}
 		for ki, k := range keys {
@@ -245,7 +245,11 @@ func (r *run) match(f *frame, x *cmd, values, keys []string) (bool, error) {
 					return true, nil
 				}
 			case "matches":
-				if caps, ok := cmp.wildcard(v, k); ok {
+				caps, ok, err := cmp.wildcard(v, k, func() error { return r.cpuCheck(f, x) })
+				if err != nil {
+					return false, err
+				}
+				if ok {
 					r.setMatch(f, caps)
 					return true, nil
 				}
@@ -423,4 +427,12 @@ func (r *run) duplicate(f *frame, x *cmd) (bool, error) {
 		}
 	}
 	return seen, nil
+}
+
+// cpuCheck ends the run when its context is done (sieve_max_cpu_time).
+func (r *run) cpuCheck(f *frame, x *cmd) error {
+	if err := r.ctx.Err(); err != nil {
+		return &RuntimeError{Script: f.s.name, Pos: x.pos, Err: fmt.Errorf("%w: CPU time: %v", ErrLimit, err)}
+	}
+	return nil
 }
