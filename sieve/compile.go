@@ -88,6 +88,7 @@ type compiler struct {
 	name   string
 	exts   map[string]bool
 	stack  []includeKey // scripts being compiled, for loop detection
+	vars   map[string]bool
 	total  *int
 	script *Script
 }
@@ -682,11 +683,26 @@ func validVarName(c *compiler, s string) bool {
 	return len(parts) == 1 || (len(parts) == 2 && strings.EqualFold(parts[0], "global") && c.exts["include"])
 }
 
+// maxVariables is Pigeonhole's sieve_variables_max_scope_size: it bounds
+// the memory of a run (each value is at most maxVarSize).
+const maxVariables = 255
+
+func (c *compiler) declare(x *cmd, name string) error {
+	if c.vars == nil {
+		c.vars = map[string]bool{}
+	}
+	c.vars[strings.ToLower(name)] = true
+	if len(c.vars) > maxVariables {
+		return c.errorf(x.pos, "%s: more than %d variables", x.name, maxVariables)
+	}
+	return nil
+}
+
 func checkSet(c *compiler, x *cmd) error {
 	if !validVarName(c, x.args[0].strs[0]) {
 		return c.errorf(x.args[0].pos, "set: invalid variable name %q", x.args[0].strs[0])
 	}
-	return nil
+	return c.declare(x, x.args[0].strs[0])
 }
 
 func checkFlagVar(c *compiler, x *cmd) error {
@@ -697,6 +713,7 @@ func checkFlagVar(c *compiler, x *cmd) error {
 		if !validVarName(c, x.args[0].strs[0]) {
 			return c.errorf(x.args[0].pos, "%s: invalid variable name %q", x.name, x.args[0].strs[0])
 		}
+		return c.declare(x, x.args[0].strs[0])
 	}
 	return nil
 }

@@ -118,11 +118,12 @@ func (lx *lexer) next() (token, error) {
 	return token{kind: tokEOF, pos: lx.pos()}, nil
 }
 
+var punct = map[byte]tokenKind{'[': tokLBracket, ']': tokRBracket, '(': tokLParen, ')': tokRParen,
+	'{': tokLBrace, '}': tokRBrace, ',': tokComma, ';': tokSemicolon}
+
 func (lx *lexer) token() (token, error) {
 	p := lx.pos()
 	c := lx.src[lx.off]
-	punct := map[byte]tokenKind{'[': tokLBracket, ']': tokRBracket, '(': tokLParen, ')': tokRParen,
-		'{': tokLBrace, '}': tokRBrace, ',': tokComma, ';': tokSemicolon}
 	if k, ok := punct[c]; ok {
 		lx.advance(1)
 		return token{kind: k, pos: p}, nil

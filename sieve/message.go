@@ -20,6 +20,10 @@ import (
 // (RFC 5322 2.2.3: the CRLFs removed, the white space kept), not decoded.
 type Field struct {
 	Name, Value string
+	// Raw is the field as it was in the message (name, colon, folded
+	// value, CRLF), so that WriteFields reproduces untouched fields byte
+	// for byte (DKIM signatures survive); nil for a field editheader added.
+	Raw []byte
 }
 
 // Message is what a script looks at: the header fields in order, the size
@@ -82,7 +86,11 @@ func FieldsOf(h textproto.Header) []Field {
 				v = unfold(string(raw[i+1:]))
 			}
 		}
-		out = append(out, Field{Name: f.Key(), Value: v})
+		fl := Field{Name: f.Key(), Value: v}
+		if err == nil {
+			fl.Raw = append([]byte(nil), raw...)
+		}
+		out = append(out, fl)
 	}
 	return out
 }
@@ -350,4 +358,38 @@ func walkMultipart(e *message.Entity, t string, depth int, parts *[]bodyPart, wa
 		}
 	}
 	return nil
+}
+
+// WriteFields writes a header (as Result.Header after editheader): raw
+// fields as they were, new ones folded at white space before 78 columns.
+// It does not write the blank line that ends the header.
+func WriteFields(w io.Writer, fields []Field) error {
+	for _, f := range fields {
+		line := f.Raw
+		if line == nil {
+			line = []byte(foldField(f.Name, f.Value))
+		}
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func foldField(name, value string) string {
+	var b strings.Builder
+	b.WriteString(name)
+	b.WriteString(":")
+	col := len(name) + 1
+	for i, word := range strings.Split(value, " ") {
+		if i > 0 && col+1+len(word) > 78 {
+			b.WriteString("\r\n")
+			col = 0
+		}
+		b.WriteString(" ")
+		b.WriteString(word)
+		col += 1 + len(word)
+	}
+	b.WriteString("\r\n")
+	return b.String()
 }

@@ -564,7 +564,7 @@ func (r *run) flagCommand(f *frame, x *cmd) error {
 	var cur []string
 	varName := ""
 	if len(x.args) == 2 {
-		varName = r.expand(f, x.args[0].strs[0])
+		varName = x.args[0].strs[0]
 		cur = strings.Fields(r.getVar(f, varName))
 	} else {
 		cur = r.flags

@@ -262,6 +262,14 @@ func TestDuplicateAndEditheader(t *testing.T) {
 	if got := strings.Join(names, "|"); !res.HeaderEdited || got != want {
 		t.Errorf("edited header:\n%s\nwant\n%s", got, want)
 	}
+	var out strings.Builder
+	if err := WriteFields(&out, res.Header); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "X-A: 1\r\nReceived: x\r\nFrom: Alice <alice@example.com>\r\n") ||
+		!strings.HasSuffix(out.String(), "X-B: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n") {
+		t.Errorf("written header:\n%s", out.String())
+	}
 	if len(res.Duplicates) != 0 {
 		t.Errorf("no duplicate test, yet %v", res.Duplicates)
 	}
@@ -328,3 +336,50 @@ func TestInclude(t *testing.T) {
 		t.Fatal("missing include compiled")
 	}
 }
+
+func TestVariableLimit(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`require "variables";`)
+	for i := 0; i < 300; i++ {
+		b.WriteString(`set "v` + itoa(i) + `" "x";`)
+	}
+	if _, err := Compile([]byte(b.String()), nil); err == nil || !strings.Contains(err.Error(), "more than 255 variables") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func BenchmarkCompile(b *testing.B) {
+	src := []byte(benchScript)
+	for i := 0; i < b.N; i++ {
+		if _, err := Compile(src, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRun(b *testing.B) {
+	s, err := Compile([]byte(benchScript), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, _ := ParseMessage([]byte(testMsg))
+	env := &Env{Envelope: Envelope{From: "alice@example.com", To: "me+x@example.net"}, Message: m}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Run(ctx, env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchScript is a typical user script: list filing, spam, vacation.
+const benchScript = `require ["fileinto", "envelope", "subaddress", "variables", "imap4flags", "vacation", "relational", "comparator-i;ascii-numeric"];
+if header :value "ge" :comparator "i;ascii-numeric" "x-spam-score" "5" { fileinto "Junk"; stop; }
+if header :matches "list-id" "*<*.*>*" { fileinto "Lists.${2}"; stop; }
+if envelope :detail :matches "to" "*" { set :lower "folder" "${1}"; }
+if string :is "${folder}" "" { } else { fileinto "${folder}"; }
+if address :domain :is "from" ["example.com", "example.org"] { addflag "\\Flagged"; }
+if header :contains "subject" ["invoice", "order", "hello"] { fileinto :flags "\\Seen" "Orders"; }
+vacation :days 7 :subject "Away" "I am away.";
+`
