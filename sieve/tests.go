@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"fmt"
+	"html"
 	"regexp"
 	"strconv"
 	"strings"
@@ -368,8 +369,8 @@ func contentMatches(mediaType string, types []string) bool {
 	return false
 }
 
-// htmlToText drops tags, as Pigeonhole's :text does for text/html, so that
-// keys match what the reader sees.
+// htmlToText drops tags and decodes entities, as Pigeonhole's :text does
+// for text/html, so that keys match what the reader sees.
 func htmlToText(s string) string {
 	var b strings.Builder
 	in := false
@@ -383,7 +384,7 @@ func htmlToText(s string) string {
 			b.WriteRune(c)
 		}
 	}
-	return b.String()
+	return html.UnescapeString(b.String())
 }
 
 func (r *run) duplicate(f *frame, x *cmd) (bool, error) {
