@@ -353,10 +353,11 @@ func lastIf(out []*cmd) *cmd {
 }
 
 func (c *compiler) require(x *cmd) error {
-	for _, e := range x.args[0].strs {
-		ext := strings.ToLower(e)
+	for _, ext := range x.args[0].strs {
+		// Capability names are case-sensitive (as in Pigeonhole): they are
+		// registered in lower case.
 		if !known(ext) || !c.allowed(ext) {
-			return c.errorf(x.args[0].pos, "unknown Sieve capability %q in require", e)
+			return c.errorf(x.args[0].pos, "unknown Sieve capability %q in require", ext)
 		}
 		c.exts[ext] = true
 	}
@@ -736,9 +737,7 @@ func checkAddHeader(c *compiler, x *cmd) error {
 }
 
 func checkDeleteHeader(c *compiler, x *cmd) error {
-	if x.has("last") && !x.has("index") {
-		return c.errorf(x.tags["last"].pos, "deleteheader: :last needs :index")
-	}
+	// :last without :index means nothing; Pigeonhole accepts it, so do we.
 	if err := checkMatch(nil)(c, x); err != nil {
 		return err
 	}

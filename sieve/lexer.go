@@ -216,6 +216,14 @@ func (lx *lexer) quoted(p Pos) (token, error) {
 			}
 			b.WriteByte(lx.src[lx.off+1])
 			lx.advance(2)
+		case '\n':
+			// A line break inside a string is CRLF (RFC 5228 2.4.2), even
+			// when the script was saved with bare LFs, as in Pigeonhole.
+			if !strings.HasSuffix(b.String(), "\r") {
+				b.WriteByte('\r')
+			}
+			b.WriteByte('\n')
+			lx.advance(1)
 		default:
 			b.WriteByte(c)
 			lx.advance(1)

@@ -462,6 +462,7 @@ func findAllow(list []*allowEntry, script, msg string) *allowEntry {
 
 // sanitized is how sieve-test prints a long name: 125 bytes and "...".
 func sanitized(s string) string {
+	s = strings.NewReplacer("\r", "?", "\n", "?").Replace(s)
 	if len(s) <= 128 {
 		return s
 	}

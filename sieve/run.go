@@ -546,12 +546,30 @@ func truncUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// flagList splits flag strings on spaces and drops duplicates (RFC 5232 3).
+// systemFlags may be set by a script (RFC 5232 3: not \Recent).
+var systemFlags = map[string]bool{`\seen`: true, `\answered`: true, `\flagged`: true, `\deleted`: true, `\draft`: true}
+
+// validFlag: a system flag from the list, or an IMAP atom (RFC 3501
+// flag-keyword); Pigeonhole drops the rest, and so do we.
+func validFlag(fl string) bool {
+	if strings.HasPrefix(fl, `\`) {
+		return systemFlags[strings.ToLower(fl)]
+	}
+	for i := 0; i < len(fl); i++ {
+		if c := fl[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return false
+		}
+	}
+	return fl != ""
+}
+
+// flagList splits flag strings on spaces and drops duplicates and invalid
+// flags (RFC 5232 3).
 func (r *run) flagList(f *frame, strs []string) []string {
 	var out []string
 	for _, s := range strs {
 		for _, fl := range strings.Fields(r.expand(f, s)) {
-			if !containsFold(out, fl) {
+			if validFlag(fl) && !containsFold(out, fl) {
 				out = append(out, fl)
 			}
 		}
