@@ -132,6 +132,10 @@ func (p *pigeonhole) run(t *testing.T, script, message string, env Envelope, exe
 		args = append(args, "-e", "-l", "maildir:"+home)
 	}
 	args = append(args, script, message)
+	return p.runArgs(t, args...)
+}
+
+func (p *pigeonhole) runArgs(t *testing.T, args ...string) (string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, p.bin, args...)
@@ -295,6 +299,9 @@ func ours(src []byte, msg []byte, env Envelope, execute bool, loader IncludeLoad
 	if err != nil {
 		return []string{"error"}
 	}
+	if !execute {
+		return canonResult(res, nil)
+	}
 	if execute {
 		for _, a := range res.Actions {
 			if v, ok := a.(*Vacation); ok {
@@ -306,6 +313,12 @@ func ours(src []byte, msg []byte, env Envelope, execute bool, loader IncludeLoad
 		}
 		return []string{"no-vacation"}
 	}
+	return nil
+}
+
+// canonResult is a Result in the canonical lines of parsePigeonhole; a
+// runtime error adds "error" after the earlier scripts' actions.
+func canonResult(res *Result, err error) []string {
 	var lines []string
 	for _, a := range res.Actions {
 		switch a := a.(type) {
@@ -342,7 +355,13 @@ func ours(src []byte, msg []byte, env Envelope, execute bool, loader IncludeLoad
 		}
 	}
 	lines = append(track, lines...)
-	if res.ImplicitKeep {
+	if err != nil {
+		if len(lines) == 0 {
+			return []string{"error"}
+		}
+		lines = append(lines, "error")
+	}
+	if res.ImplicitKeep && err == nil {
 		lines = append(lines, "implicit: store INBOX"+canonFlags(res.KeepFlags))
 	}
 	return lines
@@ -467,4 +486,101 @@ func sanitized(s string) string {
 		return s
 	}
 	return truncUTF8(s, 125) + "..."
+}
+
+// TestPigeonholeSequence compares RunSequence with sieve-test -s (the
+// scripts before the main one, as sieve_before): each directory of
+// testdata/oracle/sequence holds 1.sieve, 2.sieve, ... the last the main.
+func TestPigeonholeSequence(t *testing.T) {
+	p := newPigeonhole(t)
+	dirs, _ := filepath.Glob("testdata/oracle/sequence/*")
+	msgs := []string{"testdata/oracle/plain.eml", "testdata/oracle/list.eml"}
+	env := Envelope{From: oracleSender, To: oracleRecipient}
+	agree := 0
+	for _, dir := range dirs {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.sieve"))
+		sort.Strings(files)
+		var scripts []*Script
+		var args []string
+		compileErr := false
+		for i, f := range files {
+			src, _ := os.ReadFile(f)
+			s, err := Compile(src, nil)
+			if err != nil {
+				compileErr = true
+			}
+			scripts = append(scripts, s)
+			dst := filepath.Join(p.dir, filepath.Base(dir)+"-"+filepath.Base(f))
+			os.WriteFile(dst, src, 0o644)
+			if i < len(files)-1 {
+				args = append(args, "-s", dst)
+			} else {
+				args = append(args, dst)
+			}
+		}
+		for _, mp := range msgs {
+			data, _ := os.ReadFile(mp)
+			msgCopy := filepath.Join(p.dir, filepath.Base(mp))
+			os.WriteFile(msgCopy, data, 0o644)
+			out, code := p.runArgs(t, append(append([]string{"-c", p.conf, "-r", env.To, "-f", env.From, "-l", "maildir:" + filepath.Join(p.dir, "mail")}, args...), msgCopy)...)
+			want := parseSequence(out, code)
+			var got []string
+			if compileErr {
+				got = []string{"compile-error"}
+			} else {
+				m, _ := ParseMessage(data)
+				res, err := RunSequence(context.Background(), &Env{Envelope: env, Message: m}, scripts...)
+				got = canonResult(res, err)
+			}
+			if strings.Join(want, "\n") != strings.Join(got, "\n") {
+				t.Errorf("%s × %s:\nPigeonhole: %q\nvlmtpd:     %q\n%s", filepath.Base(dir), filepath.Base(mp), want, got, out)
+				continue
+			}
+			agree++
+		}
+	}
+	t.Logf("sequence oracle: %d cases agree", agree)
+}
+
+// parseSequence merges sieve-test's per-script sections: the actions of
+// all, once each, and the implicit keep of the last script run.
+func parseSequence(out string, code int) []string {
+	sections := strings.Split(out, "## Executing script: ")
+	if len(sections) < 2 {
+		return parsePigeonhole(out, code, false)
+	}
+	var lines, implicit []string
+	seen := map[string]bool{}
+	for i, sec := range sections[1:] {
+		for _, l := range parsePigeonhole(sec, 0, false) {
+			l = strings.Replace(l, "keep", "store INBOX", 1)
+			if l == "error" {
+				continue // added once below
+			}
+			if strings.HasPrefix(l, "implicit: ") {
+				if i == len(sections)-2 {
+					implicit = append(implicit, l)
+				}
+				continue
+			}
+			if !seen[l] {
+				seen[l] = true
+				lines = append(lines, l)
+			}
+		}
+	}
+	if strings.Contains(out, "final result: failed") {
+		lines = append(lines, "error")
+	}
+	// An explicit keep of an earlier script and the implicit keep store
+	// once: RunSequence reports the explicit one, with the implicit flags.
+	if len(implicit) == 1 {
+		for i, l := range lines {
+			if l == "store INBOX" || strings.HasPrefix(l, "store INBOX flags=") {
+				lines[i] = strings.TrimPrefix(implicit[0], "implicit: ")
+				return lines
+			}
+		}
+	}
+	return append(lines, implicit...)
 }

@@ -97,22 +97,92 @@ var ErrLimit = errors.New("limit exceeded")
 // implicit keep is performed"), with the header unedited; the error says
 // why, for the log.
 func (s *Script) Run(ctx context.Context, env *Env) (*Result, error) {
-	r := newRun(ctx, s, env)
-	err := r.script(s, map[string]string{})
-	if err == errStop {
-		err = nil
+	return RunSequence(ctx, env, s)
+}
+
+// RunSequence runs scripts one after the other on one message, as
+// Pigeonhole runs sieve_before, the user's script and sieve_after: the
+// next script runs only while the message is kept (the implicit keep is
+// still in effect, or the script did an explicit keep), and the last
+// script run decides the implicit keep. Actions accumulate and duplicates
+// merge across scripts; the conflict rules (reject with keep or fileinto,
+// one vacation) hold within each script, as Pigeonhole executes each
+// script's result before the next. Variables are each script's own; the
+// imap4flags flags carry over, as in Pigeonhole. A runtime error drops the failing script's actions and edits only
+// (the earlier scripts' results stand, as in Pigeonhole, where each
+// script's result is executed before the next runs) and keeps the message.
+func RunSequence(ctx context.Context, env *Env, scripts ...*Script) (*Result, error) {
+	e := *env
+	if e.Message == nil {
+		e.Message = &Message{}
 	}
-	if err == nil {
-		err = r.finish()
-	}
-	if err != nil {
-		var re *RuntimeError
-		if !errors.As(err, &re) {
-			err = &RuntimeError{Script: s.name, Err: err}
+	r := newRun(ctx, &e)
+	for _, s := range scripts {
+		r.keep, r.matchVars, r.keptExplicit = true, nil, false
+		r.stores, r.reject, r.vacation = false, nil, false
+		r.once = map[includeKey]bool{}
+		saved := r.snapshot()
+		err := r.script(s, map[string]string{})
+		if err == errStop {
+			err = nil
 		}
-		return &Result{ImplicitKeep: true}, err
+		if err != nil {
+			var re *RuntimeError
+			if !errors.As(err, &re) {
+				err = &RuntimeError{Script: s.name, Err: err}
+			}
+			r.restore(saved)
+			r.keep, r.flags = true, nil
+			r.finish()
+			return r.res, err
+		}
+		if !r.keep && !r.keptExplicit {
+			break
+		}
 	}
+	r.finish()
 	return r.res, nil
+}
+
+// runState is what a failing script's rollback restores.
+type runState struct {
+	actions    []Action
+	duplicates []DuplicateMark
+	fields     []Field
+	edited     bool
+	vacation   bool
+	redirects  int
+	count      int
+	reject     *Reject
+	stores     bool
+}
+
+func (r *run) snapshot() runState {
+	st := runState{duplicates: append([]DuplicateMark(nil), r.res.Duplicates...), fields: r.fields,
+		edited: r.edited, vacation: r.vacation, redirects: r.redirects, count: r.actions, reject: r.reject, stores: r.stores}
+	// Copy the actions: a duplicate store merges into an earlier one in
+	// place.
+	for _, a := range r.res.Actions {
+		switch a := a.(type) {
+		case *Keep:
+			c := *a
+			st.actions = append(st.actions, &c)
+		case *FileInto:
+			c := *a
+			st.actions = append(st.actions, &c)
+		case *Redirect:
+			c := *a
+			st.actions = append(st.actions, &c)
+		default:
+			st.actions = append(st.actions, a)
+		}
+	}
+	return st
+}
+
+func (r *run) restore(st runState) {
+	r.res.Actions, r.res.Duplicates, r.fields, r.edited = st.actions, st.duplicates, st.fields, st.edited
+	r.vacation, r.redirects, r.actions, r.reject, r.stores = st.vacation, st.redirects, st.count, st.reject, st.stores
 }
 
 var (
@@ -121,30 +191,28 @@ var (
 )
 
 type run struct {
-	ctx       context.Context
-	env       *Env
-	res       *Result
-	fields    []Field
-	edited    bool
-	globals   map[string]string
-	once      map[includeKey]bool
-	matchVars []string // match variables ${0}...
-	flags     []string // imap4flags' internal variable
-	keep      bool     // implicit keep still on
-	vacation  bool
-	redirects int
-	actions   int
-	reject    *Reject
-	stores    bool // keep or fileinto happened
-	now       time.Time
-	steps     int
-	sep       string
+	ctx          context.Context
+	env          *Env
+	res          *Result
+	fields       []Field
+	edited       bool
+	globals      map[string]string
+	once         map[includeKey]bool
+	matchVars    []string // match variables ${0}...
+	flags        []string // imap4flags' internal variable
+	keep         bool     // implicit keep still on
+	vacation     bool
+	redirects    int
+	actions      int
+	reject       *Reject
+	stores       bool // keep or fileinto happened
+	keptExplicit bool // this script did an explicit keep
+	now          time.Time
+	steps        int
+	sep          string
 }
 
-func newRun(ctx context.Context, s *Script, env *Env) *run {
-	if env.Message == nil {
-		env.Message = &Message{}
-	}
+func newRun(ctx context.Context, env *Env) *run {
 	r := &run{ctx: ctx, env: env, res: &Result{}, globals: map[string]string{}, once: map[includeKey]bool{}, keep: true, sep: env.Separator}
 	r.fields = append([]Field(nil), env.Message.Fields...)
 	r.now = env.Now
@@ -322,6 +390,7 @@ func (r *run) store(f *frame, x *cmd, mbox string, flags []string, cp, create, i
 	}
 	r.stores = true
 	if isKeep {
+		r.keptExplicit = true
 		mbox = "INBOX"
 	}
 	for _, a := range r.res.Actions {
@@ -401,15 +470,22 @@ func (r *run) doReject(f *frame, x *cmd) error {
 	return r.add(f, x, r.reject)
 }
 
-func (r *run) finish() error {
+func (r *run) finish() {
 	r.res.ImplicitKeep = r.keep
 	if r.keep {
 		r.res.KeepFlags = append([]string(nil), r.flags...)
+		// An earlier script's explicit keep and this implicit keep are one
+		// store into INBOX: the implicit keep's flags win.
+		for _, a := range r.res.Actions {
+			if k, ok := a.(*Keep); ok {
+				k.Flags = r.res.KeepFlags
+				r.res.ImplicitKeep, r.res.KeepFlags = false, nil
+			}
+		}
 	}
 	if r.edited {
 		r.res.Header, r.res.HeaderEdited = r.fields, true
 	}
-	return nil
 }
 
 // expand substitutes variables (RFC 5229 3) when the script uses them.
