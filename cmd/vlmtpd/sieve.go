@@ -100,8 +100,10 @@ func sieveTest(args []string, stdout, stderr io.Writer) int {
 	global := fs.String("global", "", "directory of global scripts for include :global")
 	mboxes := fs.String("mailboxes", "", "comma-separated mailboxes that exist, for mailboxexists")
 	cpu := fs.Duration("cpu", 5*time.Second, "CPU time limit of the run")
+	var before listFlag
+	fs.Var(&before, "s", "a script to run before SCRIPT, as sieve_before (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vlmtpd sieve-test [-config FILE] [-r RCPT] [-f SENDER] SCRIPT MESSAGE")
+		fmt.Fprintln(stderr, "usage: vlmtpd sieve-test [-config FILE] [-r RCPT] [-f SENDER] [-s BEFORE]... SCRIPT MESSAGE")
 		fs.PrintDefaults()
 	}
 	if fs.Parse(args) != nil {
@@ -122,10 +124,14 @@ func sieveTest(args []string, stdout, stderr io.Writer) int {
 			sep = cfg.RecipientDelimiter[:1]
 		}
 	}
-	script, err := compileFile(fs.Arg(0), *global)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	var scripts []*sieve.Script
+	for _, path := range append(before, fs.Arg(0)) {
+		script, err := compileFile(path, *global)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		scripts = append(scripts, script)
 	}
 	f, err := os.Open(fs.Arg(1))
 	if err != nil {
@@ -150,7 +156,7 @@ func sieveTest(args []string, stdout, stderr io.Writer) int {
 		Mailboxes: list,
 		Separator: sep,
 	}
-	res, err := script.Run(ctx, env)
+	res, err := sieve.RunSequence(ctx, env, scripts...)
 	for _, l := range res.Lines() {
 		fmt.Fprintln(stdout, l)
 	}
@@ -163,3 +169,9 @@ func sieveTest(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }

@@ -39,6 +39,13 @@ include "inc";
 	if want := "fileinto \"lists\"\nredirect \"copy@example.org\"\n"; code != 0 || out.String() != want {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want %q", code, out.String(), errb.String(), want)
 	}
+	// -s runs a script before, as sieve_before: its fileinto ends the run.
+	before := filepath.Join(dir, "before.sieve")
+	os.WriteFile(before, []byte(`require "fileinto"; if header :is "subject" "hi" { fileinto "Admin"; }`), 0o644)
+	out.Reset()
+	if code := sieveTest([]string{"-s", before, script, msg}, &out, &errb); code != 0 || out.String() != "fileinto \"Admin\"\n" {
+		t.Fatalf("-s: exit %d, %q %q", code, out.String(), errb.String())
+	}
 	// A runtime error keeps the message and exits 1.
 	os.WriteFile(script, []byte(`require "reject"; keep; reject "no";`), 0o644)
 	out.Reset()
