@@ -38,7 +38,7 @@ func (r *run) doVacation(f *frame, x *cmd) error {
 	if a, ok := x.tags["seconds"]; ok {
 		v.Period = time.Duration(a.num) * time.Second
 	}
-	if v.Period < vacationMin && !(x.has("seconds") && v.Period == 0) {
+	if v.Period < vacationMin {
 		v.Period = vacationMin
 	}
 	subject, hasSubject := x.tagStr("subject")
