@@ -64,7 +64,6 @@ type Script struct {
 	name     string
 	cmds     []*cmd
 	exts     map[string]bool
-	includes int // scripts included, recursively
 }
 
 // Compile parses and checks a script. Errors are *Error values (joined

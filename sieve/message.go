@@ -306,7 +306,8 @@ func (m *Message) mimeParts() ([]bodyPart, error) {
 		parts = append(parts, bodyPart{mediaType: strings.ToLower(t), content: string(data)})
 		return nil
 	}
-	e, err := message.New(h, body)
+	// An unknown charset or encoding still gives an entity, read raw.
+	e, _ := message.New(h, body)
 	if e == nil {
 		data, _ := io.ReadAll(body)
 		return []bodyPart{{mediaType: "text/plain", content: string(data)}}, nil
