@@ -61,9 +61,9 @@ const (
 
 // Script is a compiled Sieve script, safe for concurrent Run calls.
 type Script struct {
-	name     string
-	cmds     []*cmd
-	exts     map[string]bool
+	name string
+	cmds []*cmd
+	exts map[string]bool
 }
 
 // Compile parses and checks a script. Errors are *Error values (joined
