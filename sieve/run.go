@@ -205,8 +205,10 @@ type run struct {
 	redirects    int
 	actions      int
 	reject       *Reject
-	stores       bool // keep or fileinto happened
-	keptExplicit bool // this script did an explicit keep
+	stores       bool        // keep or fileinto happened
+	keptExplicit bool        // this script did an explicit keep
+	rawBody      *string     // body :raw, read once
+	parts        *[]bodyPart // body :text/:content, decoded once
 	now          time.Time
 	steps        int
 	sep          string
@@ -247,10 +249,8 @@ func (r *run) fail(f *frame, x *cmd, format string, args ...any) error {
 
 func (r *run) block(f *frame, cmds []*cmd) error {
 	for _, x := range cmds {
-		if r.steps++; r.steps&63 == 0 {
-			if err := r.ctx.Err(); err != nil {
-				return &RuntimeError{Script: f.s.name, Pos: x.pos, Err: fmt.Errorf("%w: CPU time: %v", ErrLimit, err)}
-			}
+		if err := r.cpuCheck(f, x); err != nil {
+			return err
 		}
 		if err := r.command(f, x); err != nil {
 			return err

@@ -383,3 +383,53 @@ if address :domain :is "from" ["example.com", "example.org"] { addflag "\\Flagge
 if header :contains "subject" ["invoice", "order", "hello"] { fileinto :flags "\\Seen" "Orders"; }
 vacation :days 7 :subject "Away" "I am away.";
 `
+
+// RFC 5228 5.4: the null sender is "" for :all and has no local part or
+// domain. sieve-test cannot take a null sender, so this is not in the
+// oracle corpus.
+func TestNullSender(t *testing.T) {
+	null := func() *Env { return &Env{Envelope: Envelope{From: "", To: "me@example.net"}} }
+	tc := func(name, test string, want string) golden {
+		w := []string{"implicit keep"}
+		if want != "" {
+			w = []string{`fileinto "yes"`}
+		}
+		return golden{name: name, env: null(), script: `require ["fileinto", "envelope"]; if ` + test + ` { fileinto "yes"; }`, want: w}
+	}
+	runGolden(t, []golden{
+		tc("is empty", `envelope :is "from" ""`, "yes"),
+		tc("matches any", `envelope :matches "from" "*"`, "yes"),
+		tc("no localpart", `envelope :localpart :matches "from" "*"`, ""),
+		tc("no domain", `envelope :domain :is "from" ""`, ""),
+	})
+}
+
+func TestRunSequence(t *testing.T) {
+	compile := func(src string) *Script {
+		s, err := Compile([]byte(src), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	m, _ := ParseMessage([]byte(testMsg))
+	for _, c := range []struct {
+		scripts []string
+		want    string
+		err     bool
+	}{
+		{[]string{`require "fileinto"; fileinto "a";`, `discard;`}, `fileinto "a"`, false},
+		{[]string{`keep;`, `require "fileinto"; fileinto "b";`}, `keep,fileinto "b"`, false},
+		{[]string{`require "imap4flags"; addflag "x";`, ``}, `implicit keep :flags "x"`, false},
+		{[]string{`require ["fileinto", "copy"]; fileinto :copy "a";`, `require "reject"; keep; reject "no";`}, `fileinto :copy "a",implicit keep`, true},
+	} {
+		var ss []*Script
+		for _, s := range c.scripts {
+			ss = append(ss, compile(s))
+		}
+		res, err := RunSequence(context.Background(), &Env{Message: m}, ss...)
+		if got := strings.Join(res.Lines(), ","); got != c.want || (err != nil) != c.err {
+			t.Errorf("%q: got %q, %v; want %q", c.scripts, got, err, c.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package sieve
 import (
 	"fmt"
 	"html"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -308,30 +309,33 @@ func (r *run) body(f *frame, x *cmd) (bool, error) {
 	var values []string
 	switch {
 	case x.has("raw"):
-		b, err := r.env.Message.body()
-		if err != nil {
-			return false, r.fail(f, x, "body: %v", err)
-		}
-		var sb strings.Builder
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := b.Read(buf)
-			sb.Write(buf[:n])
-			if err != nil || sb.Len() > 64<<20 {
-				break
+		if r.rawBody == nil {
+			b, err := r.env.Message.body()
+			if err != nil {
+				return false, r.fail(f, x, "body: %v", err)
 			}
+			data, err := io.ReadAll(io.LimitReader(b, 64<<20))
+			if err != nil {
+				return false, r.fail(f, x, "body: %v", err)
+			}
+			s := string(data)
+			r.rawBody = &s
 		}
-		values = []string{sb.String()}
+		values = []string{*r.rawBody}
 	default:
 		types := []string{"text"}
 		if a, ok := x.tags["content"]; ok {
 			types = r.strs(f, a.strs)
 		}
-		parts, err := r.env.Message.mimeParts()
-		if err != nil {
-			return false, r.fail(f, x, "body: %v", err)
+		// The body is decoded once per run, whatever the number of tests.
+		if r.parts == nil {
+			parts, err := r.env.Message.mimeParts()
+			if err != nil {
+				return false, r.fail(f, x, "body: %v", err)
+			}
+			r.parts = &parts
 		}
-		for _, p := range parts {
+		for _, p := range *r.parts {
 			if !contentMatches(p.mediaType, types) {
 				continue
 			}
