@@ -3,6 +3,7 @@ package sieve
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"mime"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset"
@@ -105,17 +107,83 @@ func unfold(v string) string {
 
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
-// decodeHeader decodes RFC 2047 encoded words; a value that fails to
-// decode is used as it is.
+// encodedWord is an RFC 2047 encoded word.
+var encodedWord = regexp.MustCompile(`=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=`)
+
+// decodeHeader decodes RFC 2047 encoded words one by one, as Pigeonhole
+// does: white space between two encoded words goes, a word in an unknown
+// charset keeps its decoded bytes, and text that only looks like an
+// encoded word stays as it is.
 func decodeHeader(v string) string {
 	if !strings.Contains(v, "=?") {
 		return v
 	}
-	d, err := wordDecoder.DecodeHeader(v)
-	if err != nil {
+	locs := encodedWord.FindAllStringIndex(v, -1)
+	if locs == nil {
 		return v
 	}
-	return d
+	var b strings.Builder
+	last := 0
+	for i, l := range locs {
+		gap := v[last:l[0]]
+		if i > 0 && strings.Trim(gap, " \t") == "" {
+			gap = ""
+		}
+		b.WriteString(gap)
+		b.WriteString(decodeWord(v[l[0]:l[1]]))
+		last = l[1]
+	}
+	tail := v[last:]
+	// Pigeonhole also drops the white space between an encoded word and
+	// a malformed one ("=?" that does not close).
+	if t := strings.TrimLeft(tail, " \t"); strings.HasPrefix(t, "=?") {
+		tail = t
+	}
+	b.WriteString(tail)
+	return b.String()
+}
+
+func decodeWord(w string) string {
+	if d, err := wordDecoder.Decode(w); err == nil {
+		return d
+	}
+	parts := strings.SplitN(w[2:len(w)-2], "?", 3)
+	if len(parts) != 3 {
+		return w
+	}
+	var data []byte
+	switch strings.ToLower(parts[1]) {
+	case "b":
+		d, err := base64.StdEncoding.DecodeString(parts[2])
+		if err != nil {
+			if d, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(parts[2], "=")); err != nil {
+				return w
+			}
+		}
+		data = d
+	default:
+		q := strings.ReplaceAll(parts[2], "_", " ")
+		for i := 0; i < len(q); i++ {
+			if q[i] == '=' && i+2 < len(q) {
+				if c, err := strconv.ParseUint(q[i+1:i+3], 16, 8); err == nil {
+					data = append(data, byte(c))
+					i += 2
+					continue
+				}
+			}
+			data = append(data, q[i])
+		}
+	}
+	if utf8.Valid(data) {
+		return string(data)
+	}
+	// Unknown charset and not UTF-8: read it as Latin-1 so that the
+	// value stays valid UTF-8.
+	r := make([]rune, len(data))
+	for i, c := range data {
+		r[i] = rune(c)
+	}
+	return string(r)
 }
 
 // parsedAddr is one address of a header or envelope: the address itself,

@@ -205,10 +205,11 @@ type run struct {
 	redirects    int
 	actions      int
 	reject       *Reject
-	stores       bool        // keep or fileinto happened
-	keptExplicit bool        // this script did an explicit keep
-	rawBody      *string     // body :raw, read once
-	parts        *[]bodyPart // body :text/:content, decoded once
+	stores       bool            // keep or fileinto happened
+	keptExplicit bool            // this script did an explicit keep
+	dupSeen      map[string]bool // duplicate keys tested in this run
+	rawBody      *string         // body :raw, read once
+	parts        *[]bodyPart     // body :text/:content, decoded once
 	now          time.Time
 	steps        int
 	sep          string

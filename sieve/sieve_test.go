@@ -433,3 +433,19 @@ func TestRunSequence(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeHeader(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain": "plain",
+		"=?UTF-8?B?SGVsbG8=?= =?UTF-8?B?V29ybGQ=?=":      "HelloWorld",
+		"a =?utf-8?q?caf=C3=A9?= b":                      "a café b",
+		"=?x-unknown?q?x=41y?=":                          "xAy",
+		"=?x-unknown?q?=E9t=E9?=":                        "été",
+		"=?utf-8?q?a?=   =?utf-8?q?b?= =?utf-8?q?broken": "ab=?utf-8?q?broken",
+		"=? not a word ?=":                               "=? not a word ?=",
+	} {
+		if got := decodeHeader(in); got != want {
+			t.Errorf("decodeHeader(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

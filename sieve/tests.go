@@ -416,21 +416,23 @@ func (r *run) duplicate(f *frame, x *cmd) (bool, error) {
 			period = max
 		}
 	}
+	// The same ID and handle tested again in this run gives the same
+	// answer: the message is not a duplicate of itself.
+	if seen, ok := r.dupSeen[key]; ok {
+		return seen, nil
+	}
 	seen := false
-	for _, m := range r.res.Duplicates {
-		if m.Key == key {
-			seen = true
+	if r.env.Duplicates != nil {
+		var err error
+		if seen, err = r.env.Duplicates.Seen(r.ctx, key); err != nil {
+			return false, r.fail(f, x, "duplicate: %v", err)
 		}
 	}
-	if !seen {
-		r.res.Duplicates = append(r.res.Duplicates, DuplicateMark{Key: key, Handle: handle, Period: period, Last: x.has("last")})
-		if r.env.Duplicates != nil {
-			var err error
-			if seen, err = r.env.Duplicates.Seen(r.ctx, key); err != nil {
-				return false, r.fail(f, x, "duplicate: %v", err)
-			}
-		}
+	if r.dupSeen == nil {
+		r.dupSeen = map[string]bool{}
 	}
+	r.dupSeen[key] = seen
+	r.res.Duplicates = append(r.res.Duplicates, DuplicateMark{Key: key, Handle: handle, Period: period, Last: x.has("last")})
 	return seen, nil
 }
 
