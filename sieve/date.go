@@ -90,11 +90,13 @@ func (r *run) date(f *frame, x *cmd) (bool, error) {
 	}
 	switch z, ok := x.tagStr("zone"); {
 	case ok:
-		loc, valid := parseZone(r.expand(f, z))
-		if !valid {
-			return false, r.fail(f, x, "%s: invalid time zone %q", x.name, z)
+		// An invalid zone is ignored (Pigeonhole warns at compile time
+		// and uses the local zone).
+		if loc, valid := parseZone(r.expand(f, z)); valid {
+			t = t.In(loc)
+		} else {
+			t = t.In(r.now.Location())
 		}
-		t = t.In(loc)
 	case x.has("originalzone"):
 	default:
 		t = t.In(r.now.Location())
