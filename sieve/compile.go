@@ -614,7 +614,6 @@ func checkSize(c *compiler, x *cmd) error {
 	return nil
 }
 
-
 func checkRedirect(c *compiler, x *cmd) error {
 	a := x.args[0]
 	if c.literal(a.strs[0]) {
@@ -723,7 +722,6 @@ func checkDeleteHeader(c *compiler, x *cmd) error {
 
 // An invalid :zone, body :content type or duplicate :header name is
 // only a warning in Pigeonhole, so none of them is a compile error here.
-
 
 // checkInclude compiles the included script now (Pigeonhole does the
 // same), so that a missing or broken include is a compile error.
