@@ -449,3 +449,21 @@ func TestDecodeHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestOptions(t *testing.T) {
+	// An administrator's capability list makes the others unknown.
+	opts := &Options{Extensions: []string{"fileinto"}, Name: "user.sieve"}
+	if _, err := Compile([]byte(`require "fileinto"; fileinto "a";`), opts); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Compile([]byte(`require "vacation"; vacation "x";`), opts)
+	if err == nil || err.Error() != `user.sieve:1:9: unknown Sieve capability "vacation" in require` {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := Compile([]byte(strings.Repeat("#", 2000)), &Options{MaxScriptSize: 1000}); err == nil {
+		t.Fatal("oversized script compiled")
+	}
+	if _, err := Compile([]byte("keep;\n\xff"), nil); err == nil || !strings.Contains(err.Error(), ":2:1: script is not valid UTF-8") {
+		t.Fatalf("invalid UTF-8: %v", err)
+	}
+}
