@@ -257,7 +257,8 @@ func parseExecuted(out string) []string {
 		for k, v := range hdr {
 			hdr[k] = decodeHeader(v)
 		}
-		return []string{fmt.Sprintf("vacation-sent from=%q to=%q subject=%q", stripAngle(hdr["from"]), stripAngle(hdr["to"]), hdr["subject"])}
+		return []string{fmt.Sprintf("vacation-sent from=%q to=%q subject=%q in-reply-to=%q references=%q",
+			stripAngle(hdr["from"]), stripAngle(hdr["to"]), hdr["subject"], hdr["in-reply-to"], strings.Join(strings.Fields(hdr["references"]), " "))}
 	}
 	if strings.Contains(out, "vacation action:") || strings.Contains(out, "send vacation message") {
 		return []string{"vacation-not-sent"}
@@ -308,7 +309,8 @@ func ours(src []byte, msg []byte, env Envelope, execute bool, loader IncludeLoad
 				if !v.Send {
 					return []string{"vacation-not-sent"}
 				}
-				return []string{fmt.Sprintf("vacation-sent from=%q to=%q subject=%q", stripAngle(v.From), v.To, v.Subject)}
+				return []string{fmt.Sprintf("vacation-sent from=%q to=%q subject=%q in-reply-to=%q references=%q",
+					stripAngle(v.From), v.To, v.Subject, v.InReplyTo, strings.Join(strings.Fields(v.References), " "))}
 			}
 		}
 		return []string{"no-vacation"}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -465,5 +466,12 @@ func TestOptions(t *testing.T) {
 	}
 	if _, err := Compile([]byte("keep;\n\xff"), nil); err == nil || !strings.Contains(err.Error(), ":2:1: script is not valid UTF-8") {
 		t.Fatalf("invalid UTF-8: %v", err)
+	}
+}
+
+// known() searches Extensions by bisection.
+func TestExtensionsSorted(t *testing.T) {
+	if !sort.StringsAreSorted(Extensions) {
+		t.Fatal("Extensions must stay sorted")
 	}
 }
