@@ -14,6 +14,17 @@ import (
 // after a blank line, what it does. `vlmtpd NAME -h` prints it above the
 // command's flags; a command without an entry gets a generic line.
 var usageText = map[string]string{
+	"sieve-check": `[-global DIR] SCRIPT...
+
+Compiles each Sieve script (RFC 5228 and the extensions in docs/sieve.md)
+and prints "SCRIPT: OK" or each error with its line and column; exits 1 if
+any script has an error.`,
+	"sieve-test": `[-config FILE] [-r RCPT] [-f SENDER] [-a ORIG] [-s BEFORE]... [-global DIR] [-mailboxes A,B] [-cpu D] SCRIPT MESSAGE
+
+Runs SCRIPT (after each -s script, as sieve_before) on MESSAGE and prints
+the actions it would take, one per line, as Pigeonhole's sieve-test does,
+without delivering anything. Exits 1 on a runtime error (the message would
+be kept).`,
 	"serve": `[-config FILE]
 
 Runs the LMTP server in the foreground until SIGTERM or SIGINT. Started as

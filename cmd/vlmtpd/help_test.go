@@ -65,6 +65,8 @@ func TestSubcommandHelp(t *testing.T) {
 		"check-config": {"-config"},
 		"makemap":      {"-f", "-N", "-i"},
 		"version":      nil,
+		"sieve-check":  {"-global"},
+		"sieve-test":   {"-config", "-r", "-f", "-a", "-s", "-global", "-mailboxes", "-cpu"},
 	}
 	for name, c := range commands {
 		if c.summary == "" {

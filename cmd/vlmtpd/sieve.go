@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -48,15 +47,10 @@ func runSieveCheck(args []string) int { return sieveCheck(args, os.Stdout, os.St
 func runSieveTest(args []string) int  { return sieveTest(args, os.Stdout, os.Stderr) }
 
 func sieveCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sieve-check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("sieve-check")
 	global := fs.String("global", "", "directory of global scripts for include :global")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vlmtpd sieve-check [-global DIR] SCRIPT...")
-		fs.PrintDefaults()
-	}
-	if fs.Parse(args) != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -91,8 +85,7 @@ func (l mailboxList) MailboxExists(_ context.Context, name string) (bool, error)
 }
 
 func sieveTest(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sieve-test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("sieve-test")
 	cfgPath := fs.String("config", "", "configuration file (for recipient_delimiter)")
 	rcpt := fs.String("r", "recipient@example.com", "envelope recipient")
 	orig := fs.String("a", "", "original envelope recipient (default: -r)")
@@ -102,12 +95,8 @@ func sieveTest(args []string, stdout, stderr io.Writer) int {
 	cpu := fs.Duration("cpu", 5*time.Second, "CPU time limit of the run")
 	var before listFlag
 	fs.Var(&before, "s", "a script to run before SCRIPT, as sieve_before (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vlmtpd sieve-test [-config FILE] [-r RCPT] [-f SENDER] [-s BEFORE]... SCRIPT MESSAGE")
-		fs.PrintDefaults()
-	}
-	if fs.Parse(args) != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 2 {
 		fs.Usage()
