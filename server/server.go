@@ -28,6 +28,7 @@ type Server struct {
 	spool    *Spool
 	deliver  store.Deliverer
 	lmtp     *lmtp.Server
+	book     book // deliveries in flight per mailbox
 
 	conns chan struct{} // one token per open connection
 }
@@ -44,7 +45,7 @@ func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, erro
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, resolver: res, spool: sp, deliver: d,
-		conns: make(chan struct{}, cfg.MaxConnections)}
+		conns: make(chan struct{}, cfg.MaxConnections), book: book{m: map[string]*inflight{}}}
 	tc, err := tlsConfig(cfg)
 	if err != nil {
 		res.Close()

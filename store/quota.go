@@ -37,7 +37,7 @@ type QuotaUsage struct {
 // Quota implements QuotaReporter: a Maildir's usage from maildirsize (or
 // a recalculation by its rules), an mbox's size. A mailbox that does not
 // exist yet holds nothing.
-func (l *Local) Quota(ctx context.Context, r Recipient) (QuotaUsage, error) {
+func (l *Local) Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage, error) {
 	if r.Format() != Maildir {
 		n, err := l.MailboxSize(ctx, r)
 		return QuotaUsage{Usage: maildirpp.Usage{Bytes: n}}, err
@@ -66,7 +66,28 @@ func (l *Local) Quota(ctx context.Context, r Recipient) (QuotaUsage, error) {
 	if err := checkOwnedDir(&st, l.uid, "maildir"); err != nil {
 		return QuotaUsage{}, fail(BadMailbox, "open", r.Path, err)
 	}
+	if recalc {
+		return l.rebuild(ctx, root, mp, r)
+	}
 	return l.maildirUsage(root, r)
+}
+
+// rebuild recalculates maildirsize under the quota lock and writes it.
+func (l *Local) rebuild(ctx context.Context, root int, mp mailboxPath, r Recipient) (QuotaUsage, error) {
+	q, err := l.lockQuota(ctx, mp, r.Path)
+	if err != nil {
+		return QuotaUsage{}, err
+	}
+	defer q.release()
+	u, _, err := maildirpp.Recalculate(q.root)
+	if err == nil {
+		err = maildirpp.Write(q.root, r.Quota.Limits, u)
+	}
+	if err != nil {
+		return QuotaUsage{}, classify("quota", r.Path, err)
+	}
+	l.log.Info("maildirsize rebuilt on request", "path", r.Path, "bytes", u.Bytes, "messages", u.Count)
+	return QuotaUsage{Usage: u, Recalculated: "requested"}, nil
 }
 
 // maildirUsage reads or recalculates the usage of the Maildir root.

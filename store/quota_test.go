@@ -55,7 +55,7 @@ func TestMaildirQuotaExact(t *testing.T) {
 		t.Errorf("maildirsize = %q, want %q", got, want)
 	}
 	checkFile(t, filepath.Join(base, "q/maildirsize"), 0o600)
-	u, err := l.Quota(context.Background(), r)
+	u, err := l.Quota(context.Background(), r, false)
 	if err != nil || u.Usage != (maildirpp.Usage{Bytes: 2 * size, Count: 2}) {
 		t.Errorf("Quota = %+v, %v", u, err)
 	}

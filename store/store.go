@@ -100,9 +100,10 @@ type Deliverer interface {
 }
 
 // QuotaReporter is implemented by deliverers that can report a mailbox's
-// quota usage (reading it as the mailbox's owner), for decisions at RCPT.
+// quota usage (reading it as the mailbox's owner), for decisions at RCPT;
+// recalc rebuilds a Maildir's maildirsize from its files first.
 type QuotaReporter interface {
-	Quota(ctx context.Context, r Recipient) (QuotaUsage, error)
+	Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage, error)
 }
 
 // Permitter is implemented by deliverers that can tell before the message

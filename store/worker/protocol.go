@@ -126,8 +126,9 @@ type sizeReply struct {
 }
 
 type quotaRequest struct {
-	Seq  uint64
-	Rcpt store.Recipient
+	Seq    uint64
+	Rcpt   store.Recipient
+	Recalc bool // rebuild maildirsize first
 }
 
 type quotaReply struct {
@@ -141,12 +142,13 @@ func (r *quotaRequest) encode() []byte {
 	e := newEncoder()
 	e.u64(r.Seq)
 	e.rcpt(r.Rcpt)
+	e.flag(r.Recalc)
 	return e.b
 }
 
 func decodeQuotaRequest(p []byte) (*quotaRequest, error) {
 	d := decoder{b: p}
-	r := &quotaRequest{Seq: d.u64("seq"), Rcpt: d.rcpt()}
+	r := &quotaRequest{Seq: d.u64("seq"), Rcpt: d.rcpt(), Recalc: d.flag("recalc")}
 	return r, d.end("quota request")
 }
 

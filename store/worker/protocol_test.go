@@ -40,7 +40,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 	qrc := rc
 	qrc.Quota = store.Quota{Set: true, Limits: maildirpp.Limits{Bytes: 5000, Count: 7}, Extended: true, Create: true}
 	qrc.Folder, qrc.CreateFolder = "work", true
-	qq := &quotaRequest{Seq: 10, Rcpt: qrc}
+	qq := &quotaRequest{Seq: 10, Rcpt: qrc, Recalc: true}
 	gotQq, err := decodeQuotaRequest(qq.encode())
 	if err != nil || !reflect.DeepEqual(gotQq, qq) {
 		t.Fatalf("quota request: %+v, %v", gotQq, err)

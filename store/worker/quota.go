@@ -12,7 +12,7 @@ var _ store.QuotaReporter = (*Pool)(nil)
 
 // Quota implements store.QuotaReporter by asking a worker of the
 // mailbox's owner: the front never reads users' files.
-func (p *Pool) Quota(ctx context.Context, r store.Recipient) (store.QuotaUsage, error) {
+func (p *Pool) Quota(ctx context.Context, r store.Recipient, recalc bool) (store.QuotaUsage, error) {
 	k := ids{r.UID, r.GID}
 	deadline := p.deadline(ctx, p.opts.QueryTimeout)
 	gctx, cancel := context.WithDeadline(ctx, deadline)
@@ -23,7 +23,7 @@ func (p *Pool) Quota(ctx context.Context, r store.Recipient) (store.QuotaUsage, 
 		return store.QuotaUsage{}, failure(err, r.Path)
 	}
 	w.seq++
-	req := &quotaRequest{Seq: w.seq, Rcpt: r}
+	req := &quotaRequest{Seq: w.seq, Rcpt: r, Recalc: recalc}
 	payload, err := p.roundTrip(w, deadline, frameQuota, req.encode(), -1, frameQuotaReply)
 	var rep *quotaReply
 	if err == nil {
@@ -53,7 +53,7 @@ func (s *server) quota(ctx context.Context, req *quotaRequest) *quotaReply {
 		out.Result = resultOf(&store.Error{Status: store.Temporary, Op: "quota", Path: req.Rcpt.Path, Err: errors.New("this writer cannot report quota")})
 		return out
 	}
-	u, err := qr.Quota(ctx, req.Rcpt)
+	u, err := qr.Quota(ctx, req.Rcpt, req.Recalc)
 	out.Bytes, out.Count, out.Recalculated, out.Result = max(u.Usage.Bytes, 0), max(u.Usage.Count, 0), u.Recalculated, resultOf(err)
 	return out
 }
