@@ -66,19 +66,21 @@ func (l *Local) Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage
 	if err := checkOwnedDir(&st, l.uid, "maildir"); err != nil {
 		return QuotaUsage{}, fail(BadMailbox, "open", r.Path, err)
 	}
-	if recalc {
-		return l.rebuild(ctx, root, mp, r)
-	}
-	return l.maildirUsage(root, r)
-}
-
-// rebuild recalculates maildirsize under the quota lock and writes it.
-func (l *Local) rebuild(ctx context.Context, root int, mp mailboxPath, r Recipient) (QuotaUsage, error) {
+	// Under the quota lock: a rebuild that renamed a new maildirsize over
+	// the one a delivery is appending to would lose that delivery's line.
 	q, err := l.lockQuota(ctx, mp, r.Path)
 	if err != nil {
 		return QuotaUsage{}, err
 	}
 	defer q.release()
+	if recalc {
+		return l.rebuild(q, r)
+	}
+	return l.maildirUsage(q.root, r)
+}
+
+// rebuild recalculates maildirsize under the quota lock and writes it.
+func (l *Local) rebuild(q *quotaLock, r Recipient) (QuotaUsage, error) {
 	u, _, err := maildirpp.Recalculate(q.root)
 	if err == nil {
 		err = maildirpp.Write(q.root, r.Quota.Limits, u)

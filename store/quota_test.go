@@ -89,7 +89,8 @@ func TestMaildirQuotaCount(t *testing.T) {
 }
 
 // TestMaildirQuotaConcurrent: 20 deliveries at once into room for 5 store
-// exactly 5, and maildirsize agrees with a recalculation.
+// exactly 5, with quota queries and rebuilds running beside them, and
+// maildirsize agrees with a recalculation.
 func TestMaildirQuotaConcurrent(t *testing.T) {
 	l, base := newTestLocal(t, LocalOptions{})
 	msg := spool(t, "s@example.org", strings.Repeat("line\n", 200))
@@ -98,8 +99,11 @@ func TestMaildirQuotaConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 20)
 	for i := range errs {
-		wg.Add(1)
+		wg.Add(2)
 		go func() { defer wg.Done(); errs[i] = deliver(t, l, msg, r) }()
+		// RCPT-time queries meanwhile, some of them rebuilding the file:
+		// a rebuild must never drop a delivery's line.
+		go func() { defer wg.Done(); l.Quota(context.Background(), r, i%4 == 0) }()
 	}
 	wg.Wait()
 	ok := 0
