@@ -381,3 +381,109 @@ func TestDetailFolders(t *testing.T) {
 		})
 	}
 }
+
+// TestQuotaMbox: for an mbox the quota is the file's size after the
+// append, decided under the lock; SIZE= that cannot fit is refused at
+// RCPT; the file never grows past the quota.
+func TestQuotaMbox(t *testing.T) {
+	in := quotaInstance(t, "bob@example.com 3000\n", "")
+	mbox := filepath.Join(in.Base, "example.com/bob")
+	body := qBody(9) // 900 bytes; about 1,000 in the mbox
+	delivered := 0
+	for i := 0; i < 5; i++ {
+		rr, dr := deliverOnce(t, in, "bob@example.com", body, false)
+		if strings.HasPrefix(dr, "250") {
+			delivered++
+			continue
+		}
+		if !strings.HasPrefix(rr, "250") || dr != "552 5.2.2 <bob@example.com> mailbox is full" {
+			t.Fatalf("message %d: RCPT %q DATA %q", i, rr, dr)
+		}
+	}
+	fi, err := os.Stat(mbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if delivered != 2 || fi.Size() > 3000 || len(mboxMessages(t, readFile(t, mbox))) != 2 {
+		t.Errorf("%d delivered, mbox %d bytes; want 2 messages within 3000", delivered, fi.Size())
+	}
+	if rr, _ := deliverOnce(t, in, "bob@example.com", qBody(25), true); rr != "552 5.2.2 <bob@example.com> mailbox is full" {
+		t.Errorf("RCPT with SIZE= over the room: %q", rr)
+	}
+}
+
+// TestQuotaHoldReleasedWhenClientGoes: a client that disconnects after
+// RCPT frees its slot and its reservation.
+func TestQuotaHoldReleasedWhenClientGoes(t *testing.T) {
+	in := quotaInstance(t, "alice@example.com 150000\n", "recipient_concurrency_limit = 1\n")
+	size := wireSize(qBody(1000))
+	a := in.Dial(t)
+	a.lhlo()
+	a.Send(fmt.Sprintf("MAIL FROM:<%s> SIZE=%d\r\nRCPT TO:<alice@example.com>\r\n", qSender, size))
+	a.Expect("250")
+	a.Expect("250")
+	b := in.Dial(t)
+	b.lhlo()
+	b.Send(fmt.Sprintf("MAIL FROM:<%s> SIZE=%d\r\nRCPT TO:<alice@example.com>\r\n", qSender, size))
+	b.Expect("250")
+	b.Expect("451 4.2.1 ")
+	a.Close()
+	pollUntil(t, 10*time.Second, "the gone client's hold to be released", func() bool {
+		b.Send("RCPT TO:<alice@example.com>\r\n")
+		return strings.HasPrefix(b.Reply(), "250")
+	})
+}
+
+// TestLookupShowsQuota: vlmtpd lookup names the quota entry and the
+// +detail folder.
+func TestLookupShowsQuota(t *testing.T) {
+	in := quotaInstance(t, "alice@example.com 1000S,5C\n", "save_to_detail_mailbox = true\n")
+	out, err := exec.Command(vlmtpdBinary(t), "lookup", "-config", in.Config, "alice+work@example.com", "alice+../x@example.com", "carol@example.com").CombinedOutput()
+	if err != nil {
+		t.Fatalf("vlmtpd lookup: %v\n%s", err, out)
+	}
+	for _, w := range []string{
+		`quota entry:     "1000S,5C"  (table texthash:quota, key "alice@example.com")`,
+		"quota:           1000 bytes, 5 messages for the whole Maildir++ tree (maildirsize kept, created when missing)",
+		"detail folder:   .work/ (if it exists, else INBOX)",
+		`detail folder:   none: "../x" is not a safe folder name, INBOX`,
+		"quota:           none (no virtual_mailbox_limit_maps entry)",
+	} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("lookup output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+// TestQuotaPrivsep: with the root parent, the worker running as the
+// mailbox's uid reports the usage and writes maildirsize, owned by it.
+func TestQuotaPrivsep(t *testing.T) {
+	rootOrSkip(t, "privilege separation")
+	in := StartInstance(t, Options{
+		Privileged: true,
+		Tables: map[string]string{
+			"vmailbox": "u1@example.com example.com/u1/Maildir/\n",
+			"quota":    "u1@example.com 1000\n",
+		},
+		Config: `user = "nobody"
+virtual_uid_maps = ["static:5001"]
+virtual_gid_maps = ["static:5001"]
+virtual_minimum_uid = 1000
+virtual_mailbox_limit_maps = ["texthash:quota"]`,
+		Prepare: func(dir string) {
+			home := filepath.Join(dir, "mail/example.com/u1")
+			if err := os.Mkdir(home, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(home, 5001, 5001)
+			os.Chown(filepath.Join(dir, "spool"), 65534, 65534)
+		},
+	})
+	if rr, dr := deliverOnce(t, in, "u1@example.com", qBody(5), true); !strings.HasPrefix(dr, "250") {
+		t.Fatalf("first: %q %q", rr, dr)
+	}
+	if rr, _ := deliverOnce(t, in, "u1@example.com", qBody(11), true); !strings.HasPrefix(rr, "552 5.2.2 ") {
+		t.Errorf("RCPT over the room: %q", rr)
+	}
+	checkOwnerMode(t, filepath.Join(in.Base, "example.com/u1/Maildir/maildirsize"), 5001, 5001, 0o600)
+}
