@@ -46,6 +46,9 @@ type hold struct {
 }
 
 func (b *book) get(key string) *inflight {
+	if b.m == nil {
+		b.m = map[string]*inflight{}
+	}
 	f := b.m[key]
 	if f == nil {
 		f = &inflight{}
@@ -137,7 +140,7 @@ func (s *Server) decideQuota(ctx context.Context, box store.Recipient, size int6
 		return d
 	}
 	d.Usage, d.Recalculated = u.Usage, u.Recalculated
-	least := (size + 1) / 2
+	least := leastStored(size)
 	if !d.Usage.Fits(least, d.Limits) {
 		d.Reply = s.overQuota("quota " + d.Limits.String() + " used " + usageString(d.Usage) + ", message at least " + strconv.FormatInt(least, 10) + " bytes")
 		return d
@@ -149,6 +152,11 @@ func (s *Server) decideQuota(ctx context.Context, box store.Recipient, size int6
 	}
 	return d
 }
+
+// leastStored is the least a message announced as size bytes (0: not
+// announced) takes in the mailbox: half its SIZE= (every line end loses
+// its CR), and never nothing, as the trace header alone takes bytes.
+func leastStored(size int64) int64 { return max((size+1)/2, 1) }
 
 func usageString(u maildirpp.Usage) string {
 	return strconv.FormatInt(u.Bytes, 10) + " bytes in " + strconv.FormatInt(u.Count, 10) + " messages"
@@ -183,7 +191,7 @@ func (s *Server) admit(ctx context.Context, box store.Recipient, size int64) (*h
 		// Re-check under the lock: another RCPT may have reserved since.
 		s.book.mu.Lock()
 		held := maildirpp.Usage{Bytes: d.Usage.Bytes + f.reserved, Count: d.Usage.Count + f.count}
-		if !held.Fits((size+1)/2, box.Quota.Limits) {
+		if !held.Fits(leastStored(size), box.Quota.Limits) {
 			s.book.mu.Unlock()
 			h.release()
 			r := replyf(452, 4, 2, 2, "%s (deliveries in progress), try again later", s.cfg.VirtualMaildirLimitMessage)

@@ -71,8 +71,10 @@ func deliverOnce(t *testing.T, in *Instance, rcpt, body string, withSize bool) (
 // TestQuotaAtRCPTAndExactFit: limits from a texthash map; a message whose
 // SIZE= cannot fit (even at half, for CRLF) is refused at RCPT with
 // 552 5.2.2 and virtual_maildir_limit_message; an exact fit is accepted
-// and stored; the next one is refused at RCPT (with SIZE=) or after DATA
-// (without); maildirsize records every delivery in Maildir++ form.
+// and stored; then the mailbox is exactly full and the next message is
+// refused at RCPT, with SIZE= or without; maildirsize records every
+// delivery in Maildir++ form. (Refusals after DATA: TestQuotaBounceOff,
+// TestQuotaConcurrentNeverOvershoots, TestDovecotQuotaAgrees.)
 func TestQuotaAtRCPTAndExactFit(t *testing.T) {
 	body := qBody(50)
 	f := fileSize(body, "alice@example.com")
@@ -102,9 +104,9 @@ func TestQuotaAtRCPTAndExactFit(t *testing.T) {
 	if rr, _ := deliverOnce(t, in, "alice@example.com", body, true); !strings.HasPrefix(rr, "552 5.2.2 ") {
 		t.Errorf("RCPT into a full mailbox with SIZE=: %q", rr)
 	}
-	if rr, dr := deliverOnce(t, in, "alice@example.com", "Subject: tiny\n\nx\n", false); !strings.HasPrefix(rr, "250") ||
-		dr != "552 5.2.2 <alice@example.com> Sorry, the user's maildir has overdrawn his diskspace quota" {
-		t.Errorf("without SIZE= into a full mailbox: RCPT %q DATA %q", rr, dr)
+	// Exactly full: even a message without SIZE= cannot fit.
+	if rr, _ := deliverOnce(t, in, "alice@example.com", "Subject: tiny\n\nx\n", false); rr != "552 5.2.2 <alice@example.com> Sorry, the user's maildir has overdrawn his diskspace quota" {
+		t.Errorf("without SIZE= into an exactly full mailbox: RCPT %q", rr)
 	}
 	if n := len(maildirFiles(t, md)); n != 2 {
 		t.Errorf("%d messages stored after the refusals, want 2", n)
