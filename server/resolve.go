@@ -12,6 +12,7 @@ import (
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/server/lmtp"
 	"github.com/vlmtpd/vlmtpd/store"
+	"github.com/vlmtpd/vlmtpd/store/maildirpp"
 )
 
 // Resolver turns a recipient address into a mailbox the way virtual(8)
@@ -20,17 +21,22 @@ type Resolver struct {
 	domains    *maps.DomainList
 	mailboxes  maps.List
 	uids, gids maps.List
+	limits     maps.List // virtual_mailbox_limit_maps, nil if unset
 	strategy   maps.Strategy
 	myorigin   string           // folded
 	mydest     *maps.DomainList // mydestination
 	minUID     int
 	limit      int64
+	// what a quota entry turns on, and +detail delivery
+	extended, create, detail, createDetail bool
 }
 
 // NewResolver opens every table the configuration names.
 func NewResolver(cfg *config.Config) (*Resolver, error) {
 	opts := cfg.MapOptions()
-	r := &Resolver{minUID: cfg.VirtualMinimumUID, limit: cfg.VirtualMailboxLimit, myorigin: maps.FoldKey(cfg.MyOrigin)}
+	r := &Resolver{minUID: cfg.VirtualMinimumUID, limit: cfg.VirtualMailboxLimit, myorigin: maps.FoldKey(cfg.MyOrigin),
+		extended: cfg.VirtualMaildirExtended, create: cfg.VirtualCreateMaildirsize,
+		detail: cfg.SaveToDetailMailbox, createDetail: cfg.DetailMailboxCreate}
 	r.strategy = maps.Strategy{Delimiters: cfg.RecipientDelimiter, DoubleBounce: cfg.DoubleBounceSender, Local: r.isLocal}
 	var err error
 	if r.domains, err = maps.NewDomainList(cfg.VirtualMailboxDomains, opts); err != nil {
@@ -51,12 +57,22 @@ func NewResolver(cfg *config.Config) (*Resolver, error) {
 		r.Close()
 		return nil, fmt.Errorf("virtual_gid_maps: %w", err)
 	}
+	if len(cfg.VirtualMailboxLimitMaps) > 0 {
+		if r.limits, err = maps.OpenList(cfg.VirtualMailboxLimitMaps, opts); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("virtual_mailbox_limit_maps: %w", err)
+		}
+	}
 	return r, nil
 }
 
 // Close releases the tables.
 func (r *Resolver) Close() error {
-	return errors.Join(r.domains.Close(), r.mydest.Close(), r.mailboxes.Close(), r.uids.Close(), r.gids.Close())
+	var lerr error
+	if r.limits != nil {
+		lerr = r.limits.Close()
+	}
+	return errors.Join(r.domains.Close(), r.mydest.Close(), r.mailboxes.Close(), r.uids.Close(), r.gids.Close(), lerr)
 }
 
 // isLocal is Postfix's test in mail_addr_find for looking up the bare
@@ -85,6 +101,7 @@ type Resolution struct {
 	Domain    string       // the virtual_mailbox_domains item that decided
 	Mailbox   maps.Hit
 	UID, GID  maps.Hit
+	Quota     maps.Hit // virtual_mailbox_limit_maps, if it has an entry
 	Recipient store.Recipient
 	// Err is nil when the address is deliverable, else the reply RCPT gets.
 	Err *Reply
@@ -161,7 +178,51 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 		return res
 	}
 	res.Recipient.UID, res.Recipient.GID = uid, gid
+	if rep := r.quota(ctx, addr, res); rep != nil {
+		res.Err = rep
+		return res
+	}
+	if r.detail && res.Recipient.Format() == store.Maildir && hit.Key != addr.Quoted() && hit.Key != addr.String() {
+		// The extension as the client wrote it: folder names keep case.
+		// Not when the full address (extension included) has its own
+		// entry: that is a mailbox of its own, not a folder.
+		if _, ext, ok := maps.SplitExtension(given.Local, r.strategy.Delimiters); ok {
+			res.Recipient.Folder, res.Recipient.CreateFolder = ext, r.createDetail
+		}
+	}
 	return res
+}
+
+// quota looks the recipient up in virtual_mailbox_limit_maps (like
+// virtual_uid_maps: full address, without extension, @domain). An entry
+// replaces virtual_mailbox_limit: for a Maildir it limits the whole
+// Maildir++ tree, for an mbox the file's size (a message count means
+// nothing there and is ignored). A malformed entry defers (4.3.5).
+func (r *Resolver) quota(ctx context.Context, addr maps.Address, res *Resolution) *Reply {
+	if r.limits == nil {
+		return nil
+	}
+	h, found, err := r.limits.Search(ctx, addr, r.strategy)
+	if err != nil {
+		return lookupFailed("virtual_mailbox_limit_maps", err)
+	}
+	if !found {
+		return nil
+	}
+	res.Quota = h
+	l, err := maildirpp.ParseLimits(h.Value)
+	if err != nil {
+		return configError(fmt.Sprintf("bad quota %q in virtual_mailbox_limit_maps (%s): %v", h.Value, h.Table, err))
+	}
+	rc := &res.Recipient
+	rc.Quota = store.Quota{Set: true, Limits: l, Extended: r.extended, Create: r.create}
+	rc.Limit = 0
+	if rc.Format() == store.Mbox {
+		rc.Quota.Limits.Count = 0
+		rc.Quota.Extended, rc.Quota.Create = false, false
+		rc.Limit = l.Bytes
+	}
+	return nil
 }
 
 // maxID is the largest uid or gid: uid_t is 32 bits and (uid_t)-1 means

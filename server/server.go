@@ -29,6 +29,7 @@ type Server struct {
 	// state is what new sessions start with; Reload replaces it, and a
 	// session keeps the one it started with.
 	state atomic.Pointer[state]
+	book  book // deliveries in flight per mailbox
 
 	conns chan struct{} // one token per open connection (max_connections)
 	stats stats
@@ -113,7 +114,7 @@ func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, deliver: d, conns: make(chan struct{}, cfg.MaxConnections)}
+	s := &Server{log: log, deliver: d, conns: make(chan struct{}, cfg.MaxConnections), book: book{m: map[string]*inflight{}}}
 	s.state.Store(st)
 	s.lmtp = &lmtp.Server{Settings: set, Backend: s, Log: log}
 	return s, nil
@@ -133,6 +134,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	old.retire()
 	return nil
 }
+
+// config is the configuration in force for new sessions.
+func (s *Server) config() *config.Config { return s.state.Load().cfg }
 
 // current is the state a new session starts with, referenced.
 func (s *Server) current() *state {

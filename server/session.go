@@ -34,6 +34,9 @@ type rcpt struct {
 	to  string // as the client wrote it
 	box store.Recipient
 	key string // folded address: duplicates share one delivery
+	// hold is the delivery's claim on the mailbox (concurrency, quota
+	// reservation), nil for a duplicate; released when the transaction ends.
+	hold *hold
 }
 
 func (s *Server) NewSession(info lmtp.ConnInfo) lmtp.Session {
@@ -73,6 +76,14 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 		ss.logOutcome(to.Raw, res.Recipient.Path, res.Err, "rcpt", 0)
 		return res.Err
 	}
+	var h *hold
+	if !ss.hasKey(res.Address.String()) {
+		var rep *Reply
+		if h, rep = ss.s.admit(ctx, res.Recipient, ss.size); rep != nil {
+			ss.logOutcome(to.Raw, res.Recipient.Path, rep, "rcpt", 0)
+			return rep
+		}
+	}
 	for _, err := range opts.ParamErrors {
 		ss.log.Info("recipient parameter ignored", "rcpt", to.Raw, "reason", err)
 	}
@@ -84,8 +95,17 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 	if !ss.st.cfg.EnableOriginalRecipient {
 		box.OriginalRecipient = ""
 	}
-	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String()})
+	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String(), hold: h})
 	return nil
+}
+
+func (ss *session) hasKey(key string) bool {
+	for _, rc := range ss.rcpts {
+		if rc.key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // originalRecipient is ORCPT's address as X-Original-To shows it: quoting
@@ -110,7 +130,8 @@ func (s *Server) rcptLimits(ctx context.Context, box *store.Recipient, size int6
 			return r
 		}
 	}
-	if box.Limit <= 0 || size <= 0 {
+	if box.Limit <= 0 || size <= 0 || box.Quota.Set {
+		// A quota (virtual_mailbox_limit_maps) is decided by admit.
 		return nil
 	}
 	// SIZE= counts CRLF line ends and we store LF: a message of n bytes
@@ -193,9 +214,12 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 			} else {
 				err = &store.Error{Status: store.Temporary, Op: "deliver", Err: errors.New("deliverer returned too few results")}
 			}
-			if err != nil {
+			switch {
+			case err != nil && store.StatusOf(err) == store.OverLimit && boxes[i].Quota.Set:
+				replies[k] = ss.s.overQuota(err.Error())
+			case err != nil:
 				replies[k] = ToReply(err)
-			} else {
+			default:
 				replies[k] = &Reply{Code: 250, Enhanced: lmtp.EnhancedCode{2, 0, 0}, Text: "delivered (" + msgID + ")"}
 			}
 		}
@@ -236,11 +260,15 @@ func (ss *session) logOutcome(to, mailbox string, rep *Reply, msgID string, dela
 }
 
 func (ss *session) Reset() {
+	for _, rc := range ss.rcpts {
+		rc.hold.release()
+	}
 	ss.from, ss.size, ss.rcpts = "", 0, nil
 }
 
 func (ss *session) Close() {
 	ss.s.stats.sessions.Add(-1)
 	ss.st.release()
+	ss.Reset()
 	ss.log.Info("session end", "messages", ss.nmsg, "duration", time.Since(ss.start).Round(time.Millisecond))
 }

@@ -53,7 +53,16 @@ func (f *fakeDeliverer) Permits(uid, gid int) error { return f.permitErr }
 
 func testServer(t *testing.T, d store.Deliverer, extra string) *Server {
 	t.Helper()
+	return testServerWith(t, d, extra, nil)
+}
+
+// testServerWith is testServer with more tables (file name → content).
+func testServerWith(t *testing.T, d store.Deliverer, extra string, tables map[string]string) *Server {
+	t.Helper()
 	dir := t.TempDir()
+	for name, content := range tables {
+		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+	}
 	os.WriteFile(filepath.Join(dir, "vmailbox"), []byte(`alice@example.com example.com/alice/
 bob@example.com example.com/bob
 carol@example.com example.com/carol/

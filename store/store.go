@@ -72,6 +72,15 @@ type Recipient struct {
 	// top of the message (above every Received:), so the writers add no
 	// second one.
 	HasDeliveredTo bool
+	// Quota is the recipient's entry in virtual_mailbox_limit_maps; the
+	// zero value is no entry.
+	Quota Quota
+	// Folder is the +detail whose Maildir++ folder the message goes to
+	// (mapped and checked by DetailFolder), "" for INBOX. The message goes
+	// to INBOX if the detail names no folder, the folder does not exist
+	// and CreateFolder is not set.
+	Folder       string
+	CreateFolder bool
 }
 
 // Format is the recipient's mailbox format.
@@ -88,6 +97,13 @@ type Deliverer interface {
 	// bytes (an mbox file's size; 0 for a Maildir or a missing mbox), for
 	// limit checks at RCPT time.
 	MailboxSize(ctx context.Context, r Recipient) (int64, error)
+}
+
+// QuotaReporter is implemented by deliverers that can report a mailbox's
+// quota usage (reading it as the mailbox's owner), for decisions at RCPT;
+// recalc rebuilds a Maildir's maildirsize from its files first.
+type QuotaReporter interface {
+	Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage, error)
 }
 
 // Permitter is implemented by deliverers that can tell before the message

@@ -406,7 +406,9 @@ func TestAllowedNetworksRefusesTCP(t *testing.T) {
 func TestConcurrentMbox(t *testing.T) {
 	for _, method := range []string{"fcntl", "flock", "dotlock"} {
 		t.Run(method, func(t *testing.T) {
-			in := StartInstance(t, Options{Config: fmt.Sprintf(`virtual_mailbox_lock = [%q]`, method)})
+			// 20 clients at once into one mbox is the point here, so no
+			// recipient_concurrency_limit.
+			in := StartInstance(t, Options{Config: fmt.Sprintf("virtual_mailbox_lock = [%q]\nrecipient_concurrency_limit = 0", method)})
 			const clients, perClient = 20, 50
 			runClients(t, in, clients, perClient, "bob@example.com")
 			msgs := mboxMessages(t, readFile(t, filepath.Join(in.Base, "example.com/bob")))

@@ -14,6 +14,12 @@ import (
 // after a blank line, what it does. `vlmtpd NAME -h` prints it above the
 // command's flags; a command without an entry gets a generic line.
 var usageText = map[string]string{
+	"quota": `[-config FILE] [-size BYTES] [-recalc] ADDRESS...
+
+Prints each address's quota (virtual_mailbox_limit_maps), its usage as the
+mailbox owner's worker reads it from maildirsize (-recalc rebuilds that
+first), and the reply RCPT would give a message of -size bytes. Needs root,
+or to run as the mailbox's owner.`,
 	"sieve-check": `[-global DIR] SCRIPT...
 
 Compiles each Sieve script (RFC 5228 and the extensions in docs/sieve.md)

@@ -66,6 +66,7 @@ func TestSubcommandHelp(t *testing.T) {
 		"makemap":      {"-f", "-N", "-i"},
 		"version":      nil,
 		"sieve-check":  {"-global"},
+		"quota":        {"-config", "-size", "-recalc"},
 		"sieve-test":   {"-config", "-r", "-f", "-a", "-s", "-global", "-mailboxes", "-cpu"},
 	}
 	for name, c := range commands {

@@ -69,6 +69,7 @@ func explain(w io.Writer, cfg *config.Config, addr string, res *server.Resolutio
 			fmt.Fprintf(w, "  mailbox limit:   none\n")
 		}
 		fmt.Fprintf(w, "  message limit:   %d bytes\n", cfg.MessageSizeLimit)
+		quotaLines(w, res)
 		fmt.Fprintf(w, "  RCPT reply:      %s\n", lmtp.RcptOK.Wire(res.Address.Quoted()))
 		return
 	}

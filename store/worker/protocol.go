@@ -27,7 +27,7 @@ import (
 // ProtocolVersion changes whenever a frame's layout or meaning changes. A
 // worker started from an upgraded binary announces a different version in
 // its hello and the front refuses it.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // maxFrame bounds a frame's payload so a broken peer cannot make the other
 // side allocate without limit. A request for thousands of recipients with
@@ -41,6 +41,8 @@ const (
 	frameDeliverReply byte = 3 // worker → front
 	frameSize         byte = 4 // front → worker: mailbox size query
 	frameSizeReply    byte = 5 // worker → front
+	frameQuota        byte = 6 // front → worker: quota usage query
+	frameQuotaReply   byte = 7 // worker → front
 )
 
 var errProtocol = errors.New("worker protocol error")
@@ -121,6 +123,52 @@ type sizeReply struct {
 	Seq    uint64
 	Size   int64
 	Result result
+}
+
+type quotaRequest struct {
+	Seq    uint64
+	Rcpt   store.Recipient
+	Recalc bool // rebuild maildirsize first
+}
+
+type quotaReply struct {
+	Seq          uint64
+	Bytes, Count int64
+	Recalculated string
+	Result       result
+}
+
+func (r *quotaRequest) encode() []byte {
+	e := newEncoder()
+	e.u64(r.Seq)
+	e.rcpt(r.Rcpt)
+	e.flag(r.Recalc)
+	return e.b
+}
+
+func decodeQuotaRequest(p []byte) (*quotaRequest, error) {
+	d := decoder{b: p}
+	r := &quotaRequest{Seq: d.u64("seq"), Rcpt: d.rcpt(), Recalc: d.flag("recalc")}
+	return r, d.end("quota request")
+}
+
+func (r *quotaReply) encode() []byte {
+	e := newEncoder()
+	e.u64(r.Seq)
+	e.i64(r.Bytes)
+	e.i64(r.Count)
+	e.str(r.Recalculated)
+	e.result(r.Result)
+	return e.b
+}
+
+func decodeQuotaReply(p []byte) (*quotaReply, error) {
+	d := decoder{b: p}
+	r := &quotaReply{Seq: d.u64("seq"), Bytes: d.i64("bytes"), Count: d.i64("count"), Recalculated: d.str("recalculated"), Result: d.result()}
+	if d.err == nil && (r.Bytes < 0 || r.Count < 0) {
+		d.fail("usage")
+	}
+	return r, d.end("quota reply")
 }
 
 // encoder appends fields to a payload.
@@ -270,10 +318,17 @@ func (e *encoder) rcpt(r store.Recipient) {
 	e.u32(uint32(r.GID))
 	e.i64(r.Limit)
 	e.flag(r.HasDeliveredTo)
+	e.flag(r.Quota.Set)
+	e.i64(r.Quota.Limits.Bytes)
+	e.i64(r.Quota.Limits.Count)
+	e.flag(r.Quota.Extended)
+	e.flag(r.Quota.Create)
+	e.str(r.Folder)
+	e.flag(r.CreateFolder)
 }
 
 // rcptMin is the smallest encoding of a recipient.
-const rcptMin = 3*4 + 4 + 4 + 8 + 1
+const rcptMin = 3*4 + 4 + 4 + 8 + 1 + (1 + 8 + 8 + 1 + 1 + 4 + 1)
 
 func (d *decoder) rcpt() store.Recipient {
 	r := store.Recipient{
@@ -285,8 +340,18 @@ func (d *decoder) rcpt() store.Recipient {
 		Limit:             d.i64("limit"),
 		HasDeliveredTo:    d.flag("has delivered-to"),
 	}
+	r.Quota.Set = d.flag("quota set")
+	r.Quota.Limits.Bytes = d.i64("quota bytes")
+	r.Quota.Limits.Count = d.i64("quota count")
+	r.Quota.Extended = d.flag("quota extended")
+	r.Quota.Create = d.flag("quota create")
+	r.Folder = d.str("folder")
+	r.CreateFolder = d.flag("create folder")
 	if d.err == nil && r.Limit < 0 {
 		d.fail("limit")
+	}
+	if d.err == nil && (r.Quota.Limits.Bytes < 0 || r.Quota.Limits.Count < 0) {
+		d.fail("quota")
 	}
 	return r
 }
