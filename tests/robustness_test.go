@@ -228,6 +228,15 @@ virtual_mailbox_limit = 10240000`,
 // allows is refused at once.
 func TestAddressHygiene(t *testing.T) {
 	in := StartInstance(t, Options{})
+	// A CR in the LHLO argument is refused, and no reply echoes it.
+	h := in.Dial(t)
+	h.Send("LHLO evil\rinjected\r\nLHLO client.test\r\n")
+	if got := h.Reply(); !strings.HasPrefix(got, "500 5.5.2 ") || strings.Contains(got, "evil") {
+		t.Errorf("LHLO with a CR: %q", got)
+	}
+	if got := h.Reply(); !strings.HasPrefix(got, "250 ") || strings.Contains(got, "client.test") {
+		t.Errorf("LHLO reply %q echoes the client's name or fails", got)
+	}
 	c := in.Dial(t)
 	c.lhlo()
 	c.Send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<" + strings.Repeat("x", 900000)[:3000] + "@example.com>\r\n" +
