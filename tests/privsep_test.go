@@ -270,16 +270,22 @@ func runWithTimeout(t testing.TB, bin string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// frontOf returns the front process of a privileged instance.
+// frontOf returns the front process of a privileged instance. The socket
+// accepts as soon as the parent has opened it, which is before the parent
+// starts the front: wait for the front to appear.
 func frontOf(t *testing.T, in *Instance) int {
 	t.Helper()
-	for _, c := range children(t, in.cmd.Process.Pid) {
-		if c.role() == "serve" {
-			return c.pid
+	front := 0
+	pollUntil(t, 10*time.Second, "the front to start", func() bool {
+		for _, c := range children(t, in.cmd.Process.Pid) {
+			if c.role() == "serve" {
+				front = c.pid
+				return true
+			}
 		}
-	}
-	t.Fatalf("no front; logs:\n%s", in.Logs())
-	return 0
+		return false
+	})
+	return front
 }
 
 func waitExit(t *testing.T, pid int, what string) {
