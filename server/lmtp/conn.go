@@ -175,17 +175,26 @@ func (c *conn) reply(r *Reply) { c.write(r.line("")) }
 func (c *conn) replyTo(rcpt string, r *Reply) { c.write(r.line("<" + rcpt + "> ")) }
 
 func (c *conn) write(line string) {
+	if c.bw.Available() < len(line)+2 {
+		// The buffer flushes itself to make room: under a fresh
+		// deadline, not one left from an earlier flush.
+		c.setWriteDeadline()
+	}
 	c.bw.WriteString(line)
 	c.bw.WriteString("\r\n")
+}
+
+func (c *conn) setWriteDeadline() {
+	if c.set.WriteTimeout > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.set.WriteTimeout))
+	}
 }
 
 func (c *conn) flush() error {
 	if c.bw.Buffered() == 0 {
 		return nil
 	}
-	if c.set.WriteTimeout > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.set.WriteTimeout))
-	}
+	c.setWriteDeadline()
 	err := c.bw.Flush()
 	if err != nil {
 		c.closing = true

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -572,4 +573,23 @@ func TestShutdownOutOfTime(t *testing.T) {
 	}
 	arriving.expect("451 4.3.2 <u2@y.test> ")
 	arriving.expect("421 4.3.2 ")
+}
+
+// Replies larger than the write buffer, long after the last flush, still
+// all arrive: the buffer's own flushes get a fresh write deadline.
+func TestManyRepliesAfterIdle(t *testing.T) {
+	ts := startServer(t, &fakeBackend{}, func(s *Server) { s.MaxRecipients = 300; s.WriteTimeout = 200 * time.Millisecond })
+	c := ts.dial(t)
+	c.lhlo()
+	time.Sleep(400 * time.Millisecond)
+	var b strings.Builder
+	b.WriteString("MAIL FROM:<a@x.test>\r\n")
+	for i := range 200 {
+		fmt.Fprintf(&b, "RCPT TO:<a-rather-long-recipient-name-%03d@y.test>\r\n", i)
+	}
+	c.send(b.String())
+	c.expect("250 2.1.0")
+	for i := range 200 {
+		c.expect(fmt.Sprintf("250 2.1.5 <a-rather-long-recipient-name-%03d@y.test>", i))
+	}
 }
