@@ -27,7 +27,11 @@ type Resolver struct {
 
 // NewResolver opens every table the configuration names.
 func NewResolver(cfg *config.Config) (*Resolver, error) {
-	opts := cfg.MapOptions()
+	return newResolver(cfg, cfg.MapOptions())
+}
+
+// newResolver opens the tables with opts (the server's observe lookups).
+func newResolver(cfg *config.Config, opts maps.Options) (*Resolver, error) {
 	r := &Resolver{delims: cfg.RecipientDelimiter, minUID: cfg.VirtualMinimumUID, limit: cfg.VirtualMailboxLimit}
 	var err error
 	if r.domains, err = maps.NewDomainList(cfg.VirtualMailboxDomains, opts); err != nil {
