@@ -53,7 +53,7 @@ func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool, par
 		return 1, true, nil
 	}
 	return privsep.Run(privsep.Options{
-		Metrics:         ml,
+		Metrics: ml,
 		// systemd owns activated sockets: their files stay.
 		KeepSocketFiles: activated,
 		User:            cfg.User,

@@ -54,8 +54,8 @@ func New(src Sources) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "vlmtpd_delivery_phase_seconds",
-			Help: "Time spent per recipient in each phase: lookup (resolving the RCPT), spool (receiving and spooling the body, per message), worker_wait (getting a delivery worker), write, fsync, and total (lookup plus DATA to reply).",
+			Name:    "vlmtpd_delivery_phase_seconds",
+			Help:    "Time spent per recipient in each phase: lookup (resolving the RCPT), spool (receiving and spooling the body, per message), worker_wait (getting a delivery worker), write, fsync, and total (lookup plus DATA to reply).",
 			Buckets: deliveryBuckets,
 		}, []string{"phase"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
