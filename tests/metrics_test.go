@@ -25,6 +25,14 @@ bob@example.com    example.com/bob
 dave@example.com   example.com/nodir/dave
 `
 
+// The mix's second session: a message that looped (alice's Delivered-To
+// below a Received:) and one with a Message-ID.
+const (
+	mixLooped = "Received: from mx2.test by mx.test; Tue, 1 Dec 2026 21:00:00 +0000\nDelivered-To: alice@example.com\n" +
+		"Received: from remote.test by mx2.test; Tue, 1 Dec 2026 20:00:00 +0000\nSubject: back\n\nbody\n"
+	mixWithID = "Message-ID: <m1@remote.test>\n" + sampleBody
+)
+
 // deliverMetricsMix sends, in two sessions: 3 recipients delivered, 1
 // deferred after DATA (4.3.0), 1 bounced after DATA (the Delivered-To
 // loop, 5.4.6) and 1 refused at RCPT (5.1.1).
@@ -51,13 +59,11 @@ func deliverMetricsMix(t *testing.T, in *Instance) {
 
 	c = in.Dial(t)
 	c.lhlo()
-	looped := "Received: from mx2.test by mx.test; Tue, 1 Dec 2026 21:00:00 +0000\nDelivered-To: alice@example.com\n" +
-		"Received: from remote.test by mx2.test; Tue, 1 Dec 2026 20:00:00 +0000\nSubject: back\n\nbody\n"
-	_, dr = c.txn("<sender@remote.test>", []string{"<alice@example.com>"}, looped)
+	_, dr = c.txn("<sender@remote.test>", []string{"<alice@example.com>"}, mixLooped)
 	if len(dr) != 1 || !strings.HasPrefix(dr[0], "554 5.4.6 ") {
 		t.Fatalf("looped message: %q", dr)
 	}
-	_, dr = c.txn("<>", []string{"<alice@example.com>"}, sampleBody)
+	_, dr = c.txn("<>", []string{"<alice@example.com>"}, mixWithID)
 	if len(dr) != 1 || !strings.HasPrefix(dr[0], "250 ") {
 		t.Fatalf("second message to alice: %q", dr)
 	}
@@ -105,6 +111,10 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 		},
 	})
 	deliverMetricsMix(t, in)
+	// The RCPT refusal names the session and the transaction.
+	if m := regexp.MustCompile(`msg="recipient refused" session=(\S+) id=(\S+) rcpt=nobody@example.com code=550 dsn=5.1.1`).FindStringSubmatch(in.Logs()); m == nil || m[2] != m[1]+".1" {
+		t.Errorf("RCPT refusal log line: %q; want session=S id=S.1", m)
+	}
 
 	var fams map[string]*dto.MetricFamily
 	// Sessions close after QUIT asynchronously: wait for the gauge.
