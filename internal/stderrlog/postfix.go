@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,9 @@ func journalStream() bool {
 	}
 	return v == fmt.Sprintf("%d:%d", st.Dev, st.Ino)
 }
+
+// postfixHeader matches the syslog header of a postfix-format line.
+var postfixHeader = regexp.MustCompile(`^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ vlmtpd\[\d+\]: `)
 
 type postfixHandler struct {
 	w      io.Writer

@@ -59,3 +59,17 @@ func TestPostfixLines(t *testing.T) {
 		t.Errorf("under the journal: %q", got)
 	}
 }
+
+// After stderr failed, syslog gets a postfix-format line without our
+// header (syslog writes its own) and with its level.
+func TestPostfixLineToSyslog(t *testing.T) {
+	old := Journal
+	Journal = false
+	defer func() { Journal = old }()
+	var b bytes.Buffer
+	New(&b, "info", "postfix").Warn("worker failed; killing it", "id", "Q1.1")
+	line := postfixHeader.ReplaceAll(b.Bytes(), nil)
+	if string(line) != "Q1.1: warning: worker failed; killing it\n" || levelOf(line) != slog.LevelWarn {
+		t.Errorf("for syslog: %q, level %v", line, levelOf(line))
+	}
+}
