@@ -1,10 +1,16 @@
 package tests
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Regular expressions of pflogsumm 1.1.5 (pflogsumm.pl, Jim Seymour's
@@ -101,5 +107,62 @@ func TestPostfixLogFormat(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("log:\n%s", logs)
+	}
+}
+
+// TestPflogsummReadsJournalLines is the oracle: Debian's pflogsumm
+// summarises a log of vlmtpd's postfix-format lines. The server's stderr
+// is marked as the journal (JOURNAL_STREAM names it, as systemd does), so
+// it writes no header of its own; the test adds the one rsyslog writes for
+// the journal with the unit's SyslogIdentifier=vlmtpd/virtual, the
+// NAME/SERVICE form pflogsumm --syslog-name=vlmtpd selects lines by.
+func TestPflogsummReadsJournalLines(t *testing.T) {
+	pflogsumm := toolOrSkip(t, "pflogsumm (Debian package pflogsumm)", "/usr/sbin/pflogsumm", "pflogsumm")
+	if pflogsumm == "" {
+		return
+	}
+	stream, err := os.CreateTemp(t.TempDir(), "journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(stream.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	in := StartInstance(t, Options{
+		Tables: map[string]string{"vmailbox": metricsMailboxes},
+		Config: `log_format = "postfix"`,
+		Stderr: stream,
+		Env:    []string{fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino)},
+	})
+	deliverMetricsMix(t, in)
+	in.Stop(t)
+	written, err := os.ReadFile(stream.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var syslog strings.Builder
+	header := time.Now().Format(time.Stamp) + " mx vlmtpd/virtual[4242]: "
+	for _, line := range strings.Split(strings.TrimSpace(string(written)), "\n") {
+		if ourHeader.MatchString(line) {
+			t.Fatalf("a header on stderr marked as the journal: %q", line)
+		}
+		syslog.WriteString(header + line + "\n")
+	}
+	logFile := filepath.Join(t.TempDir(), "mail.log")
+	writeTestFile(t, logFile, syslog.String())
+	out, err := exec.Command(pflogsumm, "--syslog-name=vlmtpd", logFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pflogsumm: %v\n%s", err, out)
+	}
+	// Delivered bytes: the two recipients of the first message and the
+	// last message, by their from=, size= lines.
+	delivered := strconv.Itoa(2*len(sampleBody) + len(mixWithID))
+	for _, want := range []string{`(?m)^\s+3\s+delivered$`, `(?m)^\s+1\s+deferred\s+\(1\s+deferrals\)$`, `(?m)^\s+1\s+bounced$`,
+		`(?m)^\s+` + delivered + `\s+bytes delivered$`} {
+		if !regexp.MustCompile(want).Match(out) {
+			t.Errorf("pflogsumm's summary lacks %s:\n%s\nlog:\n%s", want, out, syslog.String())
+		}
 	}
 }
