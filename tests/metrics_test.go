@@ -180,6 +180,13 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatalf("vlmtpd stats: %v\n%s", err, out)
 	}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		// The parent created the socket; it removes it at exit.
+		in.Stop(t)
+		if _, err := os.Lstat(path); !os.IsNotExist(err) {
+			t.Errorf("metrics socket %s left after exit: %v", path, err)
+		}
+	}
 	for _, want := range []string{
 		`(?m)^recipients sent +3 \(2\.0\.0 3\)$`,
 		`(?m)^recipients deferred +1 \(4\.3\.0 1\)$`,
