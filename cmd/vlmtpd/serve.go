@@ -109,10 +109,10 @@ func serve(cfg *config.Config, load func() (*config.Config, error)) int {
 	}
 	if ml != nil {
 		pool, _ := d.(*worker.Pool)
-		m := metrics.New(metrics.Sources{Server: srv, Pool: pool})
+		m := metrics.New(metrics.Sources{Server: srv, Pool: pool, Log: log})
 		srv.SetObserver(m)
 		go func() {
-			if err := m.Serve(ml, log); err != nil {
+			if err := m.Serve(ml); err != nil {
 				log.Error("metrics server stopped", "metrics_listen", cfg.MetricsListen, "error", err)
 			}
 		}()

@@ -8,6 +8,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,10 +30,13 @@ type Sources struct {
 	Server *server.Server
 	// Pool is the worker pool, nil if deliveries do not use one.
 	Pool *worker.Pool
+	// Log gets the errors of serving the metrics; default slog's.
+	Log *slog.Logger
 }
 
 // Metrics is the front's registry. It implements server.Observer.
 type Metrics struct {
+	log           *slog.Logger
 	reg           *prometheus.Registry
 	phases        *prometheus.HistogramVec
 	lookups       *prometheus.CounterVec
@@ -51,7 +55,11 @@ var deliveryBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .0
 
 // New builds the registry over src.
 func New(src Sources) *Metrics {
+	if src.Log == nil {
+		src.Log = slog.Default()
+	}
 	m := &Metrics{
+		log: src.Log,
 		reg: prometheus.NewRegistry(),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "vlmtpd_delivery_phase_seconds",
@@ -98,7 +106,7 @@ func (m *Metrics) ObserveLookup(table, result string, d time.Duration) {
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(Path, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		ErrorLog:          slogErrors{},
+		ErrorLog:          slogErrors{m.log},
 		EnableOpenMetrics: true,
 		Timeout:           10 * time.Second,
 	}))
@@ -114,7 +122,7 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // Serve serves the metrics on l until Close; it returns nil after Close.
-func (m *Metrics) Serve(l net.Listener, log *slog.Logger) error {
+func (m *Metrics) Serve(l net.Listener) error {
 	m.http = &http.Server{
 		Handler:           m.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -122,7 +130,7 @@ func (m *Metrics) Serve(l net.Listener, log *slog.Logger) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	err := m.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -144,9 +152,10 @@ func (m *Metrics) Close() error {
 	return nil
 }
 
-type slogErrors struct{}
+// slogErrors is promhttp's error log on ours.
+type slogErrors struct{ log *slog.Logger }
 
-func (slogErrors) Println(v ...any) { slog.Warn("metrics", "error", v) }
+func (s slogErrors) Println(v ...any) { s.log.Warn("serving metrics", "error", fmt.Sprint(v...)) }
 
 // counts exposes the server's and the pool's counts as they are at the
 // scrape.
