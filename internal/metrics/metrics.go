@@ -81,6 +81,15 @@ func New(src Sources) *Metrics {
 	for _, p := range Phases {
 		m.phases.WithLabelValues(p)
 	}
+	m.http = &http.Server{
+		Handler:           m.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
 	m.reg.MustRegister(m.phases, m.lookups, m.lookupSeconds, &counts{src},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -123,15 +132,6 @@ func (m *Metrics) Handler() http.Handler {
 
 // Serve serves the metrics on l until Close; it returns nil after Close.
 func (m *Metrics) Serve(l net.Listener) error {
-	m.http = &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
-	}
 	err := m.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -141,9 +141,6 @@ func (m *Metrics) Serve(l net.Listener) error {
 
 // Close stops serving: scrapes in progress get a second to finish.
 func (m *Metrics) Close() error {
-	if m.http == nil {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := m.http.Shutdown(ctx); err != nil {
