@@ -4,16 +4,31 @@ export PATH := $(dir $(GO)):$(PATH)
 BIN     := bin/vlmtpd
 PKGS    := ./...
 
-.PHONY: build test run fuzz lint setup clean bench
+.PHONY: build test test-short check run fuzz lint setup clean bench
 
 build:
 	$(GO) build -o $(BIN) ./cmd/vlmtpd
 
-# Installs the Debian packages the tests use (when root), then runs the
-# whole suite: unit, golden, end-to-end, interop and backend tests.
-test: setup
-	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+# Installs the Debian packages the tests use (when root), runs the checks,
+# then the whole suite: unit, golden, end-to-end, interop and backend tests.
+# internal/testsummary prints go test's usual lines, then what was skipped
+# and why (nothing may skip under CI=true: those tests fail instead).
+test: setup check
+	@mkdir -p bin; { $(GO) test -json -count=1 -shuffle=on -timeout 20m $(PKGS); echo $$? > bin/.test-status; } \
+		| $(GO) run ./internal/testsummary; s=$$?; st=$$(cat bin/.test-status); rm -f bin/.test-status; \
+		test $$s -eq 0 && test $$st -eq 0
+
+# The unit tests only (no built binary, no MTAs): the edit loop.
+test-short:
+	$(GO) test -count=1 -shuffle=on $$($(GO) list $(PKGS) | grep -v '/tests$$')
+
+# Habits that catch mistakes early: formatting, vet, staticcheck, and the
+# race detector on the packages with concurrency.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+RACE_PKGS   := ./server/... ./store/worker/ ./maps/ ./maps/socketmap/ ./internal/... ./privsep/
+check: lint
+	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) test -count=1 -race -shuffle=on $(RACE_PKGS)
 
 setup:
 	@.ci/setup

@@ -135,6 +135,9 @@ virtual_mailbox_maps = ["texthash:vmailbox"]
 virtual_uid_maps = ["static:%d"]
 virtual_gid_maps = ["static:%d"]
 virtual_minimum_uid = %d
+# Every session delivers to the same few mailboxes; Dovecot 2.3's
+# lmtp_user_concurrency_limit is unlimited too.
+recipient_concurrency_limit = 0
 `, sock, o.UID, o.GID, max(1, min(o.UID, 100)))
 	if privsep {
 		conf += "user = \"nobody\"\n"

@@ -38,10 +38,10 @@ func (a Address) Quoted() string {
 	return l + "@" + a.Domain
 }
 
-// Fold case-folds the whole address, UTF-8 aware, as virtual(8) does before
-// any lookup.
+// Fold case-folds the whole address with FoldKey (full Unicode case
+// folding), as virtual(8) does before any lookup.
 func (a Address) Fold() Address {
-	return Address{Local: strings.ToLower(a.Local), Domain: strings.ToLower(a.Domain)}
+	return Address{Local: FoldKey(a.Local), Domain: FoldKey(a.Domain)}
 }
 
 // QuoteLocal returns local unchanged if it is a dot-atom, else quoted with
@@ -76,16 +76,44 @@ func isDotAtom(s string) bool {
 	return true
 }
 
+// DefaultDoubleBounce is Postfix's default double_bounce_sender.
+const DefaultDoubleBounce = "double-bounce"
+
 // SplitExtension cuts local at the first character from delims, with the
 // rules of Postfix's split_addr: no split when there is no delimiter or
-// the localpart starts with one; never for postmaster and MAILER-DAEMON;
-// and, when "-" is a delimiter, never for owner-* and *-request.
+// the localpart starts with one; never for postmaster, MAILER-DAEMON and
+// the default double_bounce_sender; and, when "-" is a delimiter, never
+// for owner-* and *-request.
 func SplitExtension(local, delims string) (base, ext string, ok bool) {
+	return Strategy{Delimiters: delims}.split(local)
+}
+
+// Strategy is how FindAddress searches: mail_addr_find(3)'s default
+// strategy with the settings it reads.
+type Strategy struct {
+	// Delimiters is recipient_delimiter, a set of characters.
+	Delimiters string
+	// DoubleBounce is double_bounce_sender, never split; empty means
+	// DefaultDoubleBounce.
+	DoubleBounce string
+	// Local reports whether a (folded) domain is $myorigin or in
+	// $mydestination: then the bare localpart is looked up too, as
+	// Postfix's mail_addr_find does. nil: never.
+	Local func(ctx context.Context, domain string) (bool, error)
+}
+
+func (s Strategy) split(local string) (base, ext string, ok bool) {
+	delims := s.Delimiters
 	if delims == "" {
 		return local, "", false
 	}
+	db := s.DoubleBounce
+	if db == "" {
+		db = DefaultDoubleBounce
+	}
+	// split_addr compares with strcasecmp: ASCII case only.
 	lower := strings.ToLower(local)
-	if lower == "postmaster" || lower == "mailer-daemon" {
+	if lower == "postmaster" || lower == "mailer-daemon" || lower == strings.ToLower(db) {
 		return local, "", false
 	}
 	if strings.Contains(delims, "-") && (strings.HasPrefix(lower, "owner-") || strings.HasSuffix(lower, "-request")) {
@@ -98,12 +126,22 @@ func SplitExtension(local, delims string) (base, ext string, ok bool) {
 	return local[:i], local[i+1:], true
 }
 
-// FindAddress searches the list for a recipient in virtual(8)'s order:
-// the full address (every table), the address without its extension, then
-// "@domain" (fixed-key tables only). Each key is tried in quoted form and
-// then unquoted if that differs. addr must already be folded. The search
-// stops at the first hit or the first error.
+// FindAddress is Search with only recipient_delimiter set.
 func (l List) FindAddress(ctx context.Context, addr Address, delims string) (Hit, bool, error) {
+	return l.Search(ctx, addr, Strategy{Delimiters: delims})
+}
+
+// Search looks a recipient up in virtual(8)'s order:
+//  1. the full address (every table);
+//  2. the address without its extension;
+//  3. if the domain is local (s.Local): the bare localpart with its
+//     extension, then without;
+//  4. "@domain".
+//
+// Steps 2-4 ask fixed-key tables only. Each key is tried in quoted form
+// and then unquoted if that differs. addr must already be folded. The
+// search stops at the first hit or the first error.
+func (l List) Search(ctx context.Context, addr Address, s Strategy) (Hit, bool, error) {
 	try := func(a Address, fixedOnly bool) (Hit, bool, error) {
 		q := a.Quoted()
 		if h, ok, err := l.Find(ctx, q, fixedOnly); ok || err != nil {
@@ -117,13 +155,30 @@ func (l List) FindAddress(ctx context.Context, addr Address, delims string) (Hit
 	if h, ok, err := try(addr, false); ok || err != nil {
 		return h, ok, err
 	}
-	if base, _, split := SplitExtension(addr.Local, delims); split {
+	base, _, split := s.split(addr.Local)
+	if split {
 		if h, ok, err := try(Address{Local: base, Domain: addr.Domain}, true); ok || err != nil {
 			return h, ok, err
 		}
 	}
-	if addr.Domain != "" {
-		return l.Find(ctx, "@"+addr.Domain, true)
+	if addr.Domain == "" {
+		return Hit{}, false, nil
 	}
-	return Hit{}, false, nil
+	if s.Local != nil {
+		local, err := s.Local(ctx, addr.Domain)
+		if err != nil {
+			return Hit{}, false, err
+		}
+		if local {
+			if h, ok, err := try(Address{Local: addr.Local}, true); ok || err != nil {
+				return h, ok, err
+			}
+			if split {
+				if h, ok, err := try(Address{Local: base}, true); ok || err != nil {
+					return h, ok, err
+				}
+			}
+		}
+	}
+	return l.Find(ctx, "@"+addr.Domain, true)
 }

@@ -185,3 +185,69 @@ func TestStaticAnswersPartialKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestFoldIsPostfixCasefold: full Unicode case folding, as Postfix's
+// casefold(3) with smtputf8_enable = yes, not strings.ToLower.
+func TestFoldIsPostfixCasefold(t *testing.T) {
+	for in, want := range map[string]string{
+		"User@Example.COM":   "user@example.com",
+		"Straße@Köln.test":   "strasse@köln.test",
+		"ΣΟΦΌΣ@x.test":       "σοφόσ@x.test",
+		"σοφός@x.test":       "σοφόσ@x.test", // final sigma
+		"ﬁle@x.test":         "file@x.test",  // ligature: full folding
+		"İstanbul@x.test":    "i̇stanbul@x.test",
+		"plain-ascii@x.test": "plain-ascii@x.test",
+	} {
+		if got := ParseAddress(in).Fold().String(); got != want {
+			t.Errorf("Fold(%q) = %q, want %q", in, got, want)
+		}
+		if Unfolded(want) {
+			t.Errorf("Unfolded(%q) = true for a folded key", want)
+		}
+	}
+	if !Unfolded("Straße@x") || !Unfolded("σοφός@x") || Unfolded("strasse@x") {
+		t.Error("Unfolded misjudges a key")
+	}
+}
+
+// TestSearchStrategy: double_bounce_sender is never split, and a local
+// domain ($myorigin, $mydestination) also looks up the bare localpart,
+// with and without its extension, before @domain, fixed-key tables only.
+func TestSearchStrategy(t *testing.T) {
+	opts, _ := testOptions(t)
+	writeFile(t, opts.Dir, "vmailbox", strings.Join([]string{
+		"double@d.test split-double/",
+		"bounce@d.test wrong/",
+		"@d.test catchall/",
+		"bare+x bare-ext/",
+		"bare bare/",
+		"@l.test local-catchall/",
+	}, "\n")+"\n")
+	list, err := OpenList([]string{`regexp:{ {/^bare$/ regexp-bare} }`, "texthash:vmailbox"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer list.Close()
+	local := func(_ context.Context, d string) (bool, error) { return d == "l.test", nil }
+	ctx := context.Background()
+	for _, tc := range []struct{ addr, delims, want string }{
+		{"double-bounce@d.test", "-", "catchall/"},
+		{"Double-Bounce@d.test", "-", "catchall/"},
+		{"double-x@d.test", "-", "split-double/"},
+		{"bare+x@l.test", "+", "bare-ext/"},
+		{"bare+y@l.test", "+", "bare/"},
+		{"bare@l.test", "+", "bare/"}, // regexp is not asked for the bare key
+		{"other@l.test", "+", "local-catchall/"},
+		{"bare+x@d.test", "+", "catchall/"}, // not a local domain
+	} {
+		h, ok, err := list.Search(ctx, ParseAddress(tc.addr).Fold(), Strategy{Delimiters: tc.delims, Local: local})
+		if err != nil || !ok || h.Value != tc.want {
+			t.Errorf("Search(%q) = %+v, %v, %v; want %q", tc.addr, h, ok, err, tc.want)
+		}
+	}
+	boom := errors.New("mydestination table down")
+	_, ok, err := list.Search(ctx, ParseAddress("x@l.test"), Strategy{Local: func(context.Context, string) (bool, error) { return false, boom }})
+	if ok || !errors.Is(err, boom) {
+		t.Errorf("a failing local-domain check: %v %v, want the error", ok, err)
+	}
+}

@@ -46,6 +46,8 @@ func FuzzRules(f *testing.F) {
 	f.Add("/^a@/ r1\n!/b/ r2\n/^a/!/^ab/ r3\nif /x/\n/y/ r4\nendif\n/(a)/ $1\n/z/ $$\n", false)
 	f.Add("/^(\\w+)@/ x\n/^a/A r\n/ a # c/x r\n/a/X r\nIF !/q/\nendif extra\n", true)
 	f.Add("|a\\|b| r\n/[[:alpha:]][]x][^a]\\<\\>/m r\n/a/q r\n/unterminated\n", false)
+	f.Add("/^u.{6}@é\\é[é-ü]\\Qü\\E/ r\n/[[:alpha:]é]ß+/ r\n", true)
+	f.Add("/^u.{6}@é[^ü]ß+/ r\n", false)
 	f.Fuzz(func(t *testing.T, data string, pcre bool) {
 		d := regexpDialect
 		if pcre {

@@ -72,6 +72,7 @@ func sections(t *testing.T, text string) map[string]string {
 //	-- warnings --  the warnings expected while loading, in order, with the
 //	                table's path shown as TABLE
 //	-- error --     a text the open error must contain (no lookups then)
+//	-- postmap --   (empty) Postfix must agree: TestGoldenAgreesWithPostmap
 func TestGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*/*.txt")
 	if err != nil || len(files) == 0 {

@@ -124,7 +124,9 @@ func openInline(name string, opts Options) (Map, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s in %q; %s", err, tok, inlineSyntax)
 		}
-		k = FoldKey(k)
+		if Unfolded(k) {
+			opts.Logger.Warn(UnfoldedWarning(k), "table", t.spec)
+		}
 		if _, dup := t.m[k]; dup {
 			opts.Logger.Warn("duplicate key in inline table: the later value wins, as in Postfix", "table", t.spec, "key", k)
 		}
@@ -160,7 +162,7 @@ func splitNameValue(s string) (name, value string, err error) {
 }
 
 func (t *inline) Lookup(_ context.Context, key string) (string, bool, error) {
-	v, ok := t.m[FoldKey(key)]
+	v, ok := t.m[key]
 	return v, ok, nil
 }
 func (t *inline) Spec() string  { return t.spec }

@@ -18,8 +18,10 @@ import (
 // nil), not found ("", false, nil) and error (a temporary failure: the
 // caller defers the recipient, it never bounces it).
 //
-// Keys reach Lookup already case-folded; tables built from files fold their
-// own keys when they load, so a mixed-case source entry still matches.
+// Keys reach Lookup already case-folded (FoldKey), and tables take them
+// as they are, as virtual(8)'s tables do: Postfix folds the address, never
+// the keys, so a mixed-case key can never match. Tables that hold their
+// keys (texthash, inline, cdb) warn about such keys when they load.
 type Map interface {
 	Lookup(ctx context.Context, key string) (value string, found bool, err error)
 	// Spec is the "type:name" the table was opened with, for logs and

@@ -53,6 +53,7 @@ func compilePCRE(pat, flags string) (*regexp.Regexp, error) {
 			return nil, err
 		}
 	}
+	pat = bytePattern(pat) // bytes, as Postfix (bytewise.go)
 	var prefix strings.Builder
 	for _, f := range []struct {
 		on   bool

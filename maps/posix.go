@@ -46,7 +46,7 @@ func compilePOSIX(pat, flags string) (*regexp.Regexp, error) {
 	if icase {
 		prefix += "(?i)"
 	}
-	re, err := regexp.Compile(prefix + tr)
+	re, err := regexp.Compile(prefix + bytePattern(tr)) // bytes, as Postfix (bytewise.go)
 	if err != nil {
 		return nil, fmt.Errorf("%v", describeRE2Error(err))
 	}

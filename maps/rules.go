@@ -48,6 +48,7 @@ type ruleTable []rule
 
 // lookup evaluates the rules in file order; the first match wins.
 func (rs ruleTable) lookup(key string) (string, bool) {
+	key = byteKey(key) // match bytes, as Postfix does (bytewise.go)
 	for i := 0; i < len(rs); {
 		r := &rs[i]
 		switch r.op {

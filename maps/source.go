@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/cases"
 )
 
 // Entry is one key/value pair of a postmap(1) source file.
@@ -36,9 +38,41 @@ func (w Warn) at(name string, line int, format string, args ...any) {
 	}
 }
 
-// FoldKey is the case folding applied to table keys, both when a source is
-// loaded and when a table is queried. It must match Address.Fold.
-func FoldKey(key string) string { return strings.ToLower(key) }
+// FoldKey is Postfix's casefold(3) with smtputf8_enable = yes: full
+// Unicode case folding (ICU's default, not Turkic), so "Straße" is
+// "strasse" and a final sigma "ς" is "σ". virtual(8) folds the recipient
+// with it before any lookup, and postmap(1) folds the keys of the files it
+// builds (`vlmtpd makemap` does the same). Table keys are never folded at
+// lookup time: a key that is not already folded can never match.
+func FoldKey(key string) string {
+	for i := 0; i < len(key); i++ {
+		if key[i] >= utf8.RuneSelf {
+			// A Caser keeps state between calls: one per call.
+			return cases.Fold().String(key)
+		}
+	}
+	return strings.ToLower(key)
+}
+
+// Unfolded reports whether key differs from its case-folded form, i.e. a
+// lookup of a (folded) address can never find it.
+func Unfolded(key string) bool {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+			return FoldKey(key) != key
+		}
+	}
+	return false
+}
+
+// UnfoldedWarning is the warning for a table key that is not case-folded.
+// Postfix folds the address, not the keys (virtual(8) opens its tables
+// without DICT_FLAG_FOLD_FIX), so such an entry is dead, in vlmtpd as in
+// Postfix; the warning says so instead of leaving the admin to wonder
+// why the mail went to the catch-all.
+func UnfoldedWarning(key string) string {
+	return fmt.Sprintf("key %q is not case-folded: addresses are folded before the lookup, so it can never match (write %q)", key, FoldKey(key))
+}
 
 // ScanLines reads r as Postfix's logical lines (readllines(3)) and calls fn
 // with each one and the number of its first physical line:

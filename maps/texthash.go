@@ -8,8 +8,9 @@ import (
 func init() { Register("texthash", openTextHash) }
 
 // textHash is a texthash: table: a postmap(1) source file held in memory,
-// keys folded, first entry winning. Unlike Postfix it follows changes to
-// the file (see watchedFile).
+// keys as written (virtual(8) opens it without folding: a key with upper
+// case never matches, and loading warns about it), first entry winning.
+// Unlike Postfix it follows changes to the file (see watchedFile).
 type textHash struct {
 	spec string
 	file *watchedFile[map[string]string]
@@ -31,7 +32,10 @@ func openTextHash(name string, opts Options) (Map, error) {
 func loadTextHash(r io.Reader, name string, warn Warn) (map[string]string, error) {
 	m := map[string]string{}
 	err := ScanSource(r, name, warn, func(e Entry) error {
-		k := FoldKey(e.Key)
+		k := e.Key
+		if Unfolded(k) {
+			warn.at(name, e.Line, "%s", UnfoldedWarning(k))
+		}
 		if _, dup := m[k]; dup {
 			warn.at(name, e.Line, "duplicate entry: %q (the first one wins)", k)
 			return nil
@@ -46,9 +50,8 @@ func loadTextHash(r io.Reader, name string, warn Warn) (map[string]string, error
 }
 
 func (t *textHash) Lookup(_ context.Context, key string) (string, bool, error) {
-	k := FoldKey(key)
 	return t.file.lookup(func(m map[string]string) (string, bool) {
-		v, ok := m[k]
+		v, ok := m[key]
 		return v, ok
 	})
 }

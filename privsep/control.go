@@ -72,7 +72,7 @@ func decodeRequest(b []byte) (request, error) {
 	switch r.Op {
 	case opSpawn:
 		uid, gid := binary.BigEndian.Uint32(b[5:]), binary.BigEndian.Uint32(b[9:])
-		if uid > math.MaxInt32 || gid > math.MaxInt32 {
+		if uid > maxID || gid > maxID {
 			return request{}, fmt.Errorf("%w: id out of range", errControl)
 		}
 		r.UID, r.GID = int(uid), int(gid)
@@ -131,6 +131,10 @@ type Policy struct {
 	MinUID int
 }
 
+// maxID is the largest uid or gid: uid_t is 32 bits and (uid_t)-1 means
+// "unchanged" to setresuid(2); Postfix's virtual(8) accepts the rest.
+const maxID = math.MaxUint32 - 1
+
 // Check refuses uid 0, gid 0 and uids below the minimum.
 func (p Policy) Check(uid, gid int) error {
 	switch {
@@ -140,7 +144,7 @@ func (p Policy) Check(uid, gid int) error {
 		return fmt.Errorf("gid %d is not allowed", gid)
 	case uid < p.MinUID:
 		return fmt.Errorf("uid %d is below virtual_minimum_uid %d", uid, p.MinUID)
-	case uid > math.MaxInt32-1 || gid > math.MaxInt32-1:
+	case uid > maxID || gid > maxID:
 		return fmt.Errorf("uid %d or gid %d out of range", uid, gid)
 	}
 	return nil

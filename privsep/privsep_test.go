@@ -69,12 +69,7 @@ func testFront() int {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true: needs root (CI runs as root)")
-		}
-		t.Skip("needs root (CI runs as root)")
-	}
+	testutil.RequireRoot(t, "starting workers as other uids")
 }
 
 func TestPolicy(t *testing.T) {

@@ -3,11 +3,14 @@ package privsep
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -34,6 +37,9 @@ type Options struct {
 	// KeepSocketFiles leaves the unix sockets' files in place at exit
 	// (systemd's socket activation owns them).
 	KeepSocketFiles bool
+	// ConfigPath is the configuration file the front will read; it is
+	// checked to be readable by the front's user first.
+	ConfigPath string
 	// SpoolDirectory is created for the user if missing.
 	SpoolDirectory string
 	Policy         Policy
@@ -67,29 +73,95 @@ func frontUser(name string) (uid, gid int, groups []uint32, err error) {
 	return uid, gid, groups, nil
 }
 
-// prepareSpool creates a missing spool directory for the front's user,
-// mode 0700. An existing one is left as the administrator made it; if the
-// front cannot write there it says so at startup.
+// prepareSpool gives the front a spool directory it can write: a missing
+// one is created, mode 0700, and so is an empty one that root owns (an
+// administrator's mkdir). Any other is left as the administrator made it;
+// if the front cannot write there it says so at startup.
 func prepareSpool(dir string, uid, gid int) error {
 	if dir == "" {
 		return nil
 	}
 	err := os.Mkdir(dir, 0o700)
-	if errors.Is(err, os.ErrExist) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("spool_directory %s: %w", dir, err)
 	}
-	// Chown what was just created, opened without following a symlink,
-	// so nothing swapped in meanwhile is given away.
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("spool_directory %s: %w", dir, err)
+	// Opened without following a symlink, so nothing swapped in
+	// meanwhile is given away.
+	fd, oerr := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if oerr != nil {
+		return fmt.Errorf("spool_directory %s: %w", dir, oerr)
 	}
 	defer unix.Close(fd)
+	if err != nil { // it existed
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("spool_directory %s: %w", dir, err)
+		}
+		if st.Uid != 0 || int(st.Uid) == uid {
+			return nil
+		}
+		if empty, err := emptyDir(fd); err != nil || !empty {
+			// A root-owned directory with something in it may be shared
+			// (/var/spool itself): never given away.
+			return nil
+		}
+		if err := unix.Fchmod(fd, 0o700); err != nil {
+			return fmt.Errorf("spool_directory %s: %w", dir, err)
+		}
+	}
 	if err := unix.Fchown(fd, uid, gid); err != nil {
 		return fmt.Errorf("spool_directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func emptyDir(fd int) (bool, error) {
+	d, err := unix.Dup(fd)
+	if err != nil {
+		return false, err
+	}
+	f := os.NewFile(uintptr(d), "spool")
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
+}
+
+// readableBy checks that the front (uid, gid, groups) can read path: every
+// directory on the way searchable, the file readable. The front re-reads
+// the configuration itself; a path only root can read would otherwise
+// fail there with a bare "permission denied".
+func readableBy(path string, uid, gid int, groups []uint32) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	allowed := func(st *unix.Stat_t, bits uint32) bool {
+		switch {
+		case int(st.Uid) == uid:
+			return st.Mode&(bits<<6) == bits<<6
+		case int(st.Gid) == gid || slices.Contains(groups, st.Gid):
+			return st.Mode&(bits<<3) == bits<<3
+		}
+		return st.Mode&bits == bits
+	}
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if err := unix.Stat(d, &st); err == nil && !allowed(&st, 0o1) {
+			return fmt.Errorf("%s is not searchable by it", d)
+		}
+		if d == "/" {
+			break
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(abs, &st); err != nil {
+		return err
+	}
+	if !allowed(&st, 0o4) {
+		return fmt.Errorf("%s is not readable by it", abs)
 	}
 	return nil
 }
@@ -121,6 +193,11 @@ func Run(o Options) int {
 	}
 	if err := prepareSpool(o.SpoolDirectory, uid, gid); err != nil {
 		return fail(err)
+	}
+	if o.ConfigPath != "" {
+		if err := readableBy(o.ConfigPath, uid, gid, groups); err != nil {
+			return fail(fmt.Errorf("the front runs as %s (the user setting) and reads the configuration %s itself, but %w: make it and its directories readable by %s", o.User, o.ConfigPath, err, o.User))
+		}
 	}
 	if o.Worker.Base == "" {
 		return fail(errors.New("no virtual_mailbox_base"))

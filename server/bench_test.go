@@ -121,8 +121,10 @@ func BenchmarkLMTP(b *testing.B) {
 					expect("250")
 					for take() {
 						io.WriteString(c, txn)
-						if !expect("250") || !expect("250") || !expect("354") {
-							return
+						for _, want := range []string{"250", "250", "354"} {
+							if !expect(want) {
+								return
+							}
 						}
 						io.WriteString(c, body)
 						if !expect("250") {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"strings"
 	"syscall"
 
 	"github.com/vlmtpd/vlmtpd/maps"
@@ -27,9 +28,9 @@ func lookupFailed(param string, err error) *Reply {
 }
 
 // ToReply is the one mapping from any error to an LMTP reply. Decisions
-// (*Reply, the protocol engine's limits among them) pass through; store and map failures get their
-// classified code; anything else is a 4xx, never a 5xx, and its text stays
-// in the log.
+// (*Reply, the protocol engine's limits among them) pass through; store
+// and map failures get their classified code; anything else is a 4xx,
+// never a 5xx, and its text stays in the log.
 func ToReply(err error) *Reply {
 	var r *Reply
 	if errors.As(err, &r) {
@@ -46,20 +47,49 @@ func ToReply(err error) *Reply {
 		st = store.NoSpace
 	}
 	var out *Reply
-	switch st {
-	case store.Locked:
+	switch {
+	case st == store.Locked:
 		out = replyf(451, 4, 2, 0, "mailbox busy, try again later")
-	case store.NoSpace:
-		out = replyf(452, 4, 3, 1, "insufficient system storage")
-	case store.OverLimit:
+	case st == store.NoSpace:
+		// virtual(8)'s mbox_dsn: ENOSPC is 4.3.0.
+		out = replyf(452, 4, 3, 0, "insufficient system storage")
+	case st == store.OverLimit:
 		out = replyf(552, 5, 2, 2, "mailbox full")
-	case store.BadMailbox:
+	case st == store.BadMailbox && storeOp(err) == "path":
+		out = configError("") // a result with "..": 4.3.5, as Postfix 3.12
+	case (st == store.BadMailbox || st == store.Temporary) && opensMailbox(storeOp(err)):
+		// virtual(8) defers 4.2.0 for a mailbox it cannot open, create,
+		// lock or link into (symlink, hard links, wrong owner, missing
+		// directory, EACCES), so MTA logs read the same.
+		out = replyf(451, 4, 2, 0, "mailbox cannot be opened, will retry")
+	case st == store.BadMailbox:
 		out = configError("")
-	case store.NotPermitted:
+	case st == store.NotPermitted:
 		out = replyf(451, 4, 3, 0, "delivery not permitted for this mailbox's owner, will retry")
 	default:
 		out = replyf(451, 4, 3, 0, "temporary local problem, will retry")
 	}
 	out.Detail = err.Error()
 	return out
+}
+
+// storeOp is the operation a store error names ("open", "write"…).
+func storeOp(err error) string {
+	var se *store.Error
+	if errors.As(err, &se) {
+		return se.Op
+	}
+	return ""
+}
+
+// opensMailbox reports whether a store operation is one of the steps
+// before the message is written: virtual(8)'s 4.2.0 stage. Errors while
+// writing stay 4.3.0 (virtual(8) bounces them 5.3.0; vlmtpd never
+// bounces an I/O error).
+func opensMailbox(op string) bool {
+	switch op {
+	case "open", "create", "mkdir", "stat", "link", "lock":
+		return true
+	}
+	return strings.HasSuffix(op, " lock") // "fcntl lock", "dotlock lock"…
 }

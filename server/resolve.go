@@ -12,6 +12,7 @@ import (
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/server/lmtp"
 	"github.com/vlmtpd/vlmtpd/store"
+	"github.com/vlmtpd/vlmtpd/store/maildirpp"
 )
 
 // Resolver turns a recipient address into a mailbox the way virtual(8)
@@ -20,9 +21,14 @@ type Resolver struct {
 	domains    *maps.DomainList
 	mailboxes  maps.List
 	uids, gids maps.List
-	delims     string
+	limits     maps.List // virtual_mailbox_limit_maps, nil if unset
+	strategy   maps.Strategy
+	myorigin   string           // folded
+	mydest     *maps.DomainList // mydestination
 	minUID     int
 	limit      int64
+	// what a quota entry turns on, and +detail delivery
+	extended, create, detail, createDetail bool
 }
 
 // NewResolver opens every table the configuration names.
@@ -32,10 +38,17 @@ func NewResolver(cfg *config.Config) (*Resolver, error) {
 
 // newResolver opens the tables with opts (the server's observe lookups).
 func newResolver(cfg *config.Config, opts maps.Options) (*Resolver, error) {
-	r := &Resolver{delims: cfg.RecipientDelimiter, minUID: cfg.VirtualMinimumUID, limit: cfg.VirtualMailboxLimit}
+	r := &Resolver{minUID: cfg.VirtualMinimumUID, limit: cfg.VirtualMailboxLimit, myorigin: maps.FoldKey(cfg.MyOrigin),
+		extended: cfg.VirtualMaildirExtended, create: cfg.VirtualCreateMaildirsize,
+		detail: cfg.SaveToDetailMailbox, createDetail: cfg.DetailMailboxCreate}
+	r.strategy = maps.Strategy{Delimiters: cfg.RecipientDelimiter, DoubleBounce: cfg.DoubleBounceSender, Local: r.isLocal}
 	var err error
 	if r.domains, err = maps.NewDomainList(cfg.VirtualMailboxDomains, opts); err != nil {
 		return nil, fmt.Errorf("virtual_mailbox_domains: %w", err)
+	}
+	if r.mydest, err = maps.NewDomainList(cfg.MyDestination, opts); err != nil {
+		r.domains.Close()
+		return nil, fmt.Errorf("mydestination: %w", err)
 	}
 	if r.mailboxes, err = maps.OpenList(cfg.VirtualMailboxMaps, opts); err != nil {
 		return nil, fmt.Errorf("virtual_mailbox_maps: %w", err)
@@ -48,12 +61,41 @@ func newResolver(cfg *config.Config, opts maps.Options) (*Resolver, error) {
 		r.Close()
 		return nil, fmt.Errorf("virtual_gid_maps: %w", err)
 	}
+	if len(cfg.VirtualMailboxLimitMaps) > 0 {
+		if r.limits, err = maps.OpenList(cfg.VirtualMailboxLimitMaps, opts); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("virtual_mailbox_limit_maps: %w", err)
+		}
+	}
 	return r, nil
 }
 
 // Close releases the tables.
 func (r *Resolver) Close() error {
-	return errors.Join(r.domains.Close(), r.mailboxes.Close(), r.uids.Close(), r.gids.Close())
+	var lerr error
+	if r.limits != nil {
+		lerr = r.limits.Close()
+	}
+	return errors.Join(r.domains.Close(), r.mydest.Close(), r.mailboxes.Close(), r.uids.Close(), r.gids.Close(), lerr)
+}
+
+// isLocal is Postfix's test in mail_addr_find for looking up the bare
+// localpart: the domain is $myorigin (case-insensitive), or, after one
+// trailing dot is cut, in $mydestination (resolve_local). Address
+// literals matching inet_interfaces are not local here: vlmtpd has no
+// such setting. A failing mydestination table is an error.
+func (r *Resolver) isLocal(ctx context.Context, domain string) (bool, error) {
+	if domain == r.myorigin {
+		return true, nil
+	}
+	d, ok := strings.CutSuffix(domain, ".")
+	if !ok {
+		d = domain
+	}
+	if d == "" || strings.HasSuffix(d, ".") {
+		return false, nil
+	}
+	return r.mydest.Match(ctx, d)
 }
 
 // Resolution is the outcome of resolving one address, with enough detail
@@ -63,6 +105,7 @@ type Resolution struct {
 	Domain    string       // the virtual_mailbox_domains item that decided
 	Mailbox   maps.Hit
 	UID, GID  maps.Hit
+	Quota     maps.Hit // virtual_mailbox_limit_maps, if it has an entry
 	Recipient store.Recipient
 	// Err is nil when the address is deliverable, else the reply RCPT gets.
 	Err *Reply
@@ -97,7 +140,7 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 		return res
 	}
 
-	hit, found, err := r.mailboxes.FindAddress(ctx, addr, r.delims)
+	hit, found, err := r.mailboxes.Search(ctx, addr, r.strategy)
 	if err != nil {
 		res.Err = lookupFailed("virtual_mailbox_maps", err)
 		return res
@@ -109,6 +152,13 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 	res.Mailbox = hit
 	if reason := badPath(hit.Value); reason != "" {
 		res.Err = configError(fmt.Sprintf("bad mailbox path %q from %s: %s", hit.Value, hit.Table, reason))
+		return res
+	}
+	if namesDirectory(hit.Value) {
+		// virtual(8) opens base/result as an mbox, which fails on a
+		// directory: 4.2.0. Cleaning the path would write another file.
+		res.Err = replyf(451, 4, 2, 0, "mailbox cannot be opened, will retry")
+		res.Err.Detail = fmt.Sprintf("mailbox path %q from %s names a directory (it ends in \"/.\"); end it in \"/\" for a Maildir", hit.Value, hit.Table)
 		return res
 	}
 	res.Recipient.Path = hit.Value
@@ -132,13 +182,61 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 		return res
 	}
 	res.Recipient.UID, res.Recipient.GID = uid, gid
+	if rep := r.quota(ctx, addr, res); rep != nil {
+		res.Err = rep
+		return res
+	}
+	if r.detail && res.Recipient.Format() == store.Maildir && hit.Key != addr.Quoted() && hit.Key != addr.String() {
+		// The extension as the client wrote it: folder names keep case.
+		// Not when the full address (extension included) has its own
+		// entry: that is a mailbox of its own, not a folder.
+		if _, ext, ok := maps.SplitExtension(given.Local, r.strategy.Delimiters); ok {
+			res.Recipient.Folder, res.Recipient.CreateFolder = ext, r.createDetail
+		}
+	}
 	return res
 }
 
-// id looks up a uid or gid: not found or not a plain decimal number is a
-// configuration error (4.3.5), never a bounce.
+// quota looks the recipient up in virtual_mailbox_limit_maps (like
+// virtual_uid_maps: full address, without extension, @domain). An entry
+// replaces virtual_mailbox_limit: for a Maildir it limits the whole
+// Maildir++ tree, for an mbox the file's size (a message count means
+// nothing there and is ignored). A malformed entry defers (4.3.5).
+func (r *Resolver) quota(ctx context.Context, addr maps.Address, res *Resolution) *Reply {
+	if r.limits == nil {
+		return nil
+	}
+	h, found, err := r.limits.Search(ctx, addr, r.strategy)
+	if err != nil {
+		return lookupFailed("virtual_mailbox_limit_maps", err)
+	}
+	if !found {
+		return nil
+	}
+	res.Quota = h
+	l, err := maildirpp.ParseLimits(h.Value)
+	if err != nil {
+		return configError(fmt.Sprintf("bad quota %q in virtual_mailbox_limit_maps (%s): %v", h.Value, h.Table, err))
+	}
+	rc := &res.Recipient
+	rc.Quota = store.Quota{Set: true, Limits: l, Extended: r.extended, Create: r.create}
+	rc.Limit = 0
+	if rc.Format() == store.Mbox {
+		rc.Quota.Limits.Count = 0
+		rc.Quota.Extended, rc.Quota.Create = false, false
+		rc.Limit = l.Bytes
+	}
+	return nil
+}
+
+// maxID is the largest uid or gid: uid_t is 32 bits and (uid_t)-1 means
+// "no change" to setuid(2), so Postfix 3.12 refuses it too.
+const maxID = 1<<32 - 2
+
+// id looks up a uid or gid: not found or not a plain decimal number up to
+// maxID is a configuration error (4.3.5), never a bounce.
 func (r *Resolver) id(ctx context.Context, addr maps.Address, l maps.List, param string, hit *maps.Hit) (int, *Reply) {
-	h, found, err := l.FindAddress(ctx, addr, r.delims)
+	h, found, err := l.Search(ctx, addr, r.strategy)
 	if err != nil {
 		return 0, lookupFailed(param, err)
 	}
@@ -146,11 +244,17 @@ func (r *Resolver) id(ctx context.Context, addr maps.Address, l maps.List, param
 		return 0, configError("not found in " + param)
 	}
 	*hit = h
-	n, err := strconv.ParseUint(strings.TrimSpace(h.Value), 10, 31)
-	if err != nil {
+	n, err := strconv.ParseUint(strings.TrimSpace(h.Value), 10, 32)
+	if err != nil || n > maxID {
 		return 0, configError(fmt.Sprintf("bad id %q in %s (%s)", h.Value, param, h.Table))
 	}
 	return int(n), nil
+}
+
+// namesDirectory reports whether a mailbox path (an mbox: no trailing
+// "/") ends in a "." component, which names the directory before it.
+func namesDirectory(p string) bool {
+	return p == "." || strings.HasSuffix(p, "/.")
 }
 
 // badPath reports why a map result may not be used as a mailbox path, or

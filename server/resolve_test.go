@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,5 +123,100 @@ func TestResolveLookupErrorDefers(t *testing.T) {
 	}
 	if strings.Contains(res.Err.Text, "refused") || !strings.Contains(res.Err.Detail, "refused") {
 		t.Errorf("internal error must be in the log detail only: text %q detail %q", res.Err.Text, res.Err.Detail)
+	}
+}
+
+// TestResolveLikeVirtual8 covers the differences issue 9 found between
+// virtual(8) and vlmtpd on the same tables.
+func TestResolveLikeVirtual8(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vmailbox"), []byte(`
+Mixed@plus.test       plus.test/mixed-key/
+@plus.test            plus.test/catchall/
+strasse@plus.test     plus.test/strasse/
+σοφόσ@plus.test       plus.test/sigma/
+double@plus.test      plus.test/double-split/
+dotend@plus.test      plus.test/dotend/.
+dotdir@plus.test      plus.test/dotdir/./
+bigid@plus.test       plus.test/bigid/
+maxid@plus.test       plus.test/maxid/
+neg1@plus.test        plus.test/neg1/
+bare                  local.test/bare/
+bare+x                local.test/bare-x/
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "uids"), []byte("bigid@plus.test 3000000000\nmaxid@plus.test 4294967294\nneg1@plus.test 4294967295\n"), 0o644)
+	cfg, err := config.Parse(filepath.Join(dir, "v.toml"), []byte(`
+hostname = "mx.local.test"
+myorigin = "origin.test"
+mydestination = "$mydomain"
+virtual_mailbox_base = "/var/mail/vhosts"
+virtual_mailbox_domains = "plus.test local.test origin.test"
+virtual_mailbox_maps = "texthash:vmailbox"
+virtual_uid_maps = "texthash:uids static:5000"
+virtual_gid_maps = "static:5000"
+recipient_delimiter = "+-"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewResolver(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, tc := range []struct {
+		rcpt, path string
+		uid        int
+		reply      string // "" when deliverable
+	}{
+		// keys are not folded: Mixed@ never matches, the catch-all does
+		{rcpt: "mixed@plus.test", path: "plus.test/catchall/"},
+		{rcpt: "MIXED@plus.test", path: "plus.test/catchall/"},
+		// full Unicode folding of the address
+		{rcpt: "Straße@plus.test", path: "plus.test/strasse/"},
+		{rcpt: "ΣΟΦΌΣ@plus.test", path: "plus.test/sigma/"},
+		{rcpt: "σοφός@plus.test", path: "plus.test/sigma/"},
+		// double_bounce_sender is never split, though '-' is a delimiter
+		{rcpt: "double-bounce@plus.test", path: "plus.test/catchall/"},
+		{rcpt: "double-x@plus.test", path: "plus.test/double-split/"},
+		// a result ending in "/." names a directory: defer as virtual(8)
+		{rcpt: "dotend@plus.test", reply: "451 4.2.0"},
+		{rcpt: "dotdir@plus.test", path: "plus.test/dotdir/./"},
+		// uids up to 2^32-2
+		{rcpt: "bigid@plus.test", path: "plus.test/bigid/", uid: 3000000000},
+		{rcpt: "maxid@plus.test", path: "plus.test/maxid/", uid: 4294967294},
+		{rcpt: "neg1@plus.test", reply: "451 4.3.5"},
+		// $mydestination ($mydomain = local.test) and $myorigin: the bare
+		// localpart, with and then without its extension
+		{rcpt: "bare@local.test", path: "local.test/bare/"},
+		{rcpt: "bare+x@local.test", path: "local.test/bare-x/"},
+		{rcpt: "bare-y@local.test", path: "local.test/bare/"},
+		{rcpt: "bare@local.test.", reply: "550 5.1.2"}, // not a virtual domain
+		{rcpt: "Bare@Origin.test", path: "local.test/bare/"},
+		{rcpt: "bare@plus.test", path: "plus.test/catchall/"}, // not local
+	} {
+		res := r.Resolve(context.Background(), tc.rcpt)
+		if tc.reply != "" {
+			if res.Err == nil {
+				t.Errorf("%s: resolved to %q, want %s", tc.rcpt, res.Recipient.Path, tc.reply)
+				continue
+			}
+			e := res.Err.Enhanced
+			if got := fmt.Sprintf("%d %d.%d.%d", res.Err.Code, e[0], e[1], e[2]); got != tc.reply {
+				t.Errorf("%s: %v (%s), want %s", tc.rcpt, res.Err, res.Err.Detail, tc.reply)
+			}
+			continue
+		}
+		if res.Err != nil {
+			t.Errorf("%s: %v (%s)", tc.rcpt, res.Err, res.Err.Detail)
+			continue
+		}
+		uid := tc.uid
+		if uid == 0 {
+			uid = 5000
+		}
+		if res.Recipient.Path != tc.path || res.Recipient.UID != uid {
+			t.Errorf("%s: path %q uid %d, want %q uid %d", tc.rcpt, res.Recipient.Path, res.Recipient.UID, tc.path, uid)
+		}
 	}
 }

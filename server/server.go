@@ -29,6 +29,7 @@ type Server struct {
 	// state is what new sessions start with; Reload replaces it, and a
 	// session keeps the one it started with.
 	state atomic.Pointer[state]
+	book  book // deliveries in flight per mailbox
 
 	conns chan struct{} // one token per open connection (max_connections)
 	stats stats
@@ -112,7 +113,8 @@ func (st *state) retire() {
 
 // New opens the tables and the spool. d does the mailbox writes.
 func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, deliver: d, conns: make(chan struct{}, cfg.MaxConnections), stats: stats{outcomes: map[Outcome]int64{}}}
+	s := &Server{log: log, deliver: d, conns: make(chan struct{}, cfg.MaxConnections), stats: stats{outcomes: map[Outcome]int64{}},
+		book: book{m: map[string]*inflight{}}}
 	st, set, err := s.newState(cfg)
 	if err != nil {
 		return nil, err
@@ -136,6 +138,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	old.retire()
 	return nil
 }
+
+// config is the configuration in force for new sessions.
+func (s *Server) config() *config.Config { return s.state.Load().cfg }
 
 // current is the state a new session starts with, referenced.
 func (s *Server) current() *state {

@@ -42,6 +42,9 @@ type rcpt struct {
 	box    store.Recipient
 	key    string        // folded address: duplicates share one delivery
 	lookup time.Duration // resolving it at RCPT
+	// hold is the delivery's claim on the mailbox (concurrency, quota
+	// reservation), nil for a duplicate; released when the transaction ends.
+	hold *hold
 }
 
 func (s *Server) NewSession(info lmtp.ConnInfo) lmtp.Session {
@@ -87,6 +90,15 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 		ss.logRefusal(to.Raw, rep)
 		return rep
 	}
+	var h *hold
+	if !ss.hasKey(res.Address.String()) {
+		var rep *Reply
+		if h, rep = ss.s.admit(ctx, res.Recipient, ss.size); rep != nil {
+			rep = withID(rep, ss.txID)
+			ss.logRefusal(to.Raw, rep)
+			return rep
+		}
+	}
 	for _, err := range opts.ParamErrors {
 		ss.log.Info("recipient parameter ignored", "id", ss.txID, "rcpt", to.Raw, "reason", err)
 	}
@@ -98,8 +110,17 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 	if !ss.st.cfg.EnableOriginalRecipient {
 		box.OriginalRecipient = ""
 	}
-	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String(), lookup: lookup})
+	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String(), lookup: lookup, hold: h})
 	return nil
+}
+
+func (ss *session) hasKey(key string) bool {
+	for _, rc := range ss.rcpts {
+		if rc.key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // withID adds the transaction id to a 4xx reply's text, so that the
@@ -136,7 +157,8 @@ func (s *Server) rcptLimits(ctx context.Context, box *store.Recipient, size int6
 			return r
 		}
 	}
-	if box.Limit <= 0 || size <= 0 {
+	if box.Limit <= 0 || size <= 0 || box.Quota.Set {
+		// A quota (virtual_mailbox_limit_maps) is decided by admit.
 		return nil
 	}
 	// SIZE= counts CRLF line ends and we store LF: a message of n bytes
@@ -170,7 +192,7 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	rcpts := ss.rcpts
 	out := make([]*Reply, len(rcpts))
 
-	body, size, err := ss.st.spool.Write(r)
+	body, size, err := ss.st.spool.Write(r, ss.size)
 	spooled := time.Since(start)
 	ss.s.observePhase("spool", spooled)
 	if err != nil {
@@ -227,9 +249,12 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 			} else {
 				err = &store.Error{Status: store.Temporary, Op: "deliver", Err: errors.New("deliverer returned too few results")}
 			}
-			if err != nil {
+			switch {
+			case err != nil && store.StatusOf(err) == store.OverLimit && boxes[i].Quota.Set:
+				replies[k] = withID(ss.s.overQuota(err.Error()), msgID)
+			case err != nil:
 				replies[k] = withID(ToReply(err), msgID)
-			} else {
+			default:
 				replies[k] = &Reply{Code: 250, Enhanced: lmtp.EnhancedCode{2, 0, 0}, Text: "delivered (" + msgID + ")"}
 			}
 			if i < len(ts) {
@@ -319,11 +344,15 @@ func (ss *session) logRefusal(to string, rep *Reply) {
 }
 
 func (ss *session) Reset() {
+	for _, rc := range ss.rcpts {
+		rc.hold.release()
+	}
 	ss.from, ss.size, ss.rcpts, ss.txID = "", 0, nil, ""
 }
 
 func (ss *session) Close() {
 	ss.s.stats.sessions.Add(-1)
 	ss.st.release()
+	ss.Reset()
 	ss.log.Info("session end", "client", ss.client, "messages", ss.nmsg, "duration", time.Since(ss.start).Round(time.Millisecond))
 }

@@ -53,7 +53,16 @@ func (f *fakeDeliverer) Permits(uid, gid int) error { return f.permitErr }
 
 func testServer(t *testing.T, d store.Deliverer, extra string) *Server {
 	t.Helper()
+	return testServerWith(t, d, extra, nil)
+}
+
+// testServerWith is testServer with more tables (file name → content).
+func testServerWith(t *testing.T, d store.Deliverer, extra string, tables map[string]string) *Server {
+	t.Helper()
 	dir := t.TempDir()
+	for name, content := range tables {
+		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+	}
 	os.WriteFile(filepath.Join(dir, "vmailbox"), []byte(`alice@example.com example.com/alice/
 bob@example.com example.com/bob
 carol@example.com example.com/carol/
@@ -155,10 +164,10 @@ func TestDataReplies(t *testing.T) {
 		{"client gone", []string{"alice@example.com"}, errReader{io.ErrUnexpectedEOF},
 			fakeDeliverer{}, []string{"451 4.3.0"}},
 		{"spool full", []string{"alice@example.com"}, errReader{&os.PathError{Op: "write", Path: "spool", Err: syscall.ENOSPC}},
-			fakeDeliverer{}, []string{"452 4.3.1"}},
+			fakeDeliverer{}, []string{"452 4.3.0"}},
 		{"failures", []string{"alice@example.com", "bob@example.com", "carol@example.com"}, strings.NewReader("x\r\n"),
 			fakeDeliverer{errs: map[string]error{"example.com/alice/": deliveryErr(store.Locked), "example.com/bob": deliveryErr(store.OverLimit), "example.com/carol/": deliveryErr(store.NoSpace)}},
-			[]string{"451 4.2.0", "552 5.2.2", "452 4.3.1"}},
+			[]string{"451 4.2.0", "552 5.2.2", "452 4.3.0"}},
 		{"more failures", []string{"alice@example.com", "bob@example.com", "carol@example.com"}, strings.NewReader("x\r\n"),
 			fakeDeliverer{errs: map[string]error{"example.com/alice/": deliveryErr(store.BadMailbox), "example.com/bob": deliveryErr(store.WorkerFailed), "example.com/carol/": deliveryErr(store.NotPermitted)}},
 			[]string{"451 4.3.5", "451 4.3.0", "451 4.3.0"}},

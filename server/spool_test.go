@@ -18,7 +18,7 @@ func spoolString(t testing.TB, in io.Reader) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, size, err := sp.Write(in)
+	f, size, err := sp.Write(in, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestSpoolLeavesNothingBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _, err := sp.Write(strings.NewReader("x\r\n"))
+	f, _, err := sp.Write(strings.NewReader("x\r\n"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestSpoolSpillsLargeBodiesToDisk(t *testing.T) {
 	}
 	line := strings.Repeat("x", 998) + "\r\n"
 	in := strings.Repeat(line, 3*memSpoolLimit/len(line))
-	f, size, err := sp.Write(iotest.HalfReader(strings.NewReader(in)))
+	f, size, err := sp.Write(iotest.HalfReader(strings.NewReader(in)), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestSpoolSmallBodyIsSealedInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _, err := sp.Write(strings.NewReader("Subject: s\r\n\r\nbody\r\n"))
+	f, _, err := sp.Write(strings.NewReader("Subject: s\r\n\r\nbody\r\n"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,4 +146,37 @@ func TestNewSpoolCreatesItsDirectory(t *testing.T) {
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("spool directory: %v %v", fi, err)
 	}
+}
+
+// A body announced (SIZE=) larger than memory holds goes to disk at once;
+// a 1 MB message with its headers stays in memory.
+func TestSpoolSizeHint(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := NewSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := func(f *os.File) bool {
+		var st, dst unix.Statfs_t
+		unix.Fstatfs(int(f.Fd()), &st)
+		unix.Statfs(dir, &dst)
+		return st.Type == dst.Type
+	}
+	mb := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("y", 76)+"\r\n", 1<<20/78)
+	f, _, err := sp.Write(strings.NewReader(mb), int64(len(mb)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if onDisk(f) {
+		t.Error("a 1 MB message went to disk")
+	}
+	f.Close()
+	f, _, err = sp.Write(strings.NewReader("small, but announced big\r\n"), 6*memSpoolLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !onDisk(f) {
+		t.Error("a body announced as large was kept in memory")
+	}
+	f.Close()
 }

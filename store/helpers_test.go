@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
+
 	"bytes"
 	"context"
 	"io/fs"
@@ -121,9 +123,7 @@ func checkFile(t testing.TB, path string, mode fs.FileMode) {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create files owned by another uid")
-	}
+	testutil.RequireRoot(t, "creating files owned by another uid")
 }
 
 // mboxMessage is one message parsed back from an mbox.

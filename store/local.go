@@ -181,7 +181,7 @@ func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx i
 		return fail(Temporary, "header", r.Path, err)
 	}
 	if r.Format() == Maildir {
-		return l.deliverMaildir(msg, r, mp, hdr, idx, batch)
+		return l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch)
 	}
 	return l.deliverMbox(ctx, msg, r, mp, hdr, batch.timing(idx))
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -168,12 +169,22 @@ func (l *Local) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
 // deliverMaildir writes one message file: tmp/<name> (O_EXCL, 0600),
 // fsynced, then linked as new/<name>,S=<size>. The new/ fsync is left to
 // the batch so that recipients sharing a Maildir share one fsync.
-func (l *Local) deliverMaildir(msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch) error {
+//
+// With a quota (r.Quota.Set), the decision is made at the link, under the
+// Maildir's quota lock, from maildirsize, which then records the message.
+func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch) error {
 	size := int64(len(hdr)) + msg.Size
 	if r.Limit > 0 && size > r.Limit {
 		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: message file of %d bytes, limit %d", errOverLimit, size, r.Limit))
 	}
-	d, err := l.openMaildir(mp, r.Path)
+	target := mp
+	if r.Folder != "" {
+		var err error
+		if target, err = l.detailTarget(mp, r); err != nil {
+			return err
+		}
+	}
+	d, err := l.openMaildir(target, r.Path)
 	if err != nil {
 		return err
 	}
@@ -209,6 +220,19 @@ func (l *Local) deliverMaildir(msg *Message, r Recipient, mp mailboxPath, hdr []
 		return classify("write", r.Path, err)
 	}
 
+	var q *quotaLock
+	if r.Quota.Set {
+		if q, err = l.lockQuota(ctx, mp, r.Path); err != nil {
+			removeTmp()
+			return err
+		}
+		defer q.release()
+		if err = l.checkQuota(q, r, size); err != nil {
+			removeTmp()
+			return err
+		}
+	}
+
 	info := ",S=" + strconv.FormatInt(size, 10)
 	newName := name + info
 	for tries := 0; ; tries++ {
@@ -225,6 +249,9 @@ func (l *Local) deliverMaildir(msg *Message, r Recipient, mp mailboxPath, hdr []
 	removeTmp()
 	if err != nil {
 		return classify("link", r.Path, err)
+	}
+	if q != nil {
+		l.recordQuota(q, r, size)
 	}
 	batch.add(d, idx, newName, r.Path)
 	return nil

@@ -72,6 +72,15 @@ type Recipient struct {
 	// top of the message (above every Received:), so the writers add no
 	// second one.
 	HasDeliveredTo bool
+	// Quota is the recipient's entry in virtual_mailbox_limit_maps; the
+	// zero value is no entry.
+	Quota Quota
+	// Folder is the +detail whose Maildir++ folder the message goes to
+	// (mapped and checked by DetailFolder), "" for INBOX. The message goes
+	// to INBOX if the detail names no folder, the folder does not exist
+	// and CreateFolder is not set.
+	Folder       string
+	CreateFolder bool
 }
 
 // Format is the recipient's mailbox format.
@@ -108,6 +117,13 @@ type TimedDeliverer interface {
 	DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing)
 }
 
+// QuotaReporter is implemented by deliverers that can report a mailbox's
+// quota usage (reading it as the mailbox's owner), for decisions at RCPT;
+// recalc rebuilds a Maildir's maildirsize from its files first.
+type QuotaReporter interface {
+	Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage, error)
+}
+
 // Permitter is implemented by deliverers that can tell before the message
 // arrives whether they may write as uid/gid at all, so the server answers
 // at RCPT instead of after DATA.
@@ -123,9 +139,9 @@ const (
 	OK           Status = iota
 	Temporary           // transient I/O or an unclassified failure: 451 4.3.0
 	Locked              // lock not acquired before the deadline: 451 4.2.0
-	NoSpace             // ENOSPC: 452 4.3.1
+	NoSpace             // ENOSPC: 452 4.3.0, as virtual(8)
 	OverLimit           // virtual_mailbox_limit or quota: 552 5.2.2
-	BadMailbox          // symlink, hard link, wrong owner, not a regular file, bad path: 451 4.3.5
+	BadMailbox          // symlink, hard link, wrong owner, not a regular file: 451 4.2.0; bad path: 451 4.3.5
 	NotPermitted        // this process may not write as that uid: 451 4.3.0
 	WorkerFailed        // the worker died or timed out: 451 4.3.0
 )

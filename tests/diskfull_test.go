@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestDiskFull: ENOSPC while writing is 452 4.3.1 (the MTA retries), the
+// TestDiskFull: ENOSPC while writing is 452 4.3.0 (the MTA retries), the
 // other recipients are delivered, and nothing partial is left behind.
 func TestDiskFull(t *testing.T) {
 	rootOrSkip(t, "mounting a small tmpfs")
@@ -28,7 +28,7 @@ func TestDiskFull(t *testing.T) {
 	c.lhlo()
 	body := "Subject: big\n\n" + strings.Repeat(strings.Repeat("b", 99)+"\n", 1500) // 150 KB
 	_, dr := c.txn("<s@remote.test>", []string{"<fullmd@example.com>", "<fullmbox@example.com>", "<alice@example.com>"}, body)
-	want := []string{"452 4.3.1 <fullmd@example.com>", "452 4.3.1 <fullmbox@example.com>", "250 2.0.0 <alice@example.com>"}
+	want := []string{"452 4.3.0 <fullmd@example.com>", "452 4.3.0 <fullmbox@example.com>", "250 2.0.0 <alice@example.com>"}
 	for i, w := range want {
 		if i >= len(dr) || !strings.HasPrefix(dr[i], w) {
 			t.Fatalf("replies %v, want %v", dr, want)

@@ -185,7 +185,7 @@ func TestPartialCommandAtIdleTimeout(t *testing.T) {
 }
 
 // Spool full: the body of a 5 MB message does not fit a 3 MB spool, with
-// BDAT as with DATA: one 452 4.3.1 per recipient and the session goes on.
+// BDAT as with DATA: one 452 4.3.0 per recipient and the session goes on.
 func TestSpoolFull(t *testing.T) {
 	rootOrSkip(t, "mounting a small tmpfs")
 	in := StartInstance(t, Options{
@@ -216,8 +216,8 @@ virtual_mailbox_limit = 10240000`,
 			c.Expect("354")
 			c.Send(body + ".\r\n")
 		}
-		c.Expect("452 4.3.1 <alice@example.com> ")
-		c.Expect("452 4.3.1 <bob@example.com> ")
+		c.Expect("452 4.3.0 <alice@example.com> ")
+		c.Expect("452 4.3.0 <bob@example.com> ")
 	}
 	c.Send("NOOP\r\n")
 	c.Expect("250")

@@ -14,6 +14,23 @@ import (
 // after a blank line, what it does. `vlmtpd NAME -h` prints it above the
 // command's flags; a command without an entry gets a generic line.
 var usageText = map[string]string{
+	"quota": `[-config FILE] [-size BYTES] [-recalc] ADDRESS...
+
+Prints each address's quota (virtual_mailbox_limit_maps), its usage as the
+mailbox owner's worker reads it from maildirsize (-recalc rebuilds that
+first), and the reply RCPT would give a message of -size bytes. Needs root,
+or to run as the mailbox's owner.`,
+	"sieve-check": `[-global DIR] SCRIPT...
+
+Compiles each Sieve script (RFC 5228 and the extensions in docs/sieve.md)
+and prints "SCRIPT: OK" or each error with its line and column; exits 1 if
+any script has an error.`,
+	"sieve-test": `[-config FILE] [-r RCPT] [-f SENDER] [-a ORIG] [-s BEFORE]... [-global DIR] [-mailboxes A,B] [-cpu D] SCRIPT MESSAGE
+
+Runs SCRIPT (after each -s script, as sieve_before) on MESSAGE and prints
+the actions it would take, one per line, as Pigeonhole's sieve-test does,
+without delivering anything. Exits 1 on a runtime error (the message would
+be kept).`,
 	"serve": `[-config FILE]
 
 Runs the LMTP server in the foreground until SIGTERM or SIGINT. Started as
@@ -35,7 +52,10 @@ the reply RCPT TO would get. Exits 1 if any address would not be delivered.`,
 	"check-config": `[-config FILE]
 
 Loads the configuration, opens every table and checks the directories it
-names. Prints "FILE: OK", or one line per problem and exits 1.`,
+names, the users it needs and the ids it would refuse, for the way
+vlmtpd serve runs when started by the same user (as root: privilege
+separation with the user setting; otherwise single-user mode). Prints
+"FILE: OK", or one line per problem saying how to fix it and exits 1.`,
 	"makemap": `[-f] [-N] [-i] cdb:FILE [-]
 
 Builds FILE.cdb from FILE (postmap source syntax), or from stdin with -i or

@@ -66,6 +66,9 @@ func TestSubcommandHelp(t *testing.T) {
 		"makemap":      {"-f", "-N", "-i"},
 		"stats":        {"-config", "-raw"},
 		"version":      nil,
+		"sieve-check":  {"-global"},
+		"quota":        {"-config", "-size", "-recalc"},
+		"sieve-test":   {"-config", "-r", "-f", "-a", "-s", "-global", "-mailboxes", "-cpu"},
 	}
 	for name, c := range commands {
 		if c.summary == "" {

@@ -15,7 +15,6 @@ import (
 
 func init() {
 	commands["lookup"] = command{"explain how recipients resolve: tables, keys, mailbox, uid, gid, reply", runLookup}
-	commands["check-config"] = command{"validate the configuration and open every table", runCheckConfig}
 }
 
 func runLookup(args []string) int {
@@ -70,6 +69,7 @@ func explain(w io.Writer, cfg *config.Config, addr string, res *server.Resolutio
 			fmt.Fprintf(w, "  mailbox limit:   none\n")
 		}
 		fmt.Fprintf(w, "  message limit:   %d bytes\n", cfg.MessageSizeLimit)
+		quotaLines(w, res)
 		fmt.Fprintf(w, "  RCPT reply:      %s\n", lmtp.RcptOK.Wire(res.Address.Quoted()))
 		return
 	}
@@ -84,31 +84,4 @@ func limitWhat(format string) string {
 		return "each message file"
 	}
 	return "mbox size after the append"
-}
-
-func runCheckConfig(args []string) int {
-	cfg, _, code := loadConfig("check-config", defaultConfig, args)
-	if cfg == nil {
-		return code
-	}
-	r, err := server.NewResolver(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
-		return 1
-	}
-	r.Close()
-	problems := 0
-	if fi, err := os.Stat(cfg.VirtualMailboxBase); err != nil || !fi.IsDir() {
-		fmt.Fprintf(os.Stderr, "vlmtpd: virtual_mailbox_base: %s is not an existing directory (create it, writable by the mailbox owners, or try `vlmtpd quickstart`)\n", cfg.VirtualMailboxBase)
-		problems++
-	}
-	if fi, err := os.Stat(cfg.SpoolDirectory); err == nil && !fi.IsDir() {
-		fmt.Fprintf(os.Stderr, "vlmtpd: spool_directory: %s is not a directory\n", cfg.SpoolDirectory)
-		problems++
-	}
-	if problems > 0 {
-		return 1
-	}
-	fmt.Printf("%s: OK\n", cfg.Path)
-	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/vlmtpd/vlmtpd/maps/cdb"
 )
@@ -34,7 +35,7 @@ func runMakemap(args []string) int {
 		fmt.Fprintln(os.Stderr, "vlmtpd makemap:", err)
 		return 2
 	}
-	opts := cdb.WriteOptions{KeepCase: *keepCase, AppendNUL: *nul, Logger: slog.New(cliHandler{})}
+	opts := cdb.WriteOptions{KeepCase: *keepCase, AppendNUL: *nul, Logger: slog.New(newCLIHandler("vlmtpd makemap"))}
 	var res cdb.MakeResult
 	if *stdin {
 		res, err = cdb.Make(name, os.Stdin, "stdin", opts)
@@ -53,12 +54,36 @@ func runMakemap(args []string) int {
 	return 0
 }
 
-// cliHandler prints warnings as "vlmtpd makemap: warning: MSG (k=v …)".
-type cliHandler struct{ attrs []slog.Attr }
+// cliHandler prints warnings as "PREFIX: warning: MSG (k=v …)", each
+// distinct line once (a table named in two parameters is opened twice),
+// and counts them.
+type cliHandler struct {
+	prefix string
+	attrs  []slog.Attr
+	state  *cliState
+}
+
+type cliState struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	n    int
+}
+
+func newCLIHandler(prefix string) cliHandler {
+	return cliHandler{prefix: prefix, state: &cliState{seen: map[string]bool{}}}
+}
+
+// Count is the number of distinct lines printed.
+func (h cliHandler) Count() int {
+	h.state.mu.Lock()
+	defer h.state.mu.Unlock()
+	return h.state.n
+}
 
 func (cliHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h cliHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return cliHandler{append(h.attrs[:len(h.attrs):len(h.attrs)], as...)}
+	h.attrs = append(h.attrs[:len(h.attrs):len(h.attrs)], as...)
+	return h
 }
 func (h cliHandler) WithGroup(string) slog.Handler { return h }
 func (h cliHandler) Handle(_ context.Context, r slog.Record) error {
@@ -80,6 +105,14 @@ func (h cliHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelError {
 		level = "error"
 	}
-	_, err := fmt.Fprintf(os.Stderr, "vlmtpd makemap: %s: %s%s\n", level, msg, extra)
+	line := fmt.Sprintf("%s: %s: %s%s\n", h.prefix, level, msg, extra)
+	h.state.mu.Lock()
+	defer h.state.mu.Unlock()
+	if h.state.seen[line] {
+		return nil
+	}
+	h.state.seen[line] = true
+	h.state.n++
+	_, err := os.Stderr.WriteString(line)
 	return err
 }

@@ -56,6 +56,7 @@ func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool, par
 		Metrics: ml,
 		// systemd owns activated sockets: their files stay.
 		KeepSocketFiles: activated,
+		ConfigPath:      cfg.Path,
 		User:            cfg.User,
 		// The front runs the same command (serve or quickstart, with the
 		// same flags) and so arrives at the same configuration.

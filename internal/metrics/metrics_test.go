@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/server/lmtp"
@@ -186,13 +186,7 @@ func TestEndpointPassesPromtoolAndSummarises(t *testing.T) {
 // and fails under CI=true (the CI installs Debian's prometheus package).
 func promtool(t *testing.T, text []byte) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is not installed (Debian package prometheus, in .ci/apt-packages)")
-		}
-		t.Skip("promtool is not installed (Debian package prometheus)")
-	}
+	path := testutil.Tool(t, "promtool (Debian package prometheus)", "promtool")
 	cmd := exec.Command(path, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(text)
 	if out, err := cmd.CombinedOutput(); err != nil {

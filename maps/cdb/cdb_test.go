@@ -469,3 +469,49 @@ func TestCloseWhileLookingUp(t *testing.T) {
 		t.Fatalf("%d readers saw ErrClosed; mapping refs %d", closed.Load(), m.refs.Load())
 	}
 }
+
+// TestUnfoldedKeysWarn: a file built without folding (postmap -f, makemap
+// -f, another cdb tool) holds keys a folded address never finds; opening
+// it names them, at most maxUnfoldedWarnings, then a count. A file built
+// normally is folded with full Unicode folding (ß → ss) and opens silently.
+func TestUnfoldedKeysWarn(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vmailbox")
+	kv := []string{"Mixed@plus.test", "a/", "ok@plus.test", "b/", "Straße@x.test", "c/"}
+	for i := 0; i < maxUnfoldedWarnings; i++ {
+		kv = append(kv, fmt.Sprintf("U%d@x.test", i), "d/")
+	}
+	build(t, path, WriteOptions{KeepCase: true, AppendNUL: true}, kv...)
+	var logs bytes.Buffer
+	tb, err := Open(path, maps.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	got := logs.String()
+	for _, w := range []string{
+		`key \"Mixed@plus.test\" is not case-folded`,
+		`key \"Straße@x.test\" is not case-folded`, `write \"strasse@x.test\"`,
+		"7 keys in all are not case-folded",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("warnings lack %q:\n%s", w, got)
+		}
+	}
+	if n := strings.Count(got, "is not case-folded"); n != maxUnfoldedWarnings {
+		t.Errorf("%d key warnings, want %d:\n%s", n, maxUnfoldedWarnings, got)
+	}
+	want(t, tb, "mixed@plus.test", "", false)
+
+	build(t, path, WriteOptions{}, "Straße@X.test", "folded/")
+	logs.Reset()
+	tb2, err := Open(path, maps.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb2.Close()
+	want(t, tb2, "strasse@x.test", "folded/", true)
+	if logs.Len() != 0 {
+		t.Errorf("a folded file warned:\n%s", logs.String())
+	}
+}

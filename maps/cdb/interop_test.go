@@ -18,15 +18,9 @@ import (
 // the test is skipped, except under CI=true, where it fails.
 func postmap(t *testing.T, mainCF string) func(args ...string) (string, error) {
 	t.Helper()
-	bin, err := exec.LookPath("postmap")
-	if err == nil {
-		_, err = os.Stat("/usr/lib/postfix/postfix-cdb.so")
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("postmap with cdb support is required under CI=true (apt-get install postfix postfix-cdb): %v", err)
-		}
-		t.Skipf("postmap with cdb support not installed: %v", err)
+	bin := testutil.Tool(t, "cdb interop (apt-get install postfix)", "postmap")
+	if _, err := os.Stat("/usr/lib/postfix/postfix-cdb.so"); err != nil {
+		testutil.SkipOrFail(t, "postmap's cdb support not installed (apt-get install postfix-cdb): %v", err)
 	}
 	cfg := t.TempDir()
 	if err := os.WriteFile(filepath.Join(cfg, "main.cf"), []byte(mainCF), 0o644); err != nil {

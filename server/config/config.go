@@ -37,6 +37,16 @@ type Config struct {
 
 	MessageSizeLimit   int64
 	RecipientDelimiter string
+	// DoubleBounceSender is never split at a delimiter, as in Postfix.
+	DoubleBounceSender string
+
+	// MyOrigin, MyDomain and MyDestination are Postfix's myorigin,
+	// mydomain and mydestination, with $myhostname, $mydomain and
+	// $myorigin expanded: a recipient whose domain is $myorigin or in
+	// $mydestination is also looked up by its bare localpart.
+	MyOrigin      string
+	MyDomain      string
+	MyDestination []string
 
 	VirtualMailboxBase    string
 	VirtualMailboxDomains []string
@@ -46,6 +56,22 @@ type Config struct {
 	VirtualMinimumUID     int
 	VirtualMailboxLock    []string
 	VirtualMailboxLimit   int64
+
+	// Quota (VDA's names): the per-recipient Maildir++ quota table, whether
+	// maildirsize is kept up to date and created, bounce or defer when
+	// over quota, and the reply text.
+	VirtualMailboxLimitMaps    []string
+	VirtualMaildirExtended     bool
+	VirtualCreateMaildirsize   bool
+	VirtualOverquotaBounce     bool
+	VirtualMaildirLimitMessage string
+	// RecipientConcurrencyLimit bounds the deliveries in flight to one
+	// mailbox (RCPT to end of DATA); 0 means none.
+	RecipientConcurrencyLimit int
+	// SaveToDetailMailbox puts user+detail into the Maildir++ folder
+	// .detail/ when it exists (DetailMailboxCreate: creates it).
+	SaveToDetailMailbox bool
+	DetailMailboxCreate bool
 
 	DeliverLockAttempts int
 	DeliverLockDelay    time.Duration
@@ -105,6 +131,10 @@ type file struct {
 
 	MessageSizeLimit   *int64  `toml:"message_size_limit"`
 	RecipientDelimiter *string `toml:"recipient_delimiter"`
+	DoubleBounceSender *string `toml:"double_bounce_sender"`
+	MyOrigin           *string `toml:"myorigin"`
+	MyDomain           *string `toml:"mydomain"`
+	MyDestination      *list   `toml:"mydestination"`
 
 	VirtualMailboxBase    *string `toml:"virtual_mailbox_base"`
 	VirtualMailboxDomains *list   `toml:"virtual_mailbox_domains"`
@@ -114,6 +144,15 @@ type file struct {
 	VirtualMinimumUID     *int    `toml:"virtual_minimum_uid"`
 	VirtualMailboxLock    *list   `toml:"virtual_mailbox_lock"`
 	VirtualMailboxLimit   *int64  `toml:"virtual_mailbox_limit"`
+
+	VirtualMailboxLimitMaps    *list   `toml:"virtual_mailbox_limit_maps"`
+	VirtualMaildirExtended     *bool   `toml:"virtual_maildir_extended"`
+	VirtualCreateMaildirsize   *bool   `toml:"virtual_create_maildirsize"`
+	VirtualOverquotaBounce     *bool   `toml:"virtual_overquota_bounce"`
+	VirtualMaildirLimitMessage *string `toml:"virtual_maildir_limit_message"`
+	RecipientConcurrencyLimit  *int    `toml:"recipient_concurrency_limit"`
+	SaveToDetailMailbox        *bool   `toml:"save_to_detail_mailbox"`
+	DetailMailboxCreate        *bool   `toml:"detail_mailbox_create"`
 
 	DeliverLockAttempts *int    `toml:"deliver_lock_attempts"`
 	DeliverLockDelay    *string `toml:"deliver_lock_delay"`
@@ -179,6 +218,35 @@ func (p *parser) tls(c *Config, f *file) {
 	}
 	if len(c.TLSClientFingerprints) > 0 && c.TLSSecurityLevel != "encrypt" {
 		p.errorf("tls_client_fingerprints", "needs tls_security_level = \"encrypt\"")
+	}
+}
+
+// quota checks the quota and per-recipient policy settings.
+func (p *parser) quota(c *Config, f *file) {
+	// VDA: maildirsize is kept up to date by default once quotas exist.
+	c.VirtualMaildirExtended = or(f.VirtualMaildirExtended, len(c.VirtualMailboxLimitMaps) > 0)
+	msg := c.VirtualMaildirLimitMessage
+	switch {
+	case strings.TrimSpace(msg) == "":
+		p.errorf("virtual_maildir_limit_message", "must not be empty")
+	case len(msg) > 200:
+		p.errorf("virtual_maildir_limit_message", "is %d bytes long; at most 200 fit in a reply line", len(msg))
+	default:
+		for _, r := range msg {
+			if r < ' ' || r > '~' {
+				p.errorf("virtual_maildir_limit_message", "%q: only printable ASCII goes into a reply", r)
+				break
+			}
+		}
+	}
+	if c.RecipientConcurrencyLimit < 0 {
+		p.errorf("recipient_concurrency_limit", "must not be negative (0 means no limit)")
+	}
+	if c.SaveToDetailMailbox && c.RecipientDelimiter == "" {
+		p.errorf("save_to_detail_mailbox", "needs recipient_delimiter (there is no detail without it)")
+	}
+	if c.DetailMailboxCreate && !c.SaveToDetailMailbox {
+		p.errorf("detail_mailbox_create", "needs save_to_detail_mailbox = true")
 	}
 }
 
@@ -293,30 +361,39 @@ func or[T any](v *T, def T) T {
 func (p *parser) build(f *file) *Config {
 	dir := filepath.Dir(p.path)
 	c := &Config{
-		Path:                    p.path,
-		Dir:                     dir,
-		Hostname:                or(f.Hostname, ""),
-		SocketGroup:             or(f.SocketGroup, ""),
-		User:                    or(f.User, "vlmtpd"),
-		SpoolDirectory:          p.absPath(dir, or(f.SpoolDirectory, "/var/spool/vlmtpd")),
-		MessageSizeLimit:        or(f.MessageSizeLimit, 10240000),
-		RecipientDelimiter:      or(f.RecipientDelimiter, ""),
-		VirtualMailboxMaps:      or(f.VirtualMailboxMaps, nil),
-		VirtualUIDMaps:          or(f.VirtualUIDMaps, nil),
-		VirtualGIDMaps:          or(f.VirtualGIDMaps, nil),
-		VirtualMinimumUID:       or(f.VirtualMinimumUID, 100),
-		VirtualMailboxLock:      or(f.VirtualMailboxLock, list{"fcntl", "dotlock"}),
-		VirtualMailboxLimit:     or(f.VirtualMailboxLimit, 51200000),
-		DeliverLockAttempts:     or(f.DeliverLockAttempts, 20),
-		MaxConnections:          or(f.MaxConnections, 100),
-		MaxRecipients:           or(f.MaxRecipients, 1000),
-		LineLengthLimit:         or(f.LineLengthLimit, 1<<20),
-		WorkerMaxUse:            or(f.WorkerMaxUse, 10000),
-		WorkerLimit:             or(f.WorkerLimit, 64),
-		EnableOriginalRecipient: or(f.EnableOriginalRecipient, true),
-		DeliveredToLoopCheck:    or(f.DeliveredToLoopCheck, true),
-		LogLevel:                or(f.LogLevel, "info"),
-		LogFormat:               or(f.LogFormat, "text"),
+		Path:                p.path,
+		Dir:                 dir,
+		Hostname:            or(f.Hostname, ""),
+		SocketGroup:         or(f.SocketGroup, ""),
+		User:                or(f.User, "vlmtpd"),
+		SpoolDirectory:      p.absPath(dir, or(f.SpoolDirectory, "/var/spool/vlmtpd")),
+		MessageSizeLimit:    or(f.MessageSizeLimit, 10240000),
+		RecipientDelimiter:  or(f.RecipientDelimiter, ""),
+		DoubleBounceSender:  or(f.DoubleBounceSender, "double-bounce"),
+		VirtualMailboxMaps:  or(f.VirtualMailboxMaps, nil),
+		VirtualUIDMaps:      or(f.VirtualUIDMaps, nil),
+		VirtualGIDMaps:      or(f.VirtualGIDMaps, nil),
+		VirtualMinimumUID:   or(f.VirtualMinimumUID, 100),
+		VirtualMailboxLock:  or(f.VirtualMailboxLock, list{"fcntl", "dotlock"}),
+		VirtualMailboxLimit: or(f.VirtualMailboxLimit, 51200000),
+		DeliverLockAttempts: or(f.DeliverLockAttempts, 20),
+
+		VirtualMailboxLimitMaps:    or(f.VirtualMailboxLimitMaps, nil),
+		VirtualCreateMaildirsize:   or(f.VirtualCreateMaildirsize, true),
+		VirtualOverquotaBounce:     or(f.VirtualOverquotaBounce, true),
+		VirtualMaildirLimitMessage: or(f.VirtualMaildirLimitMessage, "mailbox is full"),
+		RecipientConcurrencyLimit:  or(f.RecipientConcurrencyLimit, 10),
+		SaveToDetailMailbox:        or(f.SaveToDetailMailbox, false),
+		DetailMailboxCreate:        or(f.DetailMailboxCreate, false),
+		MaxConnections:             or(f.MaxConnections, 100),
+		MaxRecipients:              or(f.MaxRecipients, 1000),
+		LineLengthLimit:            or(f.LineLengthLimit, 1<<20),
+		WorkerMaxUse:               or(f.WorkerMaxUse, 10000),
+		WorkerLimit:                or(f.WorkerLimit, 64),
+		EnableOriginalRecipient:    or(f.EnableOriginalRecipient, true),
+		DeliveredToLoopCheck:       or(f.DeliveredToLoopCheck, true),
+		LogLevel:                   or(f.LogLevel, "info"),
+		LogFormat:                  or(f.LogFormat, "text"),
 	}
 	c.DeliverLockDelay = p.duration("deliver_lock_delay", f.DeliverLockDelay, time.Second)
 	c.StaleLockTime = p.duration("stale_lock_time", f.StaleLockTime, 500*time.Second)
@@ -336,6 +413,7 @@ func (p *parser) build(f *file) *Config {
 	if !validHostname(c.Hostname) {
 		p.errorf("hostname", "%q is not a valid host name (letters, digits, '-', '_', '.')", c.Hostname)
 	}
+	p.localDomains(c, f)
 
 	for _, l := range or(f.Listen, list{"unix:/run/vlmtpd/lmtp.sock"}) {
 		c.Listen = append(c.Listen, p.listenAddr(dir, l))
@@ -363,6 +441,9 @@ func (p *parser) build(f *file) *Config {
 
 	if c.MessageSizeLimit < 0 {
 		p.errorf("message_size_limit", "must not be negative")
+	}
+	if c.DoubleBounceSender == "" {
+		p.errorf("double_bounce_sender", "must not be empty")
 	}
 	for _, r := range c.RecipientDelimiter {
 		if r == '@' || r < ' ' || r > '~' {
@@ -404,6 +485,7 @@ func (p *parser) build(f *file) *Config {
 	case lim > 0 && lim < msg:
 		p.errorf("virtual_mailbox_limit", "%d is smaller than message_size_limit %d", lim, msg)
 	}
+	p.quota(c, f)
 	if c.DeliverLockAttempts < 1 {
 		p.errorf("deliver_lock_attempts", "must be at least 1")
 	}
@@ -457,6 +539,46 @@ func (p *parser) metricsListen(dir, v string) string {
 		p.errorf("metrics_listen", "%q: name the address to listen on (0.0.0.0 for all, but the metrics have no authentication)", v)
 	}
 	return v
+}
+
+// localDomains sets myorigin, mydomain and mydestination with Postfix's
+// defaults and $name expansion ($myhostname is our hostname).
+func (p *parser) localDomains(c *Config, f *file) {
+	// Postfix: mydomain defaults to $myhostname minus its first label,
+	// or "localdomain" for a name without a dot.
+	def := "localdomain"
+	if _, rest, ok := strings.Cut(strings.TrimSuffix(c.Hostname, "."), "."); ok && rest != "" {
+		def = rest
+	}
+	vars := map[string]string{"myhostname": c.Hostname}
+	c.MyDomain = p.expand("mydomain", or(f.MyDomain, def), vars)
+	vars["mydomain"] = c.MyDomain
+	c.MyOrigin = p.expand("myorigin", or(f.MyOrigin, "$myhostname"), vars)
+	if strings.HasPrefix(c.MyOrigin, "/") {
+		p.errorf("myorigin", "%q: reading myorigin from a file (a Debian patch) is not supported: write the domain", c.MyOrigin)
+	}
+	vars["myorigin"] = c.MyOrigin
+	for _, d := range or(f.MyDestination, list{"$myhostname", "localhost.$mydomain", "localhost"}) {
+		if d = p.expand("mydestination", d, vars); d != "" {
+			c.MyDestination = append(c.MyDestination, maps.SplitList(d)...)
+		}
+	}
+}
+
+var paramRef = regexp.MustCompile(`\$(\{[A-Za-z0-9_]+\}|\([A-Za-z0-9_]+\)|[A-Za-z0-9_]+)`)
+
+// expand replaces $name, ${name} and $(name) of the parameters in vars;
+// any other reference is an error, since main.cf would expand it to
+// something this configuration does not have.
+func (p *parser) expand(key, v string, vars map[string]string) string {
+	return paramRef.ReplaceAllStringFunc(v, func(ref string) string {
+		name := strings.Trim(ref[1:], "{}()")
+		val, ok := vars[name]
+		if !ok {
+			p.errorf(key, "%q: $%s cannot be expanded here (only $myhostname, $mydomain and $myorigin)", v, name)
+		}
+		return val
+	})
 }
 
 func (p *parser) absPath(dir, path string) string {

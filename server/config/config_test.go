@@ -133,3 +133,90 @@ func TestMetricsListen(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalDomainsArePostfixs: myorigin, mydomain and mydestination with
+// Postfix's defaults ($myhostname is hostname) and $name expansion.
+func TestLocalDomainsArePostfixs(t *testing.T) {
+	c, err := Parse("/etc/v.toml", []byte(minimal+"hostname = \"mx1.example.org\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MyOrigin != "mx1.example.org" || c.MyDomain != "example.org" || c.DoubleBounceSender != "double-bounce" {
+		t.Errorf("myorigin %q mydomain %q double_bounce_sender %q", c.MyOrigin, c.MyDomain, c.DoubleBounceSender)
+	}
+	if got := strings.Join(c.MyDestination, ","); got != "mx1.example.org,localhost.example.org,localhost" {
+		t.Errorf("mydestination %s", got)
+	}
+	c, err = Parse("/etc/v.toml", []byte(minimal+`hostname = "mx"
+myorigin = "$mydomain"
+mydestination = "${myorigin}, $(myhostname) texthash:/etc/postfix/local"
+double_bounce_sender = "bounce-bounce"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MyDomain != "localdomain" || c.MyOrigin != "localdomain" || c.DoubleBounceSender != "bounce-bounce" {
+		t.Errorf("mydomain %q myorigin %q", c.MyDomain, c.MyOrigin)
+	}
+	if got := strings.Join(c.MyDestination, "|"); got != "localdomain|mx|texthash:/etc/postfix/local" {
+		t.Errorf("mydestination %s", got)
+	}
+	c, err = Parse("/etc/v.toml", []byte(minimal+"mydestination = \"\"\n"))
+	if err != nil || len(c.MyDestination) != 0 {
+		t.Errorf("empty mydestination: %v %v", c, err)
+	}
+	for text, want := range map[string]string{
+		minimal + "myorigin = \"$relayhost\"\n":    "v.toml:6: myorigin: \"$relayhost\": $relayhost cannot be expanded",
+		minimal + "myorigin = \"/etc/mailname\"\n": "myorigin: \"/etc/mailname\": reading myorigin from a file",
+		minimal + "double_bounce_sender = \"\"\n":  "double_bounce_sender: must not be empty",
+	} {
+		if _, err := Parse("/etc/v.toml", []byte(text)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q:\n got %v\nwant …%s…", text, err, want)
+		}
+	}
+}
+
+func TestQuotaSettings(t *testing.T) {
+	c, err := Parse("/etc/v.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.VirtualMailboxLimitMaps) != 0 || c.VirtualMaildirExtended || !c.VirtualCreateMaildirsize ||
+		!c.VirtualOverquotaBounce || c.VirtualMaildirLimitMessage != "mailbox is full" ||
+		c.RecipientConcurrencyLimit != 10 || c.SaveToDetailMailbox || c.DetailMailboxCreate {
+		t.Errorf("defaults: %+v", c)
+	}
+	// virtual_maildir_extended defaults to yes once there are quotas.
+	c, err = Parse("/etc/v.toml", []byte(minimal+`virtual_mailbox_limit_maps = "texthash:quota"
+recipient_delimiter = "+"
+save_to_detail_mailbox = true
+detail_mailbox_create = true
+recipient_concurrency_limit = 0
+virtual_overquota_bounce = false
+virtual_maildir_limit_message = "Sorry, the user's maildir has overdrawn his diskspace quota"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.VirtualMailboxLimitMaps, ",") != "texthash:quota" || !c.VirtualMaildirExtended ||
+		c.RecipientConcurrencyLimit != 0 || c.VirtualOverquotaBounce || !c.DetailMailboxCreate {
+		t.Errorf("set: %+v", c)
+	}
+	c, err = Parse("/etc/v.toml", []byte(minimal+"virtual_mailbox_limit_maps = \"texthash:q\"\nvirtual_maildir_extended = false\n"))
+	if err != nil || c.VirtualMaildirExtended {
+		t.Errorf("virtual_maildir_extended = false: %v, %v", c.VirtualMaildirExtended, err)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{minimal + "recipient_concurrency_limit = -1\n", "v.toml:6: recipient_concurrency_limit: must not be negative"},
+		{minimal + "save_to_detail_mailbox = true\n", "v.toml:6: save_to_detail_mailbox: needs recipient_delimiter"},
+		{minimal + "detail_mailbox_create = true\n", "v.toml:6: detail_mailbox_create: needs save_to_detail_mailbox"},
+		{minimal + "virtual_maildir_limit_message = \"\"\n", "v.toml:6: virtual_maildir_limit_message: must not be empty"},
+		{minimal + "virtual_maildir_limit_message = \"full\\r\\n250 ok\"\n", "v.toml:6: virtual_maildir_limit_message:"},
+		{minimal + "virtual_overquota_bounce = \"no\"\n", "v.toml:6: virtual_overquota_bounce:"},
+	} {
+		_, err := Parse("/etc/v.toml", []byte(tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n got %v\nwant …%s…", tc.text, err, tc.want)
+		}
+	}
+}

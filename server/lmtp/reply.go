@@ -26,9 +26,6 @@ func (r *Reply) Error() string {
 	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text)
 }
 
-// Temporary reports whether the client should retry.
-func (r *Reply) Temporary() bool { return r.Code/100 == 4 }
-
 // Wire is the reply line as the client gets it, without CRLF; rcpt, when
 // not empty, is named as replies to RCPT and after the message name it.
 func (r *Reply) Wire(rcpt string) string {

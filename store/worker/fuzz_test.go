@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vlmtpd/vlmtpd/store"
+	"github.com/vlmtpd/vlmtpd/store/maildirpp"
 )
 
 // FuzzWorkerDecoders feeds what a worker reads from the front: the
@@ -16,8 +17,21 @@ func FuzzWorkerDecoders(f *testing.F) {
 	f.Add(byte(frameDeliver), (&deliverRequest{Seq: 3, Sender: "s@x", Size: 10, Arrival: time.Unix(1, 0), ID: "q", HasReturnPath: true,
 		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5, HasDeliveredTo: true}, {Address: "b@x", Path: "x/b", UID: 5, GID: 5}}}).encode())
 	f.Add(byte(frameSize), (&sizeRequest{Seq: 2, Rcpt: store.Recipient{Path: "x/a", UID: 5, GID: 5, Limit: 9}}).encode())
+	f.Add(byte(frameQuota), (&quotaRequest{Seq: 4, Rcpt: store.Recipient{Path: "x/a/", UID: 5, GID: 5, Folder: "w",
+		Quota: store.Quota{Set: true, Limits: maildirpp.Limits{Bytes: 9, Count: 2}, Extended: true}}}).encode())
 	f.Fuzz(func(t *testing.T, typ byte, p []byte) {
-		switch typ % 2 {
+		switch typ % 3 {
+		case 2:
+			r, err := decodeQuotaRequest(p)
+			if err != nil {
+				return
+			}
+			if r.Rcpt.Quota.Limits.Bytes < 0 || r.Rcpt.Quota.Limits.Count < 0 {
+				t.Fatalf("accepted %+v", r.Rcpt.Quota)
+			}
+			if string(r.encode()) != string(p) {
+				t.Fatalf("re-encoding differs")
+			}
 		case 0:
 			r, err := decodeDeliverRequest(p)
 			if err != nil {
@@ -49,9 +63,19 @@ func FuzzFrontDecoders(f *testing.F) {
 	f.Add(byte(0), hello{Version: 1, Build: "b", PID: 3, UID: 5, GID: 5}.encode())
 	f.Add(byte(1), (&deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.Locked, Op: "lock", Path: "p", Err: "e"}}, Timings: []timing{{1, 2}, {3, 4}}}).encode())
 	f.Add(byte(2), (&sizeReply{Seq: 1, Size: 3, Result: result{}}).encode())
+	f.Add(byte(3), (&quotaReply{Seq: 1, Bytes: 3, Count: 1, Recalculated: "missing"}).encode())
 	f.Fuzz(func(t *testing.T, typ byte, p []byte) {
 		var re []byte
-		switch typ % 3 {
+		switch typ % 4 {
+		case 3:
+			r, err := decodeQuotaReply(p)
+			if err != nil {
+				return
+			}
+			if r.Bytes < 0 || r.Count < 0 {
+				t.Fatalf("negative usage accepted")
+			}
+			re = r.encode()
 		case 0:
 			h, err := decodeHello(p)
 			if err != nil {

@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
+
 	"context"
 	"io"
 	"net"
@@ -19,12 +21,7 @@ import (
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true: needs root to start workers as other uids (CI runs as root)")
-		}
-		t.Skip("needs root to start workers as other uids (CI runs as root)")
-	}
+	testutil.RequireRoot(t, "starting workers as other uids")
 }
 
 // ownedDir creates base/name owned by uid:gid, mode 0700, as a mail

@@ -27,7 +27,7 @@ import (
 // ProtocolVersion changes whenever a frame's layout or meaning changes. A
 // worker started from an upgraded binary announces a different version in
 // its hello and the front refuses it.
-const ProtocolVersion = 3
+const ProtocolVersion = 4
 
 // maxFrame bounds a frame's payload so a broken peer cannot make the other
 // side allocate without limit. A request for thousands of recipients with
@@ -41,6 +41,8 @@ const (
 	frameDeliverReply byte = 3 // worker → front
 	frameSize         byte = 4 // front → worker: mailbox size query
 	frameSizeReply    byte = 5 // worker → front
+	frameQuota        byte = 6 // front → worker: quota usage query
+	frameQuotaReply   byte = 7 // worker → front
 )
 
 var errProtocol = errors.New("worker protocol error")
@@ -111,7 +113,7 @@ type deliverReply struct {
 	Seq     uint64
 	Results []result
 	// Timings are the worker's write and fsync times, one per result (the
-	// front adds its own wait for the worker). Protocol 3 added them.
+	// front adds its own wait for the worker). Protocol 4 added them.
 	Timings []timing
 }
 
@@ -131,6 +133,52 @@ type sizeReply struct {
 	Seq    uint64
 	Size   int64
 	Result result
+}
+
+type quotaRequest struct {
+	Seq    uint64
+	Rcpt   store.Recipient
+	Recalc bool // rebuild maildirsize first
+}
+
+type quotaReply struct {
+	Seq          uint64
+	Bytes, Count int64
+	Recalculated string
+	Result       result
+}
+
+func (r *quotaRequest) encode() []byte {
+	e := newEncoder()
+	e.u64(r.Seq)
+	e.rcpt(r.Rcpt)
+	e.flag(r.Recalc)
+	return e.b
+}
+
+func decodeQuotaRequest(p []byte) (*quotaRequest, error) {
+	d := decoder{b: p}
+	r := &quotaRequest{Seq: d.u64("seq"), Rcpt: d.rcpt(), Recalc: d.flag("recalc")}
+	return r, d.end("quota request")
+}
+
+func (r *quotaReply) encode() []byte {
+	e := newEncoder()
+	e.u64(r.Seq)
+	e.i64(r.Bytes)
+	e.i64(r.Count)
+	e.str(r.Recalculated)
+	e.result(r.Result)
+	return e.b
+}
+
+func decodeQuotaReply(p []byte) (*quotaReply, error) {
+	d := decoder{b: p}
+	r := &quotaReply{Seq: d.u64("seq"), Bytes: d.i64("bytes"), Count: d.i64("count"), Recalculated: d.str("recalculated"), Result: d.result()}
+	if d.err == nil && (r.Bytes < 0 || r.Count < 0) {
+		d.fail("usage")
+	}
+	return r, d.end("quota reply")
 }
 
 // encoder appends fields to a payload.
@@ -205,11 +253,11 @@ func (d *decoder) str(what string) string {
 	return string(d.take(int(n), what))
 }
 
-// id reads a uid or gid; the protocol never carries values that do not fit
-// an int32, so a corrupted id cannot wrap around to 0.
+// id reads a uid or gid: any uid_t but (uid_t)-1, which setresuid(2)
+// takes for "unchanged".
 func (d *decoder) id(what string) int {
 	v := d.u32(what)
-	if v > math.MaxInt32 {
+	if v == math.MaxUint32 {
 		d.fail(what)
 		return -1
 	}
@@ -280,10 +328,17 @@ func (e *encoder) rcpt(r store.Recipient) {
 	e.u32(uint32(r.GID))
 	e.i64(r.Limit)
 	e.flag(r.HasDeliveredTo)
+	e.flag(r.Quota.Set)
+	e.i64(r.Quota.Limits.Bytes)
+	e.i64(r.Quota.Limits.Count)
+	e.flag(r.Quota.Extended)
+	e.flag(r.Quota.Create)
+	e.str(r.Folder)
+	e.flag(r.CreateFolder)
 }
 
 // rcptMin is the smallest encoding of a recipient.
-const rcptMin = 3*4 + 4 + 4 + 8 + 1
+const rcptMin = 3*4 + 4 + 4 + 8 + 1 + (1 + 8 + 8 + 1 + 1 + 4 + 1)
 
 func (d *decoder) rcpt() store.Recipient {
 	r := store.Recipient{
@@ -295,8 +350,18 @@ func (d *decoder) rcpt() store.Recipient {
 		Limit:             d.i64("limit"),
 		HasDeliveredTo:    d.flag("has delivered-to"),
 	}
+	r.Quota.Set = d.flag("quota set")
+	r.Quota.Limits.Bytes = d.i64("quota bytes")
+	r.Quota.Limits.Count = d.i64("quota count")
+	r.Quota.Extended = d.flag("quota extended")
+	r.Quota.Create = d.flag("quota create")
+	r.Folder = d.str("folder")
+	r.CreateFolder = d.flag("create folder")
 	if d.err == nil && r.Limit < 0 {
 		d.fail("limit")
+	}
+	if d.err == nil && (r.Quota.Limits.Bytes < 0 || r.Quota.Limits.Count < 0) {
+		d.fail("quota")
 	}
 	return r
 }

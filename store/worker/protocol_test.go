@@ -12,6 +12,7 @@ import (
 
 	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store"
+	"github.com/vlmtpd/vlmtpd/store/maildirpp"
 )
 
 func TestMessagesRoundTrip(t *testing.T) {
@@ -36,6 +37,27 @@ func TestMessagesRoundTrip(t *testing.T) {
 	gotSr, err := decodeSizeReply(sr.encode())
 	if err != nil || !reflect.DeepEqual(gotSr, sr) {
 		t.Fatalf("size reply: %+v, %v", gotSr, err)
+	}
+	qrc := rc
+	qrc.Quota = store.Quota{Set: true, Limits: maildirpp.Limits{Bytes: 5000, Count: 7}, Extended: true, Create: true}
+	qrc.Folder, qrc.CreateFolder = "work", true
+	qq := &quotaRequest{Seq: 10, Rcpt: qrc, Recalc: true}
+	gotQq, err := decodeQuotaRequest(qq.encode())
+	if err != nil || !reflect.DeepEqual(gotQq, qq) {
+		t.Fatalf("quota request: %+v, %v", gotQq, err)
+	}
+	qr := &quotaReply{Seq: 10, Bytes: 4000, Count: 3, Recalculated: "missing", Result: result{Status: store.OverLimit}}
+	gotQr, err := decodeQuotaReply(qr.encode())
+	if err != nil || !reflect.DeepEqual(gotQr, qr) {
+		t.Fatalf("quota reply: %+v, %v", gotQr, err)
+	}
+	neg := qrc
+	neg.Quota.Limits.Count = -1
+	if _, err := decodeQuotaRequest((&quotaRequest{Seq: 1, Rcpt: neg}).encode()); err == nil {
+		t.Error("negative quota accepted")
+	}
+	if _, err := decodeQuotaReply((&quotaReply{Seq: 1, Bytes: -5}).encode()); err == nil {
+		t.Error("negative usage accepted")
 	}
 	h := hello{Version: ProtocolVersion, Build: "v1 abc", PID: 99, UID: 5001, GID: 5002}
 	gotH, err := decodeHello(h.encode())

@@ -164,6 +164,16 @@ func (s *server) serve(ctx context.Context) error {
 				return err
 			}
 			rtyp, reply = frameSizeReply, s.size(ctx, req).encode()
+		case frameQuota:
+			scmrights.Close(fds)
+			if len(fds) != 0 {
+				return protoErr("quota request with descriptors")
+			}
+			req, err := decodeQuotaRequest(payload)
+			if err != nil {
+				return err
+			}
+			rtyp, reply = frameQuotaReply, s.quota(ctx, req).encode()
 		default:
 			scmrights.Close(fds)
 			return protoErr("unexpected frame type %d", typ)

@@ -5,6 +5,8 @@
 package testserver
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
+
 	"errors"
 	"fmt"
 	"net"
@@ -28,8 +30,8 @@ func Require(t testing.TB, err error) {
 	if err == nil {
 		return
 	}
-	if errors.Is(err, ErrMissing) && os.Getenv("CI") != "true" {
-		t.Skip(err)
+	if errors.Is(err, ErrMissing) {
+		testutil.SkipOrFail(t, "%v", err)
 	}
 	t.Fatal(err)
 }

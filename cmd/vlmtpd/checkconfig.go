@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vlmtpd/vlmtpd/server"
+)
+
+func init() {
+	commands["check-config"] = command{"validate the configuration and open every table", runCheckConfig}
+}
+
+// runCheckConfig finds what would otherwise fail only later: tables that
+// do not open or skip lines, users and directories the processes need,
+// ids vlmtpd refuses. Each problem is one line saying how to fix it.
+func runCheckConfig(args []string) int {
+	cfg, _, code := loadConfig("check-config", defaultConfig, args)
+	if cfg == nil {
+		return code
+	}
+	var problems []string
+	problem := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	// Tables warn while they load (keys that can never match, skipped
+	// lines): each is printed once and counted. They are warnings, not
+	// problems: Postfix loads such tables too, and check-config runs
+	// before every start (ExecStartPre).
+	warnings := newCLIHandler("vlmtpd check-config")
+	prev := slog.Default()
+	slog.SetDefault(slog.New(warnings))
+	r, err := server.NewResolver(cfg)
+	slog.SetDefault(prev)
+	if err != nil {
+		problem("%v", err)
+	} else {
+		r.Close()
+	}
+
+	for _, p := range []struct{ param string }{{"virtual_uid_maps"}, {"virtual_gid_maps"}} {
+		maps := cfg.VirtualUIDMaps
+		if p.param == "virtual_gid_maps" {
+			maps = cfg.VirtualGIDMaps
+		}
+		for _, m := range maps {
+			id, ok := strings.CutPrefix(m, "static:")
+			if !ok {
+				continue
+			}
+			n, err := strconv.Atoi(id)
+			switch {
+			case err != nil:
+				problem("%s: %s is not a number: every recipient would get 451 4.3.5", p.param, m)
+			case n == 0:
+				problem("%s: %s makes every mailbox root's, which vlmtpd refuses (451 4.3.5): use the mailbox owners' id", p.param, m)
+			case p.param == "virtual_uid_maps" && n < cfg.VirtualMinimumUID:
+				problem("%s: %s is below virtual_minimum_uid %d: every recipient would get 451 4.3.5", p.param, m, cfg.VirtualMinimumUID)
+			}
+		}
+	}
+
+	base := cfg.VirtualMailboxBase
+	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
+		problem("virtual_mailbox_base: %s is not an existing directory (create it, writable by the mailbox owners, or try `vlmtpd quickstart`)", base)
+	} else if dir := unsearchable(base); dir != "" {
+		problem("virtual_mailbox_base: %s is not searchable by other users, so workers running as the mailbox owners cannot reach their mailboxes (chmod o+x %s)", dir, dir)
+	}
+
+	// The spool's writer is the front: the user setting when vlmtpd is
+	// started as root, else whoever starts it (as this check is run).
+	writer, err := user.Current()
+	if os.Geteuid() == 0 {
+		writer, err = user.Lookup(cfg.User)
+		if err != nil {
+			problem("user: %q does not exist; started as root, vlmtpd runs its network side as this user (create it: useradd --system --no-create-home --shell /usr/sbin/nologin %s)", cfg.User, cfg.User)
+		}
+	}
+	if fi, serr := os.Stat(cfg.SpoolDirectory); err == nil && serr == nil {
+		if !fi.IsDir() {
+			problem("spool_directory: %s is not a directory", cfg.SpoolDirectory)
+		} else if !writableBy(fi, writer) {
+			problem("spool_directory: %s is not writable by %s, the user that spools messages (chown %s %s; chmod 0700 %s)", cfg.SpoolDirectory, writer.Username, writer.Username, cfg.SpoolDirectory, cfg.SpoolDirectory)
+		}
+	}
+
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(os.Stderr, "vlmtpd:", p)
+		}
+		return 1
+	}
+	if n := warnings.Count(); n > 0 {
+		fmt.Printf("%s: OK, with %d warning(s) above\n", cfg.Path, n)
+		return 0
+	}
+	fmt.Printf("%s: OK\n", cfg.Path)
+	return 0
+}
+
+// unsearchable is the first of dir and its parents that others cannot
+// search, "" if there is none.
+func unsearchable(dir string) string {
+	dir, _ = filepath.Abs(dir)
+	for d := dir; ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return d
+		}
+		if d == "/" {
+			return ""
+		}
+	}
+}
+
+// writableBy reports whether u may create files in the directory fi.
+func writableBy(fi os.FileInfo, u *user.User) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	if uid == 0 {
+		return true
+	}
+	mode := fi.Mode().Perm()
+	if int(st.Uid) == uid {
+		return mode&0o300 == 0o300
+	}
+	gids, _ := u.GroupIds()
+	gids = append(gids, u.Gid)
+	for _, g := range gids {
+		if n, _ := strconv.Atoi(g); uint32(n) == st.Gid {
+			return mode&0o030 == 0o030
+		}
+	}
+	return mode&0o003 == 0o003
+}

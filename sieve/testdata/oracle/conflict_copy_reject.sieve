@@ -1,0 +1,1 @@
+require ["reject","copy","fileinto"]; fileinto :copy "a"; reject "no";

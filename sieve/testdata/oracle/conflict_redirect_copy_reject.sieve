@@ -1,0 +1,1 @@
+require ["reject","copy"]; redirect :copy "a@example.org"; reject "no";

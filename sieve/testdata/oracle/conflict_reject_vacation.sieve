@@ -1,0 +1,1 @@
+require ["reject","vacation"]; reject "no"; vacation "away";

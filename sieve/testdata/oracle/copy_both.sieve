@@ -1,0 +1,1 @@
+require ["copy","fileinto"]; fileinto :copy "a"; fileinto "a";

@@ -1,0 +1,1 @@
+require "fileinto"; if false { fileinto "x"; }

@@ -1,0 +1,1 @@
+redirect "fwd@example.org"; redirect "<other@example.org>";

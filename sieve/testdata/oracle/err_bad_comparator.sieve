@@ -1,0 +1,1 @@
+if header :comparator "i;nope" :is "x" "3" { keep; }

@@ -1,0 +1,1 @@
+require "date"; if date :is "date" "fortnight" "1" { keep; }

@@ -1,0 +1,1 @@
+require "editheader"; deleteheader :last "x";

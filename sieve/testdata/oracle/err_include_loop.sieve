@@ -1,0 +1,1 @@
+require "include"; include "loop1";

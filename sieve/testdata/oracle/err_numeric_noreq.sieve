@@ -1,0 +1,1 @@
+if header :comparator "i;ascii-numeric" :is "x-priority" "3" { keep; }

@@ -1,0 +1,1 @@
+require "regex"; if header :regex "subject" "(unclosed" { keep; }

@@ -1,0 +1,1 @@
+require "relational"; if header :value "xx" "a" "b" { keep; }

@@ -1,0 +1,1 @@
+require "variables"; set "1abc" "x";

@@ -1,0 +1,1 @@
+require "nonexistent-ext"; keep;

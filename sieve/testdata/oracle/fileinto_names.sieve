@@ -1,0 +1,7 @@
+require ["fileinto"];
+fileinto "INBOX.Sub";
+fileinto "inbox";
+fileinto "Ünïcødé";
+fileinto "a/b";
+fileinto "Work";
+fileinto "work";

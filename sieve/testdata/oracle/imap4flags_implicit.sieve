@@ -1,0 +1,1 @@
+require ["imap4flags"]; addflag "\\Seen"; if exists "list-id" { addflag "\\Deleted"; }

@@ -1,0 +1,3 @@
+require ["variables","fileinto"];
+fileinto "inc-sees=${local}";
+set "local" "inc-local";

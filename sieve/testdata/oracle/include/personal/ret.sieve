@@ -1,0 +1,4 @@
+require ["include","fileinto"];
+fileinto "in-ret";
+return;
+fileinto "after-return-in-ret";

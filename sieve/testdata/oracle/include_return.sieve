@@ -1,0 +1,1 @@
+require ["include","fileinto"]; include "ret"; fileinto "after-return";

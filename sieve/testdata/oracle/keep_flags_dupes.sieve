@@ -1,0 +1,5 @@
+require ["imap4flags","fileinto"];
+keep :flags "a";
+fileinto :flags "b" "INBOX";
+fileinto :flags "c" "X";
+fileinto :flags "d" "X";

@@ -1,0 +1,3 @@
+require ["mailbox","fileinto"];
+fileinto :create "Created";
+if mailboxexists "INBOX" { fileinto "inbox-exists"; }

@@ -1,0 +1,3 @@
+require ["regex","variables","fileinto"];
+set :quoteregex "q" "a.b*c";
+fileinto "${q}";

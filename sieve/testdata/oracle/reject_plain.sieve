@@ -1,0 +1,1 @@
+require "reject"; if not exists "list-id" { reject "I do not want this"; }

@@ -1,0 +1,1 @@
+require "editheader"; addheader "X-Before" "1";

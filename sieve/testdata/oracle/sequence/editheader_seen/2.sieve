@@ -1,0 +1,1 @@
+require "fileinto"; if exists "x-before" { fileinto "saw-edit"; }

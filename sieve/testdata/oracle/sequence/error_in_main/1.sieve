@@ -1,0 +1,1 @@
+require ["fileinto","copy"]; if exists "list-id" { fileinto :copy "x"; } keep;

@@ -1,0 +1,1 @@
+require ["reject","fileinto"]; fileinto "b"; reject "no";

@@ -1,0 +1,1 @@
+require "imap4flags"; addflag "x";

@@ -1,0 +1,1 @@
+require "fileinto"; if exists "list-id" { fileinto "Lists"; }

@@ -1,0 +1,1 @@
+require "imap4flags"; if exists "list-id" { addflag "\\Seen"; }

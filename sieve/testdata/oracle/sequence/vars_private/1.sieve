@@ -1,0 +1,1 @@
+require "variables"; set "a" "1";

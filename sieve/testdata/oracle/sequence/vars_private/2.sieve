@@ -1,0 +1,1 @@
+require ["variables","fileinto"]; fileinto "v${a}";

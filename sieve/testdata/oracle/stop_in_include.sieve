@@ -1,0 +1,1 @@
+require ["include","fileinto"]; include "stopper"; fileinto "not-reached";

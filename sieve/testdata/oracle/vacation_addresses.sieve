@@ -1,0 +1,1 @@
+require "vacation"; vacation :addresses "bob@example.org" "via alias";

@@ -1,0 +1,1 @@
+require "vacation"; vacation "I am away until Monday.";

@@ -1,0 +1,1 @@
+require ["vacation","fileinto"]; fileinto "Work"; vacation "away";

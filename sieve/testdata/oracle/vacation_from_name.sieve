@@ -1,0 +1,1 @@
+require ["vacation"]; vacation :from "Vacation Bot <me@example.net>" :subject "Re: holiday" "Away";

@@ -1,0 +1,3 @@
+require ["vacation","variables"];
+if header :matches "from" "*" { set "f" "${1}"; }
+vacation "Hello ${f}, I am away";

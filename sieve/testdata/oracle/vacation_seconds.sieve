@@ -1,0 +1,1 @@
+require ["vacation","vacation-seconds"]; vacation :seconds 120 "short";

@@ -1,0 +1,1 @@
+require ["vacation"]; vacation :addresses "sender@example.com" "self";

@@ -1,0 +1,1 @@
+require ["vacation","variables"]; if header :matches "subject" "*" { set "s" "${1}"; } vacation :subject "Re: ${s}" :from "me+box@example.net" "x";

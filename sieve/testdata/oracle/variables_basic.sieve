@@ -1,0 +1,14 @@
+require ["variables","fileinto"];
+set "a" "Hello";
+set "b" "${a}, World";
+set :lower "c" "${b}";
+set :upper "d" "${b}";
+set :lowerfirst "e" "ABC";
+set :upperfirst "f" "abc";
+set :length "g" "${b}";
+set :quotewildcard "h" "a*b?c\\d";
+set :upper :lowerfirst "i" "hello";
+fileinto "${b}|${c}|${d}|${e}|${f}|${g}|${h}|${i}";
+fileinto "${undefined}x${A}${ b }${}${1}";
+set "empty" "";
+fileinto "[${empty}]$${a}${${a}}";
