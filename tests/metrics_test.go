@@ -34,7 +34,7 @@ const (
 )
 
 // deliverMetricsMix sends, in two sessions: 3 recipients delivered, 1
-// deferred after DATA (4.3.0), 1 bounced after DATA (the Delivered-To
+// deferred after DATA (4.2.0, as virtual(8)), 1 bounced after DATA (the Delivered-To
 // loop, 5.4.6) and 1 refused at RCPT (5.1.1).
 func deliverMetricsMix(t *testing.T, in *Instance) {
 	t.Helper()
@@ -50,8 +50,8 @@ func deliverMetricsMix(t *testing.T, in *Instance) {
 	// The deferral names our id, the id the delivered recipients' replies
 	// and our log lines carry.
 	id := regexp.MustCompile(`delivered \((\S+)\)$`).FindStringSubmatch(dr[0])
-	if id == nil || !strings.HasPrefix(dr[2], "451 4.3.0 ") || !strings.HasSuffix(dr[2], "("+id[1]+")") {
-		t.Errorf("dave: %q, want 451 4.3.0 ending in the transaction id of %q", dr[2], dr[0])
+	if id == nil || !strings.HasPrefix(dr[2], "451 4.2.0 ") || !strings.HasSuffix(dr[2], "("+id[1]+")") {
+		t.Errorf("dave: %q, want 451 4.2.0 ending in the transaction id of %q", dr[2], dr[0])
 	}
 	c.Send("QUIT\r\n")
 	c.Expect("221")
@@ -132,7 +132,7 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 		want   float64
 	}{
 		{"vlmtpd_deliveries_total", map[string]string{"status": "sent", "dsn": "2.0.0"}, 3},
-		{"vlmtpd_deliveries_total", map[string]string{"status": "deferred", "dsn": "4.3.0"}, 1},
+		{"vlmtpd_deliveries_total", map[string]string{"status": "deferred", "dsn": "4.2.0"}, 1},
 		{"vlmtpd_deliveries_total", map[string]string{"status": "bounced", "dsn": "5.4.6"}, 1},
 		{"vlmtpd_rcpt_rejections_total", map[string]string{"dsn": "5.1.1"}, 1},
 		{"vlmtpd_sessions_total", nil, 2},
@@ -189,7 +189,7 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 	}
 	for _, want := range []string{
 		`(?m)^recipients sent +3 \(2\.0\.0 3\)$`,
-		`(?m)^recipients deferred +1 \(4\.3\.0 1\)$`,
+		`(?m)^recipients deferred +1 \(4\.2\.0 1\)$`,
 		`(?m)^recipients bounced +1 \(5\.4\.6 1\)$`,
 		`(?m)^refused at RCPT +1 \(5\.1\.1 1\)$`,
 		`(?m)^sessions since start +2$`,
