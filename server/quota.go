@@ -43,6 +43,11 @@ type hold struct {
 	bytes  int64
 	once   sync.Once
 	counts bool
+	// slot: this hold takes one of recipient_concurrency_limit's places.
+	// Further recipients of the same transaction for the same mailbox
+	// (a catch-all, aliases) share the transaction's slot: they are one
+	// delivery in flight, written by one worker request.
+	slot bool
 }
 
 func (b *book) get(key string) *inflight {
@@ -68,12 +73,14 @@ func (h *hold) release() {
 		if f == nil {
 			return
 		}
-		f.n--
+		if h.slot {
+			f.n--
+		}
 		f.reserved -= h.bytes
 		if h.counts {
 			f.count--
 		}
-		if f.n <= 0 {
+		if f.n <= 0 && f.reserved == 0 && f.count == 0 {
 			delete(h.b.m, h.key)
 		}
 	})
@@ -165,12 +172,13 @@ func usageString(u maildirpp.Usage) string {
 // admit applies recipient_concurrency_limit and the quota to an accepted
 // recipient and takes its hold; the quota question and the hold are one
 // step under the book's lock per mailbox, so two RCPTs racing for the
-// last room cannot both get it.
-func (s *Server) admit(ctx context.Context, box store.Recipient, size int64) (*hold, *Reply) {
+// last room cannot both get it. inTransaction says the transaction
+// already holds a slot for this mailbox: no second one is taken.
+func (s *Server) admit(ctx context.Context, box store.Recipient, size int64, inTransaction bool) (*hold, *Reply) {
 	key := mailboxKey(box)
 	limit := s.config().RecipientConcurrencyLimit
 	s.book.mu.Lock()
-	if f := s.book.m[key]; limit > 0 && f != nil && f.n >= limit {
+	if f := s.book.m[key]; !inTransaction && limit > 0 && f != nil && f.n >= limit {
 		s.book.mu.Unlock()
 		r := replyf(451, 4, 2, 1, "too many deliveries to this mailbox at once, try again later")
 		r.Detail = "recipient_concurrency_limit " + strconv.Itoa(limit)
@@ -179,9 +187,11 @@ func (s *Server) admit(ctx context.Context, box store.Recipient, size int64) (*h
 	// Claim the slot first, so that the quota question (a round trip to
 	// the worker, outside the lock) counts this delivery as in flight.
 	f := s.book.get(key)
-	f.n++
+	if !inTransaction {
+		f.n++
+	}
 	s.book.mu.Unlock()
-	h := &hold{b: &s.book, key: key}
+	h := &hold{b: &s.book, key: key, slot: !inTransaction}
 	if box.Quota.Set && !box.Quota.Limits.None() {
 		d := s.decideQuota(ctx, box, size)
 		if d.Reply != nil {

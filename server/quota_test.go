@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/vlmtpd/vlmtpd/server/lmtp"
@@ -141,5 +142,28 @@ func TestConcurrencyLimit(t *testing.T) {
 	open[0].Close()
 	if r := rcptTo(ss, "alice@example.com"); r != nil {
 		t.Errorf("after a session closed: %v", r)
+	}
+}
+
+// Many recipients of one transaction that share a mailbox (a catch-all,
+// aliases) are one delivery in flight: they take one slot, whatever
+// recipient_concurrency_limit is, and the slot is free again after.
+func TestConcurrencyOneTransactionOneSlot(t *testing.T) {
+	s := testServer(t, &fakeDeliverer{}, "recipient_concurrency_limit = 2\nrecipient_delimiter = \"+\"\n")
+	ss := s.NewSession(lmtp.ConnInfo{}).(*session)
+	ss.Mail(lmtp.Address{}, lmtp.MailOptions{})
+	for i := range 20 {
+		if r := rcptTo(ss, fmt.Sprintf("alice+%d@example.com", i)); r != nil {
+			t.Fatalf("recipient %d of one transaction: %v", i, r)
+		}
+	}
+	other := s.NewSession(lmtp.ConnInfo{}).(*session)
+	other.Mail(lmtp.Address{}, lmtp.MailOptions{})
+	if r := rcptTo(other, "alice@example.com"); r != nil {
+		t.Errorf("a second transaction (2 allowed): %v", r)
+	}
+	ss.Reset()
+	if n, _, _ := s.book.Reservations(store.Recipient{Path: "example.com/alice/", UID: 5000, GID: 5000}); n != 1 {
+		t.Errorf("%d deliveries in flight after the first transaction ended, want 1", n)
 	}
 }

@@ -93,7 +93,7 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 	var h *hold
 	if !ss.hasKey(res.Address.String()) {
 		var rep *Reply
-		if h, rep = ss.s.admit(ctx, res.Recipient, ss.size); rep != nil {
+		if h, rep = ss.s.admit(ctx, res.Recipient, ss.size, ss.holdsSlot(mailboxKey(res.Recipient))); rep != nil {
 			rep = withID(rep, ss.txID)
 			ss.logRefusal(to.Raw, rep)
 			return rep
@@ -112,6 +112,17 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 	}
 	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String(), lookup: lookup, hold: h})
 	return nil
+}
+
+// holdsSlot reports whether the transaction already has a concurrency
+// slot for the mailbox key names.
+func (ss *session) holdsSlot(key string) bool {
+	for _, rc := range ss.rcpts {
+		if rc.hold != nil && rc.hold.slot && rc.hold.key == key {
+			return true
+		}
+	}
+	return false
 }
 
 func (ss *session) hasKey(key string) bool {

@@ -533,11 +533,14 @@ func TestCommands(t *testing.T) {
 	}
 	// As the instance's user: check-config checks for the mode serve
 	// runs in when started by the same user.
-	check := exec.Command(bin, "check-config", "-config", in.Config)
-	if os.Getuid() == 0 {
-		check.SysProcAttr = credAttr(uint32(in.UID), uint32(in.GID))
+	checkConfig := func(in *Instance) ([]byte, error) {
+		check := exec.Command(bin, "check-config", "-config", in.Config)
+		if os.Getuid() == 0 {
+			check.SysProcAttr = credAttr(uint32(in.UID), uint32(in.GID))
+		}
+		return check.CombinedOutput()
 	}
-	if out, err := check.CombinedOutput(); err != nil {
+	if out, err := checkConfig(in); err != nil {
 		t.Errorf("check-config: %v\n%s", err, out)
 	}
 	// A key with upper case can never match (Postfix folds the address,
@@ -545,7 +548,7 @@ func TestCommands(t *testing.T) {
 	// open the table.
 	mixed := StartInstance(t, Options{Tables: map[string]string{"vmailbox": "Mixed@example.com example.com/mixed/\n"},
 		Config: `virtual_mailbox_domains = ["texthash:vmailbox", "example.com"]`})
-	out, err = exec.Command(bin, "check-config", "-config", mixed.Config).CombinedOutput()
+	out, err = checkConfig(mixed)
 	if err != nil || strings.Count(string(out), `key "Mixed@example.com" is not case-folded`) != 1 || !strings.Contains(string(out), "OK, with 1 warning(s)") {
 		t.Errorf("check-config with a mixed-case key: %v\n%s", err, out)
 	}

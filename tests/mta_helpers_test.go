@@ -365,8 +365,11 @@ func startPostfix(t testing.TB, main map[string]string, chrootLMTP bool) *postfi
 		"relay_transport":                 "discard:",
 		"smtpd_reject_unlisted_recipient": "no",
 		"biff":                            "no",
-		"alias_maps":                      "",
-		"alias_database":                  "",
+		// At most vlmtpd's recipient_concurrency_limit (10) at once, as
+		// docs/postfix.md recommends: more to one mailbox are deferred.
+		"lmtp_destination_concurrency_limit": "10",
+		"alias_maps":                         "",
+		"alias_database":                     "",
 	}
 	for k, v := range main {
 		params[k] = v

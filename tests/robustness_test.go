@@ -228,6 +228,15 @@ virtual_mailbox_limit = 10240000`,
 // allows is refused at once.
 func TestAddressHygiene(t *testing.T) {
 	in := StartInstance(t, Options{})
+	// A CR in the LHLO argument is refused, and no reply echoes it.
+	h := in.Dial(t)
+	h.Send("LHLO evil\rinjected\r\nLHLO client.test\r\n")
+	if got := h.Reply(); !strings.HasPrefix(got, "500 5.5.2 ") || strings.Contains(got, "evil") {
+		t.Errorf("LHLO with a CR: %q", got)
+	}
+	if got := h.Reply(); !strings.HasPrefix(got, "250 ") || strings.Contains(got, "client.test") {
+		t.Errorf("LHLO reply %q echoes the client's name or fails", got)
+	}
 	c := in.Dial(t)
 	c.lhlo()
 	c.Send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<" + strings.Repeat("x", 900000)[:3000] + "@example.com>\r\n" +
@@ -255,35 +264,17 @@ func TestAddressHygiene(t *testing.T) {
 	c.Expect("250")
 }
 
-// SIGTERM: idle sessions are told 421 4.3.2, a transaction in progress
-// (here a delivery waiting for an mbox lock) finishes and gets its reply
-// before the server exits 0, and nothing is written after.
-func TestCleanStop(t *testing.T) {
-	for _, privsep := range []bool{false, true} {
-		t.Run(map[bool]string{false: "single-user", true: "privsep"}[privsep], func(t *testing.T) { cleanStop(t, privsep) })
-	}
-}
-
-func cleanStop(t *testing.T, privsep bool) {
-	if privsep {
-		rootOrSkip(t, "privilege separation")
-	}
-	in := StartInstance(t, Options{Privileged: privsep, Config: `user = "nobody"
-deliver_lock_attempts = 30
-deliver_lock_delay = "100ms"
-virtual_mailbox_lock = "dotlock"`,
+// lockedDelivery starts an instance whose mbox bob is dotlocked by
+// someone else and sends it a message on a session of its own: that
+// delivery then waits for the lock.
+func lockedDelivery(t *testing.T, privsep bool, config string) (in *Instance, busy *Raw) {
+	in = StartInstance(t, privsepOptions(Options{Config: "virtual_mailbox_lock = \"dotlock\"\ndeliver_lock_delay = \"100ms\"\n" + config,
 		Prepare: func(dir string) {
 			os.WriteFile(filepath.Join(dir, "mail/example.com/bob"), nil, 0o600)
 			os.WriteFile(filepath.Join(dir, "mail/example.com/bob.lock"), nil, 0o600)
 			chownTree(t, filepath.Join(dir, "mail"), testMailOwner(t))
-			if privsep {
-				// The privilege-separated front (nobody) writes the spool.
-				os.Chown(filepath.Join(dir, "spool"), 65534, 65534)
-			}
-		}})
-	idle := in.Dial(t)
-	idle.lhlo()
-	busy := in.Dial(t)
+		}}, privsep))
+	busy = in.Dial(t)
 	busy.lhlo()
 	busy.Send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
 	busy.Expect("250")
@@ -291,66 +282,50 @@ virtual_mailbox_lock = "dotlock"`,
 	busy.Expect("354")
 	busy.Send("Subject: locked\r\n\r\nx\r\n.\r\n")
 	time.Sleep(300 * time.Millisecond) // the delivery now waits for the lock
-	in.cmd.Process.Signal(syscall.SIGTERM)
-	if got := idle.rest(); len(got) != 1 || !strings.HasPrefix(got[0], "421 4.3.2 ") {
-		t.Fatalf("idle session: %q, want 421 4.3.2", got)
-	}
-	// The lock goes away while the server is stopping: the delivery ends.
-	os.Remove(filepath.Join(in.Base, "example.com/bob.lock"))
-	busy.Expect("250 2.0.0 <bob@example.com> delivered")
-	select {
-	case <-in.done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("server did not exit after its last transaction")
-	}
-	if code := in.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0", code)
-	}
-	if n := len(mboxMessages(t, mboxBytes(t, in, "example.com/bob"))); n != 1 {
-		t.Fatalf("bob has %d messages, want 1", n)
-	}
+	return in, busy
+}
+
+// SIGTERM: idle sessions are told 421 4.3.2, a transaction in progress
+// (here a delivery waiting for an mbox lock) finishes and gets its reply
+// before the server exits 0, and nothing is written after.
+func TestCleanStop(t *testing.T) {
+	forModes(t, func(t *testing.T, privsep bool) {
+		in, busy := lockedDelivery(t, privsep, "deliver_lock_attempts = 30")
+		idle := in.Dial(t)
+		idle.lhlo()
+		in.cmd.Process.Signal(syscall.SIGTERM)
+		if got := idle.rest(); len(got) != 1 || !strings.HasPrefix(got[0], "421 4.3.2 ") {
+			t.Fatalf("idle session: %q, want 421 4.3.2", got)
+		}
+		// The lock goes away while the server is stopping: the delivery ends.
+		os.Remove(filepath.Join(in.Base, "example.com/bob.lock"))
+		busy.Expect("250 2.0.0 <bob@example.com> delivered")
+		select {
+		case <-in.done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("server did not exit after its last transaction")
+		}
+		if code := in.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("exit code %d after SIGTERM, want 0", code)
+		}
+		if n := len(mboxMessages(t, mboxBytes(t, in, "example.com/bob"))); n != 1 {
+			t.Fatalf("bob has %d messages, want 1", n)
+		}
+	})
 }
 
 // shutdown_timeout reached: a delivery still waiting for its lock gives
 // up, its client is told 4xx, and nothing is appended afterwards.
 func TestStopTimeoutCancelsWaitingDelivery(t *testing.T) {
-	for _, privsep := range []bool{false, true} {
-		t.Run(map[bool]string{false: "single-user", true: "privsep"}[privsep], func(t *testing.T) { stopTimeout(t, privsep) })
-	}
-}
-
-func stopTimeout(t *testing.T, privsep bool) {
-	if privsep {
-		rootOrSkip(t, "privilege separation")
-	}
-	in := StartInstance(t, Options{Privileged: privsep, Config: `user = "nobody"
-deliver_lock_attempts = 100
-deliver_lock_delay = "100ms"
-virtual_mailbox_lock = "dotlock"
-shutdown_timeout = "1s"`,
-		Prepare: func(dir string) {
-			os.WriteFile(filepath.Join(dir, "mail/example.com/bob"), nil, 0o600)
-			os.WriteFile(filepath.Join(dir, "mail/example.com/bob.lock"), nil, 0o600)
-			chownTree(t, filepath.Join(dir, "mail"), testMailOwner(t))
-			if privsep {
-				// The privilege-separated front (nobody) writes the spool.
-				os.Chown(filepath.Join(dir, "spool"), 65534, 65534)
-			}
-		}})
-	busy := in.Dial(t)
-	busy.lhlo()
-	busy.Send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
-	busy.Expect("250")
-	busy.Expect("250")
-	busy.Expect("354")
-	busy.Send("Subject: locked\r\n\r\nx\r\n.\r\n")
-	time.Sleep(300 * time.Millisecond)
-	in.cmd.Process.Signal(syscall.SIGTERM)
-	busy.Expect("451 4.")
-	<-in.done
-	os.Remove(filepath.Join(in.Base, "example.com/bob.lock"))
-	time.Sleep(500 * time.Millisecond)
-	if mb := mboxBytes(t, in, "example.com/bob"); mb != "" {
-		t.Fatalf("bob's mbox got %d bytes after the stop", len(mb))
-	}
+	forModes(t, func(t *testing.T, privsep bool) {
+		in, busy := lockedDelivery(t, privsep, "deliver_lock_attempts = 100\nshutdown_timeout = \"1s\"")
+		in.cmd.Process.Signal(syscall.SIGTERM)
+		busy.Expect("451 4.")
+		<-in.done
+		os.Remove(filepath.Join(in.Base, "example.com/bob.lock"))
+		time.Sleep(500 * time.Millisecond)
+		if mb := mboxBytes(t, in, "example.com/bob"); mb != "" {
+			t.Fatalf("bob's mbox got %d bytes after the stop", len(mb))
+		}
+	})
 }
