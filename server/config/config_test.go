@@ -119,8 +119,11 @@ func TestExampleConfigLoads(t *testing.T) {
 
 func TestMetricsListen(t *testing.T) {
 	c, err := Parse("/etc/vlmtpd/v.toml", []byte(minimal))
-	if err != nil || c.MetricsListen != "" {
-		t.Fatalf("default metrics_listen %q (%v), want off", c.MetricsListen, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsListen != "" {
+		t.Fatalf("default metrics_listen %q, want off", c.MetricsListen)
 	}
 	for in, want := range map[string]string{
 		"inet:127.0.0.1:9424": "inet:127.0.0.1:9424",
@@ -128,8 +131,10 @@ func TestMetricsListen(t *testing.T) {
 		"unix:run/metrics":    "unix:/etc/vlmtpd/run/metrics",
 	} {
 		c, err := Parse("/etc/vlmtpd/v.toml", []byte(minimal+"metrics_listen = \""+in+"\"\n"))
-		if err != nil || c.MetricsListen != want {
-			t.Errorf("metrics_listen %q: got %q, %v; want %q", in, c.MetricsListen, err, want)
+		if err != nil {
+			t.Errorf("metrics_listen %q: %v", in, err)
+		} else if c.MetricsListen != want {
+			t.Errorf("metrics_listen %q: got %q, want %q", in, c.MetricsListen, want)
 		}
 	}
 }
