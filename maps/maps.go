@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Map is one lookup table. Lookup has three outcomes: found (value, true,
@@ -39,6 +40,9 @@ type Options struct {
 	Dir string
 	// Logger receives load warnings (skipped lines, substitutions refused).
 	Logger *slog.Logger
+	// Observe, if set, is told of every lookup of the table: its spec,
+	// "found", "notfound" or "error", and how long it took (metrics).
+	Observe func(table, result string, d time.Duration)
 }
 
 // Opener opens a table of one type; name is the part after "type:".
@@ -105,6 +109,9 @@ func Open(spec string, opts Options) (Map, error) {
 	m, err := open(name, opts)
 	if err != nil {
 		return nil, fmt.Errorf("table %q: %w", spec, err)
+	}
+	if opts.Observe != nil {
+		m = &observed{Map: m, observe: opts.Observe}
 	}
 	return m, nil
 }

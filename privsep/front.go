@@ -19,7 +19,8 @@ import (
 )
 
 // envFront tells a front process which descriptors it inherited from the
-// parent: "control=3 listeners=4,5".
+// parent: "control=3 listeners=4,5 metrics=6" (metrics only when
+// metrics_listen is set).
 const envFront = "VLMTPD_PRIVSEP"
 
 // Front is what a front process inherited from its parent.
@@ -28,6 +29,8 @@ type Front struct {
 	Control *Client
 	// Listeners are the parent's listeners, in configuration order.
 	Listeners []net.Listener
+	// Metrics is metrics_listen's listener, nil when it is off.
+	Metrics net.Listener
 }
 
 // FrontFromEnv returns the inheritance of a front started by the parent,
@@ -42,7 +45,7 @@ func FrontFromEnv() (*Front, error) {
 	if os.Geteuid() == 0 || os.Getuid() == 0 {
 		return nil, errors.New("started as a front but running as root")
 	}
-	ctl, lfds, err := parseFrontEnv(v)
+	ctl, lfds, mfd, err := parseFrontEnv(v)
 	if err != nil {
 		return nil, fmt.Errorf("%s=%q: %w", envFront, v, err)
 	}
@@ -58,27 +61,40 @@ func FrontFromEnv() (*Front, error) {
 		}
 		fr.Listeners = append(fr.Listeners, l)
 	}
+	if mfd >= 0 {
+		f := os.NewFile(uintptr(mfd), "metrics-listener")
+		l, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("inherited metrics listener fd %d: %w", mfd, err)
+		}
+		fr.Metrics = l
+	}
 	return fr, nil
 }
 
-func frontEnv(ctl int, listeners []int) string {
+// frontEnv is envFront's setting; metrics is -1 when there is none.
+func frontEnv(ctl int, listeners []int, metrics int) string {
 	s := make([]string, len(listeners))
 	for i, fd := range listeners {
 		s[i] = strconv.Itoa(fd)
 	}
-	return fmt.Sprintf("%s=control=%d listeners=%s", envFront, ctl, strings.Join(s, ","))
+	v := fmt.Sprintf("%s=control=%d listeners=%s", envFront, ctl, strings.Join(s, ","))
+	if metrics >= 0 {
+		v += " metrics=" + strconv.Itoa(metrics)
+	}
+	return v
 }
 
-func parseFrontEnv(v string) (int, []int, error) {
-	ctl := -1
-	var ls []int
+func parseFrontEnv(v string) (ctl int, ls []int, metrics int, err error) {
+	ctl, metrics = -1, -1
 	for _, field := range strings.Fields(v) {
 		k, val, _ := strings.Cut(field, "=")
 		switch k {
 		case "control":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 3 {
-				return 0, nil, errors.New("bad control descriptor")
+				return 0, nil, 0, errors.New("bad control descriptor")
 			}
 			ctl = n
 		case "listeners":
@@ -88,18 +104,24 @@ func parseFrontEnv(v string) (int, []int, error) {
 				}
 				n, err := strconv.Atoi(s)
 				if err != nil || n < 3 {
-					return 0, nil, errors.New("bad listener descriptor")
+					return 0, nil, 0, errors.New("bad listener descriptor")
 				}
 				ls = append(ls, n)
 			}
+		case "metrics":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 3 {
+				return 0, nil, 0, errors.New("bad metrics descriptor")
+			}
+			metrics = n
 		default:
-			return 0, nil, fmt.Errorf("unknown field %q", k)
+			return 0, nil, 0, fmt.Errorf("unknown field %q", k)
 		}
 	}
 	if ctl < 0 {
-		return 0, nil, errors.New("no control descriptor")
+		return 0, nil, 0, errors.New("no control descriptor")
 	}
-	return ctl, ls, nil
+	return ctl, ls, metrics, nil
 }
 
 // Client is the front's side of the control socket; it implements

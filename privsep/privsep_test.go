@@ -88,12 +88,16 @@ func TestPolicy(t *testing.T) {
 }
 
 func TestFrontEnv(t *testing.T) {
-	ctl, ls, err := parseFrontEnv(strings.TrimPrefix(frontEnv(3, []int{4, 5}), envFront+"="))
-	if err != nil || ctl != 3 || len(ls) != 2 || ls[0] != 4 || ls[1] != 5 {
-		t.Errorf("round trip: %d %v %v", ctl, ls, err)
+	ctl, ls, m, err := parseFrontEnv(strings.TrimPrefix(frontEnv(3, []int{4, 5}, -1), envFront+"="))
+	if err != nil || ctl != 3 || len(ls) != 2 || ls[0] != 4 || ls[1] != 5 || m != -1 {
+		t.Errorf("round trip: %d %v %d %v", ctl, ls, m, err)
 	}
-	for _, bad := range []string{"", "control=1", "control=x", "control=3 listeners=2", "control=3 other=4"} {
-		if _, _, err := parseFrontEnv(bad); err == nil {
+	ctl, ls, m, err = parseFrontEnv(strings.TrimPrefix(frontEnv(3, []int{4}, 5), envFront+"="))
+	if err != nil || ctl != 3 || len(ls) != 1 || ls[0] != 4 || m != 5 {
+		t.Errorf("round trip with metrics: %d %v %d %v", ctl, ls, m, err)
+	}
+	for _, bad := range []string{"", "control=1", "control=x", "control=3 listeners=2", "control=3 other=4", "control=3 metrics=1", "control=3 metrics="} {
+		if _, _, _, err := parseFrontEnv(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

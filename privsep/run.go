@@ -31,6 +31,9 @@ type Options struct {
 	// Listeners are open already; Run hands them to the front and closes
 	// its own copies.
 	Listeners []net.Listener
+	// Metrics, if not nil, is metrics_listen's listener, opened here as
+	// root like Listeners and handed to the front the same way.
+	Metrics net.Listener
 	// KeepSocketFiles leaves the unix sockets' files in place at exit
 	// (systemd's socket activation owns them).
 	KeepSocketFiles bool
@@ -173,9 +176,13 @@ func Run(o Options) int {
 	if log == nil {
 		log = slog.Default()
 	}
+	all := o.Listeners
+	if o.Metrics != nil {
+		all = append(all[:len(all):len(all)], o.Metrics)
+	}
 	fail := func(err error) int {
 		log.Error("startup failed", "error", err)
-		for _, l := range o.Listeners {
+		for _, l := range all {
 			l.Close()
 		}
 		return 1
@@ -206,7 +213,7 @@ func Run(o Options) int {
 	files := []*os.File{os.Stdin, os.Stdout, os.Stderr, frontCtl}
 	var lfds []int
 	var sockets []string
-	for _, l := range o.Listeners {
+	for _, l := range all {
 		fl, ok := l.(interface{ File() (*os.File, error) })
 		if !ok {
 			return fail(fmt.Errorf("listener %s cannot be passed on", l.Addr()))
@@ -221,7 +228,7 @@ func Run(o Options) int {
 		if ul, ok := l.(*net.UnixListener); ok {
 			// The parent removes the socket file at exit, not now.
 			ul.SetUnlinkOnClose(false)
-			if !o.KeepSocketFiles {
+			if !o.KeepSocketFiles || l == o.Metrics {
 				sockets = append(sockets, ul.Addr().String())
 			}
 		}
@@ -231,7 +238,11 @@ func Run(o Options) int {
 	if exe == "" {
 		exe = worker.SelfExe
 	}
-	env := append(os.Environ(), frontEnv(3, lfds))
+	mfd := -1
+	if o.Metrics != nil {
+		mfd, lfds = lfds[len(lfds)-1], lfds[:len(lfds)-1]
+	}
+	env := append(os.Environ(), frontEnv(3, lfds, mfd))
 	// argv[0] shows the role in ps.
 	front, err := os.StartProcess(exe, append([]string{"vlmtpd: front"}, o.FrontArgs...), &os.ProcAttr{
 		Env:   env,

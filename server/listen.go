@@ -32,6 +32,21 @@ func Listen(cfg *config.Config) ([]net.Listener, error) {
 	return ls, nil
 }
 
+// ListenMetrics opens metrics_listen, or returns nil when it is off. As
+// root it runs in the parent with Listen, so a unix socket may live in a
+// root-owned directory; it gets socket_mode and socket_group like the
+// LMTP sockets.
+func ListenMetrics(cfg *config.Config) (net.Listener, error) {
+	if cfg.MetricsListen == "" {
+		return nil, nil
+	}
+	l, err := listen(cfg, cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+	}
+	return l, nil
+}
+
 func listen(cfg *config.Config, addr string) (net.Listener, error) {
 	if hostport, ok := strings.CutPrefix(addr, "inet:"); ok {
 		return net.Listen("tcp", hostport)

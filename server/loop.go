@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // The Delivered-To loop rule.
@@ -48,7 +49,13 @@ type headerTrace struct {
 	// Received:, "" if there is none.
 	clientReturnPath string
 	hasReturnPath    bool
+	// messageID is the first Message-ID field's value, for the log;
+	// control characters removed, at most maxMessageIDLog bytes.
+	messageID string
 }
+
+// maxMessageIDLog bounds the Message-ID a log line repeats.
+const maxMessageIDLog = 250
 
 // loops reports whether delivering to addr would be a loop.
 func (h *headerTrace) loops(addr string) bool {
@@ -86,6 +93,7 @@ func scanTrace(body io.ReaderAt, size int64) (*headerTrace, error) {
 		other = iota
 		deliveredTo
 		returnPath
+		messageID
 	)
 	kind := other
 	var value []byte
@@ -101,6 +109,8 @@ func scanTrace(body io.ReaderAt, size int64) (*headerTrace, error) {
 			h.relayed[strings.ToLower(v)] = true
 		case kind == deliveredTo:
 			h.client[strings.ToLower(v)] = true
+		case kind == messageID && h.messageID == "":
+			h.messageID = logSafe(v, maxMessageIDLog)
 		}
 		fields++
 		kind, value = other, value[:0]
@@ -131,6 +141,9 @@ func scanTrace(body io.ReaderAt, size int64) (*headerTrace, error) {
 				value = append(value[:0], bytes.TrimSpace(line[colon+1:])...)
 			case asciiEqualFold(name, "return-path"):
 				kind = returnPath
+				value = append(value[:0], bytes.TrimSpace(line[colon+1:])...)
+			case asciiEqualFold(name, "message-id"):
+				kind = messageID
 				value = append(value[:0], bytes.TrimSpace(line[colon+1:])...)
 			}
 		}
@@ -167,4 +180,21 @@ func asciiEqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// logSafe is s without control characters, cut to at most n bytes at a
+// character boundary: a header value a client chose, about to go into a
+// log line.
+func logSafe(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
+	for len(s) > n {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
 }

@@ -108,7 +108,9 @@ func TestOverQuotaReplies(t *testing.T) {
 	ss := s.NewSession(lmtp.ConnInfo{}).(*session)
 	ss.Mail(lmtp.Address{}, lmtp.MailOptions{})
 	r := rcptTo(ss, "alice@example.com")
-	if code(r) != "452 4.2.2" || r.Text != "over quota" {
+	// A 4xx ends with the transaction id (so the client's deferral log
+	// line leads to ours).
+	if code(r) != "452 4.2.2" || r.Text != "over quota ("+ss.txID+")" {
 		t.Errorf("bounce off: %v", r)
 	}
 }

@@ -33,7 +33,11 @@ type Resolver struct {
 
 // NewResolver opens every table the configuration names.
 func NewResolver(cfg *config.Config) (*Resolver, error) {
-	opts := cfg.MapOptions()
+	return newResolver(cfg, cfg.MapOptions())
+}
+
+// newResolver opens the tables with opts (the server's observe lookups).
+func newResolver(cfg *config.Config, opts maps.Options) (*Resolver, error) {
 	r := &Resolver{minUID: cfg.VirtualMinimumUID, limit: cfg.VirtualMailboxLimit, myorigin: maps.FoldKey(cfg.MyOrigin),
 		extended: cfg.VirtualMaildirExtended, create: cfg.VirtualCreateMaildirsize,
 		detail: cfg.SaveToDetailMailbox, createDetail: cfg.DetailMailboxCreate}

@@ -33,6 +33,7 @@ type Server struct {
 
 	conns chan struct{} // one token per open connection (max_connections)
 	stats stats
+	obs   atomic.Pointer[Observer]
 }
 
 // state is one loaded configuration with its tables and spool, shared by
@@ -48,8 +49,10 @@ type state struct {
 	retired bool
 }
 
-func newState(cfg *config.Config) (*state, lmtp.Settings, error) {
-	res, err := NewResolver(cfg)
+func (s *Server) newState(cfg *config.Config) (*state, lmtp.Settings, error) {
+	opts := cfg.MapOptions()
+	opts.Observe = s.observeLookup
+	res, err := newResolver(cfg, opts)
 	if err != nil {
 		return nil, lmtp.Settings{}, err
 	}
@@ -110,11 +113,12 @@ func (st *state) retire() {
 
 // New opens the tables and the spool. d does the mailbox writes.
 func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, error) {
-	st, set, err := newState(cfg)
+	s := &Server{log: log, deliver: d, conns: make(chan struct{}, cfg.MaxConnections), stats: stats{outcomes: map[Outcome]int64{}},
+		book: book{m: map[string]*inflight{}}}
+	st, set, err := s.newState(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, deliver: d, conns: make(chan struct{}, cfg.MaxConnections), book: book{m: map[string]*inflight{}}}
 	s.state.Store(st)
 	s.lmtp = &lmtp.Server{Settings: set, Backend: s, Log: log}
 	return s, nil
@@ -125,7 +129,7 @@ func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, erro
 // the configuration they started with. On error nothing changes.
 // Settings that need a restart (RestartOnly) are not applied.
 func (s *Server) Reload(cfg *config.Config) error {
-	st, set, err := newState(cfg)
+	st, set, err := s.newState(cfg)
 	if err != nil {
 		return err
 	}
@@ -173,31 +177,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.lmtp.Shutdown(ctx)
 	s.state.Load().retire()
 	return err
-}
-
-// stats are the server's running counts.
-type stats struct {
-	sessions, sessionsTotal       atomic.Int64
-	sent, deferred, bounced, rcpt atomic.Int64
-}
-
-// Stats is a snapshot of the counts: sessions open and ever opened, and
-// per-recipient outcomes after the message (sent, deferred, bounced) and
-// refusals at RCPT.
-type Stats struct {
-	Sessions, SessionsTotal                 int64
-	Sent, Deferred, Bounced, RcptRejections int64
-}
-
-func (s *Server) Stats() Stats {
-	return Stats{s.stats.sessions.Load(), s.stats.sessionsTotal.Load(),
-		s.stats.sent.Load(), s.stats.deferred.Load(), s.stats.bounced.Load(), s.stats.rcpt.Load()}
-}
-
-// String is the one-line status systemd shows.
-func (st Stats) String() string {
-	return fmt.Sprintf("%d sessions open; %d delivered, %d deferred, %d bounced, %d refused at RCPT",
-		st.Sessions, st.Sent, st.Deferred, st.Bounced, st.RcptRejections)
 }
 
 // gateListener applies allowed_networks and max_connections before go-smtp

@@ -17,12 +17,19 @@ import (
 // session is one client's LMTP session: the protocol engine calls it for
 // each envelope command and message, one call at a time.
 type session struct {
-	s     *Server
-	st    *state // the configuration the session started under
-	id    string
-	log   *slog.Logger
-	start time.Time
+	s      *Server
+	st     *state // the configuration the session started under
+	id     string
+	log    *slog.Logger
+	start  time.Time
+	client string // for log lines: "local" or the peer's address
+	hello  string
 
+	// The transaction: its id (session id, a dot, the transaction's
+	// number in the session), set at MAIL, names it in every log line and
+	// reply, from its first RCPT on.
+	txID  string
+	ntx   int
 	from  string // external form, "" for <>
 	size  int64  // SIZE= from MAIL, 0 if not given
 	rcpts []*rcpt
@@ -31,9 +38,10 @@ type session struct {
 
 // rcpt is one accepted RCPT and where it goes.
 type rcpt struct {
-	to  string // as the client wrote it
-	box store.Recipient
-	key string // folded address: duplicates share one delivery
+	to     string // as the client wrote it
+	box    store.Recipient
+	key    string        // folded address: duplicates share one delivery
+	lookup time.Duration // resolving it at RCPT
 	// hold is the delivery's claim on the mailbox (concurrency, quota
 	// reservation), nil for a duplicate; released when the transaction ends.
 	hold *hold
@@ -45,7 +53,7 @@ func (s *Server) NewSession(info lmtp.ConnInfo) lmtp.Session {
 	if a := info.Remote; a != nil && a.String() != "" && a.String() != "@" {
 		client = a.String()
 	}
-	ss := &session{s: s, st: s.current(), id: id, start: time.Now(), log: s.log.With("session", id)}
+	ss := &session{s: s, st: s.current(), id: id, start: time.Now(), log: s.log.With("session", id), client: client, hello: info.Hello}
 	s.stats.sessions.Add(1)
 	s.stats.sessionsTotal.Add(1)
 	attrs := []any{"client", client, "lhlo", info.Hello}
@@ -58,6 +66,8 @@ func (s *Server) NewSession(info lmtp.ConnInfo) lmtp.Session {
 
 func (ss *session) Mail(from lmtp.Address, opts lmtp.MailOptions) *Reply {
 	ss.Reset()
+	ss.ntx++
+	ss.txID = ss.id + "." + strconv.Itoa(ss.ntx)
 	if from.Raw != "" {
 		ss.from = maps.Address{Local: from.Local, Domain: from.Domain}.Quoted()
 	}
@@ -68,24 +78,29 @@ func (ss *session) Mail(from lmtp.Address, opts lmtp.MailOptions) *Reply {
 func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOptions) *Reply {
 	ctx, cancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
 	defer cancel()
+	start := time.Now()
 	res := ss.st.resolver.Resolve(ctx, to.String())
+	lookup := time.Since(start)
+	ss.s.observePhase("lookup", lookup)
 	if res.Err == nil {
 		res.Err = ss.s.rcptLimits(ctx, &res.Recipient, ss.size)
 	}
 	if res.Err != nil {
-		ss.logOutcome(to.Raw, res.Recipient.Path, res.Err, "rcpt", 0)
-		return res.Err
+		rep := withID(res.Err, ss.txID)
+		ss.logRefusal(to.Raw, rep)
+		return rep
 	}
 	var h *hold
 	if !ss.hasKey(res.Address.String()) {
 		var rep *Reply
 		if h, rep = ss.s.admit(ctx, res.Recipient, ss.size, ss.holdsSlot(mailboxKey(res.Recipient))); rep != nil {
-			ss.logOutcome(to.Raw, res.Recipient.Path, rep, "rcpt", 0)
+			rep = withID(rep, ss.txID)
+			ss.logRefusal(to.Raw, rep)
 			return rep
 		}
 	}
 	for _, err := range opts.ParamErrors {
-		ss.log.Info("recipient parameter ignored", "rcpt", to.Raw, "reason", err)
+		ss.log.Info("recipient parameter ignored", "id", ss.txID, "rcpt", to.Raw, "reason", err)
 	}
 	box := res.Recipient
 	box.OriginalRecipient = box.Address
@@ -95,7 +110,7 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 	if !ss.st.cfg.EnableOriginalRecipient {
 		box.OriginalRecipient = ""
 	}
-	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String(), hold: h})
+	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String(), lookup: lookup, hold: h})
 	return nil
 }
 
@@ -117,6 +132,18 @@ func (ss *session) hasKey(key string) bool {
 		}
 	}
 	return false
+}
+
+// withID adds the transaction id to a 4xx reply's text, so that the
+// deferral the client logs ("said: 451 4.3.0 … (id)") leads to our log
+// lines. The reply is copied: replies may be shared.
+func withID(rep *Reply, id string) *Reply {
+	if rep == nil || rep.Code/100 != 4 || id == "" {
+		return rep
+	}
+	c := *rep
+	c.Text += " (" + id + ")"
+	return &c
 }
 
 // originalRecipient is ORCPT's address as X-Original-To shows it: quoting
@@ -171,33 +198,41 @@ func (s *Server) rcptLimits(ctx context.Context, box *store.Recipient, size int6
 // durable.
 func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	ss.nmsg++
-	msgID := ss.id + "." + strconv.Itoa(ss.nmsg)
+	msgID := ss.txID
 	start := time.Now()
 	rcpts := ss.rcpts
 	out := make([]*Reply, len(rcpts))
 
 	body, size, err := ss.st.spool.Write(r, ss.size)
+	spooled := time.Since(start)
+	ss.s.observePhase("spool", spooled)
 	if err != nil {
-		rep := ToReply(err)
+		rep := withID(ToReply(err), msgID)
 		ss.log.Warn("message not received", "id", msgID, "error", err)
 		for i, rc := range rcpts {
-			ss.logOutcome(rc.to, rc.box.Path, rep, msgID, time.Since(start))
 			out[i] = rep
+			ss.logOutcome(rc, rep, msgID, delays{lookup: rc.lookup, spool: spooled, total: rc.lookup + time.Since(start)})
 		}
 		return out
 	}
-	defer body.Close()
+	ss.s.stats.spoolBytes.Add(size)
+	defer func() {
+		body.Close()
+		ss.s.stats.spoolBytes.Add(-size)
+	}()
 
 	trace, err := scanTrace(body, size)
 	if err != nil {
 		ss.log.Warn("reading header for loop check", "id", msgID, "error", err)
 	}
+	ss.log.Info("message", "id", msgID, "from", ss.from, "size", size, "nrcpt", len(rcpts), "message_id", trace.messageID, "client", ss.client)
 
 	// One delivery per distinct recipient; a repeated RCPT gets the same
 	// reply as its first occurrence, without a second copy.
 	msg := &store.Message{Sender: ss.from, Body: body, Size: size, Arrival: start, ID: msgID,
 		HasReturnPath: trace.clientWroteReturnPath(ss.from)}
 	replies := make(map[string]*Reply, len(rcpts))
+	times := make(map[string]store.Timing, len(rcpts))
 	var boxes []store.Recipient
 	var keys []string
 	for _, rc := range rcpts {
@@ -216,7 +251,7 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	}
 	if len(boxes) > 0 {
 		dctx, cancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
-		errs := ss.s.deliver.Deliver(dctx, msg, boxes)
+		errs, ts := deliverTimed(dctx, ss.s.deliver, msg, boxes)
 		cancel()
 		for i, k := range keys {
 			var err error
@@ -227,59 +262,108 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 			}
 			switch {
 			case err != nil && store.StatusOf(err) == store.OverLimit && boxes[i].Quota.Set:
-				replies[k] = ss.s.overQuota(err.Error())
+				replies[k] = withID(ss.s.overQuota(err.Error()), msgID)
 			case err != nil:
-				replies[k] = ToReply(err)
+				replies[k] = withID(ToReply(err), msgID)
 			default:
 				replies[k] = &Reply{Code: 250, Enhanced: lmtp.EnhancedCode{2, 0, 0}, Text: "delivered (" + msgID + ")"}
 			}
+			if i < len(ts) {
+				t := ts[i]
+				times[k] = t
+				ss.s.observePhase("worker_wait", t.WorkerWait)
+				ss.s.observePhase("write", t.Write)
+				ss.s.observePhase("fsync", t.Fsync)
+			}
 		}
 	}
-	delay := time.Since(start)
+	elapsed := time.Since(start)
 	for i, rc := range rcpts {
 		out[i] = replies[rc.key]
-		ss.logOutcome(rc.to, rc.box.Path, out[i], msgID, delay)
+		t := times[rc.key]
+		ss.logOutcome(rc, out[i], msgID, delays{lookup: rc.lookup, spool: spooled, workerWait: t.WorkerWait,
+			write: t.Write, fsync: t.Fsync, total: rc.lookup + elapsed})
 	}
 	return out
 }
 
-func (ss *session) logOutcome(to, mailbox string, rep *Reply, msgID string, delay time.Duration) {
+// deliverTimed delivers through d, with its per-recipient timings if it
+// keeps them (the worker pool and Local do), else the call's time as the
+// write time.
+func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing) {
+	if td, ok := d.(store.TimedDeliverer); ok {
+		return td.DeliverTimed(ctx, msg, rcpts)
+	}
+	start := time.Now()
+	errs := d.Deliver(ctx, msg, rcpts)
+	ts := make([]store.Timing, len(rcpts))
+	for i := range ts {
+		ts[i].Write = time.Since(start)
+	}
+	return errs, ts
+}
+
+// delays are where one recipient's time went. In Postfix-style logs they
+// are delays=lookup/spool/worker_wait/write+fsync and delay=total.
+type delays struct {
+	lookup, spool, workerWait, write, fsync, total time.Duration
+}
+
+// logOutcome logs and counts one recipient's outcome after the message.
+func (ss *session) logOutcome(rc *rcpt, rep *Reply, msgID string, d delays) {
+	o := outcomeOf(rep)
+	ss.s.stats.count(o)
+	ss.s.observePhase("total", d.total)
 	code, text, detail := 250, "delivered", ""
 	if rep != nil {
 		code, text, detail = rep.Code, rep.Text, rep.Detail
-	}
-	st := &ss.s.stats
-	switch {
-	case msgID == "rcpt":
-		st.rcpt.Add(1)
-	case code/100 == 2:
-		st.sent.Add(1)
-	case code/100 == 4:
-		st.deferred.Add(1)
-	default:
-		st.bounced.Add(1)
 	}
 	level := slog.LevelInfo
 	if code/100 == 4 {
 		level = slog.LevelWarn
 	}
-	attrs := []any{"id", msgID, "rcpt", to, "mailbox", mailbox, "code", code, "status", text, "delay", delay.Round(time.Microsecond)}
+	relay := "none"
+	if rc.box.Path != "" {
+		relay = rc.box.Format().String()
+	}
+	attrs := []any{"id", msgID, "rcpt", rc.to}
+	if rc.box.OriginalRecipient != "" && rc.box.OriginalRecipient != rc.to {
+		attrs = append(attrs, "orig_to", rc.box.OriginalRecipient)
+	}
+	attrs = append(attrs, "mailbox", rc.box.Path, "relay", relay, "code", code, "dsn", o.DSN, "result", o.Status, "status", text,
+		"delay", d.total, slog.Group("delays", "lookup", d.lookup, "spool", d.spool, "worker_wait", d.workerWait, "write", d.write, "fsync", d.fsync))
 	if detail != "" {
 		attrs = append(attrs, "detail", detail)
 	}
 	ss.log.Log(context.Background(), level, "recipient", attrs...)
 }
 
+// logRefusal logs and counts a recipient refused at RCPT.
+func (ss *session) logRefusal(to string, rep *Reply) {
+	dsn := dsnOf(rep)
+	ss.s.stats.count(Outcome{"rejected", dsn})
+	level := slog.LevelInfo
+	if rep.Code/100 == 4 {
+		level = slog.LevelWarn
+	}
+	attrs := []any{"id", ss.txID, "rcpt", to, "code", rep.Code, "dsn", dsn, "status", rep.Text,
+		"from", ss.from, "client", ss.client, "lhlo", ss.hello}
+	if rep.Detail != "" {
+		attrs = append(attrs, "detail", rep.Detail)
+	}
+	ss.log.Log(context.Background(), level, "recipient refused", attrs...)
+}
+
 func (ss *session) Reset() {
 	for _, rc := range ss.rcpts {
 		rc.hold.release()
 	}
-	ss.from, ss.size, ss.rcpts = "", 0, nil
+	ss.from, ss.size, ss.rcpts, ss.txID = "", 0, nil, ""
 }
 
 func (ss *session) Close() {
 	ss.s.stats.sessions.Add(-1)
 	ss.st.release()
 	ss.Reset()
-	ss.log.Info("session end", "messages", ss.nmsg, "duration", time.Since(ss.start).Round(time.Millisecond))
+	ss.log.Info("session end", "client", ss.client, "messages", ss.nmsg, "duration", time.Since(ss.start).Round(time.Millisecond))
 }

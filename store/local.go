@@ -123,12 +123,28 @@ const maxParallelRecipients = 8
 // Maildir share one fsync of its new/ directory, done after all links and
 // before Deliver returns.
 func (l *Local) Deliver(ctx context.Context, msg *Message, rcpts []Recipient) []error {
+	errs, _ := l.DeliverTimed(ctx, msg, rcpts)
+	return errs
+}
+
+var _ TimedDeliverer = (*Local)(nil)
+
+// DeliverTimed is Deliver that also reports each recipient's write and
+// fsync time. A Maildir's new/ fsync shared by several recipients counts
+// for each of them: each waited for it.
+func (l *Local) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing) {
 	errs := make([]error, len(rcpts))
+	times := make([]Timing, len(rcpts))
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	var batch dirSyncBatch
+	batch := dirSyncBatch{times: times}
+	one := func(i int, r Recipient) {
+		start := time.Now()
+		errs[i] = l.deliverOne(ctx, msg, r, i, &batch)
+		times[i].Write = time.Since(start) - times[i].Fsync
+	}
 	if len(rcpts) == 1 {
-		errs[0] = l.deliverOne(ctx, msg, rcpts[0], 0, &batch)
+		one(0, rcpts[0])
 	} else {
 		sem := make(chan struct{}, maxParallelRecipients)
 		var wg sync.WaitGroup
@@ -137,13 +153,13 @@ func (l *Local) Deliver(ctx context.Context, msg *Message, rcpts []Recipient) []
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				errs[i] = l.deliverOne(ctx, msg, r, i, &batch)
+				one(i, r)
 			}()
 		}
 		wg.Wait()
 	}
 	batch.sync(errs)
-	return errs
+	return errs, times
 }
 
 func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch) error {
@@ -167,7 +183,7 @@ func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx i
 	if r.Format() == Maildir {
 		return l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch)
 	}
-	return l.deliverMbox(ctx, msg, r, mp, hdr)
+	return l.deliverMbox(ctx, msg, r, mp, hdr, batch.timing(idx))
 }
 
 // permitted checks that this process may write as r.UID and that the

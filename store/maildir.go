@@ -210,7 +210,7 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 		err = copySpool(fd, msg.Body, msg.Size)
 	}
 	if err == nil {
-		err = unix.Fdatasync(fd)
+		err = timed(batch.timing(idx), func() error { return unix.Fdatasync(fd) })
 	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = cerr
@@ -262,6 +262,28 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 type dirSyncBatch struct {
 	mu   sync.Mutex
 	dirs []pendingDir
+	// times, if set, has one entry per recipient: fsync time is added to
+	// it. Each recipient's entry is written by its own goroutine only, and
+	// by sync after them.
+	times []Timing
+}
+
+// timing is recipient idx's Timing, nil if the batch keeps none.
+func (b *dirSyncBatch) timing(idx int) *Timing {
+	if idx < len(b.times) {
+		return &b.times[idx]
+	}
+	return nil
+}
+
+// timed runs an fsync and adds its duration to t (which may be nil).
+func timed(t *Timing, sync func() error) error {
+	start := time.Now()
+	err := sync()
+	if t != nil {
+		t.Fsync += time.Since(start)
+	}
+	return err
 }
 
 type pendingDir struct {
@@ -296,7 +318,14 @@ func (b *dirSyncBatch) add(d *maildirDirs, idx int, name, path string) {
 // does not produce a duplicate. It must not run concurrently with add.
 func (b *dirSyncBatch) sync(errs []error) {
 	syncDir := func(d *pendingDir) {
-		if err := unix.Fsync(d.fd); err != nil {
+		start := time.Now()
+		err := unix.Fsync(d.fd)
+		for _, ln := range d.links {
+			if t := b.timing(ln.idx); t != nil {
+				t.Fsync += time.Since(start)
+			}
+		}
+		if err != nil {
 			for _, ln := range d.links {
 				unix.Unlinkat(d.fd, ln.name, 0)
 				errs[ln.idx] = classify("fsync", ln.path, err)

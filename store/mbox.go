@@ -135,7 +135,7 @@ func (l *Local) openMbox(dirfd int, name, path string) (fd int, key inodeKey, cr
 // size before the append, so it never holds part of a message; should
 // this process be killed midway, the append record (intent.go) lets the
 // next delivery do it instead.
-func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte) error {
+func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, t *Timing) error {
 	from := fromLine(msg.Sender, time.Now())
 	// The least this append can add; quoting and a missing final LF only
 	// add to it.
@@ -193,13 +193,13 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 		// the removal durable together (see intent.go).
 		if err = unix.Fremovexattr(fd, appendXattr); err == nil {
 			recorded = false
-			err = unix.Fsync(fd) // fdatasync need not write the attribute
+			err = timed(t, func() error { return unix.Fsync(fd) }) // fdatasync need not write the attribute
 		}
 	} else if err == nil {
-		err = unix.Fdatasync(fd)
+		err = timed(t, func() error { return unix.Fdatasync(fd) })
 	}
 	if err == nil && created {
-		err = syncDir(dirfd) // the new file's name must be durable too
+		err = timed(t, func() error { return syncDir(dirfd) }) // the new file's name must be durable too
 	}
 	if err != nil {
 		// Errors from the truncate itself cannot be reported any better;

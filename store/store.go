@@ -99,6 +99,24 @@ type Deliverer interface {
 	MailboxSize(ctx context.Context, r Recipient) (int64, error)
 }
 
+// Timing is where one recipient's delivery spent its time, for the
+// delivery_phase_seconds metrics and the delays= of Postfix-style logs.
+type Timing struct {
+	// WorkerWait is waiting for a worker process: starting one, or for a
+	// free slot under worker_limit. Zero for in-process delivery.
+	WorkerWait time.Duration
+	// Write is writing the mailbox, mbox lock waits included; Fsync is
+	// making it durable (the file's and the directory's fsync).
+	Write, Fsync time.Duration
+}
+
+// TimedDeliverer is a Deliverer that also reports, per recipient, where
+// the time went. Deliverers that do not implement it are timed as a whole
+// by their caller.
+type TimedDeliverer interface {
+	DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing)
+}
+
 // QuotaReporter is implemented by deliverers that can report a mailbox's
 // quota usage (reading it as the mailbox's owner), for decisions at RCPT;
 // recalc rebuilds a Maildir's maildirsize from its files first.

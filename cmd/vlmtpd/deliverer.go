@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 
+	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/store"
 	"github.com/vlmtpd/vlmtpd/store/worker"
@@ -39,5 +40,6 @@ func workerConfig(cfg *config.Config) worker.Config {
 		StaleLockTime: cfg.StaleLockTime,
 		LogLevel:      cfg.LogLevel,
 		LogFormat:     cfg.LogFormat,
+		LogJournal:    stderrlog.Journal,
 	}
 }

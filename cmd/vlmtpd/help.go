@@ -62,6 +62,13 @@ Builds FILE.cdb from FILE (postmap source syntax), or from stdin with -i or
 a trailing "-", replacing the old file atomically; a running server picks
 the new file up. Converts tables vlmtpd cannot read, e.g.
   postmap -s lmdb:FILE | vlmtpd makemap -i cdb:FILE`,
+	"stats": `[-config FILE] [-raw]
+
+Prints the counters of the server running with this configuration:
+sessions, recipients sent, deferred and bounced by status code, refusals at
+RCPT, workers, table lookups and the mean time of each delivery phase. It
+reads them from the metrics endpoint, so metrics_listen must be set (and
+was set when the server started). -raw prints the endpoint's text as is.`,
 	"version": `
 
 Prints the version.`,

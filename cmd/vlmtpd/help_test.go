@@ -64,6 +64,7 @@ func TestSubcommandHelp(t *testing.T) {
 		"lookup":       {"-config"},
 		"check-config": {"-config"},
 		"makemap":      {"-f", "-N", "-i"},
+		"stats":        {"-config", "-raw"},
 		"version":      nil,
 		"sieve-check":  {"-global"},
 		"quota":        {"-config", "-size", "-recalc"},

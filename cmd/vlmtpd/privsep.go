@@ -41,7 +41,19 @@ func privsepRole(cfg *config.Config, log *slog.Logger) (code int, done bool, par
 		log.Error("startup failed", "error", err)
 		return 1, true, nil
 	}
+	// Opened here, as root, like the LMTP sockets: the front, which
+	// serves it, may not be allowed to bind the address or create the
+	// socket in its directory.
+	ml, err := server.ListenMetrics(cfg)
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		log.Error("startup failed", "error", err)
+		return 1, true, nil
+	}
 	return privsep.Run(privsep.Options{
+		Metrics: ml,
 		// systemd owns activated sockets: their files stay.
 		KeepSocketFiles: activated,
 		ConfigPath:      cfg.Path,
@@ -64,6 +76,15 @@ func listeners(cfg *config.Config, log *slog.Logger) ([]net.Listener, error) {
 	}
 	ls, _, err := openListeners(cfg, log)
 	return ls, err
+}
+
+// metricsListener returns metrics_listen's listener (nil when it is off):
+// the parent's, or its own.
+func metricsListener(cfg *config.Config) (net.Listener, error) {
+	if privsepFront != nil {
+		return privsepFront.Metrics, nil
+	}
+	return server.ListenMetrics(cfg)
 }
 
 // openListeners takes the sockets systemd passed (socket activation),

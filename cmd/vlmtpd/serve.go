@@ -11,10 +11,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/metrics"
 	"github.com/vlmtpd/vlmtpd/internal/sdnotify"
 	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
+	"github.com/vlmtpd/vlmtpd/store/worker"
 )
 
 func init() {
@@ -92,6 +94,10 @@ func serve(cfg *config.Config, load func() (*config.Config, error)) int {
 	if err != nil {
 		return fail(err)
 	}
+	ml, err := metricsListener(cfg)
+	if err != nil {
+		return fail(err)
+	}
 	d, closeDeliverer, err := newDeliverer(cfg, log)
 	if err != nil {
 		return fail(err)
@@ -100,6 +106,17 @@ func serve(cfg *config.Config, load func() (*config.Config, error)) int {
 	srv, err := server.New(cfg, d, log)
 	if err != nil {
 		return fail(err)
+	}
+	if ml != nil {
+		pool, _ := d.(*worker.Pool)
+		m := metrics.New(metrics.Sources{Server: srv, Pool: pool, Log: log})
+		srv.SetObserver(m)
+		go func() {
+			if err := m.Serve(ml); err != nil {
+				log.Error("metrics server stopped", "metrics_listen", cfg.MetricsListen, "error", err)
+			}
+		}()
+		defer m.Close()
 	}
 
 	// The exit code: 0 for a stop that was asked for, 1 when the
@@ -135,7 +152,11 @@ func serve(cfg *config.Config, load func() (*config.Config, error)) int {
 		}
 		exit <- code
 	}()
-	log.Info("vlmtpd started", "version", versionString(), "listen", cfg.Listen, "uid", os.Getuid())
+	started := []any{"version", versionString(), "listen", cfg.Listen, "uid", os.Getuid()}
+	if ml != nil {
+		started = append(started, "metrics_listen", cfg.MetricsListen)
+	}
+	log.Info("vlmtpd started", started...)
 	go notifyReady(srv, log, stopNotify)
 	if err := srv.Serve(ls); err != nil {
 		return fail(err)

@@ -10,6 +10,7 @@ import (
 	"log/syslog"
 	"os"
 	"os/signal"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -199,6 +200,8 @@ func dialSyslog() (LineWriter, error) {
 }
 
 func (s syslogWriter) WriteLine(line []byte) error {
+	// syslog adds its own header: a postfix-format line's goes.
+	line = postfixHeader.ReplaceAll(line, nil)
 	msg := string(bytes.TrimRight(line, "\n"))
 	switch levelOf(line) {
 	case slog.LevelDebug:
@@ -212,7 +215,8 @@ func (s syslogWriter) WriteLine(line []byte) error {
 }
 
 // levelOf finds the level of a line that New's handlers wrote: text
-// "level=WARN" or JSON "level":"WARN", near the start.
+// "level=WARN" or JSON "level":"WARN", near the start; in the postfix
+// format "warning: " or "error: " after the queue id, if any.
 func levelOf(line []byte) slog.Level {
 	head := line[:min(len(line), 80)]
 	for _, l := range []slog.Level{slog.LevelError, slog.LevelWarn, slog.LevelDebug} {
@@ -221,5 +225,14 @@ func levelOf(line []byte) slog.Level {
 			return l
 		}
 	}
+	if m := postfixLevel.FindSubmatch(head); m != nil {
+		if string(m[1]) == "error" {
+			return slog.LevelError
+		}
+		return slog.LevelWarn
+	}
 	return slog.LevelInfo
 }
+
+// postfixLevel finds the postfix format's level word.
+var postfixLevel = regexp.MustCompile(`^(?:\S+: )?(warning|error): `)

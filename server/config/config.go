@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -105,6 +106,9 @@ type Config struct {
 	DeliveredToLoopCheck bool
 	LogLevel             string
 	LogFormat            string
+	// MetricsListen is where the front serves Prometheus metrics
+	// ("inet:host:port" or "unix:/abs/path"), "" for nowhere.
+	MetricsListen string
 }
 
 // LockTimeout is the whole time one delivery may wait for mbox locks.
@@ -175,6 +179,7 @@ type file struct {
 	DeliveredToLoopCheck    *bool   `toml:"delivered_to_loop_check"`
 	LogLevel                *string `toml:"log_level"`
 	LogFormat               *string `toml:"log_format"`
+	MetricsListen           *string `toml:"metrics_listen"`
 }
 
 // tls reads the STARTTLS settings. A certificate alone means "may"; any
@@ -498,10 +503,42 @@ func (p *parser) build(f *file) *Config {
 	default:
 		p.errorf("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	if c.LogFormat != "text" && c.LogFormat != "json" {
-		p.errorf("log_format", "%q is not text or json", c.LogFormat)
+	switch c.LogFormat {
+	case "text", "json", "postfix":
+	default:
+		p.errorf("log_format", "%q is not text, json or postfix", c.LogFormat)
 	}
+	c.MetricsListen = p.metricsListen(dir, or(f.MetricsListen, ""))
 	return c
+}
+
+// metricsListen checks metrics_listen: unix:/path or inet:host:port with
+// a numeric port, since the address is also what `vlmtpd stats` dials.
+func (p *parser) metricsListen(dir, v string) string {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return ""
+	}
+	if path, ok := strings.CutPrefix(v, "unix:"); ok {
+		if path == "" {
+			p.errorf("metrics_listen", "%q: empty socket path", v)
+		}
+		return "unix:" + p.absPath(dir, path)
+	}
+	hostport, ok := strings.CutPrefix(v, "inet:")
+	if !ok {
+		p.errorf("metrics_listen", "%q: expected inet:host:port (e.g. inet:127.0.0.1:9424) or unix:/path", v)
+		return v
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n == 0 {
+		p.errorf("metrics_listen", "%q: expected inet:host:port with a port number 1-65535", v)
+		return v
+	}
+	if host == "" {
+		p.errorf("metrics_listen", "%q: name the address to listen on (0.0.0.0 for all, but the metrics have no authentication)", v)
+	}
+	return v
 }
 
 // localDomains sets myorigin, mydomain and mydestination with Postfix's
@@ -653,5 +690,6 @@ func RestartOnly(a, b *Config) []string {
 	add("worker_limit", a.WorkerLimit != b.WorkerLimit)
 	add("log_level", a.LogLevel != b.LogLevel)
 	add("log_format", a.LogFormat != b.LogFormat)
+	add("metrics_listen", a.MetricsListen != b.MetricsListen)
 	return out
 }

@@ -81,6 +81,12 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{minimal + "user = \"root\"\n", "v.toml:6: user: must name an unprivileged user"},
 		{minimal + "message_size_limit = \"big\"\n", "v.toml:6:"},
 		{minimal + "delivered_to_loop_check = \"maybe\"\n", "v.toml:6: delivered_to_loop_check:"},
+		{minimal + "metrics_listen = \"127.0.0.1:9424\"\n", "v.toml:6: metrics_listen: \"127.0.0.1:9424\": expected inet:host:port"},
+		{minimal + "metrics_listen = \"inet:127.0.0.1\"\n", "v.toml:6: metrics_listen:"},
+		{minimal + "metrics_listen = \"inet:127.0.0.1:http\"\n", "v.toml:6: metrics_listen:"},
+		{minimal + "metrics_listen = \"inet::9424\"\n", "v.toml:6: metrics_listen: \"inet::9424\": name the address"},
+		{minimal + "metrics_listen = \"unix:\"\n", "v.toml:6: metrics_listen:"},
+		{minimal + "log_format = \"syslog\"\n", "v.toml:6: log_format: \"syslog\" is not text, json or postfix"},
 		{"virtual_mailbox_base = \n", "v.toml:1:"},
 		{`virtual_mailbox_maps = "texthash:x"`, "virtual_mailbox_base: must be set"},
 	} {
@@ -108,6 +114,28 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c.Dir, "examples", "vmailbox")); err != nil {
 		t.Errorf("example table: %v", err)
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	c, err := Parse("/etc/vlmtpd/v.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsListen != "" {
+		t.Fatalf("default metrics_listen %q, want off", c.MetricsListen)
+	}
+	for in, want := range map[string]string{
+		"inet:127.0.0.1:9424": "inet:127.0.0.1:9424",
+		"inet:[::1]:9424":     "inet:[::1]:9424",
+		"unix:run/metrics":    "unix:/etc/vlmtpd/run/metrics",
+	} {
+		c, err := Parse("/etc/vlmtpd/v.toml", []byte(minimal+"metrics_listen = \""+in+"\"\n"))
+		if err != nil {
+			t.Errorf("metrics_listen %q: %v", in, err)
+		} else if c.MetricsListen != want {
+			t.Errorf("metrics_listen %q: got %q, want %q", in, c.MetricsListen, want)
+		}
 	}
 }
 

@@ -31,9 +31,12 @@ type Config struct {
 	LockMethods   []string
 	LockTimeout   time.Duration
 	StaleLockTime time.Duration
-	// LogLevel and LogFormat ("text" or "json") match the front's logs.
-	LogLevel  string
-	LogFormat string
+	// LogLevel and LogFormat ("text", "json" or "postfix") match the
+	// front's logs. LogJournal: stderr is the systemd journal, which a
+	// worker, started with an empty environment, cannot tell itself.
+	LogLevel   string
+	LogFormat  string
+	LogJournal bool
 }
 
 // Args is the command line after the "worker" subcommand.
@@ -64,6 +67,9 @@ func (c Config) Args() []string {
 	if c.LogFormat != "" {
 		a = append(a, "-log-format", c.LogFormat)
 	}
+	if c.LogJournal {
+		a = append(a, "-log-journal")
+	}
 	return a
 }
 
@@ -82,7 +88,8 @@ func ParseArgs(args []string) (Config, error) {
 	fs.DurationVar(&c.LockTimeout, "lock-timeout", 0, "mbox lock timeout")
 	fs.DurationVar(&c.StaleLockTime, "stale-lock-time", 0, "age of a stale dotlock")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "", "text or json")
+	fs.StringVar(&c.LogFormat, "log-format", "", "text, json or postfix")
+	fs.BoolVar(&c.LogJournal, "log-journal", false, "stderr is the systemd journal")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -103,6 +110,7 @@ func ParseArgs(args []string) (Config, error) {
 
 // logger writes the worker's log lines to stderr like the front's.
 func (c Config) logger() *slog.Logger {
+	stderrlog.Journal = c.LogJournal
 	return stderrlog.Open(c.LogLevel, c.LogFormat)
 }
 

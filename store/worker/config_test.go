@@ -9,7 +9,7 @@ import (
 func TestConfigArgsRoundTrip(t *testing.T) {
 	c := Config{Base: "/var/mail/vhosts", UID: 5000, GID: 5001, KeepGroups: true, Hostname: "mx.example.com",
 		LockMethods: []string{"flock", "dotlock"}, LockTimeout: 20 * time.Second, StaleLockTime: 500 * time.Second,
-		LogLevel: "debug", LogFormat: "json"}
+		LogLevel: "debug", LogFormat: "postfix", LogJournal: true}
 	got, err := ParseArgs(c.Args())
 	if err != nil || !reflect.DeepEqual(got, c) {
 		t.Fatalf("got %+v, %v; want %+v", got, err, c)

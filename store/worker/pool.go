@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,38 @@ type Pool struct {
 	closed bool
 	stop   chan struct{}
 	warned bool // build mismatch logged
+
+	// For Stats: workers being started, told to exit but not gone yet,
+	// and counts since the pool was made.
+	starting int
+	started  int64
+	exiting  atomic.Int64
+	failed   atomic.Int64
+}
+
+// PoolStats is a snapshot of the pool's workers for metrics.
+type PoolStats struct {
+	// Workers by state: "idle" (waiting for a request), "busy" (serving
+	// one), "starting" and "exiting".
+	Idle, Busy, Starting, Exiting int
+	// Started counts workers started; Failed counts those that ended
+	// because they failed (crashed, hung past their deadline, broke the
+	// protocol, died while idle, or failed to start after being spawned).
+	// Each failed one is replaced by a new worker when next needed.
+	Started, Failed int64
+}
+
+// Stats returns the pool's current counts.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	idle := 0
+	for _, ws := range p.idle {
+		idle += len(ws)
+	}
+	exiting := int(p.exiting.Load())
+	return PoolStats{Idle: idle, Busy: max(p.total-idle-p.starting-exiting, 0), Starting: p.starting, Exiting: exiting,
+		Started: p.started, Failed: p.failed.Load()}
 }
 
 var _ store.Deliverer = (*Pool)(nil)
@@ -206,6 +239,7 @@ func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
 			}
 			if !w.c.idleAndAlive() {
 				p.log.Warn("an idle worker exited; replacing it", "worker_pid", w.p.PID, "uid", key.uid, "gid", key.gid)
+				p.failed.Add(1)
 				p.retire(w)
 				continue
 			}
@@ -214,8 +248,15 @@ func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
 		}
 		if p.total < p.opts.MaxWorkers {
 			p.total++
+			p.starting++
 			p.mu.Unlock()
 			w, spawned, err := p.start(ctx, key)
+			p.mu.Lock()
+			p.starting--
+			if spawned {
+				p.started++
+			}
+			p.mu.Unlock()
 			if err != nil {
 				if !spawned { // else start retired it
 					p.mu.Lock()
@@ -286,6 +327,7 @@ func (p *Pool) put(w *proc, broken bool) {
 // that (stuck in the kernel) stops being counted, with an error logged.
 // It does not block; p.mu may be held.
 func (p *Pool) retire(w *proc) {
+	p.exiting.Add(1) // p.mu may be held: an atomic
 	go func() {
 		if !w.c.waitExit(time.Now().Add(p.opts.StopGrace)) {
 			p.log.Warn("worker did not exit when told to; killing it", "worker_pid", w.p.PID, "uid", w.key.uid, "gid", w.key.gid)
@@ -300,6 +342,7 @@ func (p *Pool) retire(w *proc) {
 		w.c.Close()
 		p.mu.Lock()
 		p.total--
+		p.exiting.Add(-1)
 		p.signal()
 		p.mu.Unlock()
 	}()
@@ -308,6 +351,7 @@ func (p *Pool) retire(w *proc) {
 // kill ends a worker that failed or hung; the caller then puts it back as
 // broken.
 func (p *Pool) kill(w *proc, why error) {
+	p.failed.Add(1)
 	p.log.Error("worker failed; killing it", "worker_pid", w.p.PID, "uid", w.key.uid, "gid", w.key.gid, "err", why)
 	if w.p.Kill != nil {
 		if err := w.p.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -447,16 +491,26 @@ func failure(err error, path string) error {
 // and each group goes to one worker in one request, the groups in
 // parallel.
 func (p *Pool) Deliver(ctx context.Context, msg *store.Message, rcpts []store.Recipient) []error {
+	errs, _ := p.DeliverTimed(ctx, msg, rcpts)
+	return errs
+}
+
+var _ store.TimedDeliverer = (*Pool)(nil)
+
+// DeliverTimed is Deliver with each recipient's wait for its worker and
+// the write and fsync times its worker reported.
+func (p *Pool) DeliverTimed(ctx context.Context, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing) {
 	errs := make([]error, len(rcpts))
+	times := make([]store.Timing, len(rcpts))
 	if len(rcpts) == 0 {
-		return errs
+		return errs, times
 	}
 	fd, closeFd, err := readOnlyFd(msg.Body)
 	if err != nil {
 		for i, r := range rcpts {
 			errs[i] = &store.Error{Status: store.Temporary, Op: "spool", Path: r.Path, Err: err}
 		}
-		return errs
+		return errs, times
 	}
 	defer closeFd()
 
@@ -470,33 +524,33 @@ func (p *Pool) Deliver(ctx context.Context, msg *store.Message, rcpts []store.Re
 		groups[k] = append(groups[k], i)
 	}
 	deadline := p.deadline(ctx, p.opts.DeliveryTimeout)
+	group := func(k ids, idx []int) {
+		res, ts := p.deliverGroup(ctx, deadline, msg, fd, k, rcpts, idx)
+		for j, i := range idx {
+			errs[i], times[i] = res[j], ts[j]
+		}
+	}
 	if len(order) == 1 {
 		// The common case (one vmail uid): no goroutine hand-off.
-		copy(errs, p.deliverGroup(ctx, deadline, msg, fd, order[0], rcpts, groups[order[0]]))
-		return errs
+		group(order[0], groups[order[0]])
+		return errs, times
 	}
 	var wg sync.WaitGroup
 	for _, k := range order {
-		wg.Add(1)
-		go func(k ids, idx []int) {
-			defer wg.Done()
-			res := p.deliverGroup(ctx, deadline, msg, fd, k, rcpts, idx)
-			for j, i := range idx {
-				errs[i] = res[j]
-			}
-		}(k, groups[k])
+		wg.Go(func() { group(k, groups[k]) })
 	}
 	wg.Wait()
-	return errs
+	return errs, times
 }
 
-func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.Message, fd int, k ids, all []store.Recipient, idx []int) []error {
+func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.Message, fd int, k ids, all []store.Recipient, idx []int) ([]error, []store.Timing) {
 	out := make([]error, len(idx))
-	failAll := func(err error) []error {
+	times := make([]store.Timing, len(idx))
+	failAll := func(err error) ([]error, []store.Timing) {
 		for j, i := range idx {
 			out[j] = failure(err, all[i].Path)
 		}
-		return out
+		return out, times
 	}
 	if err := ctx.Err(); err != nil {
 		// The server is stopping: nothing new is started.
@@ -505,7 +559,12 @@ func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.
 	// Waiting for a worker counts against the deadline too.
 	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
+	waitStart := time.Now()
 	w, err := p.get(gctx, k)
+	wait := time.Since(waitStart)
+	for j := range times {
+		times[j].WorkerWait = wait
+	}
 	if err != nil {
 		p.logSpawnError(msg.ID, k, err)
 		return failAll(err)
@@ -531,8 +590,10 @@ func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.
 	p.put(w, w.stopped)
 	for j, r := range rep.Results {
 		out[j] = r.err()
+		times[j].Write = time.Duration(min(rep.Timings[j].Write, math.MaxInt64))
+		times[j].Fsync = time.Duration(min(rep.Timings[j].Fsync, math.MaxInt64))
 	}
-	return out
+	return out, times
 }
 
 func (p *Pool) logSpawnError(id string, k ids, err error) {

@@ -27,7 +27,7 @@ import (
 // ProtocolVersion changes whenever a frame's layout or meaning changes. A
 // worker started from an upgraded binary announces a different version in
 // its hello and the front refuses it.
-const ProtocolVersion = 3
+const ProtocolVersion = 4
 
 // maxFrame bounds a frame's payload so a broken peer cannot make the other
 // side allocate without limit. A request for thousands of recipients with
@@ -112,6 +112,16 @@ func (r result) err() error {
 type deliverReply struct {
 	Seq     uint64
 	Results []result
+	// Timings are the worker's write and fsync times, one per result (the
+	// front adds its own wait for the worker). Protocol 4 added them.
+	Timings []timing
+}
+
+// timing is store.Timing's worker part, in nanoseconds.
+type timing struct{ Write, Fsync uint64 }
+
+func timingOf(t store.Timing) timing {
+	return timing{uint64(max(t.Write, 0)), uint64(max(t.Fsync, 0))}
 }
 
 type sizeRequest struct {
@@ -438,6 +448,7 @@ func (r *deliverReply) encode() []byte {
 	e := newEncoder()
 	e.u64(r.Seq)
 	appendList(&e, r.Results, e.result)
+	appendList(&e, r.Timings, func(t timing) { e.u64(t.Write); e.u64(t.Fsync) })
 	return e.b
 }
 
@@ -445,6 +456,10 @@ func decodeDeliverReply(p []byte) (*deliverReply, error) {
 	d := decoder{b: p}
 	r := &deliverReply{Seq: d.u64("seq")}
 	r.Results = list(&d, resultMin, "result count", d.result)
+	r.Timings = list(&d, 16, "timing count", func() timing { return timing{d.u64("write time"), d.u64("fsync time")} })
+	if d.err == nil && len(r.Timings) != len(r.Results) {
+		d.fail("timing count")
+	}
 	return r, d.end("delivery reply")
 }
 

@@ -22,7 +22,8 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, req) {
 		t.Fatalf("deliver request: %+v, %v; want %+v", got, err, req)
 	}
-	rep := &deliverReply{Seq: 7, Results: []result{{Status: store.OK}, {Status: store.BadMailbox, Op: "open", Path: "x", Err: "symlink"}}}
+	rep := &deliverReply{Seq: 7, Results: []result{{Status: store.OK}, {Status: store.BadMailbox, Op: "open", Path: "x", Err: "symlink"}},
+		Timings: []timing{{Write: 1500, Fsync: 2500}, {}}}
 	gotRep, err := decodeDeliverReply(rep.encode())
 	if err != nil || !reflect.DeepEqual(gotRep, rep) {
 		t.Fatalf("deliver reply: %+v, %v", gotRep, err)
@@ -202,5 +203,14 @@ func TestReadFrameKeepsWhatFollows(t *testing.T) {
 	a.Close()
 	if _, _, _, err := b.readFrame(); err != io.EOF {
 		t.Fatalf("got %v, want EOF", err)
+	}
+}
+
+// A reply whose timings do not match its results one for one is a
+// protocol error, not a guess.
+func TestDeliverReplyTimingsMatchResults(t *testing.T) {
+	rep := &deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.OK}}, Timings: []timing{{1, 2}}}
+	if _, err := decodeDeliverReply(rep.encode()); err == nil {
+		t.Fatal("reply with 2 results and 1 timing decoded")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -195,7 +196,7 @@ func (s *server) permitted(r store.Recipient) error {
 func (s *server) deliver(ctx context.Context, req *deliverRequest, fd int) *deliverReply {
 	body := os.NewFile(uintptr(fd), "spool")
 	defer body.Close()
-	out := &deliverReply{Seq: req.Seq, Results: make([]result, len(req.Rcpts))}
+	out := &deliverReply{Seq: req.Seq, Results: make([]result, len(req.Rcpts)), Timings: make([]timing, len(req.Rcpts))}
 	fail := func(err error) *deliverReply {
 		for i := range out.Results {
 			out.Results[i] = resultOf(err)
@@ -222,8 +223,11 @@ func (s *server) deliver(ctx context.Context, req *deliverRequest, fd int) *deli
 		idx = append(idx, i)
 	}
 	if len(todo) > 0 {
-		errs := s.d.Deliver(ctx, msg, todo)
+		errs, times := deliverTimed(ctx, s.d, msg, todo)
 		for j, i := range idx {
+			if j < len(times) {
+				out.Timings[i] = timingOf(times[j])
+			}
 			var err error
 			if j < len(errs) {
 				err = errs[j]
@@ -245,4 +249,19 @@ func (s *server) size(ctx context.Context, req *sizeRequest) *sizeReply {
 	n, err := s.d.MailboxSize(ctx, req.Rcpt)
 	out.Size, out.Result = max(n, 0), resultOf(err)
 	return out
+}
+
+// deliverTimed delivers through d, with its per-recipient timings if it
+// keeps them, else the whole call's time as every recipient's write time.
+func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing) {
+	if td, ok := d.(store.TimedDeliverer); ok {
+		return td.DeliverTimed(ctx, msg, rcpts)
+	}
+	start := time.Now()
+	errs := d.Deliver(ctx, msg, rcpts)
+	times := make([]store.Timing, len(rcpts))
+	for i := range times {
+		times[i].Write = time.Since(start)
+	}
+	return errs, times
 }
