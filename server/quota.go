@@ -86,6 +86,13 @@ func (h *hold) release() {
 	})
 }
 
+// Reservations reports what this server's deliveries in flight to box
+// hold against its quota (for `vlmtpd quota`, through the metrics
+// listener).
+func (s *Server) Reservations(box store.Recipient) (deliveries int, bytes, count int64) {
+	return s.book.Reservations(box)
+}
+
 // Reservations reports what the deliveries in flight to a mailbox hold.
 func (b *book) Reservations(box store.Recipient) (deliveries int, bytes, count int64) {
 	b.mu.Lock()

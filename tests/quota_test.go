@@ -493,3 +493,24 @@ virtual_mailbox_limit_maps = ["texthash:quota"]`,
 	}
 	checkOwnerMode(t, filepath.Join(in.Base, "example.com/u1/Maildir/maildirsize"), 5001, 5001, 0o600)
 }
+
+// vlmtpd quota shows what the running server's deliveries in flight
+// reserve, asked through its metrics listener.
+func TestQuotaShowsServerReservations(t *testing.T) {
+	in := quotaInstance(t, "alice@example.com 150000\n", fmt.Sprintf("metrics_listen = \"inet:127.0.0.1:%d\"\n", freePort(t)))
+	a := in.Dial(t)
+	a.lhlo()
+	a.Send(fmt.Sprintf("MAIL FROM:<%s> SIZE=5000\r\nRCPT TO:<alice@example.com>\r\n", qSender))
+	a.Expect("250")
+	a.Expect("250")
+	out, err := exec.Command(vlmtpdBinary(t), "quota", "-config", in.Config, "alice@example.com").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "reservations:    1 deliveries in flight in the running server, holding 5000 bytes and 1 messages") {
+		t.Fatalf("vlmtpd quota: %v\n%s", err, out)
+	}
+	a.Send("RSET\r\n")
+	a.Expect("250")
+	out, _ = exec.Command(vlmtpdBinary(t), "quota", "-config", in.Config, "alice@example.com").CombinedOutput()
+	if !strings.Contains(string(out), "reservations:    none (no delivery in flight") {
+		t.Fatalf("after RSET:\n%s", out)
+	}
+}

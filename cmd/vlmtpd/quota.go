@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/metrics"
 	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
@@ -97,7 +98,7 @@ func showQuota(ctx context.Context, w io.Writer, cfg *config.Config, r *server.R
 	if qd.Recalculated != "" {
 		fmt.Fprintf(w, "  maildirsize:     recalculated (%s)\n", qd.Recalculated)
 	}
-	fmt.Fprintf(w, "  reservations:    none in this process (the running server holds its own)\n")
+	fmt.Fprintf(w, "  reservations:    %s\n", reservations(ctx, cfg, box))
 	what := "RCPT reply:"
 	if size > 0 {
 		what = fmt.Sprintf("RCPT SIZE=%d:", size)
@@ -158,4 +159,20 @@ func maildirsizeMode(q store.Quota) string {
 	default:
 		return "kept when it exists"
 	}
+}
+
+// reservations asks the running server, through its metrics listener,
+// what its deliveries in flight hold against box: only it knows.
+func reservations(ctx context.Context, cfg *config.Config, box store.Recipient) string {
+	if cfg.MetricsListen == "" {
+		return "not known here: set metrics_listen so vlmtpd quota can ask the running server"
+	}
+	r, err := metrics.FetchReservation(ctx, cfg.MetricsListen, box)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	if r.Deliveries == 0 {
+		return "none (no delivery in flight in the running server)"
+	}
+	return fmt.Sprintf("%d deliveries in flight in the running server, holding %d bytes and %d messages", r.Deliveries, r.Bytes, r.Messages)
 }

@@ -7,11 +7,13 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vlmtpd/vlmtpd/server"
+	"github.com/vlmtpd/vlmtpd/store"
 	"github.com/vlmtpd/vlmtpd/store/worker"
 )
 
@@ -36,6 +39,7 @@ type Sources struct {
 
 // Metrics is the front's registry. It implements server.Observer.
 type Metrics struct {
+	srv           *server.Server
 	log           *slog.Logger
 	reg           *prometheus.Registry
 	phases        *prometheus.HistogramVec
@@ -59,6 +63,7 @@ func New(src Sources) *Metrics {
 		src.Log = slog.Default()
 	}
 	m := &Metrics{
+		srv: src.Server,
 		log: src.Log,
 		reg: prometheus.NewRegistry(),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -119,6 +124,7 @@ func (m *Metrics) Handler() http.Handler {
 		EnableOpenMetrics: true,
 		Timeout:           10 * time.Second,
 	}))
+	mux.HandleFunc(ReservationsPath, m.reservations)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -128,6 +134,23 @@ func (m *Metrics) Handler() http.Handler {
 		w.Write([]byte("vlmtpd: metrics are at " + Path + "\n"))
 	})
 	return mux
+}
+
+// ReservationsPath answers, for one mailbox (uid, gid, path), what the
+// deliveries in flight hold against its quota: JSON for `vlmtpd quota`.
+const ReservationsPath = "/quota/reservations"
+
+func (m *Metrics) reservations(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	uid, err1 := strconv.Atoi(q.Get("uid"))
+	gid, err2 := strconv.Atoi(q.Get("gid"))
+	if err1 != nil || err2 != nil || q.Get("path") == "" || m.srv == nil {
+		http.Error(w, "want uid, gid and path", http.StatusBadRequest)
+		return
+	}
+	n, bytes, count := m.srv.Reservations(store.Recipient{UID: uid, GID: gid, Path: q.Get("path")})
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(Reservation{Deliveries: n, Bytes: bytes, Messages: count})
 }
 
 // Serve serves the metrics on l until Close; it returns nil after Close.

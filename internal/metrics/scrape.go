@@ -2,18 +2,23 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/vlmtpd/vlmtpd/store"
 )
 
 // Scrape fetches and parses the metrics a running server serves on addr,
@@ -47,6 +52,34 @@ func ScrapeRaw(ctx context.Context, addr string, w io.Writer) error {
 const scrapeTimeout = 10 * time.Second
 
 func fetch(ctx context.Context, addr string) (io.ReadCloser, error) {
+	return fetchPath(ctx, addr, Path)
+}
+
+// Reservation is what the deliveries in flight to one mailbox hold in a
+// running server (ReservationsPath).
+type Reservation struct {
+	Deliveries int   `json:"deliveries"`
+	Bytes      int64 `json:"bytes"`
+	Messages   int64 `json:"messages"`
+}
+
+// FetchReservation asks the server running on addr (metrics_listen) what
+// its deliveries in flight hold against box, for `vlmtpd quota`.
+func FetchReservation(ctx context.Context, addr string, box store.Recipient) (Reservation, error) {
+	q := url.Values{"uid": {strconv.Itoa(box.UID)}, "gid": {strconv.Itoa(box.GID)}, "path": {box.Path}}
+	body, err := fetchPath(ctx, addr, ReservationsPath+"?"+q.Encode())
+	if err != nil {
+		return Reservation{}, err
+	}
+	defer body.Close()
+	var r Reservation
+	if err := json.NewDecoder(body).Decode(&r); err != nil {
+		return Reservation{}, fmt.Errorf("%s%s: %w", addr, ReservationsPath, err)
+	}
+	return r, nil
+}
+
+func fetchPath(ctx context.Context, addr, path string) (io.ReadCloser, error) {
 	network, address := "tcp", strings.TrimPrefix(addr, "inet:")
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
 		network, address = "unix", p
@@ -58,7 +91,7 @@ func fetch(ctx context.Context, addr string) (io.ReadCloser, error) {
 			return d.DialContext(ctx, network, address)
 		},
 	}}
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://vlmtpd"+Path, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://vlmtpd"+path, nil)
 	if err != nil {
 		return nil, err
 	}
