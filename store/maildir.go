@@ -172,7 +172,11 @@ func (l *Local) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
 //
 // With a quota (r.Quota.Set), the decision is made at the link, under the
 // Maildir's quota lock, from maildirsize, which then records the message.
-func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch) error {
+//
+// flags are Maildir info flags (e.g. "FS", sorted): a message with flags is
+// linked into cur/ as <name>,S=<size>:2,<flags>, the way Dovecot stores a
+// message that already has flags, so that IMAP clients see them.
+func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, flags string) error {
 	size := int64(len(hdr)) + msg.Size
 	if r.Limit > 0 && size > r.Limit {
 		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: message file of %d bytes, limit %d", errOverLimit, size, r.Limit))
@@ -189,6 +193,22 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 		return err
 	}
 	defer d.close() // batch.add may take over d.new
+	if flags != "" {
+		// Link into cur/ instead: it takes new/'s place in d (and in the
+		// batch that fsyncs the directory linked into).
+		md, err := openBeneath(l.base, target.rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return classify("open", r.Path, err)
+		}
+		var st unix.Stat_t
+		cur, err := l.openSub(md, "cur", unix.O_RDONLY, &st)
+		unix.Close(md)
+		if err != nil {
+			return dirError(r.Path, err)
+		}
+		unix.Close(d.new)
+		d.new, d.newDev, d.newIno = cur, st.Dev, st.Ino
+	}
 
 	var name string
 	var fd int
@@ -234,6 +254,9 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 	}
 
 	info := ",S=" + strconv.FormatInt(size, 10)
+	if flags != "" {
+		info += ":2," + flags
+	}
 	newName := name + info
 	for tries := 0; ; tries++ {
 		err = unix.Linkat(d.tmp, name, d.new, newName, 0)

@@ -39,5 +39,20 @@ func workerConfig(cfg *config.Config) worker.Config {
 		StaleLockTime: cfg.StaleLockTime,
 		LogLevel:      cfg.LogLevel,
 		LogFormat:     cfg.LogFormat,
+		Sieve: store.SieveOptions{
+			Before: cfg.SieveBefore, After: cfg.SieveAfter, Sendmail: cfg.SendmailPath,
+			Separator:    firstDelimiter(cfg.RecipientDelimiter),
+			MaxRedirects: cfg.SieveMaxRedirects, MaxActions: cfg.SieveMaxActions,
+			MaxScriptSize: cfg.SieveMaxScriptSize, MaxCPUTime: cfg.SieveMaxCPUTime,
+		},
 	}
+}
+
+// firstDelimiter is the subaddress separator Sieve uses: the first of
+// recipient_delimiter's characters (the sieve package takes one).
+func firstDelimiter(d string) string {
+	if d == "" {
+		return ""
+	}
+	return d[:1]
 }
