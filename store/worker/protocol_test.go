@@ -204,3 +204,17 @@ func TestReadFrameKeepsWhatFollows(t *testing.T) {
 		t.Fatalf("got %v, want EOF", err)
 	}
 }
+
+// A Sieve rejection's reason crosses the protocol and comes back as the
+// cause the server puts into the reply.
+func TestRejectedResultRoundTrip(t *testing.T) {
+	in := &store.Error{Status: store.Rejected, Op: "sieve", Path: "p/", Err: &store.Rejection{Reason: "go away"}}
+	rep, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{resultOf(in)}}).encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := rep.Results[0].err()
+	if reason, ok := store.RejectReason(out); !ok || reason != "go away" {
+		t.Errorf("got %v: %q %v", out, reason, ok)
+	}
+}

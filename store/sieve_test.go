@@ -1,0 +1,190 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSieveFolder(t *testing.T) {
+	for _, c := range []struct {
+		in     string
+		folder string
+		inbox  bool
+		ok     bool
+	}{
+		{"INBOX", "", true, true},
+		{"inbox", "", true, true},
+		{"Work", "Work", false, true},
+		{"Work/2026", "Work.2026", false, true},
+		{"Work.2026", "Work.2026", false, true},
+		{"../x", "", false, false},
+		{"a/../../y", "", false, false},
+		{"/abs", "", false, false},
+		{"trailing/", "", false, false},
+		{"", "", false, false},
+		{"tab\there", "", false, false},
+		{"Caf\u00e9", "", false, false}, // non-ASCII: no modified UTF-7 yet
+		{"a\\b", "", false, false},
+	} {
+		folder, inbox, ok := SieveFolder(c.in)
+		if folder != c.folder || inbox != c.inbox || ok != c.ok {
+			t.Errorf("SieveFolder(%q) = %q, %v, %v; want %q, %v, %v", c.in, folder, inbox, ok, c.folder, c.inbox, c.ok)
+		}
+	}
+}
+
+func TestMaildirFlags(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{`\Seen`}, "S"},
+		{[]string{`\Seen`, `\Flagged`, `\Answered`, `\Draft`, `\Deleted`}, "DFRST"},
+		{[]string{`\seen`, `\SEEN`}, "S"},
+		{[]string{"$Junk", `\Recent`}, ""},
+	} {
+		if got := MaildirFlags(c.in); got != c.want {
+			t.Errorf("MaildirFlags(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// sieveLocal is a Local with a Maildir for the test user and its script.
+func sieveLocal(t *testing.T, opts LocalOptions, script string) (*Local, string, Recipient) {
+	t.Helper()
+	l, base := newTestLocal(t, opts)
+	r := rcpt("example.com/u/")
+	if script != "" {
+		r.Sieve = "example.com/u/.dovecot.sieve"
+		os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
+		if err := os.WriteFile(filepath.Join(base, r.Sieve), []byte(script), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, base, r
+}
+
+// The compiled script is cached by file version: a changed file is
+// compiled again at the next message.
+func TestSieveScriptCacheInvalidated(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{}, `require ["fileinto", "mailbox"]; fileinto :create "One";`)
+	md := filepath.Join(base, "example.com/u")
+	if err := deliver(t, l, spool(t, "s@x", "Subject: a\n\nx\n"), r); err != nil {
+		t.Fatal(err)
+	}
+	// A different size and mtime: a new version.
+	if err := os.WriteFile(filepath.Join(base, r.Sieve), []byte(`require ["fileinto", "mailbox"]; fileinto :create "Two2";`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(time.Minute)
+	os.Chtimes(filepath.Join(base, r.Sieve), future, future)
+	if err := deliver(t, l, spool(t, "s@x", "Subject: b\n\nx\n"), r); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(listDir(t, filepath.Join(md, ".One/new"))); n != 1 {
+		t.Errorf(".One has %d", n)
+	}
+	if n := len(listDir(t, filepath.Join(md, ".Two2/new"))); n != 1 {
+		t.Errorf(".Two2 has %d: the cached script was used after the file changed", n)
+	}
+}
+
+// A script that is a symlink pointing out of its directory is not read
+// (the message is kept); one into sieve/ beside it is, as ManageSieve
+// makes .dovecot.sieve.
+func TestSieveScriptSymlinks(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{}, "")
+	md := filepath.Join(base, "example.com/u")
+	os.MkdirAll(filepath.Join(md, "sieve"), 0o700)
+	os.WriteFile(filepath.Join(md, "sieve/main.sieve"), []byte(`discard;`), 0o600)
+	outside := filepath.Join(base, "outside.sieve")
+	os.WriteFile(outside, []byte(`discard;`), 0o600)
+	r.Sieve = "example.com/u/.dovecot.sieve"
+
+	os.Symlink(outside, filepath.Join(base, r.Sieve))
+	if err := deliver(t, l, spool(t, "s@x", "Subject: a\n\nx\n"), r); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(listDir(t, filepath.Join(md, "new"))); n != 1 {
+		t.Fatalf("absolute symlink: INBOX has %d, want the kept message", n)
+	}
+	os.Remove(filepath.Join(base, r.Sieve))
+	os.Symlink("../../outside.sieve", filepath.Join(base, r.Sieve))
+	if err := deliver(t, l, spool(t, "s@x", "Subject: b\n\nx\n"), r); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(listDir(t, filepath.Join(md, "new"))); n != 2 {
+		t.Fatalf("symlink climbing out: INBOX has %d, want 2", n)
+	}
+	os.Remove(filepath.Join(base, r.Sieve))
+	os.Symlink("sieve/main.sieve", filepath.Join(base, r.Sieve))
+	if err := deliver(t, l, spool(t, "s@x", "Subject: c\n\nx\n"), r); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(listDir(t, filepath.Join(md, "new"))); n != 2 {
+		t.Fatalf("symlink into sieve/: INBOX has %d, want 2 (the script discards)", n)
+	}
+}
+
+// editheader: the stored message carries the edited header, the body
+// unchanged, and the ,S= size of what was written.
+func TestSieveEditHeader(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{}, `require "editheader"; addheader "X-Filtered" "yes"; deleteheader "X-Spam";`)
+	body := "Subject: s\nX-Spam: bad\n\nline 1\nline 2\n"
+	if err := deliver(t, l, spool(t, "s@x", body), r); err != nil {
+		t.Fatal(err)
+	}
+	names := listDir(t, filepath.Join(base, "example.com/u/new"))
+	if len(names) != 1 {
+		t.Fatalf("INBOX: %v", names)
+	}
+	got := readFile(t, filepath.Join(base, "example.com/u/new", names[0]))
+	if !strings.Contains(got, "X-Filtered: yes\n") || strings.Contains(got, "X-Spam") || !strings.HasSuffix(got, "\n\nline 1\nline 2\n") || strings.Contains(got, "\r") {
+		t.Errorf("stored message:\n%q", got)
+	}
+	if !strings.HasSuffix(names[0], ",S="+itoa(int64(len(got)))) {
+		t.Errorf("name %q, file of %d bytes", names[0], len(got))
+	}
+}
+
+// The state beneath the Maildir: an entry is valid for its period, a
+// non-restarting record keeps the first expiry, expired entries go.
+func TestSieveState(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{}, "")
+	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
+	mp, _ := parsePath(r.Path)
+	s := l.sieveState(mp, r)
+	now := time.Unix(1_800_000_000, 0)
+	s.now = func() time.Time { return now }
+	if ok, err := s.Responded(t.Context(), "k"); ok || err != nil {
+		t.Fatalf("empty state: %v %v", ok, err)
+	}
+	if err := s.record(vacationPrefix, "k", time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.Responded(t.Context(), "k"); !ok {
+		t.Error("recorded key not found")
+	}
+	if ok, _ := s.Seen(t.Context(), "k"); ok {
+		t.Error("vacation key found as a duplicate id")
+	}
+	s.record(duplicatePrefix, "d", time.Hour, false)
+	now = now.Add(30 * time.Minute)
+	s.record(duplicatePrefix, "d", time.Hour, false) // not :last: the first expiry stays
+	now = now.Add(31 * time.Minute)
+	if ok, _ := s.Seen(t.Context(), "d"); ok {
+		t.Error("duplicate id still valid after its first period")
+	}
+	if ok, _ := s.Responded(t.Context(), "k"); ok {
+		t.Error("vacation key valid after its period")
+	}
+	s.record(vacationPrefix, "other", time.Hour, true) // cleans up the expired ones
+	ents := listDir(t, filepath.Join(base, "example.com/u", stateDirName))
+	if len(ents) != 1 {
+		t.Errorf("state after cleanup: %v", ents)
+	}
+}
