@@ -23,6 +23,7 @@ type sieveSetup struct {
 	folders    []string // Maildir++ folders of alice made beforehand
 	privileged bool
 	sendmail   string // the fake sendmail's body ("" = record and succeed)
+	prepare    func(dir string)
 }
 
 // sieveInstance starts vlmtpd with the setup. The fake sendmail (a shell
@@ -82,6 +83,9 @@ mv "` + outbox + `/$n.args.tmp" "` + outbox + `/$n.args"
 		chownTree(t, base, owner)
 		if s.privileged {
 			os.Chown(filepath.Join(dir, "spool"), 65534, 65534)
+		}
+		if s.prepare != nil {
+			s.prepare(dir)
 		}
 	}
 	// The test directory is only known once StartInstance made it: the
@@ -449,5 +453,46 @@ func TestSieveCPULimit(t *testing.T) {
 	waitLog(t, in, "sieve: runtime error, message kept")
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("delivery took %v: the script was not cut off", d)
+	}
+}
+
+// TestSieveBeforeAfter: the administrator's sieve_before and sieve_after
+// scripts (absolute paths, read by the worker) run around the user's, as
+// in Pigeonhole: flags set before carry over, after runs while the
+// message is kept, and recipients without a script of their own get them
+// too.
+func TestSieveBeforeAfter(t *testing.T) {
+	in := sieveInstance(t, sieveSetup{
+		scripts: map[string]string{"example.com/alice/.dovecot.sieve": `require "imap4flags"; if header :contains "subject" "seen" { addflag "\\Seen"; }`},
+		config:  "sieve_before = [\"BEFORE\"]\nsieve_after = [\"AFTER\"]\n",
+		prepare: func(d string) {
+			writeTestFile(t, filepath.Join(d, "before.sieve"), `require "imap4flags"; if header :contains "subject" "urgent" { addflag "\\Flagged"; }`)
+			writeTestFile(t, filepath.Join(d, "after.sieve"), `require ["fileinto", "mailbox"]; if header :contains "subject" "late" { fileinto :create "After"; }`)
+			cfg := filepath.Join(d, "vlmtpd.toml")
+			b := readFile(t, cfg)
+			b = strings.ReplaceAll(strings.ReplaceAll(b, "BEFORE", filepath.Join(d, "before.sieve")), "AFTER", filepath.Join(d, "after.sieve"))
+			writeTestFile(t, cfg, b)
+		},
+	})
+	for _, subj := range []string{"urgent seen", "late", "plain"} {
+		deliverTo(t, in, "s@example.org", []string{"alice@example.com", "carol@example.com"}, msgFrom("s@example.org", "alice@example.com", subj, "x"))
+	}
+	alice := filepath.Join(in.Base, "example.com/alice")
+	cur := files(t, filepath.Join(alice, "cur"))
+	if len(cur) != 1 || !strings.HasSuffix(cur[0], ":2,FS") {
+		t.Errorf("alice cur/: %v, want one message :2,FS (before's flag and the user's)", cur)
+	}
+	if n := len(files(t, filepath.Join(alice, ".After/new"))); n != 1 {
+		t.Errorf("alice .After has %d, want 1", n)
+	}
+	if n := len(files(t, filepath.Join(alice, "new"))); n != 1 {
+		t.Errorf("alice INBOX new/ has %d, want 1 (plain)", n)
+	}
+	carol := filepath.Join(in.Base, "example.com/carol")
+	if cur := files(t, filepath.Join(carol, "cur")); len(cur) != 1 || !strings.HasSuffix(cur[0], ":2,F") {
+		t.Errorf("carol cur/: %v, want one message :2,F", cur)
+	}
+	if n := len(files(t, filepath.Join(carol, ".After/new"))); n != 1 {
+		t.Errorf("carol .After has %d, want 1", n)
 	}
 }
