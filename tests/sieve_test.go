@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -494,5 +495,48 @@ func TestSieveBeforeAfter(t *testing.T) {
 	}
 	if n := len(files(t, filepath.Join(carol, ".After/new"))); n != 1 {
 		t.Errorf("carol .After has %d, want 1", n)
+	}
+}
+
+// TestSieveFlagsReadByDovecot: the flags imap4flags set are what Dovecot
+// reads from the Maildir (doveadm fetch), in INBOX and in a folder
+// fileinto :create made.
+func TestSieveFlagsReadByDovecot(t *testing.T) {
+	owner := testMailOwner(t)
+	d := startDovecotForDoveadm(t, owner)
+	in := sieveInstance(t, sieveSetup{scripts: map[string]string{"example.com/alice/.dovecot.sieve": fileIntoScript}})
+	for _, subj := range []string{"flagged", "inboxflags", "plain"} {
+		deliverTo(t, in, "s@example.org", []string{"alice@example.com"}, msgFrom("s@example.org", "alice@example.com", subj, "x"))
+	}
+	side := filepath.Join(d.Dir, "home", "sieve")
+	for _, s := range []string{"index", "control"} {
+		if err := os.MkdirAll(filepath.Join(side, s), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chownTree(t, side, owner)
+	location := fmt.Sprintf("maildir:%s:INDEX=%s/index:CONTROL=%s/control", filepath.Join(in.Base, "example.com/alice"), side, side)
+	cmd := exec.Command(d.doveadm, "-f", "tab", "-c", d.Conf, "-o", "mail_location="+location,
+		"fetch", "-u", "reader@readers.test", "mailbox flags hdr.subject", "all")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("doveadm fetch: %v\n%s", err, stderr.String())
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
+		f := strings.Split(line, "\t")
+		if len(f) == 3 {
+			// \Recent is Dovecot's own (first session to see it).
+			flags := strings.Fields(strings.ReplaceAll(f[1], `\Recent`, ""))
+			got[f[2]] = strings.TrimSpace(f[0] + " " + strings.Join(flags, " "))
+		}
+	}
+	want := map[string]string{"flagged": `Starred \Flagged \Seen`, "inboxflags": `INBOX \Answered`, "plain": "INBOX"}
+	for subj, w := range want {
+		if g := got[subj]; g != w {
+			t.Errorf("%s: Dovecot reads %q, want %q\n%s", subj, g, w, out)
+		}
 	}
 }
