@@ -170,7 +170,7 @@ func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx i
 		return l.deliverSieve(ctx, msg, r, mp, hdr, idx, batch)
 	}
 	if r.Format() == Maildir {
-		return l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch, "")
+		return l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch, detailDest(r))
 	}
 	return l.deliverMbox(ctx, msg, r, mp, hdr)
 }

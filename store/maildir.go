@@ -14,6 +14,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// maildirDest is where in a Maildir a message goes: folder is a Maildir++
+// folder's name on disk without its leading "." ("" for INBOX), already
+// checked (DetailFolder, SieveFolder); create makes it when it is
+// missing (else the message goes to INBOX); flags are Maildir info letters.
+type maildirDest struct {
+	folder string
+	create bool
+	flags  string
+}
+
+// detailDest is where a recipient's +detail sends the message.
+func detailDest(r Recipient) maildirDest {
+	if f, ok := DetailFolder(r.Folder); ok {
+		return maildirDest{folder: f, create: r.CreateFolder}
+	}
+	return maildirDest{}
+}
+
 // maildirCounter makes names unique within this process (the Q part).
 var maildirCounter atomic.Uint64
 
@@ -173,18 +191,19 @@ func (l *Local) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
 // With a quota (r.Quota.Set), the decision is made at the link, under the
 // Maildir's quota lock, from maildirsize, which then records the message.
 //
-// flags are Maildir info flags (e.g. "FS", sorted): a message with flags is
+// dest.flags are Maildir info flags (e.g. "FS", sorted): a message with flags is
 // linked into cur/ as <name>,S=<size>:2,<flags>, the way Dovecot stores a
 // message that already has flags, so that IMAP clients see them.
-func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, flags string) error {
+func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, dest maildirDest) error {
+	flags := dest.flags
 	size := int64(len(hdr)) + msg.Size
 	if r.Limit > 0 && size > r.Limit {
 		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: message file of %d bytes, limit %d", errOverLimit, size, r.Limit))
 	}
 	target := mp
-	if r.Folder != "" {
+	if dest.folder != "" {
 		var err error
-		if target, err = l.detailTarget(mp, r); err != nil {
+		if target, err = l.detailTarget(mp, dest, r.Path); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -37,8 +40,8 @@ func (l *Local) filtered(r Recipient) bool {
 }
 
 // storeTarget is one place a filtered message is written: "" is the
-// recipient's INBOX, else a Maildir++ folder name as DetailFolder takes
-// it. flags are IMAP flags (imap4flags).
+// recipient's INBOX, else a Maildir++ folder's name as it is written on
+// disk (without the "."). flags are IMAP flags (imap4flags).
 type storeTarget struct {
 	folder string
 	create bool
@@ -54,7 +57,8 @@ func (l *Local) deliverSieve(ctx context.Context, msg *Message, r Recipient, mp 
 	// The implicit keep goes where the message would go without Sieve:
 	// the +detail folder when there is one (Dovecot's
 	// lmtp_save_to_detail_mailbox does the same).
-	inbox := storeTarget{folder: r.Folder, create: r.CreateFolder}
+	dd := detailDest(r)
+	inbox := storeTarget{folder: dd.folder, create: dd.create}
 	keepOnly := func() error { return l.storeTargets(ctx, msg, r, mp, hdr, idx, batch, []storeTarget{inbox}) }
 
 	scripts := l.sieveScripts(r, log)
@@ -233,21 +237,76 @@ func (l *Local) fileIntoTarget(a *sieve.FileInto, mp mailboxPath, r Recipient, k
 	return storeTarget{folder: name, create: a.Create, flags: a.Flags}
 }
 
-// SieveFolder maps a Sieve mailbox name to a Maildir++ folder name (as
-// DetailFolder takes it): "INBOX" in any case is INBOX itself; "/" is a
-// hierarchy separator like "." (Dovecot's Maildir++ layout stores
-// "a/b" as ".a.b"); the result follows DetailFolder's confinement rules,
-// so no name leaves the Maildir. ok is false for a name that maps to no
+// SieveFolder maps a Sieve mailbox name to the Maildir++ folder's name on
+// disk (without the leading "."), as Dovecot's Maildir++ layout stores it:
+// "INBOX" in any case is INBOX itself; "/" is a hierarchy separator like
+// "." ("a/b" is ".a.b"); non-ASCII is written in IMAP's modified UTF-7
+// (RFC 3501 5.1.3), "&" as "&-". The name must follow DetailFolder's
+// rules (printable or space, no backslash, no leading or trailing ".",
+// no empty level), so no name leaves the Maildir. ok is false for a name that maps to no
 // safe folder (the message is then kept in INBOX).
 func SieveFolder(name string) (folder string, inbox, ok bool) {
 	if strings.EqualFold(name, "INBOX") {
 		return "", true, true
 	}
-	folder = strings.ReplaceAll(name, "/", ".")
-	if _, ok := DetailFolder(folder); !ok {
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		return "", false, false
+	}
+	name = strings.ReplaceAll(name, "/", ".")
+	// Check the ASCII skeleton with DetailFolder's rules; non-ASCII runes
+	// stand in as a letter (their encoding holds no "." or "/"), and so
+	// do spaces, which a +detail cannot hold but a folder name may
+	// ("Sent Items").
+	skeleton := strings.Map(func(c rune) rune {
+		if c > 0x7e || c == ' ' {
+			return 'x'
+		}
+		return c
+	}, name)
+	if _, ok := DetailFolder(skeleton); !ok {
+		return "", false, false
+	}
+	folder = modifiedUTF7(name)
+	if len(folder) > maxFolderName {
 		return "", false, false
 	}
 	return folder, false, true
+}
+
+// modifiedUTF7 encodes s as IMAP mailbox names are (RFC 3501 5.1.3):
+// printable ASCII as itself, "&" as "&-", every other run of characters
+// as "&" + base64 of UTF-16BE with "," for "/" and no padding + "-".
+func modifiedUTF7(s string) string {
+	var b strings.Builder
+	var run []rune
+	flush := func() {
+		if len(run) == 0 {
+			return
+		}
+		u := utf16.Encode(run)
+		raw := make([]byte, 0, 2*len(u))
+		for _, c := range u {
+			raw = append(raw, byte(c>>8), byte(c))
+		}
+		b.WriteByte('&')
+		b.WriteString(strings.ReplaceAll(base64.RawStdEncoding.EncodeToString(raw), "/", ","))
+		b.WriteByte('-')
+		run = run[:0]
+	}
+	for _, c := range s {
+		if c >= 0x20 && c <= 0x7e {
+			flush()
+			if c == '&' {
+				b.WriteString("&-")
+			} else {
+				b.WriteRune(c)
+			}
+			continue
+		}
+		run = append(run, c)
+	}
+	flush()
+	return b.String()
 }
 
 // folderChecker answers mailboxexists for the recipient's Maildir.
@@ -268,12 +327,11 @@ func (c folderChecker) MailboxExists(_ context.Context, name string) (bool, erro
 	return c.l.folderExists(c.mp, folder)
 }
 
-// folderExists reports whether the Maildir++ folder (DetailFolder's
-// input) is a directory in the Maildir mp, looked at without following
-// anything.
+// folderExists reports whether the Maildir++ folder (its name on disk
+// without the ".") is a directory in the Maildir mp, looked at without
+// following anything: a symlink is no folder.
 func (l *Local) folderExists(mp mailboxPath, folder string) (bool, error) {
-	f, ok := DetailFolder(folder)
-	if !ok {
+	if folder == "" || folder[0] == '.' || strings.ContainsAny(folder, "/\x00") {
 		return false, nil
 	}
 	md, err := openBeneath(l.base, mp.rel, unix.O_PATH|unix.O_DIRECTORY, 0)
@@ -285,7 +343,7 @@ func (l *Local) folderExists(mp mailboxPath, folder string) (bool, error) {
 	}
 	defer unix.Close(md)
 	var st unix.Stat_t
-	err = unix.Fstatat(md, "."+f, &st, unix.AT_SYMLINK_NOFOLLOW)
+	err = unix.Fstatat(md, "."+folder, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == unix.ENOENT {
 		return false, nil
 	}
@@ -303,9 +361,7 @@ func (l *Local) storeTargets(ctx context.Context, msg *Message, r Recipient, mp 
 	for _, t := range targets {
 		var err error
 		if r.Format() == Maildir {
-			rt := r
-			rt.Folder, rt.CreateFolder = t.folder, t.create
-			err = l.deliverMaildir(ctx, msg, rt, mp, hdr, idx, batch, MaildirFlags(t.flags))
+			err = l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch, maildirDest{folder: t.folder, create: t.create, flags: MaildirFlags(t.flags)})
 		} else {
 			err = l.deliverMbox(ctx, msg, r, mp, hdr)
 		}

@@ -26,7 +26,13 @@ func TestSieveFolder(t *testing.T) {
 		{"trailing/", "", false, false},
 		{"", "", false, false},
 		{"tab\there", "", false, false},
-		{"Caf\u00e9", "", false, false}, // non-ASCII: no modified UTF-7 yet
+		{"Sent Items", "Sent Items", false, true},
+		{"Caf\u00e9", "Caf&AOk-", false, true}, // modified UTF-7, as Dovecot stores it
+		{"Entw\u00fcrfe/\u65e5\u672c", "Entw&APw-rfe.&ZeVnLA-", false, true},
+		{"R&D", "R&-D", false, true},
+		{"\U0001F4EC mail", "&2D3c7A- mail", false, true}, // outside the BMP: a surrogate pair
+		{"bad\xffutf8", "", false, false},
+		{"\u00e9/../x", "", false, false},
 		{"a\\b", "", false, false},
 	} {
 		folder, inbox, ok := SieveFolder(c.in)

@@ -182,6 +182,7 @@ if header :contains "subject" "missing" { fileinto "Nope"; stop; }
 if header :contains "subject" "hostile" { fileinto :create "../x"; fileinto :create "a/../../y"; stop; }
 if header :contains "subject" "flagged" { fileinto :create :flags ["\\Seen", "\\Flagged"] "Starred"; stop; }
 if header :contains "subject" "inboxflags" { addflag "\\Answered"; }
+if header :contains "subject" "drafts" { fileinto :create "Entwürfe/Sent Items"; stop; }
 `
 
 // TestSieveFileInto: fileinto an existing folder, fileinto :create (the
@@ -500,12 +501,13 @@ func TestSieveBeforeAfter(t *testing.T) {
 
 // TestSieveFlagsReadByDovecot: the flags imap4flags set are what Dovecot
 // reads from the Maildir (doveadm fetch), in INBOX and in a folder
-// fileinto :create made.
+// fileinto :create made; a non-ASCII folder name with a space is the
+// mailbox Dovecot shows under that name (modified UTF-7 on disk).
 func TestSieveFlagsReadByDovecot(t *testing.T) {
 	owner := testMailOwner(t)
 	d := startDovecotForDoveadm(t, owner)
 	in := sieveInstance(t, sieveSetup{scripts: map[string]string{"example.com/alice/.dovecot.sieve": fileIntoScript}})
-	for _, subj := range []string{"flagged", "inboxflags", "plain"} {
+	for _, subj := range []string{"flagged", "inboxflags", "plain", "drafts"} {
 		deliverTo(t, in, "s@example.org", []string{"alice@example.com"}, msgFrom("s@example.org", "alice@example.com", subj, "x"))
 	}
 	side := filepath.Join(d.Dir, "home", "sieve")
@@ -533,7 +535,8 @@ func TestSieveFlagsReadByDovecot(t *testing.T) {
 			got[f[2]] = strings.TrimSpace(f[0] + " " + strings.Join(flags, " "))
 		}
 	}
-	want := map[string]string{"flagged": `Starred \Flagged \Seen`, "inboxflags": `INBOX \Answered`, "plain": "INBOX"}
+	want := map[string]string{"flagged": `Starred \Flagged \Seen`, "inboxflags": `INBOX \Answered`, "plain": "INBOX",
+		"drafts": "Entwürfe.Sent Items"} // Dovecot's Maildir++ separator is "."
 	for subj, w := range want {
 		if g := got[subj]; g != w {
 			t.Errorf("%s: Dovecot reads %q, want %q\n%s", subj, g, w, out)
