@@ -349,7 +349,24 @@ vacation :days 3 :subject "Away" "I am away until Monday.";`},
 	}
 	state, _ := filepath.Glob(filepath.Join(in.Base, "example.com/alice/vlmtpd-sieve/vacation-*"))
 	if len(state) != 2 {
-		t.Errorf("vacation state: %v", state)
+		t.Fatalf("vacation state: %v", state)
+	}
+	// A list message gets no reply (RFC 5230 5.6, the package's decision).
+	list := "Precedence: bulk\nList-Id: <l.example.org>\n" + msgFrom("s3@example.org", "alice@example.com", "digest", "x")
+	deliverTo(t, in, "s3@example.org", []string{"alice@example.com"}, list)
+	if n := len(outbox(t, in)); n != 2 {
+		t.Errorf("a list message was answered (%d replies)", n)
+	}
+	// Once :days have passed (the state's expiry moved into the past),
+	// the same sender is answered again.
+	for _, f := range state {
+		if err := os.WriteFile(f, []byte(fmt.Sprint(time.Now().Add(-time.Minute).Unix())+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("s1@example.org")
+	if got := outbox(t, in); len(got) != 3 || got[2].args[len(got[2].args)-1] != "s1@example.org" {
+		t.Errorf("after the period: %d replies", len(got))
 	}
 }
 
