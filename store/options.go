@@ -29,6 +29,9 @@ type SieveOptions struct {
 	// of the administrator's scripts, read by the worker (so readable by
 	// every mailbox owner).
 	Before, After []string
+	// GlobalDir holds the scripts of include :global "name" (name.sieve),
+	// Pigeonhole's sieve_global; "" makes :global includes an error.
+	GlobalDir string
 	// Sendmail is sendmail_path, run as the mailbox owner for redirect and
 	// vacation; default /usr/sbin/sendmail.
 	Sendmail string

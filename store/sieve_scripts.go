@@ -134,7 +134,7 @@ func (l *Local) userScript(rel string, log *slog.Logger) (*sieve.Script, error) 
 	opts := &sieve.Options{
 		Name:          path.Base(mp.rel),
 		MaxScriptSize: l.maxScript(),
-		Include:       l.personalIncludes(mp),
+		Include:       l.includes(mp),
 	}
 	s, err := sieve.Compile(src, opts)
 	l.scripts.put(key, &cachedScript{stamp: stamp, script: s, err: err})
@@ -216,23 +216,29 @@ func readAllFD(fd, max int) ([]byte, error) {
 	}
 }
 
-// personalIncludes loads include :personal "name" from the sieve/
-// directory beside the active script (Dovecot's default layout:
-// ~/.dovecot.sieve and ~/sieve/name.sieve), beneath the base. :global
-// includes need a global directory, which vlmtpd does not have yet.
-func (l *Local) personalIncludes(script mailboxPath) sieve.IncludeLoader {
+// includes loads include :personal "name" from the sieve/ directory
+// beside the active script (Dovecot's default layout: ~/.dovecot.sieve and
+// ~/sieve/name.sieve), beneath the base, and include :global "name" from
+// sieve_global_dir (the administrator's, read by path).
+func (l *Local) includes(script mailboxPath) sieve.IncludeLoader {
 	return func(loc sieve.IncludeLocation, name string) ([]byte, error) {
-		if loc != sieve.Personal {
-			return nil, fmt.Errorf("global include %q: no global script directory is configured: %w", name, fs.ErrNotExist)
-		}
 		if name == "" || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
 			return nil, fmt.Errorf("include %q: not a script name", name)
 		}
-		rel := "sieve/" + name + ".sieve"
-		if script.dir != "." {
-			rel = script.dir + "/" + rel
+		var fd int
+		var err error
+		if loc == sieve.Global {
+			if l.opts.Sieve.GlobalDir == "" {
+				return nil, fmt.Errorf("global include %q: sieve_global_dir is not set: %w", name, fs.ErrNotExist)
+			}
+			fd, err = unix.Open(l.opts.Sieve.GlobalDir+"/"+name+".sieve", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		} else {
+			rel := "sieve/" + name + ".sieve"
+			if script.dir != "." {
+				rel = script.dir + "/" + rel
+			}
+			fd, err = openBeneath(l.base, rel, unix.O_RDONLY, 0)
 		}
-		fd, err := openBeneath(l.base, rel, unix.O_RDONLY, 0)
 		if err == unix.ENOENT {
 			return nil, fmt.Errorf("include %q: %w", name, fs.ErrNotExist)
 		}
@@ -265,7 +271,14 @@ func (l *Local) adminScript(p string) (*sieve.Script, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := sieve.Compile(src, &sieve.Options{Name: p, MaxScriptSize: l.maxScript()})
+	users := l.includes(mailboxPath{dir: "."})
+	globalOnly := func(loc sieve.IncludeLocation, name string) ([]byte, error) {
+		if loc != sieve.Global {
+			return nil, fmt.Errorf("include %q: an administrator's script has no personal scripts: %w", name, fs.ErrNotExist)
+		}
+		return users(loc, name)
+	}
+	s, err := sieve.Compile(src, &sieve.Options{Name: p, MaxScriptSize: l.maxScript(), Include: globalOnly})
 	l.scripts.put(key, &cachedScript{stamp: stamp, script: s, err: err})
 	return s, err
 }

@@ -194,3 +194,38 @@ func TestSieveState(t *testing.T) {
 		t.Errorf("state after cleanup: %v", ents)
 	}
 }
+
+// include :personal reads sieve/NAME.sieve beside the active script,
+// :global reads GlobalDir/NAME.sieve; a missing one without :optional
+// makes the script not run (kept), a name with "/" is refused.
+func TestSieveIncludes(t *testing.T) {
+	global := t.TempDir()
+	os.WriteFile(filepath.Join(global, "spam.sieve"), []byte(`require ["fileinto", "mailbox"]; if header :is "x-spam" "yes" { fileinto :create "Junk"; }`), 0o644)
+	l, base, r := sieveLocal(t, LocalOptions{Sieve: SieveOptions{GlobalDir: global}},
+		`require ["include", "fileinto", "mailbox"]; include :global "spam"; include :personal "mine"; include :optional "absent";`)
+	md := filepath.Join(base, "example.com/u")
+	os.MkdirAll(filepath.Join(md, "sieve"), 0o700)
+	os.WriteFile(filepath.Join(md, "sieve/mine.sieve"), []byte(`require ["fileinto", "mailbox"]; if header :is "subject" "work" { fileinto :create "Work"; }`), 0o600)
+	for _, m := range []string{"X-Spam: yes\nSubject: a\n\nx\n", "Subject: work\n\nx\n", "Subject: other\n\nx\n"} {
+		if err := deliver(t, l, spool(t, "s@x", m), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for dir, want := range map[string]int{".Junk/new": 1, ".Work/new": 1, "new": 1} {
+		if n := len(listDir(t, filepath.Join(md, dir))); n != want {
+			t.Errorf("%s has %d, want %d", dir, n, want)
+		}
+	}
+	os.WriteFile(filepath.Join(base, r.Sieve), []byte(`require "include"; include :personal "../../x";`), 0o600)
+	future := time.Now().Add(time.Minute)
+	os.Chtimes(filepath.Join(base, r.Sieve), future, future)
+	if err := deliver(t, l, spool(t, "s@x", "Subject: b\n\nx\n"), r); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(listDir(t, filepath.Join(md, "new"))); n != 2 {
+		t.Errorf("a script including a path: INBOX has %d, want 2 (kept)", n)
+	}
+	if b := readFile(t, filepath.Join(base, r.Sieve+".log")); !strings.Contains(b, `invalid script name "../../x"`) {
+		t.Errorf(".log: %q", b)
+	}
+}

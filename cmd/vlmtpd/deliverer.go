@@ -40,7 +40,7 @@ func workerConfig(cfg *config.Config) worker.Config {
 		LogLevel:      cfg.LogLevel,
 		LogFormat:     cfg.LogFormat,
 		Sieve: store.SieveOptions{
-			Before: cfg.SieveBefore, After: cfg.SieveAfter, Sendmail: cfg.SendmailPath,
+			Before: cfg.SieveBefore, After: cfg.SieveAfter, GlobalDir: cfg.SieveGlobalDir, Sendmail: cfg.SendmailPath,
 			Separator:    firstDelimiter(cfg.RecipientDelimiter),
 			MaxRedirects: cfg.SieveMaxRedirects, MaxActions: cfg.SieveMaxActions,
 			MaxScriptSize: cfg.SieveMaxScriptSize, MaxCPUTime: cfg.SieveMaxCPUTime,

@@ -83,6 +83,7 @@ type Config struct {
 	SieveScriptMaps    []string
 	SieveBefore        []string
 	SieveAfter         []string
+	SieveGlobalDir     string // include :global's scripts, "" for none
 	SieveMaxRedirects  int
 	SieveMaxActions    int
 	SieveMaxScriptSize int
@@ -166,6 +167,7 @@ type file struct {
 	SieveScriptMaps    *list   `toml:"sieve_script_maps"`
 	SieveBefore        *list   `toml:"sieve_before"`
 	SieveAfter         *list   `toml:"sieve_after"`
+	SieveGlobalDir     *string `toml:"sieve_global_dir"`
 	SieveMaxRedirects  *int    `toml:"sieve_max_redirects"`
 	SieveMaxActions    *int    `toml:"sieve_max_actions"`
 	SieveMaxScriptSize *int    `toml:"sieve_max_script_size"`
@@ -287,6 +289,12 @@ func (p *parser) sieve(c *Config, f *file) {
 		} else {
 			c.SieveAfter = out
 		}
+	}
+	if g := or(f.SieveGlobalDir, ""); g != "" {
+		if !filepath.IsAbs(g) {
+			p.errorf("sieve_global_dir", "%q is not an absolute path", g)
+		}
+		c.SieveGlobalDir = filepath.Clean(g)
 	}
 	c.SendmailPath = or(f.SendmailPath, "/usr/sbin/sendmail")
 	if !filepath.IsAbs(c.SendmailPath) || strings.ContainsAny(c.SendmailPath, " \t") {
@@ -719,6 +727,7 @@ func RestartOnly(a, b *Config) []string {
 	add("worker_limit", a.WorkerLimit != b.WorkerLimit)
 	add("sieve_before", !slices.Equal(a.SieveBefore, b.SieveBefore))
 	add("sieve_after", !slices.Equal(a.SieveAfter, b.SieveAfter))
+	add("sieve_global_dir", a.SieveGlobalDir != b.SieveGlobalDir)
 	add("sieve_max_redirects", a.SieveMaxRedirects != b.SieveMaxRedirects)
 	add("sieve_max_actions", a.SieveMaxActions != b.SieveMaxActions)
 	add("sieve_max_script_size", a.SieveMaxScriptSize != b.SieveMaxScriptSize)

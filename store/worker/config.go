@@ -67,6 +67,9 @@ func (c Config) Args() []string {
 	for _, p := range c.Sieve.After {
 		a = append(a, "-sieve-after", p)
 	}
+	if c.Sieve.GlobalDir != "" {
+		a = append(a, "-sieve-global-dir", c.Sieve.GlobalDir)
+	}
 	if c.Sieve.Sendmail != "" {
 		a = append(a, "-sendmail", c.Sieve.Sendmail)
 	}
@@ -110,6 +113,7 @@ func ParseArgs(args []string) (Config, error) {
 	fs.DurationVar(&c.StaleLockTime, "stale-lock-time", 0, "age of a stale dotlock")
 	fs.Var((*pathList)(&c.Sieve.Before), "sieve-before", "an administrator's Sieve script run before the user's (repeatable)")
 	fs.Var((*pathList)(&c.Sieve.After), "sieve-after", "an administrator's Sieve script run after the user's (repeatable)")
+	fs.StringVar(&c.Sieve.GlobalDir, "sieve-global-dir", "", "directory of include :global scripts")
 	fs.StringVar(&c.Sieve.Sendmail, "sendmail", "", "sendmail_path for redirect and vacation")
 	fs.StringVar(&c.Sieve.Separator, "recipient-delimiter", "", "recipient_delimiter (Sieve subaddress)")
 	fs.IntVar(&c.Sieve.MaxRedirects, "sieve-max-redirects", 0, "sieve_max_redirects")
