@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vlmtpd/vlmtpd/server"
+	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/sieve"
 )
 
@@ -90,7 +92,7 @@ func runCheckConfig(args []string) int {
 		}
 	}
 
-	checkSieve(cfg.SieveBefore, cfg.SieveAfter, cfg.SendmailPath, cfg.SieveMaxScriptSize, len(cfg.SieveScriptMaps) > 0, problem)
+	checkSieve(cfg, problem)
 
 	if len(problems) > 0 {
 		for _, p := range problems {
@@ -148,7 +150,19 @@ func writableBy(fi os.FileInfo, u *user.User) bool {
 // data, so they may be compiled here; users' scripts are only ever read by
 // the workers) and checks that they and sendmail_path can be used by
 // every mailbox owner.
-func checkSieve(before, after []string, sendmail string, maxSize int, userScripts bool, problem func(string, ...any)) {
+func checkSieve(cfg *config.Config, problem func(string, ...any)) {
+	before, after, sendmail := cfg.SieveBefore, cfg.SieveAfter, cfg.SendmailPath
+	if g := cfg.SieveGlobalDir; g != "" {
+		if fi, err := os.Stat(g); err != nil || !fi.IsDir() {
+			problem("sieve_global_dir: %s is not a directory: include :global would fail (the scripts would not run)", g)
+		}
+	}
+	global := func(loc sieve.IncludeLocation, name string) ([]byte, error) {
+		if loc != sieve.Global || cfg.SieveGlobalDir == "" {
+			return nil, fmt.Errorf("include %q: %w", name, fs.ErrNotExist)
+		}
+		return os.ReadFile(filepath.Join(cfg.SieveGlobalDir, name+".sieve"))
+	}
 	for _, set := range []struct {
 		param string
 		paths []string
@@ -167,12 +181,12 @@ func checkSieve(before, after []string, sendmail string, maxSize int, userScript
 				problem("%s: %v", set.param, err)
 				continue
 			}
-			if _, err := sieve.Compile(src, &sieve.Options{Name: p, MaxScriptSize: maxSize}); err != nil {
+			if _, err := sieve.Compile(src, &sieve.Options{Name: p, MaxScriptSize: cfg.SieveMaxScriptSize, Include: global}); err != nil {
 				problem("%s: %v (it would not run)", set.param, err)
 			}
 		}
 	}
-	if !userScripts && len(before) == 0 && len(after) == 0 {
+	if len(cfg.SieveScriptMaps) == 0 && len(before) == 0 && len(after) == 0 {
 		return // no Sieve: sendmail is not used
 	}
 	if fi, err := os.Stat(sendmail); err != nil {
