@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -14,6 +16,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/emersion/go-message/textproto"
 	"golang.org/x/sys/unix"
 
 	"github.com/vlmtpd/vlmtpd/sieve"
@@ -65,7 +68,7 @@ func (l *Local) deliverSieve(ctx context.Context, msg *Message, r Recipient, mp 
 	if len(scripts) == 0 {
 		return keepOnly()
 	}
-	m, err := sieve.ReadMessage(io.NewSectionReader(msg.Body, 0, msg.Size))
+	m, err := sieveMessage(msg)
 	if err != nil {
 		log.Warn("sieve: cannot read the message, kept in INBOX", "err", err)
 		return keepOnly()
@@ -463,6 +466,29 @@ func bodyOffset(msg *Message) (int64, error) {
 		}
 	}
 	return msg.Size, nil
+}
+
+// sieveMessage is what the scripts see of the spooled message: the header
+// parsed as the sieve package parses one (up to the first empty line, as
+// much as go-message can read), the body read from the spool when a test
+// asks for it, so that a large message is not held in memory once per
+// recipient.
+func sieveMessage(msg *Message) (*sieve.Message, error) {
+	off, err := bodyOffset(msg)
+	if err != nil {
+		return nil, err
+	}
+	head := make([]byte, off)
+	if _, err := msg.Body.ReadAt(head, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(head)))
+	size := msg.Size
+	return &sieve.Message{
+		Fields: sieve.FieldsOf(h),
+		Size:   size,
+		Body:   func() (io.Reader, error) { return io.NewSectionReader(msg.Body, off, size-off), nil },
+	}, nil
 }
 
 func domainOf(addr string) string {

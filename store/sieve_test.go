@@ -229,3 +229,24 @@ func TestSieveIncludes(t *testing.T) {
 		t.Errorf(".log: %q", b)
 	}
 }
+
+// The body test reads the body from the spool (not from the header), and
+// the size test sees the spooled size.
+func TestSieveBodyFromSpool(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{},
+		`require ["body", "fileinto", "mailbox"]; if allof (body :contains "needle", size :over 2000) { fileinto :create "Found"; }`)
+	md := filepath.Join(base, "example.com/u")
+	small := "Subject: needle in the header only\n\nhay\n"
+	large := "Subject: s\n\n" + strings.Repeat("hay\n", 600) + "the needle\n"
+	for _, m := range []string{small, large} {
+		if err := deliver(t, l, spool(t, "s@x", m), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(listDir(t, filepath.Join(md, ".Found/new"))); n != 1 {
+		t.Errorf(".Found has %d, want 1", n)
+	}
+	if n := len(listDir(t, filepath.Join(md, "new"))); n != 1 {
+		t.Errorf("INBOX has %d, want 1", n)
+	}
+}
