@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -249,4 +251,70 @@ func TestSieveBodyFromSpool(t *testing.T) {
 	if n := len(listDir(t, filepath.Join(md, "new"))); n != 1 {
 		t.Errorf("INBOX has %d, want 1", n)
 	}
+}
+
+// fakeSendmail writes a sendmail that appends its argv and stdin to log.
+func fakeSendmail(t testing.TB, log string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "sendmail")
+	script := "#!/bin/sh\n{ echo \"ARGS $*\"; cat; echo END; } >> " + log + "\n"
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Combinations as the Result lists them: redirect :copy with fileinto and
+// keep stores twice and submits once; a plain redirect cancels the
+// implicit keep; discard with redirect :copy submits and stores nothing.
+func TestSieveActionCombinations(t *testing.T) {
+	for _, c := range []struct {
+		script       string
+		inbox, work  int
+		redirections int
+	}{
+		{`require ["copy", "fileinto"]; redirect :copy "a@x.test"; fileinto "Work"; keep;`, 1, 1, 1},
+		{`redirect "a@x.test";`, 0, 0, 1},
+		{`require "copy"; redirect :copy "a@x.test"; discard;`, 0, 0, 1},
+		{`require "fileinto"; fileinto "Work"; fileinto "Work";`, 0, 1, 0},
+		{`redirect "a@x.test"; redirect "b@x.test"; keep;`, 1, 0, 2},
+	} {
+		log := filepath.Join(t.TempDir(), "sent")
+		l, base, r := sieveLocal(t, LocalOptions{Sieve: SieveOptions{Sendmail: fakeSendmail(t, log)}}, c.script)
+		md := filepath.Join(base, "example.com/u")
+		for _, d := range []string{"new", "cur", "tmp", ".Work/new", ".Work/cur", ".Work/tmp"} {
+			os.MkdirAll(filepath.Join(md, d), 0o700)
+		}
+		if err := deliver(t, l, spool(t, "s@x", "Subject: c\n\nx\n"), r); err != nil {
+			t.Fatal(err)
+		}
+		sent, _ := os.ReadFile(log)
+		got := [3]int{len(listDir(t, filepath.Join(md, "new"))), len(listDir(t, filepath.Join(md, ".Work/new"))), strings.Count(string(sent), "ARGS -i -f s@x -- ")}
+		if want := [3]int{c.inbox, c.work, c.redirections}; got != want {
+			t.Errorf("%s: INBOX, Work, redirects = %v, want %v\n%s", c.script, got, want, sent)
+		}
+	}
+}
+
+// BenchmarkSieveDeliver: one Maildir delivery through a cached script
+// (header tests and a fileinto), to compare with BenchmarkMaildir.
+func BenchmarkSieveDeliver(b *testing.B) {
+	l, base := newTestLocal(b, LocalOptions{Logger: slog.New(slog.DiscardHandler)})
+	r := rcpt("example.com/u/")
+	r.Sieve = "example.com/u/.dovecot.sieve"
+	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
+	script := `require ["fileinto", "mailbox"];
+if header :contains "list-id" "lists.example" { fileinto :create "Lists"; stop; }
+if address :domain "from" "example.org" { fileinto :create "Work"; }`
+	if err := os.WriteFile(filepath.Join(base, r.Sieve), []byte(script), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	msg := spool(b, "a@example.org", benchBody)
+	ctx := context.Background()
+	for b.Loop() {
+		if err := l.Deliver(ctx, msg, []Recipient{r})[0]; err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b)
 }
