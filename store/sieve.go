@@ -242,8 +242,10 @@ func (l *Local) fileIntoTarget(a *sieve.FileInto, mp mailboxPath, r Recipient, k
 
 // SieveFolder maps a Sieve mailbox name to the Maildir++ folder's name on
 // disk (without the leading "."), as Dovecot's Maildir++ layout stores it:
-// "INBOX" in any case is INBOX itself; "/" is a hierarchy separator like
-// "." ("a/b" is ".a.b"); non-ASCII is written in IMAP's modified UTF-7
+// "INBOX" in any case is INBOX itself; "." is the hierarchy separator
+// ("a.b" is ".a.b", Dovecot's default for Maildir++) and "/" is not allowed
+// (Pigeonhole with that default keeps such a message in INBOX, and so do
+// we: checked against it); non-ASCII is written in IMAP's modified UTF-7
 // (RFC 3501 5.1.3), "&" as "&-". The name must follow DetailFolder's
 // rules (printable or space, no backslash, no leading or trailing ".",
 // no empty level), so no name leaves the Maildir. ok is false for a name that maps to no
@@ -255,7 +257,6 @@ func SieveFolder(name string) (folder string, inbox, ok bool) {
 	if !utf8.ValidString(name) || strings.ContainsFunc(name, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
 		return "", false, false
 	}
-	name = strings.ReplaceAll(name, "/", ".")
 	// Check the ASCII skeleton with DetailFolder's rules; non-ASCII runes
 	// stand in as a letter (their encoding holds no "." or "/"), and so
 	// do spaces, which a +detail cannot hold but a folder name may

@@ -20,7 +20,7 @@ func TestSieveFolder(t *testing.T) {
 		{"INBOX", "", true, true},
 		{"inbox", "", true, true},
 		{"Work", "Work", false, true},
-		{"Work/2026", "Work.2026", false, true},
+		{"Work/2026", "", false, false}, // "/" is no separator with Dovecot's Maildir++ default
 		{"Work.2026", "Work.2026", false, true},
 		{"../x", "", false, false},
 		{"a/../../y", "", false, false},
@@ -30,11 +30,12 @@ func TestSieveFolder(t *testing.T) {
 		{"tab\there", "", false, false},
 		{"Sent Items", "Sent Items", false, true},
 		{"Caf\u00e9", "Caf&AOk-", false, true}, // modified UTF-7, as Dovecot stores it
-		{"Entw\u00fcrfe/\u65e5\u672c", "Entw&APw-rfe.&ZeVnLA-", false, true},
+		{"Entw\u00fcrfe.\u65e5\u672c", "Entw&APw-rfe.&ZeVnLA-", false, true},
 		{"R&D", "R&-D", false, true},
 		{"\U0001F4EC mail", "&2D3c7A- mail", false, true}, // outside the BMP: a surrogate pair
 		{"bad\xffutf8", "", false, false},
 		{"\u00e9/../x", "", false, false},
+		{"\u00e9..x", "", false, false},
 		{"a\\b", "", false, false},
 	} {
 		folder, inbox, ok := SieveFolder(c.in)

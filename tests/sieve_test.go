@@ -177,16 +177,16 @@ func files(t *testing.T, dir string) []string {
 
 const fileIntoScript = `require ["fileinto", "mailbox", "imap4flags"];
 if header :contains "subject" "work" { fileinto "Work"; stop; }
-if header :contains "subject" "create" { fileinto :create "Projects/2026"; stop; }
+if header :contains "subject" "create" { fileinto :create "Projects.2026"; stop; }
 if header :contains "subject" "missing" { fileinto "Nope"; stop; }
 if header :contains "subject" "hostile" { fileinto :create "../x"; fileinto :create "a/../../y"; stop; }
 if header :contains "subject" "flagged" { fileinto :create :flags ["\\Seen", "\\Flagged"] "Starred"; stop; }
 if header :contains "subject" "inboxflags" { addflag "\\Answered"; }
-if header :contains "subject" "drafts" { fileinto :create "Entwürfe/Sent Items"; stop; }
+if header :contains "subject" "drafts" { fileinto :create "Entwürfe.Sent Items"; stop; }
 `
 
 // TestSieveFileInto: fileinto an existing folder, fileinto :create (the
-// folder made with maildirfolder, "/" as the hierarchy separator), a
+// folder made with maildirfolder, "." as the hierarchy separator), a
 // missing folder without :create (Pigeonhole: the implicit keep into
 // INBOX, logged), hostile names that never leave the Maildir, and
 // imap4flags: a flagged message lies in cur/ with its Maildir info.
@@ -553,7 +553,7 @@ func TestSieveFlagsReadByDovecot(t *testing.T) {
 		}
 	}
 	want := map[string]string{"flagged": `Starred \Flagged \Seen`, "inboxflags": `INBOX \Answered`, "plain": "INBOX",
-		"drafts": "Entwürfe.Sent Items"} // Dovecot's Maildir++ separator is "."
+		"drafts": "Entwürfe.Sent Items"}
 	for subj, w := range want {
 		if g := got[subj]; g != w {
 			t.Errorf("%s: Dovecot reads %q, want %q\n%s", subj, g, w, out)
