@@ -17,11 +17,13 @@ import (
 // maildirDest is where in a Maildir a message goes: folder is a Maildir++
 // folder's name on disk without its leading "." ("" for INBOX), already
 // checked (DetailFolder, SieveFolder); create makes it when it is
-// missing (else the message goes to INBOX); flags are Maildir info letters.
+// missing (else the message goes to INBOX); flags are Maildir info letters
+// of the system flags.
 type maildirDest struct {
-	folder string
-	create bool
-	flags  string
+	folder   string
+	create   bool
+	flags    string
+	keywords []string // IMAP keywords, mapped to letters through dovecot-keywords
 }
 
 // detailDest is where a recipient's +detail sends the message.
@@ -212,21 +214,34 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 		return err
 	}
 	defer d.close() // batch.add may take over d.new
-	if flags != "" {
-		// Link into cur/ instead: it takes new/'s place in d (and in the
-		// batch that fsyncs the directory linked into).
+	if flags != "" || len(dest.keywords) > 0 {
 		md, err := openBeneath(l.base, target.rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return classify("open", r.Path, err)
 		}
-		var st unix.Stat_t
-		cur, err := l.openSub(md, "cur", unix.O_RDONLY, &st)
-		unix.Close(md)
-		if err != nil {
-			return dirError(r.Path, err)
+		if len(dest.keywords) > 0 {
+			// A keyword that cannot be recorded costs the message its
+			// keyword, never its delivery.
+			letters, dropped, err := keywordLetters(md, dest.keywords, l.uid)
+			if err != nil || len(dropped) > 0 {
+				l.log.Warn("Sieve keywords not stored", "mailbox", r.Path, "keywords", dest.keywords, "dropped", dropped, "err", err)
+			}
+			flags += letters
 		}
-		unix.Close(d.new)
-		d.new, d.newDev, d.newIno = cur, st.Dev, st.Ino
+		if flags != "" {
+			// Link into cur/ instead: it takes new/'s place in d (and in
+			// the batch that fsyncs the directory linked into).
+			var st unix.Stat_t
+			cur, err := l.openSub(md, "cur", unix.O_RDONLY, &st)
+			unix.Close(md)
+			if err != nil {
+				return dirError(r.Path, err)
+			}
+			unix.Close(d.new)
+			d.new, d.newDev, d.newIno = cur, st.Dev, st.Ino
+		} else {
+			unix.Close(md)
+		}
 	}
 
 	var name string

@@ -365,7 +365,8 @@ func (l *Local) storeTargets(ctx context.Context, msg *Message, r Recipient, mp 
 	for _, t := range targets {
 		var err error
 		if r.Format() == Maildir {
-			err = l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch, maildirDest{folder: t.folder, create: t.create, flags: MaildirFlags(t.flags)})
+			err = l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch,
+				maildirDest{folder: t.folder, create: t.create, flags: MaildirFlags(t.flags), keywords: Keywords(t.flags)})
 		} else {
 			err = l.deliverMbox(ctx, msg, r, mp, hdr)
 		}
@@ -377,8 +378,8 @@ func (l *Local) storeTargets(ctx context.Context, msg *Message, r Recipient, mp 
 }
 
 // MaildirFlags turns IMAP system flags into Maildir info letters, sorted
-// as maildir(5) wants them. Keywords have no letter of their own (Dovecot
-// keeps a per-Maildir keyword table) and are left out.
+// as maildir(5) wants them. Keywords get their letters from the folder's
+// dovecot-keywords (keywords.go) and are left out here.
 func MaildirFlags(flags []string) string {
 	var b []byte
 	for _, f := range flags {
