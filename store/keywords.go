@@ -96,7 +96,7 @@ func keywordLetters(dir int, keywords []string, uid int) (letters string, droppe
 
 func tryKeywordLetters(dir int, keywords []string, uid int) (string, []string, error) {
 	var data []byte
-	fd, err := openBeneath(dir, keywordsFile, unix.O_RDONLY, 0)
+	fd, err := openBeneath(dir, keywordsFile, readNonblock, 0)
 	switch {
 	case err == nil:
 		var st unix.Stat_t

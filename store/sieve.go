@@ -506,7 +506,7 @@ var errNoScript = errors.New("no such script")
 // beside it, as Pigeonhole does, so that the user (or a ManageSieve client)
 // can see why the script is not run.
 func (l *Local) scriptLog(rel string, err error) error {
-	fd, oerr := openBeneath(l.base, rel+".log", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o600)
+	fd, oerr := openBeneath(l.base, rel+".log", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NONBLOCK, 0o600)
 	if oerr != nil {
 		return oerr
 	}

@@ -149,7 +149,7 @@ func (l *Local) userScript(rel string, log *slog.Logger) (*sieve.Script, error) 
 
 // openScript opens the script file for reading beneath the base.
 func (l *Local) openScript(mp mailboxPath) (int, error) {
-	fd, err := openBeneath(l.base, mp.rel, unix.O_RDONLY, 0)
+	fd, err := openBeneath(l.base, mp.rel, readNonblock, 0)
 	if err != unix.ELOOP {
 		return fd, err
 	}
@@ -171,7 +171,7 @@ func (l *Local) openScript(mp mailboxPath) (int, error) {
 	if strings.HasPrefix(target, "/") || err != nil {
 		return -1, unix.ELOOP
 	}
-	return openBeneath(dir, tp.rel, unix.O_RDONLY, 0)
+	return openBeneath(dir, tp.rel, readNonblock, 0)
 }
 
 // readScript checks the open file (a regular file within the size limit)
@@ -231,13 +231,13 @@ func (l *Local) includes(script mailboxPath) sieve.IncludeLoader {
 			if l.opts.Sieve.GlobalDir == "" {
 				return nil, fmt.Errorf("global include %q: sieve_global_dir is not set: %w", name, fs.ErrNotExist)
 			}
-			fd, err = unix.Open(l.opts.Sieve.GlobalDir+"/"+name+".sieve", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			fd, err = unix.Open(l.opts.Sieve.GlobalDir+"/"+name+".sieve", readNonblock|unix.O_CLOEXEC, 0)
 		} else {
 			rel := "sieve/" + name + ".sieve"
 			if script.dir != "." {
 				rel = script.dir + "/" + rel
 			}
-			fd, err = openBeneath(l.base, rel, unix.O_RDONLY, 0)
+			fd, err = openBeneath(l.base, rel, readNonblock, 0)
 		}
 		if err == unix.ENOENT {
 			return nil, fmt.Errorf("include %q: %w", name, fs.ErrNotExist)
@@ -255,7 +255,7 @@ func (l *Local) includes(script mailboxPath) sieve.IncludeLoader {
 // rights, so it must be readable by every mailbox owner; a symlink is
 // followed (the administrator's files, outside every mailbox).
 func (l *Local) adminScript(p string) (*sieve.Script, error) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(p, readNonblock|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
 		return nil, errNoScript
 	}
@@ -282,3 +282,8 @@ func (l *Local) adminScript(p string) (*sieve.Script, error) {
 	l.scripts.put(key, &cachedScript{stamp: stamp, script: s, err: err})
 	return s, err
 }
+
+// readNonblock opens files a user controls for reading: O_NONBLOCK makes a
+// FIFO planted in a script's place fail instead of hanging the worker
+// (regular files ignore it).
+const readNonblock = unix.O_RDONLY | unix.O_NONBLOCK

@@ -76,7 +76,7 @@ func (s *sieveState) valid(name string) (bool, error) {
 }
 
 func (s *sieveState) expiry(name string) (int64, error) {
-	fd, err := openBeneath(s.l.base, s.rel+"/"+name, unix.O_RDONLY, 0)
+	fd, err := openBeneath(s.l.base, s.rel+"/"+name, readNonblock, 0)
 	if err != nil {
 		return 0, err
 	}

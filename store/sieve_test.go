@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSieveFolder(t *testing.T) {
@@ -318,4 +320,28 @@ if address :domain "from" "example.org" { fileinto :create "Work"; }`
 		}
 	}
 	reportRate(b)
+}
+
+// A FIFO in the script's place does not hang the worker: the script is
+// not run and the message is kept.
+func TestSieveScriptFIFO(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{}, "")
+	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
+	r.Sieve = "example.com/u/.dovecot.sieve"
+	if err := unix.Mkfifo(filepath.Join(base, r.Sieve), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- deliver(t, l, spool(t, "s@x", "Subject: f\n\nx\n"), r) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("delivery hangs on a FIFO script")
+	}
+	if n := len(listDir(t, filepath.Join(base, "example.com/u/new"))); n != 1 {
+		t.Errorf("INBOX has %d, want the kept message", n)
+	}
 }
