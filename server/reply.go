@@ -48,6 +48,11 @@ func ToReply(err error) *Reply {
 	}
 	var out *Reply
 	switch {
+	case st == store.Rejected:
+		// A Sieve reject is the user's decision: the one store status
+		// whose text reaches the client (RFC 5429 2.1: 550 5.7.1).
+		reason, _ := store.RejectReason(err)
+		out = replyf(550, 5, 7, 1, "%s", rejectText(reason))
 	case st == store.Locked:
 		out = replyf(451, 4, 2, 0, "mailbox busy, try again later")
 	case st == store.NoSpace:
@@ -92,4 +97,37 @@ func opensMailbox(op string) bool {
 		return true
 	}
 	return strings.HasSuffix(op, " lock") // "fcntl lock", "dotlock lock"…
+}
+
+// maxRejectText bounds the reason a Sieve script puts into a reply line.
+const maxRejectText = 400
+
+// rejectText makes a script's reject reason fit one reply line: control
+// characters (CR, LF among them) become spaces, runs of white space one
+// space, non-ASCII is replaced (no SMTPUTF8 reply text), and an empty
+// reason gets Pigeonhole's default.
+func rejectText(reason string) string {
+	var b strings.Builder
+	space := false
+	for _, c := range reason {
+		if c < ' ' || c == 0x7f || c == ' ' || c == '\t' {
+			space = b.Len() > 0
+			continue
+		}
+		if c > '~' {
+			c = '?'
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(c)
+		if b.Len() >= maxRejectText {
+			break
+		}
+	}
+	if b.Len() == 0 {
+		return "Message rejected"
+	}
+	return b.String()
 }

@@ -22,6 +22,7 @@ type Resolver struct {
 	mailboxes  maps.List
 	uids, gids maps.List
 	limits     maps.List // virtual_mailbox_limit_maps, nil if unset
+	scripts    maps.List // sieve_script_maps, nil if unset
 	strategy   maps.Strategy
 	myorigin   string           // folded
 	mydest     *maps.DomainList // mydestination
@@ -67,16 +68,25 @@ func newResolver(cfg *config.Config, opts maps.Options) (*Resolver, error) {
 			return nil, fmt.Errorf("virtual_mailbox_limit_maps: %w", err)
 		}
 	}
+	if len(cfg.SieveScriptMaps) > 0 {
+		if r.scripts, err = maps.OpenList(cfg.SieveScriptMaps, opts); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("sieve_script_maps: %w", err)
+		}
+	}
 	return r, nil
 }
 
 // Close releases the tables.
 func (r *Resolver) Close() error {
-	var lerr error
+	var lerr, serr error
 	if r.limits != nil {
 		lerr = r.limits.Close()
 	}
-	return errors.Join(r.domains.Close(), r.mydest.Close(), r.mailboxes.Close(), r.uids.Close(), r.gids.Close(), lerr)
+	if r.scripts != nil {
+		serr = r.scripts.Close()
+	}
+	return errors.Join(r.domains.Close(), r.mydest.Close(), r.mailboxes.Close(), r.uids.Close(), r.gids.Close(), lerr, serr)
 }
 
 // isLocal is Postfix's test in mail_addr_find for looking up the bare
@@ -186,6 +196,10 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 		res.Err = rep
 		return res
 	}
+	if rep := r.sieveScript(ctx, addr, res); rep != nil {
+		res.Err = rep
+		return res
+	}
 	if r.detail && res.Recipient.Format() == store.Maildir && hit.Key != addr.Quoted() && hit.Key != addr.String() {
 		// The extension as the client wrote it: folder names keep case.
 		// Not when the full address (extension included) has its own
@@ -226,6 +240,32 @@ func (r *Resolver) quota(ctx context.Context, addr maps.Address, res *Resolution
 		rc.Quota.Extended, rc.Quota.Create = false, false
 		rc.Limit = l.Bytes
 	}
+	return nil
+}
+
+// sieveScript looks the recipient's active Sieve script up in
+// sieve_script_maps, the way virtual_mailbox_maps is searched. The result
+// is a path beneath virtual_mailbox_base, checked like a mailbox path; the
+// worker opens it as the mailbox owner (the front never reads it). No
+// entry: no script.
+func (r *Resolver) sieveScript(ctx context.Context, addr maps.Address, res *Resolution) *Reply {
+	if r.scripts == nil {
+		return nil
+	}
+	h, found, err := r.scripts.Search(ctx, addr, r.strategy)
+	if err != nil {
+		return lookupFailed("sieve_script_maps", err)
+	}
+	if !found {
+		return nil
+	}
+	if reason := badPath(h.Value); reason != "" || strings.HasSuffix(h.Value, "/") {
+		if reason == "" {
+			reason = "names a directory"
+		}
+		return configError(fmt.Sprintf("bad Sieve script path %q from %s: %s", h.Value, h.Table, reason))
+	}
+	res.Recipient.Sieve = h.Value
 	return nil
 }
 

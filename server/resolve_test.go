@@ -220,3 +220,48 @@ recipient_delimiter = "+-"
 		}
 	}
 }
+
+// sieve_script_maps is searched like virtual_mailbox_maps (extension
+// stripped, @domain); no entry is no script; a path with ".." or a
+// directory is a configuration error (4.3.5), as for mailboxes.
+func TestResolveSieveScript(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vmailbox"), []byte("alice@example.com example.com/alice/\nbob@example.com example.com/bob/\ncarol@example.com example.com/carol/\ndave@example.com example.com/dave/\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "sieve"), []byte("alice@example.com example.com/alice/.dovecot.sieve\nbob@example.com example.com/../x.sieve\ncarol@example.com example.com/carol/\n"), 0o644)
+	cfg, err := config.Parse(filepath.Join(dir, "v.toml"), []byte(`
+virtual_mailbox_base = "/var/mail/vhosts"
+virtual_mailbox_domains = "example.com"
+virtual_mailbox_maps = "texthash:vmailbox"
+virtual_uid_maps = "static:5000"
+virtual_gid_maps = "static:5000"
+recipient_delimiter = "+"
+sieve_script_maps = "texthash:sieve"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewResolver(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, tc := range []struct {
+		rcpt, script string
+		code         int
+	}{
+		{"alice@example.com", "example.com/alice/.dovecot.sieve", 0},
+		{"alice+list@example.com", "example.com/alice/.dovecot.sieve", 0},
+		{"dave@example.com", "", 0},
+		{"bob@example.com", "", 451},
+		{"carol@example.com", "", 451},
+	} {
+		res := r.Resolve(context.Background(), tc.rcpt)
+		code := 0
+		if res.Err != nil {
+			code = res.Err.Code
+		}
+		if code != tc.code || res.Recipient.Sieve != tc.script {
+			t.Errorf("%s: code %d script %q, want %d %q (%v)", tc.rcpt, code, res.Recipient.Sieve, tc.code, tc.script, res.Err)
+		}
+	}
+}

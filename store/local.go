@@ -25,6 +25,8 @@ type Local struct {
 
 	queue inodeQueue // this process's mbox writers, one at a time per file
 
+	scripts scriptCache // compiled Sieve scripts, by file version
+
 	tmpMu      sync.Mutex
 	tmpCleaned map[[2]uint64]bool // Maildir tmp/ directories (dev, ino) cleaned by this process
 
@@ -180,8 +182,11 @@ func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx i
 	if err != nil {
 		return fail(Temporary, "header", r.Path, err)
 	}
+	if l.filtered(r) {
+		return l.deliverSieve(ctx, msg, r, mp, hdr, idx, batch)
+	}
 	if r.Format() == Maildir {
-		return l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch)
+		return l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch, detailDest(r))
 	}
 	return l.deliverMbox(ctx, msg, r, mp, hdr, batch.timing(idx))
 }

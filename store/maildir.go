@@ -14,6 +14,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// maildirDest is where in a Maildir a message goes: folder is a Maildir++
+// folder's name on disk without its leading "." ("" for INBOX), already
+// checked (DetailFolder, SieveFolder); create makes it when it is
+// missing (else the message goes to INBOX); flags are Maildir info letters
+// of the system flags.
+type maildirDest struct {
+	folder   string
+	create   bool
+	flags    string
+	keywords []string // IMAP keywords, mapped to letters through dovecot-keywords
+}
+
+// detailDest is where a recipient's +detail sends the message.
+func detailDest(r Recipient) maildirDest {
+	if f, ok := DetailFolder(r.Folder); ok {
+		return maildirDest{folder: f, create: r.CreateFolder}
+	}
+	return maildirDest{}
+}
+
 // maildirCounter makes names unique within this process (the Q part).
 var maildirCounter atomic.Uint64
 
@@ -172,15 +192,20 @@ func (l *Local) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
 //
 // With a quota (r.Quota.Set), the decision is made at the link, under the
 // Maildir's quota lock, from maildirsize, which then records the message.
-func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch) error {
+//
+// dest.flags are Maildir info flags (e.g. "FS", sorted): a message with flags is
+// linked into cur/ as <name>,S=<size>:2,<flags>, the way Dovecot stores a
+// message that already has flags, so that IMAP clients see them.
+func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, dest maildirDest) error {
+	flags := dest.flags
 	size := int64(len(hdr)) + msg.Size
 	if r.Limit > 0 && size > r.Limit {
 		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: message file of %d bytes, limit %d", errOverLimit, size, r.Limit))
 	}
 	target := mp
-	if r.Folder != "" {
+	if dest.folder != "" {
 		var err error
-		if target, err = l.detailTarget(mp, r); err != nil {
+		if target, err = l.detailTarget(mp, dest, r.Path); err != nil {
 			return err
 		}
 	}
@@ -189,6 +214,35 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 		return err
 	}
 	defer d.close() // batch.add may take over d.new
+	if flags != "" || len(dest.keywords) > 0 {
+		md, err := openBeneath(l.base, target.rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return classify("open", r.Path, err)
+		}
+		if len(dest.keywords) > 0 {
+			// A keyword that cannot be recorded costs the message its
+			// keyword, never its delivery.
+			letters, dropped, err := keywordLetters(md, dest.keywords, l.uid)
+			if err != nil || len(dropped) > 0 {
+				l.log.Warn("Sieve keywords not stored", "mailbox", r.Path, "keywords", dest.keywords, "dropped", dropped, "err", err)
+			}
+			flags += letters
+		}
+		if flags != "" {
+			// Link into cur/ instead: it takes new/'s place in d (and in
+			// the batch that fsyncs the directory linked into).
+			var st unix.Stat_t
+			cur, err := l.openSub(md, "cur", unix.O_RDONLY, &st)
+			unix.Close(md)
+			if err != nil {
+				return dirError(r.Path, err)
+			}
+			unix.Close(d.new)
+			d.new, d.newDev, d.newIno = cur, st.Dev, st.Ino
+		} else {
+			unix.Close(md)
+		}
+	}
 
 	var name string
 	var fd int
@@ -234,6 +288,9 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 	}
 
 	info := ",S=" + strconv.FormatInt(size, 10)
+	if flags != "" {
+		info += ":2," + flags
+	}
 	newName := name + info
 	for tries := 0; ; tries++ {
 		err = unix.Linkat(d.tmp, name, d.new, newName, 0)

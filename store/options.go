@@ -18,4 +18,29 @@ type LocalOptions struct {
 	// StaleLockTime is the age after which a dotlock is removed; default 500s.
 	StaleLockTime time.Duration
 	Logger        *slog.Logger
+	// Sieve configures filtering; with no administrator scripts, only
+	// recipients with a script (Recipient.Sieve) are filtered.
+	Sieve SieveOptions
+}
+
+// SieveOptions are Pigeonhole's settings as vlmtpd names them.
+type SieveOptions struct {
+	// Before and After are sieve_before and sieve_after: absolute paths
+	// of the administrator's scripts, read by the worker (so readable by
+	// every mailbox owner).
+	Before, After []string
+	// GlobalDir holds the scripts of include :global "name" (name.sieve),
+	// Pigeonhole's sieve_global; "" makes :global includes an error.
+	GlobalDir string
+	// Sendmail is sendmail_path, run as the mailbox owner for redirect and
+	// vacation; default /usr/sbin/sendmail.
+	Sendmail string
+	// Separator is recipient_delimiter, for the subaddress extension.
+	Separator string
+	// MaxRedirects, MaxActions and MaxScriptSize are sieve_max_redirects
+	// (4), sieve_max_actions (32) and sieve_max_script_size (1 MiB).
+	MaxRedirects, MaxActions, MaxScriptSize int
+	// MaxCPUTime is sieve_max_cpu_time: the longest one message's scripts
+	// may run; default 5s.
+	MaxCPUTime time.Duration
 }

@@ -206,17 +206,18 @@ func DetailFolder(detail string) (string, bool) {
 	return strings.ReplaceAll(detail, "&", "&-"), true
 }
 
-// detailTarget is where a Maildir recipient's message goes: its +detail
-// folder if that exists (or may be created), else the Maildir itself.
-func (l *Local) detailTarget(mp mailboxPath, r Recipient) (mailboxPath, error) {
-	folder, ok := DetailFolder(r.Folder)
-	if !ok {
-		return mp, nil
+// detailTarget is where a Maildir recipient's message goes: the folder
+// dest names (a +detail or a Sieve fileinto) if that exists (or may be
+// created), else the Maildir itself.
+func (l *Local) detailTarget(mp mailboxPath, dest maildirDest, path string) (mailboxPath, error) {
+	folder := dest.folder
+	if folder == "" || folder[0] == '.' || strings.ContainsAny(folder, "/\x00") {
+		return mp, nil // never more than one safe component (checked before; kept here too)
 	}
 	// The Maildir itself first: the folder lives inside it.
 	md, err := mkdirAllBeneath(l.base, mp.rel, mp.comps)
 	if err != nil {
-		return mp, classify("mkdir", r.Path, err)
+		return mp, classify("mkdir", path, err)
 	}
 	defer unix.Close(md)
 	name := "." + folder
@@ -227,14 +228,14 @@ func (l *Local) detailTarget(mp mailboxPath, r Recipient) (mailboxPath, error) {
 	case err == nil:
 		// A file or symlink where the folder would be: not a folder.
 		return mp, nil
-	case err == unix.ENOENT && r.CreateFolder:
+	case err == unix.ENOENT && dest.create:
 		if err := l.createFolder(md, name); err != nil {
-			return mp, classify("mkdir", r.Path, err)
+			return mp, classify("mkdir", path, err)
 		}
 	case err == unix.ENOENT:
 		return mp, nil
 	default:
-		return mp, classify("stat", r.Path, err)
+		return mp, classify("stat", path, err)
 	}
 	fp := mp
 	fp.comps = append(append([]string(nil), mp.comps...), name)

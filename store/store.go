@@ -81,6 +81,10 @@ type Recipient struct {
 	// and CreateFolder is not set.
 	Folder       string
 	CreateFolder bool
+	// Sieve is the recipient's active Sieve script (sieve_script_maps),
+	// relative to the mailbox base like Path; "" for none. The worker reads
+	// it as the mailbox owner, never following a symlink.
+	Sieve string
 }
 
 // Format is the recipient's mailbox format.
@@ -144,9 +148,10 @@ const (
 	BadMailbox          // symlink, hard link, wrong owner, not a regular file: 451 4.2.0; bad path: 451 4.3.5
 	NotPermitted        // this process may not write as that uid: 451 4.3.0
 	WorkerFailed        // the worker died or timed out: 451 4.3.0
+	Rejected            // a Sieve reject/ereject: 550 5.7.1 with the script's reason (Error.Err)
 )
 
-var statusNames = [...]string{"ok", "temporary", "locked", "no-space", "over-limit", "bad-mailbox", "not-permitted", "worker-failed"}
+var statusNames = [...]string{"ok", "temporary", "locked", "no-space", "over-limit", "bad-mailbox", "not-permitted", "worker-failed", "rejected"}
 
 func (s Status) String() string {
 	if int(s) < len(statusNames) {
@@ -190,4 +195,22 @@ func StatusOf(err error) Status {
 		return se.Status
 	}
 	return Temporary
+}
+
+// Rejection is the cause of a Rejected error: the reason a Sieve script
+// gave, which, unlike other causes, is meant for the client's reply.
+type Rejection struct{ Reason string }
+
+func (r *Rejection) Error() string { return r.Reason }
+
+// RejectReason returns the reason of a Rejected error.
+func RejectReason(err error) (string, bool) {
+	var se *Error
+	if !errors.As(err, &se) || se.Status != Rejected {
+		return "", false
+	}
+	if se.Err == nil {
+		return "", true
+	}
+	return se.Err.Error(), true
 }

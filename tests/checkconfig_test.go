@@ -48,3 +48,43 @@ user = "nobody"
 		t.Errorf("a missing user is not reported:\n%s", out)
 	}
 }
+
+// check-config compiles sieve_before/sieve_after and checks that they and
+// sendmail_path are usable by every mailbox owner.
+func TestCheckConfigSieve(t *testing.T) {
+	bin := vlmtpdBinary(t)
+	dir := sharedTempDir(t)
+	os.MkdirAll(filepath.Join(dir, "mail"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "spool"), 0o700)
+	writeTestFile(t, filepath.Join(dir, "vmailbox"), "alice@example.com example.com/alice/\n")
+	writeTestFile(t, filepath.Join(dir, "broken.sieve"), "require \"fileinto\";\nif true {\n")
+	writeTestFile(t, filepath.Join(dir, "private.sieve"), "keep;\n")
+	os.Chmod(filepath.Join(dir, "private.sieve"), 0o600)
+	writeTestFile(t, filepath.Join(dir, "good.sieve"), "require \"fileinto\"; fileinto \"x\";\n")
+	cfg := filepath.Join(dir, "vlmtpd.toml")
+	writeTestFile(t, cfg, `virtual_mailbox_base = "mail"
+spool_directory = "spool"
+virtual_mailbox_maps = "texthash:vmailbox"
+virtual_uid_maps = "static:5000"
+virtual_gid_maps = "static:5000"
+sieve_before = ["`+filepath.Join(dir, "broken.sieve")+`", "`+filepath.Join(dir, "good.sieve")+`"]
+sieve_after = ["`+filepath.Join(dir, "private.sieve")+`"]
+sendmail_path = "`+filepath.Join(dir, "no-sendmail")+`"
+`)
+	out, err := exec.Command(bin, "check-config", "-config", cfg).CombinedOutput()
+	if err == nil {
+		t.Fatalf("check-config exited 0:\n%s", out)
+	}
+	for _, want := range []string{
+		"sieve_before: " + filepath.Join(dir, "broken.sieve") + ":3:",
+		"sieve_after: " + filepath.Join(dir, "private.sieve") + " is not readable by others",
+		"sendmail_path: stat " + filepath.Join(dir, "no-sendmail"),
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "good.sieve") {
+		t.Errorf("a good script is reported:\n%s", out)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/vlmtpd/vlmtpd/server"
+	"github.com/vlmtpd/vlmtpd/server/config"
+	"github.com/vlmtpd/vlmtpd/sieve"
 )
 
 func init() {
@@ -89,6 +92,8 @@ func runCheckConfig(args []string) int {
 		}
 	}
 
+	checkSieve(cfg, problem)
+
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(os.Stderr, "vlmtpd:", p)
@@ -139,4 +144,54 @@ func writableBy(fi os.FileInfo, u *user.User) bool {
 		}
 	}
 	return mode&0o003 == 0o003
+}
+
+// checkSieve compiles the administrator's scripts (they are not users'
+// data, so they may be compiled here; users' scripts are only ever read by
+// the workers) and checks that they and sendmail_path can be used by
+// every mailbox owner.
+func checkSieve(cfg *config.Config, problem func(string, ...any)) {
+	before, after, sendmail := cfg.SieveBefore, cfg.SieveAfter, cfg.SendmailPath
+	if g := cfg.SieveGlobalDir; g != "" {
+		if fi, err := os.Stat(g); err != nil || !fi.IsDir() {
+			problem("sieve_global_dir: %s is not a directory: include :global would fail (the scripts would not run)", g)
+		}
+	}
+	global := func(loc sieve.IncludeLocation, name string) ([]byte, error) {
+		if loc != sieve.Global || cfg.SieveGlobalDir == "" {
+			return nil, fmt.Errorf("include %q: %w", name, fs.ErrNotExist)
+		}
+		return os.ReadFile(filepath.Join(cfg.SieveGlobalDir, name+".sieve"))
+	}
+	for _, set := range []struct {
+		param string
+		paths []string
+	}{{"sieve_before", before}, {"sieve_after", after}} {
+		for _, p := range set.paths {
+			fi, err := os.Stat(p)
+			if err != nil {
+				problem("%s: %v (a missing script is skipped at delivery, with a warning)", set.param, err)
+				continue
+			}
+			if fi.Mode().Perm()&0o004 == 0 {
+				problem("%s: %s is not readable by others: the workers read it as each mailbox owner (chmod o+r %s)", set.param, p, p)
+			}
+			src, err := os.ReadFile(p)
+			if err != nil {
+				problem("%s: %v", set.param, err)
+				continue
+			}
+			if _, err := sieve.Compile(src, &sieve.Options{Name: p, MaxScriptSize: cfg.SieveMaxScriptSize, Include: global}); err != nil {
+				problem("%s: %v (it would not run)", set.param, err)
+			}
+		}
+	}
+	if len(cfg.SieveScriptMaps) == 0 && len(before) == 0 && len(after) == 0 {
+		return // no Sieve: sendmail is not used
+	}
+	if fi, err := os.Stat(sendmail); err != nil {
+		problem("sendmail_path: %v: redirect and vacation replies would fail (the messages are kept)", err)
+	} else if fi.IsDir() || fi.Mode().Perm()&0o001 == 0 {
+		problem("sendmail_path: %s is not executable by others: the workers run it as each mailbox owner", sendmail)
+	}
 }

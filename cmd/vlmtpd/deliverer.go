@@ -41,5 +41,20 @@ func workerConfig(cfg *config.Config) worker.Config {
 		LogLevel:      cfg.LogLevel,
 		LogFormat:     cfg.LogFormat,
 		LogJournal:    stderrlog.Journal,
+		Sieve: store.SieveOptions{
+			Before: cfg.SieveBefore, After: cfg.SieveAfter, GlobalDir: cfg.SieveGlobalDir, Sendmail: cfg.SendmailPath,
+			Separator:    firstDelimiter(cfg.RecipientDelimiter),
+			MaxRedirects: cfg.SieveMaxRedirects, MaxActions: cfg.SieveMaxActions,
+			MaxScriptSize: cfg.SieveMaxScriptSize, MaxCPUTime: cfg.SieveMaxCPUTime,
+		},
 	}
+}
+
+// firstDelimiter is the subaddress separator Sieve uses: the first of
+// recipient_delimiter's characters (the sieve package takes one).
+func firstDelimiter(d string) string {
+	if d == "" {
+		return ""
+	}
+	return d[:1]
 }

@@ -69,6 +69,10 @@ func explain(w io.Writer, cfg *config.Config, addr string, res *server.Resolutio
 			fmt.Fprintf(w, "  mailbox limit:   none\n")
 		}
 		fmt.Fprintf(w, "  message limit:   %d bytes\n", cfg.MessageSizeLimit)
+		if rc.Sieve != "" {
+			// Named, not read: the script is the user's, read only by the worker.
+			fmt.Fprintf(w, "  sieve script:    %s/%s\n", cfg.VirtualMailboxBase, rc.Sieve)
+		}
 		quotaLines(w, res)
 		fmt.Fprintf(w, "  RCPT reply:      %s\n", lmtp.RcptOK.Wire(res.Address.Quoted()))
 		return

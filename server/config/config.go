@@ -77,6 +77,20 @@ type Config struct {
 	DeliverLockDelay    time.Duration
 	StaleLockTime       time.Duration
 
+	// Sieve (Pigeonhole's names): the per-recipient active script table
+	// (results are paths beneath VirtualMailboxBase), the administrator's
+	// scripts run before and after it (absolute paths), the limits, and
+	// Postfix's sendmail_path for redirect and vacation.
+	SieveScriptMaps    []string
+	SieveBefore        []string
+	SieveAfter         []string
+	SieveGlobalDir     string // include :global's scripts, "" for none
+	SieveMaxRedirects  int
+	SieveMaxActions    int
+	SieveMaxScriptSize int
+	SieveMaxCPUTime    time.Duration
+	SendmailPath       string
+
 	MaxConnections  int
 	MaxRecipients   int
 	LineLengthLimit int
@@ -153,6 +167,16 @@ type file struct {
 	RecipientConcurrencyLimit  *int    `toml:"recipient_concurrency_limit"`
 	SaveToDetailMailbox        *bool   `toml:"save_to_detail_mailbox"`
 	DetailMailboxCreate        *bool   `toml:"detail_mailbox_create"`
+
+	SieveScriptMaps    *list   `toml:"sieve_script_maps"`
+	SieveBefore        *list   `toml:"sieve_before"`
+	SieveAfter         *list   `toml:"sieve_after"`
+	SieveGlobalDir     *string `toml:"sieve_global_dir"`
+	SieveMaxRedirects  *int    `toml:"sieve_max_redirects"`
+	SieveMaxActions    *int    `toml:"sieve_max_actions"`
+	SieveMaxScriptSize *int    `toml:"sieve_max_script_size"`
+	SieveMaxCPUTime    *string `toml:"sieve_max_cpu_time"`
+	SendmailPath       *string `toml:"sendmail_path"`
 
 	DeliverLockAttempts *int    `toml:"deliver_lock_attempts"`
 	DeliverLockDelay    *string `toml:"deliver_lock_delay"`
@@ -247,6 +271,55 @@ func (p *parser) quota(c *Config, f *file) {
 	}
 	if c.DetailMailboxCreate && !c.SaveToDetailMailbox {
 		p.errorf("detail_mailbox_create", "needs save_to_detail_mailbox = true")
+	}
+}
+
+// sieve reads the Sieve settings. Admin scripts and sendmail are run by
+// the workers, so they must be absolute paths; whether they exist is
+// checked by "vlmtpd check-config" and at delivery, not here (a reload
+// must not fail because a script is being replaced).
+func (p *parser) sieve(c *Config, f *file) {
+	c.SieveScriptMaps = or(f.SieveScriptMaps, nil)
+	for key, v := range map[string]*list{"sieve_before": f.SieveBefore, "sieve_after": f.SieveAfter} {
+		var out []string
+		for _, path := range or(v, nil) {
+			if !filepath.IsAbs(path) {
+				p.errorf(key, "%q is not an absolute path", path)
+				continue
+			}
+			out = append(out, filepath.Clean(path))
+		}
+		if key == "sieve_before" {
+			c.SieveBefore = out
+		} else {
+			c.SieveAfter = out
+		}
+	}
+	if g := or(f.SieveGlobalDir, ""); g != "" {
+		if !filepath.IsAbs(g) {
+			p.errorf("sieve_global_dir", "%q is not an absolute path", g)
+		}
+		c.SieveGlobalDir = filepath.Clean(g)
+	}
+	c.SendmailPath = or(f.SendmailPath, "/usr/sbin/sendmail")
+	if !filepath.IsAbs(c.SendmailPath) || strings.ContainsAny(c.SendmailPath, " \t") {
+		p.errorf("sendmail_path", "%q is not an absolute path to a program (no arguments)", c.SendmailPath)
+	}
+	c.SieveMaxRedirects = or(f.SieveMaxRedirects, 4)
+	c.SieveMaxActions = or(f.SieveMaxActions, 32)
+	c.SieveMaxScriptSize = or(f.SieveMaxScriptSize, 1<<20)
+	c.SieveMaxCPUTime = p.duration("sieve_max_cpu_time", f.SieveMaxCPUTime, 5*time.Second)
+	if c.SieveMaxRedirects < 1 {
+		p.errorf("sieve_max_redirects", "must be at least 1")
+	}
+	if c.SieveMaxActions < 1 {
+		p.errorf("sieve_max_actions", "must be at least 1")
+	}
+	if c.SieveMaxScriptSize < 1 || c.SieveMaxScriptSize > 64<<20 {
+		p.errorf("sieve_max_script_size", "must be between 1 and 67108864 bytes")
+	}
+	if c.SieveMaxCPUTime > c.DeliveryTimeout {
+		p.errorf("sieve_max_cpu_time", "%v is longer than delivery_timeout %v", c.SieveMaxCPUTime, c.DeliveryTimeout)
 	}
 }
 
@@ -486,6 +559,7 @@ func (p *parser) build(f *file) *Config {
 		p.errorf("virtual_mailbox_limit", "%d is smaller than message_size_limit %d", lim, msg)
 	}
 	p.quota(c, f)
+	p.sieve(c, f)
 	if c.DeliverLockAttempts < 1 {
 		p.errorf("deliver_lock_attempts", "must be at least 1")
 	}
@@ -688,6 +762,14 @@ func RestartOnly(a, b *Config) []string {
 	add("worker_idle_timeout", a.WorkerIdleTimeout != b.WorkerIdleTimeout)
 	add("worker_max_use", a.WorkerMaxUse != b.WorkerMaxUse)
 	add("worker_limit", a.WorkerLimit != b.WorkerLimit)
+	add("sieve_before", !slices.Equal(a.SieveBefore, b.SieveBefore))
+	add("sieve_after", !slices.Equal(a.SieveAfter, b.SieveAfter))
+	add("sieve_global_dir", a.SieveGlobalDir != b.SieveGlobalDir)
+	add("sieve_max_redirects", a.SieveMaxRedirects != b.SieveMaxRedirects)
+	add("sieve_max_actions", a.SieveMaxActions != b.SieveMaxActions)
+	add("sieve_max_script_size", a.SieveMaxScriptSize != b.SieveMaxScriptSize)
+	add("sieve_max_cpu_time", a.SieveMaxCPUTime != b.SieveMaxCPUTime)
+	add("sendmail_path", a.SendmailPath != b.SendmailPath)
 	add("log_level", a.LogLevel != b.LogLevel)
 	add("log_format", a.LogFormat != b.LogFormat)
 	add("metrics_listen", a.MetricsListen != b.MetricsListen)

@@ -87,6 +87,13 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{minimal + "metrics_listen = \"inet::9424\"\n", "v.toml:6: metrics_listen: \"inet::9424\": name the address"},
 		{minimal + "metrics_listen = \"unix:\"\n", "v.toml:6: metrics_listen:"},
 		{minimal + "log_format = \"syslog\"\n", "v.toml:6: log_format: \"syslog\" is not text, json or postfix"},
+		{minimal + "sieve_before = [\"before.sieve\"]\n", `v.toml:6: sieve_before: "before.sieve" is not an absolute path`},
+		{minimal + "sieve_after = \"/a.sieve, rel.sieve\"\n", `v.toml:6: sieve_after: "rel.sieve" is not an absolute path`},
+		{minimal + "sendmail_path = \"/usr/sbin/sendmail -t\"\n", "v.toml:6: sendmail_path: "},
+		{minimal + "sieve_max_redirects = 0\n", "v.toml:6: sieve_max_redirects: must be at least 1"},
+		{minimal + "sieve_max_actions = 0\n", "v.toml:6: sieve_max_actions: must be at least 1"},
+		{minimal + "sieve_max_script_size = 0\n", "v.toml:6: sieve_max_script_size:"},
+		{minimal + "sieve_max_cpu_time = \"1h\"\n", "v.toml:6: sieve_max_cpu_time: 1h0m0s is longer than delivery_timeout"},
 		{"virtual_mailbox_base = \n", "v.toml:1:"},
 		{`virtual_mailbox_maps = "texthash:x"`, "virtual_mailbox_base: must be set"},
 	} {
@@ -223,5 +230,23 @@ virtual_maildir_limit_message = "Sorry, the user's maildir has overdrawn his dis
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q:\n got %v\nwant …%s…", tc.text, err, tc.want)
 		}
+	}
+}
+
+func TestSieveDefaults(t *testing.T) {
+	c, err := Parse("/etc/v.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SendmailPath != "/usr/sbin/sendmail" || c.SieveMaxRedirects != 4 || c.SieveMaxActions != 32 ||
+		c.SieveMaxScriptSize != 1<<20 || c.SieveMaxCPUTime != 5*time.Second || c.SieveScriptMaps != nil {
+		t.Errorf("defaults: %+v", c)
+	}
+	c, err = Parse("/etc/v.toml", []byte(minimal+"sieve_script_maps = \"texthash:sieve\"\nsieve_before = [\"/etc/vlmtpd/a.sieve\", \"/etc/vlmtpd/b.sieve\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.SieveScriptMaps) != 1 || len(c.SieveBefore) != 2 || c.SieveBefore[1] != "/etc/vlmtpd/b.sieve" {
+		t.Errorf("lists: %q %q", c.SieveScriptMaps, c.SieveBefore)
 	}
 }

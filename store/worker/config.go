@@ -31,6 +31,9 @@ type Config struct {
 	LockMethods   []string
 	LockTimeout   time.Duration
 	StaleLockTime time.Duration
+	// Sieve is how the worker runs Sieve scripts (store.SieveOptions):
+	// the administrator's scripts, sendmail and the limits.
+	Sieve store.SieveOptions
 	// LogLevel and LogFormat ("text", "json" or "postfix") match the
 	// front's logs. LogJournal: stderr is the systemd journal, which a
 	// worker, started with an empty environment, cannot tell itself.
@@ -61,6 +64,33 @@ func (c Config) Args() []string {
 	if c.StaleLockTime > 0 {
 		a = append(a, "-stale-lock-time", c.StaleLockTime.String())
 	}
+	for _, p := range c.Sieve.Before {
+		a = append(a, "-sieve-before", p)
+	}
+	for _, p := range c.Sieve.After {
+		a = append(a, "-sieve-after", p)
+	}
+	if c.Sieve.GlobalDir != "" {
+		a = append(a, "-sieve-global-dir", c.Sieve.GlobalDir)
+	}
+	if c.Sieve.Sendmail != "" {
+		a = append(a, "-sendmail", c.Sieve.Sendmail)
+	}
+	if c.Sieve.Separator != "" {
+		a = append(a, "-recipient-delimiter", c.Sieve.Separator)
+	}
+	if c.Sieve.MaxRedirects > 0 {
+		a = append(a, "-sieve-max-redirects", strconv.Itoa(c.Sieve.MaxRedirects))
+	}
+	if c.Sieve.MaxActions > 0 {
+		a = append(a, "-sieve-max-actions", strconv.Itoa(c.Sieve.MaxActions))
+	}
+	if c.Sieve.MaxScriptSize > 0 {
+		a = append(a, "-sieve-max-script-size", strconv.Itoa(c.Sieve.MaxScriptSize))
+	}
+	if c.Sieve.MaxCPUTime > 0 {
+		a = append(a, "-sieve-max-cpu-time", c.Sieve.MaxCPUTime.String())
+	}
 	if c.LogLevel != "" {
 		a = append(a, "-log-level", c.LogLevel)
 	}
@@ -87,6 +117,15 @@ func ParseArgs(args []string) (Config, error) {
 	fs.StringVar(&locks, "lock", "", "mbox lock methods, comma-separated")
 	fs.DurationVar(&c.LockTimeout, "lock-timeout", 0, "mbox lock timeout")
 	fs.DurationVar(&c.StaleLockTime, "stale-lock-time", 0, "age of a stale dotlock")
+	fs.Var((*pathList)(&c.Sieve.Before), "sieve-before", "an administrator's Sieve script run before the user's (repeatable)")
+	fs.Var((*pathList)(&c.Sieve.After), "sieve-after", "an administrator's Sieve script run after the user's (repeatable)")
+	fs.StringVar(&c.Sieve.GlobalDir, "sieve-global-dir", "", "directory of include :global scripts")
+	fs.StringVar(&c.Sieve.Sendmail, "sendmail", "", "sendmail_path for redirect and vacation")
+	fs.StringVar(&c.Sieve.Separator, "recipient-delimiter", "", "recipient_delimiter (Sieve subaddress)")
+	fs.IntVar(&c.Sieve.MaxRedirects, "sieve-max-redirects", 0, "sieve_max_redirects")
+	fs.IntVar(&c.Sieve.MaxActions, "sieve-max-actions", 0, "sieve_max_actions")
+	fs.IntVar(&c.Sieve.MaxScriptSize, "sieve-max-script-size", 0, "sieve_max_script_size")
+	fs.DurationVar(&c.Sieve.MaxCPUTime, "sieve-max-cpu-time", 0, "sieve_max_cpu_time")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "", "text, json or postfix")
 	fs.BoolVar(&c.LogJournal, "log-journal", false, "stderr is the systemd journal")
@@ -120,5 +159,18 @@ func (c Config) localOptions() store.LocalOptions {
 		LockMethods:   c.LockMethods,
 		LockTimeout:   c.LockTimeout,
 		StaleLockTime: c.StaleLockTime,
+		Sieve:         c.Sieve,
 	}
+}
+
+// pathList is a repeatable flag: paths may hold commas.
+type pathList []string
+
+func (l *pathList) String() string { return strings.Join(*l, " ") }
+func (l *pathList) Set(v string) error {
+	if !strings.HasPrefix(v, "/") {
+		return fmt.Errorf("%q is not an absolute path", v)
+	}
+	*l = append(*l, v)
+	return nil
 }

@@ -15,7 +15,7 @@ func FuzzWorkerDecoders(f *testing.F) {
 	f.Add(byte(frameDeliver), (&deliverRequest{Seq: 1, Sender: "s@x", Size: 10, Arrival: time.Unix(1, 0), ID: "q",
 		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5}}}).encode())
 	f.Add(byte(frameDeliver), (&deliverRequest{Seq: 3, Sender: "s@x", Size: 10, Arrival: time.Unix(1, 0), ID: "q", HasReturnPath: true,
-		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5, HasDeliveredTo: true}, {Address: "b@x", Path: "x/b", UID: 5, GID: 5}}}).encode())
+		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5, HasDeliveredTo: true}, {Address: "b@x", Path: "x/b", UID: 5, GID: 5, Sieve: "x/b.sieve"}}}).encode())
 	f.Add(byte(frameSize), (&sizeRequest{Seq: 2, Rcpt: store.Recipient{Path: "x/a", UID: 5, GID: 5, Limit: 9}}).encode())
 	f.Add(byte(frameQuota), (&quotaRequest{Seq: 4, Rcpt: store.Recipient{Path: "x/a/", UID: 5, GID: 5, Folder: "w",
 		Quota: store.Quota{Set: true, Limits: maildirpp.Limits{Bytes: 9, Count: 2}, Extended: true}}}).encode())
@@ -62,6 +62,7 @@ func FuzzWorkerDecoders(f *testing.F) {
 func FuzzFrontDecoders(f *testing.F) {
 	f.Add(byte(0), hello{Version: 1, Build: "b", PID: 3, UID: 5, GID: 5}.encode())
 	f.Add(byte(1), (&deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.Locked, Op: "lock", Path: "p", Err: "e"}}, Timings: []timing{{1, 2}, {3, 4}}}).encode())
+	f.Add(byte(1), (&deliverReply{Seq: 2, Results: []result{{Status: store.Rejected, Op: "sieve", Path: "p/", Err: "not wanted"}}, Timings: []timing{{1, 2}}}).encode())
 	f.Add(byte(2), (&sizeReply{Seq: 1, Size: 3, Result: result{}}).encode())
 	f.Add(byte(3), (&quotaReply{Seq: 1, Bytes: 3, Count: 1, Recalculated: "missing"}).encode())
 	f.Fuzz(func(t *testing.T, typ byte, p []byte) {

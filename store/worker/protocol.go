@@ -27,7 +27,7 @@ import (
 // ProtocolVersion changes whenever a frame's layout or meaning changes. A
 // worker started from an upgraded binary announces a different version in
 // its hello and the front refuses it.
-const ProtocolVersion = 4
+const ProtocolVersion = 5
 
 // maxFrame bounds a frame's payload so a broken peer cannot make the other
 // side allocate without limit. A request for thousands of recipients with
@@ -103,7 +103,10 @@ func (r result) err() error {
 		return nil
 	}
 	e := &store.Error{Status: r.Status, Op: r.Op, Path: r.Path}
-	if r.Err != "" {
+	switch {
+	case r.Status == store.Rejected:
+		e.Err = &store.Rejection{Reason: r.Err}
+	case r.Err != "":
 		e.Err = errors.New(r.Err)
 	}
 	return e
@@ -335,10 +338,11 @@ func (e *encoder) rcpt(r store.Recipient) {
 	e.flag(r.Quota.Create)
 	e.str(r.Folder)
 	e.flag(r.CreateFolder)
+	e.str(r.Sieve)
 }
 
 // rcptMin is the smallest encoding of a recipient.
-const rcptMin = 3*4 + 4 + 4 + 8 + 1 + (1 + 8 + 8 + 1 + 1 + 4 + 1)
+const rcptMin = 3*4 + 4 + 4 + 8 + 1 + (1 + 8 + 8 + 1 + 1 + 4 + 1) + 4
 
 func (d *decoder) rcpt() store.Recipient {
 	r := store.Recipient{
@@ -357,6 +361,7 @@ func (d *decoder) rcpt() store.Recipient {
 	r.Quota.Create = d.flag("quota create")
 	r.Folder = d.str("folder")
 	r.CreateFolder = d.flag("create folder")
+	r.Sieve = d.str("sieve script")
 	if d.err == nil && r.Limit < 0 {
 		d.fail("limit")
 	}
@@ -384,7 +389,7 @@ func (d *decoder) result() result {
 	}
 	// A status this binary does not know is a broken or foreign worker:
 	// a protocol error, so its recipients get WorkerFailed, never a guess.
-	if d.err == nil && r.Status > store.WorkerFailed {
+	if d.err == nil && r.Status > store.Rejected {
 		d.fail("status")
 	}
 	return r

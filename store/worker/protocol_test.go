@@ -16,7 +16,7 @@ import (
 )
 
 func TestMessagesRoundTrip(t *testing.T) {
-	rc := store.Recipient{Address: "Joe@example.com", OriginalRecipient: "joe+x@example.com", Path: "example.com/joe/", UID: 5001, GID: 5002, Limit: 1 << 20, HasDeliveredTo: true}
+	rc := store.Recipient{Address: "Joe@example.com", OriginalRecipient: "joe+x@example.com", Path: "example.com/joe/", UID: 5001, GID: 5002, Limit: 1 << 20, HasDeliveredTo: true, Sieve: "example.com/joe/.dovecot.sieve"}
 	req := &deliverRequest{Seq: 7, Sender: `"a b"@example.org`, Size: 1234, Arrival: time.Unix(1700000000, 5), ID: "Q1", HasReturnPath: true, Rcpts: []store.Recipient{rc, {Path: "x", UID: 1, GID: 2}}}
 	got, err := decodeDeliverRequest(req.encode())
 	if err != nil || !reflect.DeepEqual(got, req) {
@@ -93,7 +93,7 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 	e.u64(1)
 	e.rcpt(store.Recipient{Path: "a", GID: 5})
 	b := e.b
-	copy(b[len(b)-17:], []byte{0xff, 0xff, 0xff, 0xff})
+	copy(b[len(b)-21:], []byte{0xff, 0xff, 0xff, 0xff})
 	if _, err := decodeSizeRequest(b); err == nil {
 		t.Error("uid 0xffffffff: no error")
 	}
@@ -103,7 +103,7 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 	e.u64(1)
 	e.rcpt(store.Recipient{Path: "a", UID: 5, GID: 5, HasDeliveredTo: true})
 	b = e.b
-	b[len(b)-1] = 2
+	b[len(b)-5] = 2 // before the Sieve script's length
 	if _, err := decodeSizeRequest(b); err == nil {
 		t.Error("Delivered-To flag 2: no error")
 	}
@@ -114,12 +114,12 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 	}
 	// Every known status crosses; an unknown one is refused rather than
 	// passed on for the server to guess at.
-	for st := store.OK; st <= store.WorkerFailed; st++ {
+	for st := store.OK; st <= store.Rejected; st++ {
 		if _, err := decodeSizeReply((&sizeReply{Seq: 1, Result: result{Status: st}}).encode()); err != nil {
 			t.Errorf("status %v refused: %v", st, err)
 		}
 	}
-	if _, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{{Status: store.WorkerFailed + 1}}}).encode()); err == nil {
+	if _, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{{Status: store.Rejected + 1}}}).encode()); err == nil {
 		t.Error("unknown status: no error")
 	}
 	err := resultOf(errors.New("plain")).err()
@@ -212,5 +212,19 @@ func TestDeliverReplyTimingsMatchResults(t *testing.T) {
 	rep := &deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.OK}}, Timings: []timing{{1, 2}}}
 	if _, err := decodeDeliverReply(rep.encode()); err == nil {
 		t.Fatal("reply with 2 results and 1 timing decoded")
+	}
+}
+
+// A Sieve rejection's reason crosses the protocol and comes back as the
+// cause the server puts into the reply.
+func TestRejectedResultRoundTrip(t *testing.T) {
+	in := &store.Error{Status: store.Rejected, Op: "sieve", Path: "p/", Err: &store.Rejection{Reason: "go away"}}
+	rep, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{resultOf(in)}, Timings: []timing{{1, 2}}}).encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := rep.Results[0].err()
+	if reason, ok := store.RejectReason(out); !ok || reason != "go away" {
+		t.Errorf("got %v: %q %v", out, reason, ok)
 	}
 }

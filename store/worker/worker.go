@@ -66,6 +66,9 @@ func Main(args []string) int {
 	log.Debug("worker ready", "sandbox", sandbox)
 	c := newConn(os.NewFile(socketFD, "front"))
 	defer c.Close()
+	// Programs the worker runs (sendmail, for Sieve) must not inherit the
+	// front's socket.
+	unix.CloseOnExec(socketFD)
 
 	opts := cfg.localOptions()
 	opts.Logger = log
