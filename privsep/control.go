@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/vlmtpd/vlmtpd/store"
 )
 
 // Packet types.
@@ -66,7 +68,7 @@ func decodeRequest(b []byte) (request, error) {
 	switch r.Op {
 	case opSpawn:
 		uid, gid := binary.BigEndian.Uint32(b[5:]), binary.BigEndian.Uint32(b[9:])
-		if uid > maxID || gid > maxID {
+		if uid > store.MaxID || gid > store.MaxID {
 			return request{}, fmt.Errorf("%w: id out of range", errControl)
 		}
 		r.UID, r.GID = int(uid), int(gid)
@@ -119,27 +121,7 @@ func decodeReply(b []byte) (reply, error) {
 	return r, nil
 }
 
-// Policy is what the parent checks before it starts any worker.
-type Policy struct {
-	// MinUID is virtual_minimum_uid.
-	MinUID int
-}
+// Policy is what the parent checks before it starts any worker: the one
+// id policy every boundary applies (store.IDPolicy).
+type Policy = store.IDPolicy
 
-// maxID is the largest uid or gid: uid_t is 32 bits and (uid_t)-1 means
-// "unchanged" to setresuid(2); Postfix's virtual(8) accepts the rest.
-const maxID = math.MaxUint32 - 1
-
-// Check refuses uid 0, gid 0 and uids below the minimum.
-func (p Policy) Check(uid, gid int) error {
-	switch {
-	case uid <= 0:
-		return fmt.Errorf("uid %d is not allowed", uid)
-	case gid <= 0:
-		return fmt.Errorf("gid %d is not allowed", gid)
-	case uid < p.MinUID:
-		return fmt.Errorf("uid %d is below virtual_minimum_uid %d", uid, p.MinUID)
-	case uid > maxID || gid > maxID:
-		return fmt.Errorf("uid %d or gid %d out of range", uid, gid)
-	}
-	return nil
-}

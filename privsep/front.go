@@ -200,12 +200,14 @@ func (c *Client) call(ctx context.Context, req request) (reply, int, error) {
 	}
 }
 
-// Permits implements store.Permitter with what the front can tell without
+// Permits implements worker.Spawner with what the front can tell without
 // the parent: uid 0 and gid 0 are never allowed (virtual_minimum_uid is
 // checked when the recipient is resolved, and the parent checks both again).
 func (c *Client) Permits(uid, gid int) error {
-	if uid <= 0 || gid <= 0 {
-		return &store.Error{Status: store.NotPermitted, Op: "spawn", Err: fmt.Errorf("uid %d gid %d is never allowed", uid, gid)}
+	// The parent applies virtual_minimum_uid; the front's resolver has
+	// already refused what is below it.
+	if err := (store.IDPolicy{}).Check(uid, gid); err != nil {
+		return &store.Error{Status: store.NotPermitted, Op: "spawn", Err: err}
 	}
 	return nil
 }

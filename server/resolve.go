@@ -178,17 +178,13 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 		res.Err = rep
 		return res
 	}
-	if uid < r.minUID {
-		res.Err = configError(fmt.Sprintf("bad uid %d in virtual_uid_maps (virtual_minimum_uid is %d)", uid, r.minUID))
-		return res
-	}
 	gid, rep := r.id(ctx, addr, r.gids, "virtual_gid_maps", &res.GID)
 	if rep != nil {
 		res.Err = rep
 		return res
 	}
-	if gid == 0 {
-		res.Err = configError("bad gid 0 in virtual_gid_maps")
+	if err := (store.IDPolicy{MinUID: r.minUID}).Check(uid, gid); err != nil {
+		res.Err = configError(fmt.Sprintf("%v (virtual_uid_maps %s, virtual_gid_maps %s)", err, res.UID.Table, res.GID.Table))
 		return res
 	}
 	res.Recipient.UID, res.Recipient.GID = uid, gid
@@ -269,12 +265,8 @@ func (r *Resolver) sieveScript(ctx context.Context, addr maps.Address, res *Reso
 	return nil
 }
 
-// maxID is the largest uid or gid: uid_t is 32 bits and (uid_t)-1 means
-// "no change" to setuid(2), so Postfix 3.12 refuses it too.
-const maxID = 1<<32 - 2
-
 // id looks up a uid or gid: not found or not a plain decimal number up to
-// maxID is a configuration error (4.3.5), never a bounce.
+// store.MaxID is a configuration error (4.3.5), never a bounce.
 func (r *Resolver) id(ctx context.Context, addr maps.Address, l maps.List, param string, hit *maps.Hit) (int, *Reply) {
 	h, found, err := l.Search(ctx, addr, r.strategy)
 	if err != nil {
@@ -285,7 +277,7 @@ func (r *Resolver) id(ctx context.Context, addr maps.Address, l maps.List, param
 	}
 	*hit = h
 	n, err := strconv.ParseUint(strings.TrimSpace(h.Value), 10, 32)
-	if err != nil || n > maxID {
+	if err != nil || n > store.MaxID {
 		return 0, configError(fmt.Sprintf("bad id %q in %s (%s)", h.Value, param, h.Table))
 	}
 	return int(n), nil

@@ -161,12 +161,10 @@ func originalRecipient(orcpt string) string {
 // rcptLimits decides at RCPT what the mailbox limit and the deliverer can
 // decide before the body arrives.
 func (s *Server) rcptLimits(ctx context.Context, box *store.Recipient, size int64) *Reply {
-	if p, ok := s.deliver.(store.Permitter); ok {
-		if err := p.Permits(box.UID, box.GID); err != nil {
-			r := ToReply(err)
-			s.log.Warn("recipient refused: privileges missing to deliver as its uid", "uid", box.UID, "gid", box.GID, "error", err)
-			return r
-		}
+	if err := s.deliver.Permits(box.UID, box.GID); err != nil {
+		r := ToReply(err)
+		s.log.Warn("recipient refused: privileges missing to deliver as its uid", "uid", box.UID, "gid", box.GID, "error", err)
+		return r
 	}
 	if box.Limit <= 0 || size <= 0 || box.Quota.Set {
 		// A quota (virtual_mailbox_limit_maps) is decided by admit.

@@ -101,6 +101,10 @@ type Deliverer interface {
 	// bytes (an mbox file's size; 0 for a Maildir or a missing mbox), for
 	// limit checks at RCPT time.
 	MailboxSize(ctx context.Context, r Recipient) (int64, error)
+	// Permits tells, before the message arrives, whether this deliverer
+	// may write as uid/gid at all, so the server answers at RCPT instead
+	// of after DATA. A refusal is an *Error with Status NotPermitted.
+	Permits(uid, gid int) error
 }
 
 // Timing is where one recipient's delivery spent its time, for the
@@ -126,13 +130,6 @@ type TimedDeliverer interface {
 // recalc rebuilds a Maildir's maildirsize from its files first.
 type QuotaReporter interface {
 	Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage, error)
-}
-
-// Permitter is implemented by deliverers that can tell before the message
-// arrives whether they may write as uid/gid at all, so the server answers
-// at RCPT instead of after DATA.
-type Permitter interface {
-	Permits(uid, gid int) error
 }
 
 // Status classifies a delivery failure; it is what crosses the worker

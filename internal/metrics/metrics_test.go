@@ -38,6 +38,7 @@ func (deferDeliverer) Deliver(_ context.Context, _ *store.Message, rcpts []store
 }
 
 func (deferDeliverer) MailboxSize(context.Context, store.Recipient) (int64, error) { return 0, nil }
+func (deferDeliverer) Permits(uid, gid int) error                                  { return nil }
 
 func newServer(t *testing.T) (*server.Server, *Metrics) {
 	t.Helper()

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/store"
 )
 
 // Creds is a process's identity as the kernel reports it in
@@ -115,8 +117,8 @@ func (c *Creds) check(cfg Config) error {
 			return fmt.Errorf("gid set %v is not exactly %d (index %d)", c.GIDs, cfg.GID, i)
 		}
 	}
-	if cfg.UID == 0 || cfg.GID == 0 {
-		return errors.New("never runs as uid 0 or gid 0")
+	if err := (store.IDPolicy{}).Check(cfg.UID, cfg.GID); err != nil {
+		return err
 	}
 	if len(c.Groups) > 0 && !cfg.KeepGroups {
 		return fmt.Errorf("supplementary groups %v are not empty", c.Groups)

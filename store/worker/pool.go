@@ -604,17 +604,9 @@ func (p *Pool) logSpawnError(id string, k ids, err error) {
 	p.log.Error("cannot start a worker", "queue_id", id, "uid", k.uid, "gid", k.gid, "err", err)
 }
 
-var _ store.Permitter = (*Pool)(nil)
-
-// Permits implements store.Permitter, so that a uid the pool can never
-// start a worker for is refused at RCPT: it asks the spawner, if the
-// spawner knows.
-func (p *Pool) Permits(uid, gid int) error {
-	if pm, ok := p.spawn.(store.Permitter); ok {
-		return pm.Permits(uid, gid)
-	}
-	return nil
-}
+// Permits implements store.Deliverer, so that a uid the pool can never
+// start a worker for is refused at RCPT: the spawner knows.
+func (p *Pool) Permits(uid, gid int) error { return p.spawn.Permits(uid, gid) }
 
 // MailboxSize implements store.Deliverer by asking a worker of the
 // mailbox's owner, so the front never reads users' files.

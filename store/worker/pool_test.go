@@ -48,6 +48,8 @@ func (f *fakeStore) Deliver(ctx context.Context, msg *store.Message, rcpts []sto
 	return errs
 }
 
+func (f *fakeStore) Permits(uid, gid int) error { return nil }
+
 func (f *fakeStore) MailboxSize(ctx context.Context, r store.Recipient) (int64, error) {
 	return int64(len(r.Path)), nil
 }
@@ -68,6 +70,8 @@ type fakeSpawner struct {
 	workers    map[int]*conn // the worker's end, by id
 	running    sync.WaitGroup
 }
+
+func (s *fakeSpawner) Permits(uid, gid int) error { return nil }
 
 func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error) {
 	front, wk := socketPair(s.t)

@@ -32,6 +32,10 @@ type Spawner interface {
 	// Spawn starts a worker that runs as exactly uid and gid. A refusal by
 	// policy is a *store.Error with Status NotPermitted.
 	Spawn(ctx context.Context, uid, gid int) (*Process, error)
+	// Permits tells without starting anything whether Spawn could ever
+	// run a worker as uid/gid: the same refusal, as a *store.Error with
+	// Status NotPermitted.
+	Permits(uid, gid int) error
 }
 
 // SelfExe is the binary workers are started from: the running binary's
@@ -95,7 +99,7 @@ type LocalSpawner struct {
 	Stderr *os.File
 }
 
-// Permits implements store.Permitter: without root only the caller's own
+// Permits implements Spawner: without root only the caller's own
 // uid and gid, never 0.
 func (s *LocalSpawner) Permits(uid, gid int) error {
 	me, mygid := os.Getuid(), os.Getgid()
@@ -103,9 +107,8 @@ func (s *LocalSpawner) Permits(uid, gid int) error {
 		return &store.Error{Status: store.NotPermitted, Op: "spawn",
 			Err: fmt.Errorf("privileges missing: vlmtpd runs as uid %d gid %d without root and cannot deliver as uid %d gid %d", me, mygid, uid, gid)}
 	}
-	if uid <= 0 || gid <= 0 {
-		return &store.Error{Status: store.NotPermitted, Op: "spawn",
-			Err: fmt.Errorf("refusing to deliver as uid %d gid %d", uid, gid)}
+	if err := (store.IDPolicy{}).Check(uid, gid); err != nil {
+		return &store.Error{Status: store.NotPermitted, Op: "spawn", Err: err}
 	}
 	return nil
 }
