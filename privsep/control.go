@@ -124,4 +124,3 @@ func decodeReply(b []byte) (reply, error) {
 // Policy is what the parent checks before it starts any worker: the one
 // id policy every boundary applies (store.IDPolicy).
 type Policy = store.IDPolicy
-
