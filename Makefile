@@ -4,7 +4,7 @@ export PATH := $(dir $(GO)):$(PATH)
 BIN     := bin/vlmtpd
 PKGS    := ./...
 
-.PHONY: build test test-short check run fuzz lint setup clean bench
+.PHONY: build test test-short check run fuzz lint setup clean bench man install
 
 build:
 	$(GO) build -o $(BIN) ./cmd/vlmtpd
@@ -36,6 +36,22 @@ setup:
 # Serves config.example.toml as you: mail lands under run/mail.
 run: build
 	./$(BIN) quickstart -config config.example.toml
+
+# vlmtpd(8), generated from the commands' own help texts.
+man: build
+	./$(BIN) man > docs/vlmtpd.8
+
+# Installs the binary, the man page, the systemd units and the example
+# configuration (as vlmtpd.toml.example, never over a real one).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/vlmtpd
+	./$(BIN) man > bin/vlmtpd.8
+	install -D -m 0644 bin/vlmtpd.8 $(DESTDIR)$(PREFIX)/share/man/man8/vlmtpd.8
+	install -D -m 0644 dist/vlmtpd.service $(DESTDIR)/etc/systemd/system/vlmtpd.service
+	install -D -m 0644 dist/vlmtpd.socket $(DESTDIR)/etc/systemd/system/vlmtpd.socket
+	install -D -m 0644 config.example.toml $(DESTDIR)/etc/vlmtpd/vlmtpd.toml.example
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 20s
