@@ -285,7 +285,9 @@ func measure(smtpSource string, s *server, c cell, local string) (result, error)
 			stopFront = func() int64 { return max(sampled(), proctree.HWM(f)) }
 		}
 	}
-	stop := proctree.PeakPSS(root, 50*time.Millisecond)
+	// smaps_rollup walks every page table: at 50 ms over some 25
+	// processes the sampler alone took ~10% of the 2 cores.
+	stop := proctree.PeakPSS(root, 250*time.Millisecond)
 	cmd := exec.Command(smtpSource, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
