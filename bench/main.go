@@ -433,14 +433,14 @@ func run(o options) error {
 	if fillRow != nil {
 		fmt.Fprintf(w, "\nFull mailbox: %d × %s messages from 1 session into a Maildir already holding %d messages in new/, against an empty one; runs alternate.\n\n",
 			fillRow.c.Msgs, sizeName(fillRow.c.Size), o.fill)
-		fmt.Fprintln(w, "| server | empty: deliveries/s | full: deliveries/s | full/empty | empty: CPU/delivery | full: CPU/delivery |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| server | empty: deliveries/s | full: deliveries/s | full/empty | empty: CPU/delivery | full: CPU/delivery | CPU full/empty |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 		for _, x := range []struct {
 			name        string
 			empty, full []result
 		}{{"vlmtpd", fillRow.vs, fillRow.vFull}, {"Dovecot", fillRow.ds, fillRow.dFull}} {
 			e, f := summarize(x.empty), summarize(x.full)
-			fmt.Fprintf(w, "| %s | %.0f | %.0f | %.2f | %.2f ms | %.2f ms |\n", x.name, e.Rate, f.Rate, f.Rate/e.Rate, e.CPUPer, f.CPUPer)
+			fmt.Fprintf(w, "| %s | %.0f | %.0f | %.2f | %.2f ms | %.2f ms | %.2f |\n", x.name, e.Rate, f.Rate, f.Rate/e.Rate, e.CPUPer, f.CPUPer, f.CPUPer/e.CPUPer)
 		}
 	}
 	if len(limits) > 0 {
