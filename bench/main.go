@@ -6,9 +6,10 @@
 // their ratio, the CPU time per delivery of each server's whole process
 // tree, vlmtpd's front's peak RSS and both servers' peak PSS. Beside them:
 // the disk's limit (a bare durable Maildir write loop on the same
-// filesystem, 1 and 20 writers), the rate into a Maildir already holding
-// -fill messages against an empty one, and 100 sessions sending 1 MB and
-// 10 MB bodies at once (the front's memory). It fails if any delivery is
+// filesystem: 1 and 20 writers, with and without group commit, and a
+// 10-recipient message by copies and by hard links), the rate into a
+// Maildir already holding -fill messages against an empty one, and 100
+// sessions sending 1 MB and 10 MB bodies at once (the front's memory). It fails if any delivery is
 // missing. `make bench` runs it; docs/benchmarks.md records its tables.
 package main
 
