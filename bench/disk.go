@@ -62,7 +62,7 @@ func diskLimit(dir string, writers, size int, d time.Duration, group bool) (rate
 	}
 	syncNew := func() error { return unix.Fsync(newDir) }
 	if group {
-		syncNew = newGroupSync(newDir).sync
+		syncNew = newGroupSync(func() error { return unix.Fsync(newDir) }).sync
 	}
 	var done atomic.Int64
 	var firstErr error
@@ -134,7 +134,7 @@ func durableWrite(tmp, newDir int, name string, body []byte, syncNew func() erro
 
 // groupSync shares fsyncs of one directory among concurrent callers.
 type groupSync struct {
-	fd      int
+	fsync   func() error
 	mu      sync.Mutex
 	cond    *sync.Cond
 	running bool
@@ -143,8 +143,8 @@ type groupSync struct {
 	err     error  // of the last one
 }
 
-func newGroupSync(fd int) *groupSync {
-	g := &groupSync{fd: fd}
+func newGroupSync(fsync func() error) *groupSync {
+	g := &groupSync{fsync: fsync}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
@@ -162,7 +162,7 @@ func (g *groupSync) sync() error {
 			g.running = true
 			g.started++
 			g.mu.Unlock()
-			err := unix.Fsync(g.fd)
+			err := g.fsync()
 			g.mu.Lock()
 			g.running = false
 			g.done++
