@@ -43,6 +43,9 @@ type server struct {
 	cmd                   *exec.Cmd
 	exited                chan struct{}
 	mailbox               func(local string) string // Maildir of a recipient's local part
+	// front is the pid of the process that speaks LMTP and spools the
+	// body (vlmtpd's front), 0 if there is none to single out.
+	front func() int
 }
 
 func (s *server) stop() {
@@ -101,23 +104,22 @@ func recipients(local string, n int) []string {
 // starts with empty mailboxes.
 func cellLocal(slot int) string { return fmt.Sprintf("c%du", slot) }
 
-// startVlmtpd serves every recipient of cells from its own Maildir as
+// fullLocal is the recipient whose mailbox is filled before the fill cell.
+const fullLocal = "fullu"
+
+// startVlmtpd serves every recipient in locals from its own Maildir as
 // owner: with privsep as root (the production mode: a root parent, the
 // front as nobody, delivery workers as owner), else in single-user mode,
 // started as owner.
-func startVlmtpd(bin, dir string, o owner, cells []cell, runs int, privsep bool) (*server, error) {
+func startVlmtpd(bin, dir string, o owner, locals []string, privsep bool) (*server, error) {
 	for _, d := range []string{"mail", "spool"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
 	}
 	var table strings.Builder
-	for i, c := range cells {
-		for run := 0; run < runs; run++ {
-			for _, r := range recipients(cellLocal(i*runs+run), c.Rcpts) {
-				fmt.Fprintf(&table, "%s@bench.test bench.test/%s/\n", r, r)
-			}
-		}
+	for _, r := range locals {
+		fmt.Fprintf(&table, "%s@bench.test bench.test/%s/\n", r, r)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "vmailbox"), []byte(table.String()), 0o644); err != nil {
 		return nil, err
@@ -171,8 +173,10 @@ recipient_concurrency_limit = 0
 		cmd:     exec.Command(bin, "serve", "-config", confPath),
 		mailbox: func(local string) string { return filepath.Join(dir, "mail", "bench.test", local) },
 	}
+	s.front = func() int { return s.cmd.Process.Pid }
 	if privsep {
 		s.name = "vlmtpd (privsep)"
+		s.front = func() int { return childRunning(s.cmd.Process.Pid, "serve") }
 	} else if os.Geteuid() == 0 {
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(o.UID), Gid: uint32(o.GID), Groups: []uint32{}}}
 	}
@@ -240,35 +244,75 @@ service lmtp {
 	return s, s.start(filepath.Join(dir, "..", "dovecot.stderr"))
 }
 
-// measure runs one cell against one server, sampling the memory of its
-// process tree, then counts what arrived.
-func measure(smtpSource string, s *server, c cell, slot int) (result, error) {
-	local := cellLocal(slot)
+// childRunning is the pid of pid's child whose first argument is role,
+// 0 if there is none.
+func childRunning(pid int, role string) int {
+	for _, c := range proctree.Children(pid) {
+		if argv := proctree.Cmdline(c); len(argv) > 1 && argv[1] == role {
+			return c
+		}
+	}
+	return 0
+}
+
+// measure runs one cell against one server, delivering to local (and the
+// numbered recipients after it), sampling the memory of its process tree
+// and of its front, and reading the tree's CPU time before and after;
+// then it counts what arrived.
+func measure(smtpSource string, s *server, c cell, local string) (result, error) {
 	args := []string{"-L", "-d", "-s", strconv.Itoa(c.Sessions), "-m", strconv.Itoa(c.Msgs),
 		"-l", strconv.Itoa(c.Size), "-M", "client.test", "-f", "bench@client.test", "-t", local + "@bench.test"}
 	if c.Rcpts > 1 {
 		args = append(args, "-r", strconv.Itoa(c.Rcpts))
 	}
 	args = append(args, "unix:"+s.socket)
-	stop := proctree.PeakPSS(s.cmd.Process.Pid, 50*time.Millisecond)
+	count := func() int {
+		n := 0
+		for _, r := range recipients(local, c.Rcpts) {
+			for _, sub := range []string{"new", "cur"} {
+				n += countDir(filepath.Join(s.mailbox(r), sub))
+			}
+		}
+		return n
+	}
+	before := count()
+	root := s.cmd.Process.Pid
+	stopFront := func() int64 { return 0 }
+	if s.front != nil {
+		if f := s.front(); f != 0 {
+			proctree.ResetHWM(f)
+			sampled := proctree.Peak(50*time.Millisecond, func() int64 { return proctree.RSS(f) })
+			stopFront = func() int64 { return max(sampled(), proctree.HWM(f)) }
+		}
+	}
+	// smaps_rollup walks every page table: at 50 ms over some 25
+	// processes the sampler alone took ~10% of the 2 cores.
+	stop := proctree.PeakPSS(root, 250*time.Millisecond)
 	cmd := exec.Command(smtpSource, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cpu0 := proctree.CPU(root)
 	start := time.Now()
 	err := cmd.Run()
 	elapsed := time.Since(start)
+	cpu := proctree.CPU(root) - cpu0
 	peak := stop()
+	front := stopFront()
 	if err != nil {
 		return result{}, fmt.Errorf("smtp-source %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
-	n := 0
-	for _, r := range recipients(local, c.Rcpts) {
-		for _, sub := range []string{"new", "cur"} {
-			ents, _ := os.ReadDir(filepath.Join(s.mailbox(r), sub))
-			n += len(ents)
-		}
+	return result{Elapsed: elapsed, Delivered: count() - before, PeakPSS: peak, MaxHWM: proctree.MaxHWM(root), CPU: cpu, FrontRSS: front}, nil
+}
+
+// countDir counts the entries of a directory, 0 if it does not exist.
+func countDir(dir string) int {
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0
 	}
-	return result{Elapsed: elapsed, Delivered: n, PeakPSS: peak, MaxHWM: proctree.MaxHWM(s.cmd.Process.Pid)}, nil
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
+	return len(names)
 }
 
 func chownTree(root string, o owner) error {

@@ -135,12 +135,36 @@ func (w *spillWriter) spill() error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(disk, io.NewSectionReader(w.f, 0, w.n)); err != nil {
+	if err := copyInto(disk, w.f, w.n); err != nil {
 		disk.Close()
 		return err
 	}
 	w.f.Close()
 	w.f, w.inMem = disk, false
+	return nil
+}
+
+// copyInto appends the first n bytes of src to dst with sendfile: the
+// kernel moves the pages from the memfd, without the 32 KB buffer
+// io.Copy would allocate for every body that spills (a file's ReadFrom
+// cannot help: copy_file_range refuses a memfd source). read and write
+// remain for a kernel that refuses sendfile here.
+func copyInto(dst, src *os.File, n int64) error {
+	var off int64
+	for off < n {
+		m, err := unix.Sendfile(int(dst.Fd()), int(src.Fd()), &off, int(n-off))
+		switch {
+		case err == unix.EINTR || err == unix.EAGAIN:
+			continue
+		case err != nil && off == 0 && (err == unix.EINVAL || err == unix.ENOSYS):
+			_, err = io.Copy(dst, io.NewSectionReader(src, 0, n))
+			return err
+		case err != nil:
+			return err
+		case m == 0:
+			return io.ErrUnexpectedEOF
+		}
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -179,4 +180,32 @@ func TestSpoolSizeHint(t *testing.T) {
 		t.Error("a body announced as large was kept in memory")
 	}
 	f.Close()
+}
+
+// BenchmarkSpoolWrite spools bodies as the front does, without SIZE=
+// (smtp-source sends none): 1 MB stays in the memfd, 10 MB moves to a
+// spool file at memSpoolLimit.
+//
+//	go test -run '^$' -bench SpoolWrite -benchmem ./server/
+func BenchmarkSpoolWrite(b *testing.B) {
+	for _, size := range []int{1 << 20, 10 << 20} {
+		line := strings.Repeat("x", 78) + "\r\n"
+		body := strings.Repeat(line, size/len(line))
+		b.Run(fmt.Sprintf("%dMB", size>>20), func(b *testing.B) {
+			sp, err := NewSpool(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				// Only Read, like the DATA reader: a strings.Reader's
+				// WriteTo would copy the whole body into one []byte.
+				f, _, err := sp.Write(struct{ io.Reader }{strings.NewReader(body)}, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		})
+	}
 }

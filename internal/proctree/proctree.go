@@ -1,5 +1,5 @@
-// Package proctree finds a process's children and measures the memory of
-// a process and all its descendants from Linux's /proc, for the tests that
+// Package proctree finds a process's children and measures the memory and
+// CPU time of a process and all its descendants from Linux's /proc, for the tests that
 // look at vlmtpd's delivery workers and for the load test and the
 // benchmark that compare vlmtpd, which runs delivery workers as child
 // processes, with other servers made of several processes.
@@ -19,19 +19,10 @@ import (
 // Pids lists pid and all its descendants, pid first. Processes that exit
 // while /proc is read are left out.
 func Pids(pid int) []int {
-	children := map[int][]int{}
-	for _, p := range readProcs() {
-		children[p.ppid] = append(children[p.ppid], p.pid)
-	}
 	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		out = append(out, p)
-		for _, c := range children[p] {
-			walk(c)
-		}
+	for _, p := range tree(pid) {
+		out = append(out, p.pid)
 	}
-	walk(pid)
 	return out
 }
 
@@ -51,6 +42,10 @@ func Children(pid int) []int {
 type proc struct {
 	pid, ppid int
 	state     string
+	// cpu is utime+stime+cutime+cstime in clock ticks: the process's own
+	// CPU time and that of the children it has reaped, so that a worker
+	// that exits between two readings still counts, in its parent.
+	cpu int64
 }
 
 // Running reports whether pid exists and is not a zombie.
@@ -89,11 +84,84 @@ func readStat(pid int) (proc, bool) {
 		return proc{}, false
 	}
 	f := strings.Fields(string(st[i+1:]))
-	if len(f) < 2 {
+	if len(f) < 15 {
 		return proc{}, false
 	}
 	pp, _ := strconv.Atoi(f[1])
-	return proc{pid: pid, ppid: pp, state: f[0]}, true
+	p := proc{pid: pid, ppid: pp, state: f[0]}
+	// Fields 14-17 of proc(5), counted from the state (field 3).
+	for _, v := range f[11:15] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		p.cpu += n
+	}
+	return p, true
+}
+
+// clockTick is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
+// Linux architecture Go supports (sysconf(_SC_CLK_TCK) needs cgo).
+const clockTick = 10 * time.Millisecond
+
+// CPU is the user+system CPU time pid and all its descendants have used
+// so far, including descendants that have exited and been reaped inside
+// the tree (the kernel adds their time to the parent's cutime/cstime). A
+// child that exits between two calls therefore still counts; one whose
+// parent is outside the tree, or that is reaped by init, does not. Each
+// process's times are in whole clock ticks (10 ms), so a difference of
+// two readings is exact to about 10 ms per process.
+func CPU(pid int) time.Duration {
+	var ticks int64
+	for _, p := range tree(pid) {
+		ticks += p.cpu
+	}
+	return time.Duration(ticks) * clockTick
+}
+
+// tree is pid and its descendants, pid first, as read in one pass.
+func tree(pid int) []proc {
+	procs := readProcs()
+	byPid := map[int]proc{}
+	children := map[int][]int{}
+	for _, p := range procs {
+		byPid[p.pid] = p
+		children[p.ppid] = append(children[p.ppid], p.pid)
+	}
+	var out []proc
+	var walk func(int)
+	walk = func(p int) {
+		pr, ok := byPid[p]
+		if !ok {
+			return
+		}
+		out = append(out, pr)
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// Cmdline is pid's argument vector, nil if it cannot be read.
+func Cmdline(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+// HWM is pid's own peak resident set size (VmHWM) in bytes, 0 if it
+// cannot be read. The kernel records the peak when memory is unmapped
+// but not when it is dropped with madvise(MADV_DONTNEED), as Go's
+// runtime returns memory, so for a Go process sample RSS as well.
+func HWM(pid int) int64 { return processHWM(pid) }
+
+// ResetHWM sets pid's peak resident set size (VmHWM) back to its current
+// RSS (clear_refs value 5, Linux 4.0+), so that a later HWM is the peak of
+// what happened in between. It needs the right to write
+// /proc/PID/clear_refs: the process's owner or root.
+func ResetHWM(pid int) error {
+	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
 }
 
 // PSS is the proportional set size of pid and its descendants, in bytes.
@@ -110,6 +178,12 @@ func PSS(pid int) int64 {
 // PeakPSS samples PSS(pid) every interval from now until the returned stop
 // is called; stop returns the largest sample.
 func PeakPSS(pid int, every time.Duration) (stop func() int64) {
+	return Peak(every, func() int64 { return PSS(pid) })
+}
+
+// Peak samples measure every interval from now until the returned stop is
+// called; stop returns the largest sample.
+func Peak(every time.Duration, measure func() int64) (stop func() int64) {
 	quit, done := make(chan struct{}), make(chan struct{})
 	var peak int64 // written by the sampler only, read after done
 	go func() {
@@ -117,7 +191,7 @@ func PeakPSS(pid int, every time.Duration) (stop func() int64) {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
-			peak = max(peak, PSS(pid))
+			peak = max(peak, measure())
 			select {
 			case <-quit:
 				return
@@ -131,6 +205,10 @@ func PeakPSS(pid int, every time.Duration) (stop func() int64) {
 		return peak
 	}
 }
+
+// RSS is pid's own resident set size (VmRSS) in bytes, 0 if it cannot be
+// read.
+func RSS(pid int) int64 { return statusField(pid, "VmRSS:") }
 
 // MaxHWM is the largest peak resident set size (VmHWM) among pid and its
 // descendants, in bytes.
@@ -161,13 +239,17 @@ func processPSS(pid int) int64 {
 
 // processHWM is one process's peak resident set size in bytes, 0 if it
 // cannot be read.
-func processHWM(pid int) int64 {
+func processHWM(pid int) int64 { return statusField(pid, "VmHWM:") }
+
+// statusField is a size field of /proc/PID/status in bytes, 0 if it cannot
+// be read.
+func statusField(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			return kiB(v)
 		}
 	}

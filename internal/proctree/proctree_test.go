@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -124,5 +125,61 @@ func TestKiB(t *testing.T) {
 		if got := kiB(in); got != want {
 			t.Errorf("kiB(%q) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// TestCPUCountsReapedChildren: a child that burns CPU and exits before
+// the second reading still counts, through our cutime/cstime.
+func TestCPUCountsReapedChildren(t *testing.T) {
+	before := CPU(os.Getpid())
+	// A bounded busy loop in a shell: well over the 10 ms resolution.
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	child := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if child < 50*time.Millisecond {
+		t.Skipf("the child used only %v of CPU; too little to tell", child)
+	}
+	got := CPU(os.Getpid()) - before
+	if got < child-2*clockTick {
+		t.Fatalf("CPU grew by %v, want at least the reaped child's %v", got, child)
+	}
+}
+
+func TestCmdlineAndHWM(t *testing.T) {
+	child := startChild(t)
+	argv := Cmdline(child)
+	if len(argv) != 2 || filepath.Base(argv[0]) != "a) 1 2 x" || argv[1] != "60" {
+		t.Fatalf("Cmdline = %q", argv)
+	}
+	if Cmdline(-1) != nil {
+		t.Fatal("Cmdline of no process is not nil")
+	}
+	// VmHWM survives an munmap (the kernel saves the peak first) but not
+	// madvise(MADV_DONTNEED), which is how Go's runtime returns memory;
+	// hence the mmap here, and the sampled RSS beside HWM in the bench.
+	mem, err := syscall.Mmap(-1, 0, 64<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(mem); i += 4096 {
+		mem[i] = 1
+	}
+	if rss := RSS(os.Getpid()); rss < 64<<20 {
+		t.Fatalf("RSS = %d with 64 MiB touched", rss)
+	}
+	if err := syscall.Munmap(mem); err != nil {
+		t.Fatal(err)
+	}
+	peak := HWM(os.Getpid())
+	if peak < 64<<20 {
+		t.Fatalf("HWM = %d after touching 64 MiB", peak)
+	}
+	if err := ResetHWM(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if after := HWM(os.Getpid()); after > peak-32<<20 {
+		t.Fatalf("HWM after reset %d, want well under the %d before", after, peak)
 	}
 }
