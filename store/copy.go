@@ -1,7 +1,8 @@
 package store
 
 import (
-	"io"
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
+
 	"os"
 	"sync"
 
@@ -74,7 +75,7 @@ func copyFD(dst, src int, size int64) error {
 		if n == 0 {
 			return errShortSpool
 		}
-		if err := writeAll(dst, buf[:n]); err != nil {
+		if err := fdio.WriteAll(dst, buf[:n]); err != nil {
 			return err
 		}
 		off += int64(n)
@@ -93,24 +94,6 @@ func fallbackErr(err error) bool {
 	return false
 }
 
-// writeAll writes p to fd completely, retrying interrupted and short writes.
-func writeAll(fd int, p []byte) error {
-	for len(p) > 0 {
-		n, err := unix.Write(fd, p)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return io.ErrShortWrite
-		}
-		p = p[n:]
-	}
-	return nil
-}
-
 // fdWriter is an io.Writer on a raw descriptor that refuses to let the
 // file grow past limit bytes (limit 0: no limit), so a mailbox limit is
 // enforced before the bytes reach the disk.
@@ -124,7 +107,7 @@ func (w *fdWriter) Write(p []byte) (int, error) {
 	if w.limit > 0 && w.size+int64(len(p)) > w.limit {
 		return 0, errOverLimit
 	}
-	if err := writeAll(w.fd, p); err != nil {
+	if err := fdio.WriteAll(w.fd, p); err != nil {
 		return 0, err
 	}
 	w.size += int64(len(p))

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
+
 	"errors"
 	"fmt"
 	"strconv"
@@ -178,7 +180,7 @@ func writeKeywords(dir int, table map[int]string, uid int) error {
 			fmt.Fprintf(&b, "%d %s\n", i, name)
 		}
 	}
-	err = writeAll(fd, []byte(b.String()))
+	err = fdio.WriteAll(fd, []byte(b.String()))
 	if err == nil {
 		err = unix.Fdatasync(fd)
 	}

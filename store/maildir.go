@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
+
 	"context"
 	"fmt"
 	"io"
@@ -259,7 +261,7 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 	}
 	removeTmp := func() { unix.Unlinkat(d.tmp, name, 0) }
 
-	err = writeAll(fd, hdr)
+	err = fdio.WriteAll(fd, hdr)
 	if err == nil {
 		err = copySpool(fd, msg.Body, msg.Size)
 	}

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -511,7 +513,7 @@ func (l *Local) scriptLog(rel string, err error) error {
 		return oerr
 	}
 	line := fmt.Sprintf("%s vlmtpd: error: %v\n", time.Now().UTC().Format(time.RFC3339), err)
-	werr := writeAll(fd, []byte(line))
+	werr := fdio.WriteAll(fd, []byte(line))
 	if cerr := unix.Close(fd); werr == nil {
 		werr = cerr
 	}

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -120,7 +122,7 @@ func (s *sieveState) record(prefix, key string, period time.Duration, restart bo
 	if err != nil {
 		return err
 	}
-	err = writeAll(fd, []byte(strconv.FormatInt(now.Add(period).Unix(), 10)+"\n"))
+	err = fdio.WriteAll(fd, []byte(strconv.FormatInt(now.Add(period).Unix(), 10)+"\n"))
 	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}

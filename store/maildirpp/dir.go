@@ -1,9 +1,10 @@
 package maildirpp
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
+
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -208,7 +209,7 @@ func Write(dirfd int, l Limits, u Usage) error {
 		return fmt.Errorf("create %s: %w", lockName, err)
 	}
 	data := Contents(l, u)
-	err = writeAll(fd, data)
+	err = fdio.WriteAll(fd, data)
 	if err == nil {
 		err = unix.Fdatasync(fd)
 	}
@@ -237,24 +238,7 @@ func Append(dirfd int, d Usage) error {
 	if _, err := regularFile(fd, FileName); err != nil {
 		return err
 	}
-	return writeAll(fd, UsageLine(d))
-}
-
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return io.ErrShortWrite
-		}
-		b = b[n:]
-	}
-	return nil
+	return fdio.WriteAll(fd, UsageLine(d))
 }
 
 // Options say what Current may do to the file.
