@@ -1,12 +1,12 @@
 package store
 
 import (
-	"github.com/vlmtpd/vlmtpd/internal/fdio"
-
 	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
 )
 
 const copyBufSize = 64 << 10

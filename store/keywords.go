@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/vlmtpd/vlmtpd/internal/fdio"
-
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
 )
 
 // IMAP keywords (imap4flags flags without a backslash: "$Label1", "Junk")

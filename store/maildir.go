@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/vlmtpd/vlmtpd/internal/fdio"
-
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
 )
 
 // maildirDest is where in a Maildir a message goes: folder is a Maildir++

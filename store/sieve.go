@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/vlmtpd/vlmtpd/internal/fdio"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -21,6 +19,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
 	"github.com/vlmtpd/vlmtpd/sieve"
 )
 

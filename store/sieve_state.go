@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/vlmtpd/vlmtpd/internal/fdio"
-
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
 )
 
 // sieveState keeps what Sieve remembers between messages for one mailbox:

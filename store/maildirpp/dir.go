@@ -1,8 +1,6 @@
 package maildirpp
 
 import (
-	"github.com/vlmtpd/vlmtpd/internal/fdio"
-
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vlmtpd/vlmtpd/internal/fdio"
 )
 
 // lockName is the lock Dovecot's maildir quota takes (as a dotlock) while
