@@ -149,7 +149,13 @@ func TestCPUCountsReapedChildren(t *testing.T) {
 
 func TestCmdlineAndHWM(t *testing.T) {
 	child := startChild(t)
-	argv := Cmdline(child)
+	// Start returns once exec began (its close-on-exec pipe closed), a
+	// moment before the kernel has set up the new argument area: until
+	// then cmdline reads empty.
+	var argv []string
+	for deadline := time.Now().Add(5 * time.Second); len(argv) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		argv = Cmdline(child)
+	}
 	if len(argv) != 2 || filepath.Base(argv[0]) != "a) 1 2 x" || argv[1] != "60" {
 		t.Fatalf("Cmdline = %q", argv)
 	}
