@@ -13,6 +13,22 @@ import (
 	"github.com/vlmtpd/vlmtpd/server/config"
 )
 
+// openResolver loads the configuration text as dir/v.toml and opens its
+// tables; they close when the test ends.
+func openResolver(t *testing.T, dir, cfgText string) *Resolver {
+	t.Helper()
+	cfg, err := config.Parse(filepath.Join(dir, "v.toml"), []byte(cfgText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewResolver(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 func newTestResolver(t *testing.T, uidMaps string) *Resolver {
 	t.Helper()
 	dir := t.TempDir()
@@ -27,22 +43,14 @@ dots@example.com       example.com/../x/
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "uids"), []byte("lowuid@example.com 99\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "gids"), []byte("gid0@example.com 0\n"), 0o644)
-	cfg, err := config.Parse(filepath.Join(dir, "v.toml"), []byte(`
+	r := openResolver(t, dir, `
 virtual_mailbox_base = "/var/mail/vhosts"
 virtual_mailbox_domains = "example.com example.org"
 virtual_mailbox_maps = "texthash:vmailbox"
 virtual_uid_maps = "`+uidMaps+`"
 virtual_gid_maps = "texthash:gids static:5000"
 recipient_delimiter = "+-"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewResolver(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+`)
 	return r
 }
 
@@ -145,7 +153,7 @@ bare                  local.test/bare/
 bare+x                local.test/bare-x/
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "uids"), []byte("bigid@plus.test 3000000000\nmaxid@plus.test 4294967294\nneg1@plus.test 4294967295\n"), 0o644)
-	cfg, err := config.Parse(filepath.Join(dir, "v.toml"), []byte(`
+	r := openResolver(t, dir, `
 hostname = "mx.local.test"
 myorigin = "origin.test"
 mydestination = "$mydomain"
@@ -155,15 +163,7 @@ virtual_mailbox_maps = "texthash:vmailbox"
 virtual_uid_maps = "texthash:uids static:5000"
 virtual_gid_maps = "static:5000"
 recipient_delimiter = "+-"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewResolver(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+`)
 	for _, tc := range []struct {
 		rcpt, path string
 		uid        int
@@ -228,7 +228,7 @@ func TestResolveSieveScript(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "vmailbox"), []byte("alice@example.com example.com/alice/\nbob@example.com example.com/bob/\ncarol@example.com example.com/carol/\ndave@example.com example.com/dave/\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "sieve"), []byte("alice@example.com example.com/alice/.dovecot.sieve\nbob@example.com example.com/../x.sieve\ncarol@example.com example.com/carol/\n"), 0o644)
-	cfg, err := config.Parse(filepath.Join(dir, "v.toml"), []byte(`
+	r := openResolver(t, dir, `
 virtual_mailbox_base = "/var/mail/vhosts"
 virtual_mailbox_domains = "example.com"
 virtual_mailbox_maps = "texthash:vmailbox"
@@ -236,15 +236,7 @@ virtual_uid_maps = "static:5000"
 virtual_gid_maps = "static:5000"
 recipient_delimiter = "+"
 sieve_script_maps = "texthash:sieve"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewResolver(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+`)
 	for _, tc := range []struct {
 		rcpt, script string
 		code         int
