@@ -498,7 +498,17 @@ userdb {
   args = uid=%[3]d gid=%[4]d home=%[1]s/home
 }
 `, dir, os.Getpid(), owner.UID, owner.GID))
-	cmd := exec.Command(dovecot, "-F", "-c", d.Conf)
+	runDovecot(t, dovecot, d.Conf, "")
+	waitAccept(t, "unix", filepath.Join(dir, "run", "auth-userdb"), 15*time.Second)
+	return d
+}
+
+// runDovecot runs `dovecot -F -c conf` until the test ends (SIGTERM, then
+// SIGKILL after 10 s). If the test failed, its output and the log file
+// logFile (when set) are shown.
+func runDovecot(t testing.TB, dovecot, conf, logFile string) {
+	t.Helper()
+	cmd := exec.Command(dovecot, "-F", "-c", conf)
 	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -514,7 +524,9 @@ userdb {
 			cmd.Process.Kill()
 			<-exited
 		}
+		if t.Failed() && logFile != "" {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("dovecot output:\n%s\n%s:\n%s", out.String(), filepath.Base(logFile), b)
+		}
 	})
-	waitAccept(t, "unix", filepath.Join(dir, "run", "auth-userdb"), 15*time.Second)
-	return d
 }

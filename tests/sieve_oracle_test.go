@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -118,27 +117,7 @@ plugin {
   sieve = file:~/sieve;active=~/.dovecot.sieve
 }
 `, dir, os.Getpid(), owner.UID, owner.GID))
-	cmd := exec.Command(dovecot, "-F", "-c", d.conf)
-	out := &testutil.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot output:\n%s\ndovecot.log:\n%s", out.String(), b)
-		}
-	})
+	runDovecot(t, dovecot, d.conf, filepath.Join(dir, "dovecot.log"))
 	waitAccept(t, "unix", d.socket, 15*time.Second)
 	return d
 }
