@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,6 +31,9 @@ type fakeBackend struct {
 	release chan struct{}
 	// short makes Data return one reply fewer than it has recipients.
 	short bool
+	// entered, when set, is closed when Data is first called.
+	entered     chan struct{}
+	enteredOnce sync.Once
 	// ctxErr records whether Data's context was cancelled when it ended.
 	ctxErr error
 }
@@ -60,6 +64,9 @@ func (f *fakeSession) Rcpt(_ context.Context, to Address, o RcptOptions) *Reply 
 }
 
 func (f *fakeSession) Data(ctx context.Context, r io.Reader) []*Reply {
+	if f.b.entered != nil {
+		f.b.enteredOnce.Do(func() { close(f.b.entered) })
+	}
 	var err error
 	var body []byte
 	if f.b.readLimit > 0 {
@@ -168,7 +175,8 @@ func (c *client) send(s string) {
 	}
 }
 
-// line reads one reply line; "" at EOF.
+// line reads one reply line; "" when the server closed the connection.
+// Waiting 10 s for nothing is a failure, not a close.
 func (c *client) line() string {
 	c.t.Helper()
 	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -176,6 +184,9 @@ func (c *client) line() string {
 	if err != nil {
 		if l != "" {
 			c.t.Fatalf("partial reply line %q: %v", l, err)
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			c.t.Fatalf("no reply and no close: %v", err)
 		}
 		return ""
 	}
@@ -512,7 +523,7 @@ func TestDataEndNeedsCRLF(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	b := &fakeBackend{release: make(chan struct{})}
+	b := &fakeBackend{release: make(chan struct{}), entered: make(chan struct{})}
 	ts := startServer(t, b, nil)
 	idle := ts.dial(t)
 	idle.lhlo()
@@ -523,7 +534,7 @@ func TestShutdown(t *testing.T) {
 	busy.expect("250")
 	busy.expect("354")
 	busy.send("x\r\n.\r\n")
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.bodies) == 0 && b.ctxErr == nil })
+	<-b.entered // the delivery is in progress
 	done := make(chan error, 1)
 	go func() { done <- ts.Shutdown(context.Background()) }()
 	idle.expect("421 4.3.2 ")
