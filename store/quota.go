@@ -110,6 +110,9 @@ func (l *Local) maildirUsage(root int, r Recipient) (QuotaUsage, error) {
 		l.log.Info("maildirsize recalculated", "path", r.Path, "reason", string(st.Recalculated),
 			"bytes", st.Usage.Bytes, "messages", st.Usage.Count, "written", st.Written)
 	}
+	if st.WriteErr != nil {
+		l.log.Warn("maildirsize recalculated but not written; the next delivery rebuilds it", "path", r.Path, "error", st.WriteErr)
+	}
 	return QuotaUsage{Usage: st.Usage, Recalculated: string(st.Recalculated)}, nil
 }
 

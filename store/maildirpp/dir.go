@@ -258,6 +258,9 @@ type State struct {
 	Recalculated Reason
 	// Written: the recalculation was written to maildirsize.
 	Written bool
+	// WriteErr is why a recalculated maildirsize could not be written
+	// (the usage is valid regardless), nil otherwise.
+	WriteErr error
 }
 
 // Current returns the Maildir's usage under the limits l: read from
@@ -292,7 +295,10 @@ func Current(dirfd int, l Limits, opts Options) (State, error) {
 	case errors.Is(err, ErrBusy):
 		// The other writer is rebuilding it from the same files.
 	default:
-		return st, err
+		// The usage is known all the same: the decision is made from it,
+		// and the next delivery rebuilds the file again. A failed
+		// bookkeeping write must never refuse a message that fits.
+		st.WriteErr = err
 	}
 	return st, nil
 }
