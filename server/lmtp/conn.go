@@ -494,11 +494,12 @@ func (c *conn) rcpt(arg string) {
 		c.replyTo(to.Raw, Replyf(452, 4, 5, 3, "too many recipients"))
 		return
 	}
+	// nil, and only nil, accepts: the session keeps its own list of the
+	// recipients it accepted, and the replies after DATA pair up with
+	// this one by position.
 	r := c.sess.Rcpt(c.s.ctx, to, opts)
 	if r == nil {
 		r = RcptOK
-	}
-	if r.Code/100 == 2 {
 		c.rcpts = append(c.rcpts, to.Raw)
 	}
 	c.replyTo(to.Raw, r)

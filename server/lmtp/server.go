@@ -40,7 +40,7 @@ type ConnInfo struct {
 }
 
 // Session answers one client's transactions. A nil *Reply from Mail or
-// Rcpt accepts; Data returns one reply per accepted recipient, in order
+// Rcpt accepts, and only nil does (a refusal must be a 4xx or 5xx); Data returns one reply per accepted recipient, in order
 // (a missing one becomes a 451, never a success).
 //
 // Data must read body to io.EOF before it delivers anything: any other
