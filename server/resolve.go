@@ -52,6 +52,7 @@ func newResolver(cfg *config.Config, opts maps.Options) (*Resolver, error) {
 		return nil, fmt.Errorf("mydestination: %w", err)
 	}
 	if r.mailboxes, err = maps.OpenList(cfg.VirtualMailboxMaps, opts); err != nil {
+		r.Close()
 		return nil, fmt.Errorf("virtual_mailbox_maps: %w", err)
 	}
 	if r.uids, err = maps.OpenList(cfg.VirtualUIDMaps, opts); err != nil {
