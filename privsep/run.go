@@ -97,7 +97,7 @@ func prepareSpool(dir string, uid, gid int) error {
 		if err := unix.Fstat(fd, &st); err != nil {
 			return fmt.Errorf("spool_directory %s: %w", dir, err)
 		}
-		if st.Uid != 0 || int(st.Uid) == uid {
+		if st.Uid != 0 {
 			return nil
 		}
 		if empty, err := emptyDir(fd); err != nil || !empty {

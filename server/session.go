@@ -174,7 +174,7 @@ func (s *Server) rcptLimits(ctx context.Context, box *store.Recipient, size int6
 	// on the wire takes at least n/2 once every CR is gone (all empty
 	// lines). Only what cannot fit even then is refused here; the exact
 	// size decides after DATA.
-	least := (size + 1) / 2
+	least := leastStored(size)
 	if box.Format() == store.Maildir {
 		if least > box.Limit {
 			return replyf(552, 5, 2, 2, "message too large for this mailbox")

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,16 +149,8 @@ func tryKeywordLetters(dir int, keywords []string, uid int) (string, []string, e
 			return "", nil, err
 		}
 	}
-	sortBytes(letters)
+	slices.Sort(letters)
 	return string(letters), dropped, nil
-}
-
-func sortBytes(b []byte) {
-	for i := 1; i < len(b); i++ {
-		for j := i; j > 0 && b[j] < b[j-1]; j-- {
-			b[j], b[j-1] = b[j-1], b[j]
-		}
-	}
 }
 
 // writeKeywords replaces dovecot-keywords through its lock file.
