@@ -150,6 +150,12 @@ func (s *Server) decideQuota(ctx context.Context, box store.Recipient, size int6
 	}
 	u, err := qr.Quota(ctx, box, false)
 	if err != nil {
+		// Failing to read the usage decides nothing: a 4xx whatever the
+		// cause (an EDQUOT would otherwise map to 552), and the exact
+		// check at delivery still runs when the client retries.
+		if store.StatusOf(err) == store.OverLimit {
+			err = &store.Error{Status: store.Temporary, Op: "quota", Path: box.Path, Err: err}
+		}
 		d.Reply, d.Err = ToReply(err), err
 		return d
 	}
