@@ -276,8 +276,12 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 		return classify("write", r.Path, err)
 	}
 
+	// A quota entry of 0 without maildirsize limits and records nothing:
+	// checking it would be a full recalculation of the Maildir++ tree per
+	// message for nothing. (With maildirsize kept, the check is a read of
+	// that file and creates it when missing.)
 	var q *quotaLock
-	if r.Quota.Set {
+	if r.Quota.Set && (r.Quota.Extended || !r.Quota.Limits.None()) {
 		if q, err = l.lockQuota(ctx, mp, r.Path); err != nil {
 			removeTmp()
 			return err
