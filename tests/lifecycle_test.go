@@ -67,13 +67,17 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 		fresh := in.Dial(t)
 		fresh.Send("LHLO client.test\r\n")
-		if got := fresh.Reply(); !strings.HasPrefix(got, "250 SIZE 2000") {
+		if got := fresh.Reply(); got != "250 SIZE 2000" {
 			t.Errorf("new session's LHLO ends %q, want SIZE 2000", got)
 		}
 		fresh.Send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<new@example.com>\r\nRSET\r\n")
 		fresh.Expect("250")
 		fresh.Expect("250 2.1.5 <new@example.com>")
 		fresh.Expect("250")
+		// ... and the new limit is enforced, not only announced.
+		if _, dr := fresh.txn("<s@remote.test>", []string{"<alice@example.com>"}, "Subject: big\n\n"+strings.Repeat("x", 5000)+"\n"); len(dr) != 1 || !strings.HasPrefix(dr[0], "552 5.3.4") {
+			t.Errorf("new session's 5 KB message: %v, want 552 5.3.4", dr)
+		}
 
 		// The session open across the reload: old table, old limit.
 		old.Send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<new@example.com>\r\nRSET\r\n")
@@ -90,7 +94,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		waitLog(t, in, "reload refused")
 		again := in.Dial(t)
 		again.Send("LHLO client.test\r\n")
-		if got := again.Reply(); !strings.HasPrefix(got, "250 SIZE 2000") {
+		if got := again.Reply(); got != "250 SIZE 2000" {
 			t.Errorf("after a refused reload LHLO ends %q, want the reloaded SIZE 2000", got)
 		}
 	})

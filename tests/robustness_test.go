@@ -321,7 +321,14 @@ func TestStopTimeoutCancelsWaitingDelivery(t *testing.T) {
 		in, busy := lockedDelivery(t, privsep, "deliver_lock_attempts = 100\nshutdown_timeout = \"1s\"")
 		in.cmd.Process.Signal(syscall.SIGTERM)
 		busy.Expect("451 4.")
-		<-in.done
+		select {
+		case <-in.done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("server did not exit after shutdown_timeout")
+		}
+		if code := in.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("exit code %d after SIGTERM, want 0", code)
+		}
 		os.Remove(filepath.Join(in.Base, "example.com/bob.lock"))
 		time.Sleep(500 * time.Millisecond)
 		if mb := mboxBytes(t, in, "example.com/bob"); mb != "" {
