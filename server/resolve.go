@@ -277,11 +277,21 @@ func (r *Resolver) id(ctx context.Context, addr maps.Address, l maps.List, param
 		return 0, configError("not found in " + param)
 	}
 	*hit = h
-	n, err := strconv.ParseUint(strings.TrimSpace(h.Value), 10, 32)
-	if err != nil || n > store.MaxID {
+	n, ok := ParseID(h.Value)
+	if !ok {
 		return 0, configError(fmt.Sprintf("bad id %q in %s (%s)", h.Value, param, h.Table))
 	}
-	return int(n), nil
+	return n, nil
+}
+
+// ParseID reads a uid or gid as a table gives it: a plain decimal number
+// up to store.MaxID, surrounding blanks allowed.
+func ParseID(v string) (int, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil || n > store.MaxID {
+		return 0, false
+	}
+	return int(n), true
 }
 
 // namesDirectory reports whether a mailbox path (an mbox: no trailing

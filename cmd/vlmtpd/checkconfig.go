@@ -14,6 +14,7 @@ import (
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/sieve"
+	"github.com/vlmtpd/vlmtpd/store"
 )
 
 func init() {
@@ -46,27 +47,26 @@ func runCheckConfig(args []string) int {
 		r.Close()
 	}
 
-	for _, p := range []struct{ param string }{{"virtual_uid_maps"}, {"virtual_gid_maps"}} {
-		maps := cfg.VirtualUIDMaps
-		if p.param == "virtual_gid_maps" {
-			maps = cfg.VirtualGIDMaps
-		}
-		for _, m := range maps {
-			id, ok := strings.CutPrefix(m, "static:")
+	// static: ids, read and judged as the resolver and the id policy do.
+	checkStatic := func(param string, tables []string, uid bool) {
+		for _, m := range tables {
+			v, ok := strings.CutPrefix(m, "static:")
 			if !ok {
 				continue
 			}
-			n, err := strconv.Atoi(id)
+			n, ok := server.ParseID(v)
 			switch {
-			case err != nil:
-				problem("%s: %s is not a number: every recipient would get 451 4.3.5", p.param, m)
+			case !ok:
+				problem("%s: %s is not an id (a number up to %d): every recipient would get 451 4.3.5", param, m, store.MaxID)
 			case n == 0:
-				problem("%s: %s makes every mailbox root's, which vlmtpd refuses (451 4.3.5): use the mailbox owners' id", p.param, m)
-			case p.param == "virtual_uid_maps" && n < cfg.VirtualMinimumUID:
-				problem("%s: %s is below virtual_minimum_uid %d: every recipient would get 451 4.3.5", p.param, m, cfg.VirtualMinimumUID)
+				problem("%s: %s makes every mailbox root's, which vlmtpd refuses (451 4.3.5): use the mailbox owners' id", param, m)
+			case uid && n < cfg.VirtualMinimumUID:
+				problem("%s: %s is below virtual_minimum_uid %d: every recipient would get 451 4.3.5", param, m, cfg.VirtualMinimumUID)
 			}
 		}
 	}
+	checkStatic("virtual_uid_maps", cfg.VirtualUIDMaps, true)
+	checkStatic("virtual_gid_maps", cfg.VirtualGIDMaps, false)
 
 	base := cfg.VirtualMailboxBase
 	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
