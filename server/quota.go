@@ -106,10 +106,10 @@ func (b *book) Reservations(box store.Recipient) (deliveries int, bytes, count i
 // overQuota is the reply to a message that does not fit: 552 5.2.2, or
 // 452 4.2.2 with virtual_overquota_bounce off so that the client retries,
 // with virtual_maildir_limit_message as the text.
-func (s *Server) overQuota(detail string) *Reply {
-	r := replyf(552, 5, 2, 2, "%s", s.config().VirtualMaildirLimitMessage)
-	if !s.config().VirtualOverquotaBounce {
-		r = replyf(452, 4, 2, 2, "%s", s.config().VirtualMaildirLimitMessage)
+func overQuota(cfg *config.Config, detail string) *Reply {
+	r := replyf(552, 5, 2, 2, "%s", cfg.VirtualMaildirLimitMessage)
+	if !cfg.VirtualOverquotaBounce {
+		r = replyf(452, 4, 2, 2, "%s", cfg.VirtualMaildirLimitMessage)
 	}
 	r.Detail = detail
 	return r
@@ -138,7 +138,7 @@ type QuotaDecision struct {
 // cannot fit even then is over quota (a decision); one that fits now but
 // not with the deliveries in flight is refused for now (452 4.2.2), since
 // those may still fail.
-func (s *Server) decideQuota(ctx context.Context, box store.Recipient, size int64) QuotaDecision {
+func (s *Server) decideQuota(ctx context.Context, cfg *config.Config, box store.Recipient, size int64) QuotaDecision {
 	d := QuotaDecision{Limits: box.Quota.Limits}
 	d.Deliveries, d.Reserved, d.Count = s.book.Reservations(box)
 	if d.Limits.None() {
@@ -162,12 +162,12 @@ func (s *Server) decideQuota(ctx context.Context, box store.Recipient, size int6
 	d.Usage, d.Recalculated = u.Usage, u.Recalculated
 	least := leastStored(size)
 	if !d.Usage.Fits(least, d.Limits) {
-		d.Reply = s.overQuota("quota " + d.Limits.String() + " used " + usageString(d.Usage) + ", message at least " + strconv.FormatInt(least, 10) + " bytes")
+		d.Reply = overQuota(cfg, "quota "+d.Limits.String()+" used "+usageString(d.Usage)+", message at least "+strconv.FormatInt(least, 10)+" bytes")
 		return d
 	}
 	withHeld := maildirpp.Usage{Bytes: d.Usage.Bytes + d.Reserved, Count: d.Usage.Count + d.Count}
 	if !withHeld.Fits(least, d.Limits) {
-		d.Reply = replyf(452, 4, 2, 2, "%s (deliveries in progress), try again later", s.config().VirtualMaildirLimitMessage)
+		d.Reply = replyf(452, 4, 2, 2, "%s (deliveries in progress), try again later", cfg.VirtualMaildirLimitMessage)
 		d.Reply.Detail = "in flight " + strconv.FormatInt(d.Reserved, 10) + " bytes in " + strconv.FormatInt(d.Count, 10) + " messages"
 	}
 	return d
@@ -187,9 +187,9 @@ func usageString(u maildirpp.Usage) string {
 // step under the book's lock per mailbox, so two RCPTs racing for the
 // last room cannot both get it. inTransaction says the transaction
 // already holds a slot for this mailbox: no second one is taken.
-func (s *Server) admit(ctx context.Context, box store.Recipient, size int64, inTransaction bool) (*hold, *Reply) {
+func (s *Server) admit(ctx context.Context, cfg *config.Config, box store.Recipient, size int64, inTransaction bool) (*hold, *Reply) {
 	key := mailboxKey(box)
-	limit := s.config().RecipientConcurrencyLimit
+	limit := cfg.RecipientConcurrencyLimit
 	s.book.mu.Lock()
 	if f := s.book.m[key]; !inTransaction && limit > 0 && f != nil && f.n >= limit {
 		s.book.mu.Unlock()
@@ -206,7 +206,7 @@ func (s *Server) admit(ctx context.Context, box store.Recipient, size int64, inT
 	s.book.mu.Unlock()
 	h := &hold{b: &s.book, key: key, slot: !inTransaction}
 	if box.Quota.Set && !box.Quota.Limits.None() {
-		d := s.decideQuota(ctx, box, size)
+		d := s.decideQuota(ctx, cfg, box, size)
 		if d.Reply != nil {
 			h.release()
 			return nil, d.Reply
@@ -217,7 +217,7 @@ func (s *Server) admit(ctx context.Context, box store.Recipient, size int64, inT
 		if !held.Fits(leastStored(size), box.Quota.Limits) {
 			s.book.mu.Unlock()
 			h.release()
-			r := replyf(452, 4, 2, 2, "%s (deliveries in progress), try again later", s.config().VirtualMaildirLimitMessage)
+			r := replyf(452, 4, 2, 2, "%s (deliveries in progress), try again later", cfg.VirtualMaildirLimitMessage)
 			return nil, r
 		}
 		h.bytes, h.counts = size, true
@@ -234,6 +234,5 @@ func (s *Server) admit(ctx context.Context, box store.Recipient, size int64, inT
 // none.
 func CheckQuota(ctx context.Context, cfg *config.Config, d store.Deliverer, box store.Recipient, size int64) QuotaDecision {
 	s := &Server{deliver: d, book: book{m: map[string]*inflight{}}}
-	s.state.Store(&state{cfg: cfg})
-	return s.decideQuota(ctx, box, size)
+	return s.decideQuota(ctx, cfg, box, size)
 }

@@ -139,9 +139,6 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// config is the configuration in force for new sessions.
-func (s *Server) config() *config.Config { return s.state.Load().cfg }
-
 // current is the state a new session starts with, referenced.
 func (s *Server) current() *state {
 	for {

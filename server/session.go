@@ -93,7 +93,7 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 	var h *hold
 	if !ss.hasKey(res.Address.String()) {
 		var rep *Reply
-		if h, rep = ss.s.admit(ctx, res.Recipient, ss.size, ss.holdsSlot(mailboxKey(res.Recipient))); rep != nil {
+		if h, rep = ss.s.admit(ctx, ss.st.cfg, res.Recipient, ss.size, ss.holdsSlot(mailboxKey(res.Recipient))); rep != nil {
 			rep = withID(rep, ss.txID)
 			ss.logRefusal(to.Raw, rep)
 			return rep
@@ -260,7 +260,7 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 			}
 			switch {
 			case err != nil && store.StatusOf(err) == store.OverLimit && boxes[i].Quota.Set:
-				replies[k] = withID(ss.s.overQuota(err.Error()), msgID)
+				replies[k] = withID(overQuota(ss.st.cfg, err.Error()), msgID)
 			case err != nil:
 				replies[k] = withID(ToReply(err), msgID)
 			default:
