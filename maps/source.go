@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"unicode/utf8"
 
@@ -72,6 +73,37 @@ func Unfolded(key string) bool {
 // why the mail went to the catch-all.
 func UnfoldedWarning(key string) string {
 	return fmt.Sprintf("key %q is not case-folded: addresses are folded before the lookup, so it can never match (write %q)", key, FoldKey(key))
+}
+
+// MaxUnfoldedWarnings bounds the key warnings one load of a large table
+// logs; a count follows.
+const MaxUnfoldedWarnings = 5
+
+// UnfoldedKeys collects, while a table that holds its keys (cdb, hash,
+// btree) is walked, those that can never match, to warn about them once
+// per version of the file.
+type UnfoldedKeys struct {
+	first []string
+	n     int
+}
+
+// Add notes key if it is not case-folded.
+func (u *UnfoldedKeys) Add(key string) {
+	if Unfolded(key) {
+		if u.n++; u.n <= MaxUnfoldedWarnings {
+			u.first = append(u.first, key)
+		}
+	}
+}
+
+// Warn logs the first keys, then how many there were in all.
+func (u *UnfoldedKeys) Warn(log *slog.Logger, spec string) {
+	for _, k := range u.first {
+		log.Warn(UnfoldedWarning(k), "table", spec)
+	}
+	if u.n > MaxUnfoldedWarnings {
+		log.Warn(fmt.Sprintf("%d keys in all are not case-folded and can never match", u.n), "table", spec)
+	}
 }
 
 // ScanLines reads r as Postfix's logical lines (readllines(3)) and calls fn

@@ -383,3 +383,25 @@ func TestRegistryAndErrors(t *testing.T) {
 		t.Fatalf("truncated: %v, want ErrCorrupt", err)
 	}
 }
+
+// A file postmap -f built keeps the case of its keys, which a folded
+// address never finds: opening it warns about them, as for cdb.
+func TestUnfoldedKeysWarn(t *testing.T) {
+	run := postmap(t)
+	src := filepath.Join(t.TempDir(), "vmailbox")
+	if err := os.WriteFile(src, []byte("Mixed@plus.test a/\nok@plus.test b/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("-f", "hash:"+src); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	tb, err := Open(Hash, src, maps.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	if got := logs.String(); !strings.Contains(got, `key \"Mixed@plus.test\" is not case-folded`) || strings.Contains(got, "ok@plus.test") {
+		t.Errorf("warnings:\n%s", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,9 +78,10 @@ type Table struct {
 
 // snapshot is one version of the file.
 type snapshot struct {
-	db      *db
-	id      fileID
-	entries int
+	db       *db
+	id       fileID
+	entries  int
+	unfolded maps.UnfoldedKeys // keys that can never match, warned once
 	// nul latches which key form this file holds, as Postfix's dict_db
 	// does once a lookup succeeds: 0 not known yet, 1 keys without a
 	// trailing NUL, 2 keys with one.
@@ -119,6 +121,7 @@ func Open(kind Kind, name string, opts maps.Options) (*Table, error) {
 		return nil, err
 	}
 	t.cur.Store(s)
+	s.unfolded.Warn(t.logger, t.spec)
 	t.nextCheck.Store(time.Now().Add(t.every).UnixNano())
 	return t, nil
 }
@@ -173,7 +176,11 @@ func load(path string, kind Kind, wait time.Duration) (*snapshot, error) {
 		return nil, fmt.Errorf("%s is a Berkeley DB %s file: use %s:%s", path, d.kind, d.kind, path[:len(path)-len(".db")])
 	}
 	s := &snapshot{db: d, id: idOf(&st)}
-	if err := d.each(func(_, _ []byte) error { s.entries++; return nil }); err != nil {
+	if err := d.each(func(key, _ []byte) error {
+		s.entries++
+		s.unfolded.Add(strings.TrimSuffix(string(key), "\x00"))
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
@@ -275,6 +282,7 @@ func (t *Table) check() {
 	t.failed = fileID{}
 	t.cur.Store(s)
 	t.logger.Info("Berkeley DB table reloaded", "table", t.spec, "file", t.path, "entries", s.entries)
+	s.unfolded.Warn(t.logger, t.spec)
 }
 
 // Close drops the table's contents; later lookups fail.

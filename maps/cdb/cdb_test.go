@@ -472,13 +472,13 @@ func TestCloseWhileLookingUp(t *testing.T) {
 
 // TestUnfoldedKeysWarn: a file built without folding (postmap -f, makemap
 // -f, another cdb tool) holds keys a folded address never finds; opening
-// it names them, at most maxUnfoldedWarnings, then a count. A file built
+// it names them, at most maps.MaxUnfoldedWarnings, then a count. A file built
 // normally is folded with full Unicode folding (ß → ss) and opens silently.
 func TestUnfoldedKeysWarn(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "vmailbox")
 	kv := []string{"Mixed@plus.test", "a/", "ok@plus.test", "b/", "Straße@x.test", "c/"}
-	for i := 0; i < maxUnfoldedWarnings; i++ {
+	for i := 0; i < maps.MaxUnfoldedWarnings; i++ {
 		kv = append(kv, fmt.Sprintf("U%d@x.test", i), "d/")
 	}
 	build(t, path, WriteOptions{KeepCase: true, AppendNUL: true}, kv...)
@@ -498,8 +498,8 @@ func TestUnfoldedKeysWarn(t *testing.T) {
 			t.Errorf("warnings lack %q:\n%s", w, got)
 		}
 	}
-	if n := strings.Count(got, "is not case-folded"); n != maxUnfoldedWarnings {
-		t.Errorf("%d key warnings, want %d:\n%s", n, maxUnfoldedWarnings, got)
+	if n := strings.Count(got, "is not case-folded"); n != maps.MaxUnfoldedWarnings {
+		t.Errorf("%d key warnings, want %d:\n%s", n, maps.MaxUnfoldedWarnings, got)
 	}
 	want(t, tb, "mixed@plus.test", "", false)
 

@@ -113,28 +113,18 @@ func Open(name string, opts maps.Options) (*Table, error) {
 	return t, nil
 }
 
-// maxUnfoldedWarnings bounds the warnings one table open logs.
-const maxUnfoldedWarnings = 5
-
 // warnUnfolded warns about keys that are not case-folded (a file built
 // with `postmap -f`, `vlmtpd makemap -f` or another cdb tool): lookups
 // are folded and keys are not, as in virtual(8), so they never match.
 // The scan reads the mapped file once; keys that are plain lower-case
 // ASCII cost one byte test each.
 func (t *Table) warnUnfolded(m *mapping) {
-	n := 0
+	var u maps.UnfoldedKeys
 	_ = guardedEach(m.r, func(key, _ []byte) bool {
-		k := strings.TrimSuffix(string(key), "\x00")
-		if maps.Unfolded(k) {
-			if n++; n <= maxUnfoldedWarnings {
-				t.logger.Warn(maps.UnfoldedWarning(k), "table", t.spec)
-			}
-		}
+		u.Add(strings.TrimSuffix(string(key), "\x00"))
 		return true
 	})
-	if n > maxUnfoldedWarnings {
-		t.logger.Warn(fmt.Sprintf("%d keys in all are not case-folded and can never match", n), "table", t.spec)
-	}
+	u.Warn(t.logger, t.spec)
 }
 
 func guardedEach(r reader, fn func(key, value []byte) bool) (err error) {
