@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vlmtpd/vlmtpd/internal/fdio"
+	"github.com/vlmtpd/vlmtpd/store/maildirpp"
 )
 
 // maildirDest is where in a Maildir a message goes: folder is a Maildir++
@@ -313,11 +314,41 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 	if err != nil {
 		return classify("link", r.Path, err)
 	}
-	if q != nil {
-		l.recordQuota(q, r, size)
+	undo := quotaUndo{root: -1}
+	if q != nil && l.recordQuota(q, r, size) {
+		// If new/ cannot be made durable the link is taken back: so is
+		// this line, or the retry would count the message twice.
+		if fd, err := unix.Dup(q.root); err == nil {
+			undo = quotaUndo{root: fd, size: size}
+		}
 	}
-	batch.add(d, idx, newName, r.Path)
+	batch.add(d, idx, newName, r.Path, undo)
 	return nil
+}
+
+// quotaUndo is what a recorded maildirsize line needs to be taken back;
+// root is -1 when nothing was recorded.
+type quotaUndo struct {
+	root int
+	size int64
+}
+
+// apply takes the line back (a negative one, as a deletion writes), or
+// removes maildirsize so it is rebuilt, and closes root.
+func (u quotaUndo) apply() {
+	if u.root < 0 {
+		return
+	}
+	if maildirpp.Append(u.root, maildirpp.Usage{Bytes: -u.size, Count: -1}) != nil {
+		unix.Unlinkat(u.root, maildirpp.FileName, 0)
+	}
+	u.close()
+}
+
+func (u quotaUndo) close() {
+	if u.root >= 0 {
+		unix.Close(u.root)
+	}
 }
 
 // dirSyncBatch collects the new/ directories linked into during one
@@ -358,20 +389,22 @@ type pendingDir struct {
 type pendingLink struct {
 	idx        int
 	name, path string
+	quota      quotaUndo
 }
 
 // add records a link in d's new/ directory. It takes over d.new unless
 // the batch already holds that directory.
-func (b *dirSyncBatch) add(d *maildirDirs, idx int, name, path string) {
+func (b *dirSyncBatch) add(d *maildirDirs, idx int, name, path string, quota quotaUndo) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	ln := pendingLink{idx, name, path, quota}
 	for i := range b.dirs {
 		if b.dirs[i].dev == d.newDev && b.dirs[i].ino == d.newIno {
-			b.dirs[i].links = append(b.dirs[i].links, pendingLink{idx, name, path})
+			b.dirs[i].links = append(b.dirs[i].links, ln)
 			return
 		}
 	}
-	b.dirs = append(b.dirs, pendingDir{fd: d.new, dev: d.newDev, ino: d.newIno, links: []pendingLink{{idx, name, path}}})
+	b.dirs = append(b.dirs, pendingDir{fd: d.new, dev: d.newDev, ino: d.newIno, links: []pendingLink{ln}})
 	d.new = -1
 }
 
@@ -388,10 +421,13 @@ func (b *dirSyncBatch) sync(errs []error) {
 				t.Fsync += time.Since(start)
 			}
 		}
-		if err != nil {
-			for _, ln := range d.links {
+		for _, ln := range d.links {
+			if err != nil {
 				unix.Unlinkat(d.fd, ln.name, 0)
+				ln.quota.apply()
 				errs[ln.idx] = classify("fsync", ln.path, err)
+			} else {
+				ln.quota.close()
 			}
 		}
 		unix.Close(d.fd)

@@ -171,16 +171,21 @@ func (l *Local) checkQuota(q *quotaLock, r Recipient, size int64) error {
 // record appends the delivered message to maildirsize. It cannot undo
 // the delivery, so a failure removes the file instead: the next delivery
 // rebuilds it rather than trusting a count that misses this message.
-func (l *Local) recordQuota(q *quotaLock, r Recipient, size int64) {
+// It reports whether a line was appended.
+func (l *Local) recordQuota(q *quotaLock, r Recipient, size int64) bool {
 	if !r.Quota.Extended {
-		return
+		return false
 	}
 	err := maildirpp.Append(q.root, maildirpp.Usage{Bytes: size, Count: 1})
-	if err == nil || (err == unix.ENOENT && !r.Quota.Create) {
-		return
+	if err == nil {
+		return true
+	}
+	if err == unix.ENOENT && !r.Quota.Create {
+		return false
 	}
 	l.log.Warn("maildirsize not updated; removing it so that it is rebuilt", "path", r.Path, "error", err)
 	unix.Unlinkat(q.root, maildirpp.FileName, 0)
+	return false
 }
 
 // maxFolderName bounds a +detail folder name (a path component).

@@ -221,3 +221,31 @@ func TestDetailCountsInQuota(t *testing.T) {
 		t.Errorf("maildirsize = %q", got)
 	}
 }
+
+// A maildirsize line recorded for a link that new/'s failed fsync took
+// back is taken back too, so the client's retry does not count twice.
+func TestQuotaUndoTakesTheLineBack(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, maildirpp.FileName), []byte("1000S\n300 3\n120 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quotaUndo{root: root, size: 120}.apply()
+	f, _, why, err := maildirpp.Read(mustOpenDir(t, dir))
+	if err != nil || why != maildirpp.Fine || f.Usage != (maildirpp.Usage{Bytes: 300, Count: 3}) {
+		t.Fatalf("after the undo: %+v %v %v", f, why, err)
+	}
+}
+
+func mustOpenDir(t *testing.T, dir string) int {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
