@@ -197,10 +197,11 @@ func (r *Resolver) Resolve(ctx context.Context, rcpt string) *Resolution {
 		res.Err = rep
 		return res
 	}
-	if r.detail && res.Recipient.Format() == store.Maildir && hit.Key != addr.Quoted() && hit.Key != addr.String() {
+	if r.detail && res.Recipient.Format() == store.Maildir && hit.Key != addr.Quoted() && hit.Key != addr.String() && hit.Key != addr.Local {
 		// The extension as the client wrote it: folder names keep case.
-		// Not when the full address (extension included) has its own
-		// entry: that is a mailbox of its own, not a folder.
+		// Not when the address with its extension has its own entry,
+		// with the domain or, for a $mydestination domain, bare: that is
+		// a mailbox of its own, not a folder.
 		if _, ext, ok := maps.SplitExtension(given.Local, r.strategy.Delimiters); ok {
 			res.Recipient.Folder, res.Recipient.CreateFolder = ext, r.createDetail
 		}

@@ -257,3 +257,33 @@ sieve_script_maps = "texthash:sieve"
 		}
 	}
 }
+
+// +detail goes to a folder only when the mailbox was found without the
+// extension: a key that holds the extension, with its domain or (for a
+// $mydestination domain) without, is a mailbox of its own.
+func TestResolveDetailFolder(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vmailbox"), []byte("alice@plus.test plus.test/alice/\nbob+list@plus.test plus.test/boblist/\nbob plus.test/bob/\ncarol+x plus.test/carolx/\ncarol plus.test/carol/\n"), 0o644)
+	r := openResolver(t, dir, `
+hostname = "mx.plus.test"
+mydestination = "plus.test"
+virtual_mailbox_base = "/var/mail/vhosts"
+virtual_mailbox_domains = "plus.test"
+virtual_mailbox_maps = "texthash:vmailbox"
+virtual_uid_maps = "static:5000"
+virtual_gid_maps = "static:5000"
+recipient_delimiter = "+"
+save_to_detail_mailbox = true
+`)
+	for rcpt, want := range map[string][2]string{
+		"alice+Work@plus.test": {"plus.test/alice/", "Work"},
+		"bob+list@plus.test":   {"plus.test/boblist/", ""},
+		"bob+other@plus.test":  {"plus.test/bob/", "other"},
+		"carol+x@plus.test":    {"plus.test/carolx/", ""},
+	} {
+		res := r.Resolve(context.Background(), rcpt)
+		if res.Err != nil || res.Recipient.Path != want[0] || res.Recipient.Folder != want[1] {
+			t.Errorf("%s: path %q folder %q (%v), want %q %q", rcpt, res.Recipient.Path, res.Recipient.Folder, res.Err, want[0], want[1])
+		}
+	}
+}
