@@ -15,7 +15,7 @@ import (
 
 	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store"
-	"github.com/vlmtpd/vlmtpd/store/worker"
+	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 // envFront tells a front process which descriptors it inherited from the

@@ -20,7 +20,7 @@ import (
 
 	"github.com/vlmtpd/vlmtpd/internal/testutil"
 	"github.com/vlmtpd/vlmtpd/store"
-	"github.com/vlmtpd/vlmtpd/store/worker"
+	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 // TestMain lets the test binary act as a worker and as a minimal front.

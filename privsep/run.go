@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vlmtpd/vlmtpd/store/worker"
+	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 // Options are what the parent needs from the configuration.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/vlmtpd/vlmtpd/internal/proctree"
-	"github.com/vlmtpd/vlmtpd/store/worker"
+	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 // proc is a live child process of a vlmtpd under test.

@@ -6,7 +6,7 @@ import (
 	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/store"
-	"github.com/vlmtpd/vlmtpd/store/worker"
+	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 // newDeliverer returns what writes the mailboxes: a pool of long-lived

@@ -16,7 +16,7 @@ import (
 	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
-	"github.com/vlmtpd/vlmtpd/store/worker"
+	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 func init() {

@@ -1,6 +1,6 @@
 package main
 
-import "github.com/vlmtpd/vlmtpd/store/worker"
+import "github.com/vlmtpd/vlmtpd/worker"
 
 // The worker subcommand is how vlmtpd starts its own delivery workers; it
 // has no summary, so usage does not list it.

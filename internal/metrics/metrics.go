@@ -22,7 +22,7 @@ import (
 
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/store"
-	"github.com/vlmtpd/vlmtpd/store/worker"
+	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 // Path is where the metrics are served.
