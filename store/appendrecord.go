@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sync"
 
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"golang.org/x/sys/unix"
 )
 
@@ -166,7 +167,7 @@ func writerGone(w processID, k inodeKey) bool {
 	}
 	// A live pid may be a later process that reused it: its start time
 	// tells, where /proc shows it.
-	if start, ok := procStart(w.pid); ok && w.start != 0 && uint64(uint32(start)) != w.start {
+	if start, ok := proctree.StartTime(w.pid); ok && w.start != 0 && uint64(uint32(start)) != w.start {
 		return true
 	}
 	return false

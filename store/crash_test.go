@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"github.com/vlmtpd/vlmtpd/internal/testutil"
 )
 
@@ -289,7 +290,7 @@ func TestAppendRecordCases(t *testing.T) {
 	const foreign = "From other@example.net  Mon Jan  2 15:04:05 2006\nSubject: another agent's\n\nbody\n\n"
 	dead := deadPid(t)
 	live := livePid(t)
-	liveStart, ok := procStart(live)
+	liveStart, ok := proctree.StartTime(live)
 	if !ok {
 		t.Fatal("cannot read a child's start time")
 	}

@@ -1,13 +1,12 @@
 package store
 
 import (
-	"bytes"
 	"hash/fnv"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,7 +29,7 @@ var self = sync.OnceValue(func() processID {
 	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
 		id.boot = hash32(strings.TrimSpace(string(b)))
 	}
-	id.start, _ = procStart(id.pid)
+	id.start, _ = proctree.StartTime(id.pid)
 	return id
 })
 
@@ -42,27 +41,6 @@ func hash32(s string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(s))
 	return max(h.Sum32(), 1)
-}
-
-// procStart reads a process's start time (field 22 of /proc/PID/stat).
-// It fails when /proc is not mounted or hides other users' processes
-// (hidepid, systemd's ProtectProc=invisible).
-func procStart(pid int) (uint64, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// The command name in parentheses may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:])) // from field 3, the state
-	if len(f) < 20 {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(f[19], 10, 64)
-	return v, err == nil
 }
 
 // pidGone reports whether no process with this pid exists in our pid

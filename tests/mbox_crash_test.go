@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"golang.org/x/sys/unix"
-
-	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 // workerFor returns the pid of the instance's worker running as uid.
@@ -21,7 +20,7 @@ func workerFor(t *testing.T, in *Instance, uid int) int {
 		if c.role() != "worker" {
 			continue
 		}
-		if wc, err := worker.ReadCreds(c.pid); err == nil && wc.UIDs[0] == uid {
+		if wc, err := proctree.ReadCreds(c.pid); err == nil && wc.UIDs[0] == uid {
 			return c.pid
 		}
 	}

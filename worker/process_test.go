@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"github.com/vlmtpd/vlmtpd/internal/testutil"
 
 	"context"
@@ -132,7 +133,7 @@ func TestWorkersDeliverAsEachOwner(t *testing.T) {
 		if len(ps) != 1 {
 			t.Errorf("%v: %d workers", k, len(ps))
 		}
-		c, err := ReadCreds(ps[0])
+		c, err := proctree.ReadCreds(ps[0])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"github.com/vlmtpd/vlmtpd/internal/scmrights"
 	"github.com/vlmtpd/vlmtpd/store"
 )
@@ -51,11 +52,11 @@ func Main(args []string) int {
 	if !confined {
 		return refuse(reexecConfined(cfg.Base, args))
 	}
-	creds, err := ReadCreds(0)
+	creds, err := proctree.ReadCreds(0)
 	if err != nil {
 		return refuse(err)
 	}
-	if err := creds.check(cfg); err != nil {
+	if err := checkCreds(creds, cfg); err != nil {
 		return refuse(err)
 	}
 	if err := checkDescriptors(); err != nil {

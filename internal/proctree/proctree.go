@@ -1,8 +1,10 @@
-// Package proctree finds a process's children and measures the memory and
-// CPU time of a process and all its descendants from Linux's /proc, for the tests that
-// look at vlmtpd's delivery workers and for the load test and the
-// benchmark that compare vlmtpd, which runs delivery workers as child
-// processes, with other servers made of several processes.
+// Package proctree reads processes from Linux's /proc: their identity
+// (credentials, start time), their children, and the memory and CPU time
+// of a process and all its descendants. The worker checks its own
+// credentials with it and the store names processes by start time; the
+// tests that look at vlmtpd's delivery workers, the load test and the
+// benchmark that compares vlmtpd with servers made of several processes
+// measure with it.
 package proctree
 
 import (
@@ -71,20 +73,27 @@ func readProcs() []proc {
 	return out
 }
 
-// readStat reads /proc/PID/stat; false if the process is gone.
-func readStat(pid int) (proc, bool) {
+// statFields reads /proc/PID/stat from field 3 (the state) on; false if
+// the process is gone or the line is short of want fields.
+func statFields(pid, want int) ([]string, bool) {
 	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return proc{}, false
+		return nil, false
 	}
 	// The command name may hold spaces and ")"; fields resume after the
-	// last ")": state, then the parent's pid.
+	// last ")".
 	i := bytes.LastIndexByte(st, ')')
 	if i < 0 {
-		return proc{}, false
+		return nil, false
 	}
 	f := strings.Fields(string(st[i+1:]))
-	if len(f) < 15 {
+	return f, len(f) >= want
+}
+
+// readStat reads /proc/PID/stat; false if the process is gone.
+func readStat(pid int) (proc, bool) {
+	f, ok := statFields(pid, 15)
+	if !ok {
 		return proc{}, false
 	}
 	pp, _ := strconv.Atoi(f[1])
@@ -95,6 +104,18 @@ func readStat(pid int) (proc, bool) {
 		p.cpu += n
 	}
 	return p, true
+}
+
+// StartTime is when pid started, in clock ticks after boot (field 22 of
+// /proc/PID/stat). It fails when /proc is not mounted or hides other
+// users' processes (hidepid, systemd's ProtectProc=invisible).
+func StartTime(pid int) (uint64, bool) {
+	f, ok := statFields(pid, 20)
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return v, err == nil
 }
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
