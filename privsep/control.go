@@ -10,49 +10,50 @@ import (
 	"math"
 
 	"github.com/vlmtpd/vlmtpd/store"
+	"golang.org/x/sys/unix"
 )
 
 // Packet types.
 const (
-	opSpawn byte = 1 // front → parent: start a worker for uid, gid
-	opKill  byte = 2 // front → parent: SIGKILL the worker with this id
-	opReply byte = 3 // parent → front
-	opStop  byte = 4 // front → parent: SIGTERM the worker with this id
+	OpSpawn byte = 1 // front → parent: start a worker for uid, gid
+	OpKill  byte = 2 // front → parent: SIGKILL the worker with this id
+	OpReply byte = 3 // parent → front
+	OpStop  byte = 4 // front → parent: SIGTERM the worker with this id
 )
 
 // Reply codes.
 const (
-	codeOK      byte = 0
-	codeRefused byte = 1 // the policy refused the ids
-	codeFailed  byte = 2 // the worker could not be started or killed
+	CodeOK      byte = 0
+	CodeRefused byte = 1 // the policy refused the ids
+	CodeFailed  byte = 2 // the worker could not be started or killed
 )
 
 const (
-	requestLen  = 1 + 4 + 8
+	RequestLen  = 1 + 4 + 8
 	replyHdrLen = 1 + 4 + 1 + 8 + 4
 	maxReplyMsg = 512
-	maxPacket   = replyHdrLen + maxReplyMsg
+	MaxPacket   = replyHdrLen + maxReplyMsg
 )
 
-var errControl = errors.New("control protocol error")
+var ErrProtocol = errors.New("control protocol error")
 
 // request is one front → parent packet.
-type request struct {
+type Request struct {
 	Op       byte
 	Seq      uint32
 	UID, GID int    // opSpawn
 	ID       uint64 // opKill, opStop
 }
 
-func (r request) encode() []byte {
-	b := make([]byte, requestLen)
+func (r Request) Encode() []byte {
+	b := make([]byte, RequestLen)
 	b[0] = r.Op
 	binary.BigEndian.PutUint32(b[1:], r.Seq)
 	switch r.Op {
-	case opSpawn:
+	case OpSpawn:
 		binary.BigEndian.PutUint32(b[5:], uint32(r.UID))
 		binary.BigEndian.PutUint32(b[9:], uint32(r.GID))
-	case opKill, opStop:
+	case OpKill, OpStop:
 		binary.BigEndian.PutUint64(b[5:], r.ID)
 	}
 	return b
@@ -60,28 +61,28 @@ func (r request) encode() []byte {
 
 // decodeRequest parses a packet from the front, which is not trusted:
 // anything but an exact, known layout is refused.
-func decodeRequest(b []byte) (request, error) {
-	if len(b) != requestLen {
-		return request{}, fmt.Errorf("%w: request of %d bytes", errControl, len(b))
+func DecodeRequest(b []byte) (Request, error) {
+	if len(b) != RequestLen {
+		return Request{}, fmt.Errorf("%w: request of %d bytes", ErrProtocol, len(b))
 	}
-	r := request{Op: b[0], Seq: binary.BigEndian.Uint32(b[1:])}
+	r := Request{Op: b[0], Seq: binary.BigEndian.Uint32(b[1:])}
 	switch r.Op {
-	case opSpawn:
+	case OpSpawn:
 		uid, gid := binary.BigEndian.Uint32(b[5:]), binary.BigEndian.Uint32(b[9:])
 		if uid > store.MaxID || gid > store.MaxID {
-			return request{}, fmt.Errorf("%w: id out of range", errControl)
+			return Request{}, fmt.Errorf("%w: id out of range", ErrProtocol)
 		}
 		r.UID, r.GID = int(uid), int(gid)
-	case opKill, opStop:
+	case OpKill, OpStop:
 		r.ID = binary.BigEndian.Uint64(b[5:])
 	default:
-		return request{}, fmt.Errorf("%w: unknown request type %d", errControl, r.Op)
+		return Request{}, fmt.Errorf("%w: unknown request type %d", ErrProtocol, r.Op)
 	}
 	return r, nil
 }
 
 // reply is one parent → front packet.
-type reply struct {
+type Reply struct {
 	Seq  uint32
 	Code byte
 	ID   uint64 // the worker's id for later kill requests
@@ -89,13 +90,13 @@ type reply struct {
 	Msg  string // why a request was refused or failed
 }
 
-func (r reply) encode() []byte {
+func (r Reply) Encode() []byte {
 	msg := r.Msg
 	if len(msg) > maxReplyMsg {
 		msg = msg[:maxReplyMsg]
 	}
 	b := make([]byte, replyHdrLen, replyHdrLen+len(msg))
-	b[0] = opReply
+	b[0] = OpReply
 	binary.BigEndian.PutUint32(b[1:], r.Seq)
 	b[5] = r.Code
 	binary.BigEndian.PutUint64(b[6:], r.ID)
@@ -103,19 +104,19 @@ func (r reply) encode() []byte {
 	return append(b, msg...)
 }
 
-func decodeReply(b []byte) (reply, error) {
-	if len(b) < replyHdrLen || len(b) > maxPacket || b[0] != opReply {
-		return reply{}, fmt.Errorf("%w: bad reply of %d bytes", errControl, len(b))
+func DecodeReply(b []byte) (Reply, error) {
+	if len(b) < replyHdrLen || len(b) > MaxPacket || b[0] != OpReply {
+		return Reply{}, fmt.Errorf("%w: bad reply of %d bytes", ErrProtocol, len(b))
 	}
-	r := reply{
+	r := Reply{
 		Seq:  binary.BigEndian.Uint32(b[1:]),
 		Code: b[5],
 		ID:   binary.BigEndian.Uint64(b[6:]),
 		Msg:  string(b[replyHdrLen:]),
 	}
 	pid := binary.BigEndian.Uint32(b[14:])
-	if r.Code > codeFailed || pid > math.MaxInt32 {
-		return reply{}, fmt.Errorf("%w: bad reply", errControl)
+	if r.Code > CodeFailed || pid > math.MaxInt32 {
+		return Reply{}, fmt.Errorf("%w: bad reply", ErrProtocol)
 	}
 	r.PID = int(pid)
 	return r, nil
@@ -124,3 +125,13 @@ func decodeReply(b []byte) (reply, error) {
 // Policy is what the parent checks before it starts any worker: the one
 // id policy every boundary applies (store.IDPolicy).
 type Policy = store.IDPolicy
+
+// SendPacket sends one packet (with oob, e.g. SCM_RIGHTS), retrying on EINTR.
+func SendPacket(fd int, b, oob []byte) error {
+	for {
+		err := unix.Sendmsg(fd, b, oob, nil, unix.MSG_NOSIGNAL)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}

@@ -1,10 +1,11 @@
-// Package privsep is vlmtpd's privileged parent: started as root, it opens
-// the listeners, starts the front as the unprivileged configured user and
-// from then on only starts delivery workers on the front's request, after
-// checking its own policy, because the front parses network input and may
-// be compromised. It also holds the front's side of that control channel.
+// Package privsep is the control channel between the front and the root
+// parent (package parent): the packet layouts both sides use, and the
+// front's side of it: the descriptors the parent passed to the front
+// (InheritFlags) and the Client that asks the parent for workers. The
+// front parses network input and may be compromised, so the parent
+// decodes every packet as untrusted and checks its own policy.
 //
-// The control channel is a SOCK_SEQPACKET socketpair: one request or reply
-// per packet, fixed layouts, the worker's socket as SCM_RIGHTS on a spawn
+// The channel is a SOCK_SEQPACKET socketpair: one request or reply per
+// packet, fixed layouts, the worker's socket as SCM_RIGHTS on a spawn
 // reply.
 package privsep

@@ -3,6 +3,7 @@ package privsep
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -18,11 +19,6 @@ import (
 	"github.com/vlmtpd/vlmtpd/worker"
 )
 
-// envFront tells a front process which descriptors it inherited from the
-// parent: "control=3 listeners=4,5 metrics=6" (metrics only when
-// metrics_listen is set).
-const envFront = "VLMTPD_PRIVSEP"
-
 // Front is what a front process inherited from its parent.
 type Front struct {
 	// Control asks the parent for workers.
@@ -33,22 +29,85 @@ type Front struct {
 	Metrics net.Listener
 }
 
-// FrontFromEnv returns the inheritance of a front started by the parent,
-// or nil if this process was not started as one. A front that is root is
-// refused: the parent never starts one.
-func FrontFromEnv() (*Front, error) {
-	v, ok := os.LookupEnv(envFront)
-	if !ok {
-		return nil, nil
+// The flags of the hidden front command that name the descriptors the
+// parent passes on.
+const (
+	flagControl   = "control-fd"
+	flagListeners = "listener-fds"
+	flagMetrics   = "metrics-fd"
+)
+
+// InheritArgs are the front command's flags for the descriptors the parent
+// passes: the control socket, the listeners in configuration order and
+// metrics_listen's listener (-1 when there is none).
+func InheritArgs(control int, listeners []int, metrics int) []string {
+	s := make([]string, len(listeners))
+	for i, fd := range listeners {
+		s[i] = strconv.Itoa(fd)
 	}
-	os.Unsetenv(envFront)
-	if os.Geteuid() == 0 || os.Getuid() == 0 {
-		return nil, errors.New("started as a front but running as root")
+	args := []string{"-" + flagControl + "=" + strconv.Itoa(control), "-" + flagListeners + "=" + strings.Join(s, ",")}
+	if metrics >= 0 {
+		args = append(args, "-"+flagMetrics+"="+strconv.Itoa(metrics))
 	}
-	ctl, lfds, mfd, err := parseFrontEnv(v)
-	if err != nil {
-		return nil, fmt.Errorf("%s=%q: %w", envFront, v, err)
+	return args
+}
+
+// InheritFlags registers InheritArgs' flags on the front command's flag
+// set. The function it returns, called once the flags are parsed, takes
+// the descriptors over. A front that is root is refused: the parent never
+// starts one.
+func InheritFlags(fs *flag.FlagSet) func() (*Front, error) {
+	fl := inheritFlags(fs)
+	return func() (*Front, error) {
+		if os.Geteuid() == 0 || os.Getuid() == 0 {
+			return nil, errors.New("started as a front but running as root")
+		}
+		lfds, err := fl.check()
+		if err != nil {
+			return nil, err
+		}
+		return inherit(*fl.control, lfds, *fl.metrics)
 	}
+}
+
+type fdFlags struct {
+	control, metrics *int
+	listeners        *string
+}
+
+func inheritFlags(fs *flag.FlagSet) fdFlags {
+	return fdFlags{
+		control:   fs.Int(flagControl, -1, "the control socket the parent passed (set by the parent)"),
+		listeners: fs.String(flagListeners, "", "the listeners the parent passed, comma-separated (set by the parent)"),
+		metrics:   fs.Int(flagMetrics, -1, "metrics_listen's listener, if the parent passed one (set by the parent)"),
+	}
+}
+
+// check validates the descriptor flags (stdio is never one of them) and
+// returns the listeners'.
+func (fl fdFlags) check() ([]int, error) {
+	ctl, listeners, metrics := *fl.control, *fl.listeners, *fl.metrics
+	if ctl < 3 {
+		return nil, fmt.Errorf("-%s: no control descriptor (the front is started by vlmtpd serve, not by hand)", flagControl)
+	}
+	if metrics != -1 && metrics < 3 {
+		return nil, fmt.Errorf("-%s=%d: not an inherited descriptor", flagMetrics, metrics)
+	}
+	var lfds []int
+	for _, s := range strings.Split(listeners, ",") {
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 3 {
+			return nil, fmt.Errorf("-%s=%s: %q is not an inherited descriptor", flagListeners, listeners, s)
+		}
+		lfds = append(lfds, n)
+	}
+	return lfds, nil
+}
+
+func inherit(ctl int, lfds []int, mfd int) (*Front, error) {
 	// Nothing the front might exec inherits these.
 	unix.CloseOnExec(ctl)
 	fr := &Front{Control: NewClient(os.NewFile(uintptr(ctl), "control"))}
@@ -73,57 +132,6 @@ func FrontFromEnv() (*Front, error) {
 	return fr, nil
 }
 
-// frontEnv is envFront's setting; metrics is -1 when there is none.
-func frontEnv(ctl int, listeners []int, metrics int) string {
-	s := make([]string, len(listeners))
-	for i, fd := range listeners {
-		s[i] = strconv.Itoa(fd)
-	}
-	v := fmt.Sprintf("%s=control=%d listeners=%s", envFront, ctl, strings.Join(s, ","))
-	if metrics >= 0 {
-		v += " metrics=" + strconv.Itoa(metrics)
-	}
-	return v
-}
-
-func parseFrontEnv(v string) (ctl int, ls []int, metrics int, err error) {
-	ctl, metrics = -1, -1
-	for _, field := range strings.Fields(v) {
-		k, val, _ := strings.Cut(field, "=")
-		switch k {
-		case "control":
-			n, err := strconv.Atoi(val)
-			if err != nil || n < 3 {
-				return 0, nil, 0, errors.New("bad control descriptor")
-			}
-			ctl = n
-		case "listeners":
-			for _, s := range strings.Split(val, ",") {
-				if s == "" {
-					continue
-				}
-				n, err := strconv.Atoi(s)
-				if err != nil || n < 3 {
-					return 0, nil, 0, errors.New("bad listener descriptor")
-				}
-				ls = append(ls, n)
-			}
-		case "metrics":
-			n, err := strconv.Atoi(val)
-			if err != nil || n < 3 {
-				return 0, nil, 0, errors.New("bad metrics descriptor")
-			}
-			metrics = n
-		default:
-			return 0, nil, 0, fmt.Errorf("unknown field %q", k)
-		}
-	}
-	if ctl < 0 {
-		return 0, nil, 0, errors.New("no control descriptor")
-	}
-	return ctl, ls, metrics, nil
-}
-
 // Client is the front's side of the control socket; it implements
 // worker.Spawner. Requests are serialised: starting a worker is rare.
 type Client struct {
@@ -137,7 +145,7 @@ type Client struct {
 
 // NewClient takes over a control socket.
 func NewClient(f *os.File) *Client {
-	return &Client{f: f, fd: int(f.Fd()), buf: make([]byte, maxPacket+1), oob: make([]byte, unix.CmsgSpace(4*4))}
+	return &Client{f: f, fd: int(f.Fd()), buf: make([]byte, MaxPacket+1), oob: make([]byte, unix.CmsgSpace(4*4))}
 }
 
 // Close closes the control socket; the parent then exits once the front
@@ -148,7 +156,7 @@ var _ worker.Spawner = (*Client)(nil)
 
 // call sends a request and waits for its reply; a stale reply (to a
 // request that timed out earlier) is dropped with its descriptor.
-func (c *Client) call(ctx context.Context, req request) (reply, int, error) {
+func (c *Client) call(ctx context.Context, req Request) (Reply, int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
@@ -157,13 +165,13 @@ func (c *Client) call(ctx context.Context, req request) (reply, int, error) {
 	if !ok {
 		deadline = time.Now().Add(30 * time.Second)
 	}
-	if err := sendPacket(c.fd, req.encode(), nil); err != nil {
-		return reply{}, -1, fmt.Errorf("control socket: %w", err)
+	if err := SendPacket(c.fd, req.Encode(), nil); err != nil {
+		return Reply{}, -1, fmt.Errorf("control socket: %w", err)
 	}
 	for {
 		d := time.Until(deadline)
 		if d <= 0 {
-			return reply{}, -1, errors.New("control socket: no reply from the parent in time")
+			return Reply{}, -1, errors.New("control socket: no reply from the parent in time")
 		}
 		tv := unix.NsecToTimeval(d.Nanoseconds())
 		unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
@@ -172,23 +180,23 @@ func (c *Client) call(ctx context.Context, req request) (reply, int, error) {
 			continue
 		}
 		if err != nil {
-			return reply{}, -1, fmt.Errorf("control socket: %w", err)
+			return Reply{}, -1, fmt.Errorf("control socket: %w", err)
 		}
 		if n == 0 && oobn == 0 {
-			return reply{}, -1, errors.New("control socket: the parent is gone")
+			return Reply{}, -1, errors.New("control socket: the parent is gone")
 		}
 		fds := scmrights.Parse(c.oob[:oobn])
-		rep, err := decodeReply(c.buf[:n])
+		rep, err := DecodeReply(c.buf[:n])
 		if err == nil && flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
-			err = fmt.Errorf("%w: truncated reply", errControl)
+			err = fmt.Errorf("%w: truncated reply", ErrProtocol)
 		}
 		if err == nil && len(fds) > 1 {
-			err = fmt.Errorf("%w: %d descriptors in a reply", errControl, len(fds))
+			err = fmt.Errorf("%w: %d descriptors in a reply", ErrProtocol, len(fds))
 		}
 		if err != nil || rep.Seq != req.Seq {
 			scmrights.Close(fds)
 			if err != nil {
-				return reply{}, -1, err
+				return Reply{}, -1, err
 			}
 			continue
 		}
@@ -214,39 +222,39 @@ func (c *Client) Permits(uid, gid int) error {
 
 // Spawn asks the parent for a worker; implements worker.Spawner.
 func (c *Client) Spawn(ctx context.Context, uid, gid int) (*worker.Process, error) {
-	rep, fd, err := c.call(ctx, request{Op: opSpawn, UID: uid, GID: gid})
+	rep, fd, err := c.call(ctx, Request{Op: OpSpawn, UID: uid, GID: gid})
 	if err != nil {
 		return nil, err
 	}
 	switch rep.Code {
-	case codeRefused:
+	case CodeRefused:
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 		return nil, &store.Error{Status: store.NotPermitted, Op: "spawn", Err: fmt.Errorf("parent refused uid %d gid %d: %s", uid, gid, rep.Msg)}
-	case codeFailed:
+	case CodeFailed:
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 		return nil, fmt.Errorf("parent could not start a worker for %d:%d: %s", uid, gid, rep.Msg)
 	}
 	if fd < 0 {
-		return nil, fmt.Errorf("%w: spawn reply without a socket", errControl)
+		return nil, fmt.Errorf("%w: spawn reply without a socket", ErrProtocol)
 	}
 	id := rep.ID
 	signal := func(op byte) func() error {
 		return func() error {
-			rep, fd, err := c.call(context.Background(), request{Op: op, ID: id})
+			rep, fd, err := c.call(context.Background(), Request{Op: op, ID: id})
 			if fd >= 0 {
 				unix.Close(fd)
 			}
-			if err == nil && rep.Code != codeOK {
+			if err == nil && rep.Code != CodeOK {
 				err = errors.New(rep.Msg)
 			}
 			return err
 		}
 	}
-	return &worker.Process{Conn: os.NewFile(uintptr(fd), "worker"), PID: rep.PID, Kill: signal(opKill), Stop: signal(opStop)}, nil
+	return &worker.Process{Conn: os.NewFile(uintptr(fd), "worker"), PID: rep.PID, Kill: signal(OpKill), Stop: signal(OpStop)}, nil
 }
 
 // WatchParent blocks until the parent's end of the control socket closes —

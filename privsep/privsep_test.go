@@ -1,301 +1,42 @@
 package privsep
 
 import (
-	"bufio"
-	"context"
-	"errors"
-	"fmt"
+	"flag"
 	"io"
-	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
+	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/vlmtpd/vlmtpd/internal/testutil"
-	"github.com/vlmtpd/vlmtpd/store"
-	"github.com/vlmtpd/vlmtpd/worker"
 )
 
-// TestMain lets the test binary act as a worker and as a minimal front.
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "worker":
-			os.Exit(worker.Main(os.Args[2:]))
-		case "test-front":
-			os.Exit(testFront())
+// The descriptors the parent names on the front's command line come back
+// as they were sent; anything else is refused.
+func TestInheritArgs(t *testing.T) {
+	parse := func(args ...string) ([]int, fdFlags, error) {
+		fs := flag.NewFlagSet("front", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fl := inheritFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return nil, fl, err
 		}
+		ls, err := fl.check()
+		return ls, fl, err
 	}
-	os.Exit(m.Run())
-}
-
-// testFront is what Run starts in TestRunStartsFront: it answers one
-// connection on its first inherited listener with its uid, the number of
-// listeners and the pid of a worker it got from the parent.
-func testFront() int {
-	fr, err := FrontFromEnv()
-	if err != nil || fr == nil {
-		fmt.Fprintln(os.Stderr, "test-front:", err)
-		return 3
+	ls, fl, err := parse(InheritArgs(3, []int{4, 5}, -1)...)
+	if err != nil || *fl.control != 3 || !slices.Equal(ls, []int{4, 5}) || *fl.metrics != -1 {
+		t.Errorf("round trip: %d %v %d %v", *fl.control, ls, *fl.metrics, err)
 	}
-	c, err := fr.Listeners[0].Accept()
-	if err != nil {
-		return 4
+	ls, fl, err = parse(InheritArgs(3, []int{4}, 5)...)
+	if err != nil || *fl.control != 3 || !slices.Equal(ls, []int{4}) || *fl.metrics != 5 {
+		t.Errorf("round trip with metrics: %d %v %d %v", *fl.control, ls, *fl.metrics, err)
 	}
-	defer c.Close()
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	var uid, gid int
-	fmt.Sscan(line, &uid, &gid)
-	msg := fmt.Sprintf("uid=%d listeners=%d", os.Getuid(), len(fr.Listeners))
-	p, err := fr.Control.Spawn(context.Background(), uid, gid)
-	if err != nil {
-		msg += " spawn-error=" + strings.ReplaceAll(err.Error(), " ", "_")
-	} else {
-		msg += " worker=" + strconv.Itoa(p.PID)
-		// Wait for the test to look at the worker, then end it.
-		io.ReadAll(c)
-		p.Kill()
-	}
-	fmt.Fprintln(c, msg)
-	return 7
-}
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	testutil.RequireRoot(t, "starting workers as other uids")
-}
-
-func TestPolicy(t *testing.T) {
-	p := Policy{MinUID: 1000}
-	for _, c := range []struct {
-		uid, gid int
-		ok       bool
-	}{{1000, 1000, true}, {5000, 1, true}, {0, 1000, false}, {999, 1000, false}, {1000, 0, false}, {-1, 5, false}, {5000, -1, false}} {
-		if err := p.Check(c.uid, c.gid); (err == nil) != c.ok {
-			t.Errorf("Check(%d, %d) = %v", c.uid, c.gid, err)
-		}
-	}
-	if (Policy{}).Check(0, 5) == nil {
-		t.Error("uid 0 allowed with no minimum")
-	}
-}
-
-func TestFrontEnv(t *testing.T) {
-	ctl, ls, m, err := parseFrontEnv(strings.TrimPrefix(frontEnv(3, []int{4, 5}, -1), envFront+"="))
-	if err != nil || ctl != 3 || len(ls) != 2 || ls[0] != 4 || ls[1] != 5 || m != -1 {
-		t.Errorf("round trip: %d %v %d %v", ctl, ls, m, err)
-	}
-	ctl, ls, m, err = parseFrontEnv(strings.TrimPrefix(frontEnv(3, []int{4}, 5), envFront+"="))
-	if err != nil || ctl != 3 || len(ls) != 1 || ls[0] != 4 || m != 5 {
-		t.Errorf("round trip with metrics: %d %v %d %v", ctl, ls, m, err)
-	}
-	for _, bad := range []string{"", "control=1", "control=x", "control=3 listeners=2", "control=3 other=4", "control=3 metrics=1", "control=3 metrics="} {
-		if _, _, _, err := parseFrontEnv(bad); err == nil {
+	for _, bad := range [][]string{{}, {"-control-fd=1"}, {"-control-fd=x"}, {"-control-fd=3", "-listener-fds=2"},
+		{"-control-fd=3", "-other=4"}, {"-control-fd=3", "-metrics-fd=1"}, {"-control-fd=3", "-metrics-fd="}, {"-control-fd=3", "-listener-fds=4,x"}} {
+		if _, _, err := parse(bad...); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
-	}
-}
-
-// controlPair starts p serving one end of a control socketpair and
-// returns the other end as the front's raw descriptor and client.
-func controlPair(t *testing.T, p *Parent) (int, *Client) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { p.ServeControl(os.NewFile(uintptr(fds[0]), "ctl")); close(done) }()
-	c := NewClient(os.NewFile(uintptr(fds[1]), "front"))
-	t.Cleanup(func() { c.Close(); <-done })
-	return fds[1], c
-}
-
-func testParent(t *testing.T, base string, logs io.Writer) *Parent {
-	if logs == nil {
-		logs = io.Discard
-	}
-	p := &Parent{Policy: Policy{MinUID: 1000}, Worker: worker.Config{Base: base, Hostname: "test.example"},
-		Log: slog.New(slog.NewTextHandler(logs, nil))}
-	t.Cleanup(func() { p.Wait(5 * time.Second) })
-	return p
-}
-
-// The parent refuses forbidden ids whoever asks, even a front that
-// writes raw packets; garbage gets no answer and does not stop it.
-func TestParentRefusesForbiddenIDs(t *testing.T) {
-	var logs testutil.SyncBuffer
-	p := testParent(t, "/nonexistent", &logs)
-	fd, c := controlPair(t, p)
-	buf := make([]byte, maxPacket)
-	oob := make([]byte, unix.CmsgSpace(4))
-	for i, ids := range [][2]int{{0, 1000}, {999, 1000}, {1000, 0}, {0, 0}} {
-		if err := unix.Sendmsg(fd, request{Op: opSpawn, Seq: uint32(100 + i), UID: ids[0], GID: ids[1]}.encode(), nil, nil, 0); err != nil {
-			t.Fatal(err)
-		}
-		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, err := decodeReply(buf[:n])
-		if err != nil || rep.Code != codeRefused || rep.Seq != uint32(100+i) || oobn != 0 {
-			t.Errorf("spawn %v: %+v, %v, %d bytes of rights", ids, rep, err, oobn)
-		}
-	}
-	// Malformed packets: no reply, and the parent keeps serving.
-	unix.Sendmsg(fd, []byte{opSpawn, 0, 0}, nil, nil, 0)
-	unix.Sendmsg(fd, append(request{Op: opSpawn, UID: 5000, GID: 5000}.encode(), 0), nil, nil, 0)
-	unix.Sendmsg(fd, []byte{9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, nil, nil, 0)
-	_, err := c.Spawn(context.Background(), 0, 5000)
-	if store.StatusOf(err) != store.NotPermitted {
-		t.Errorf("client: %v, want not-permitted", err)
-	}
-	if !strings.Contains(logs.String(), "malformed") {
-		t.Errorf("malformed requests not logged: %s", logs.String())
-	}
-	p.mu.Lock()
-	n := len(p.workers)
-	p.mu.Unlock()
-	if n != 0 {
-		t.Errorf("%d workers started", n)
-	}
-}
-
-// A worker from the parent runs as exactly its ids, delivers, and dies
-// when the front asks.
-func TestParentStartsAndKillsWorkers(t *testing.T) {
-	requireRoot(t)
-	dir := t.TempDir()
-	os.Chmod(filepath.Dir(dir), 0o755)
-	os.Chmod(dir, 0o755)
-	base := filepath.Join(dir, "mail")
-	os.MkdirAll(filepath.Join(base, "u5001"), 0o755)
-	os.Chown(filepath.Join(base, "u5001"), 5001, 5002)
-	p := testParent(t, base, nil)
-	_, c := controlPair(t, p)
-	pool := worker.NewPool(c, worker.PoolOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	defer pool.Close()
-
-	f, _ := os.CreateTemp(dir, "spool")
-	defer f.Close()
-	f.WriteString("Subject: t\n\nbody\n")
-	msg := &store.Message{Sender: "s@example.org", Body: f, Size: 17, Arrival: time.Now(), ID: "Q"}
-	rc := store.Recipient{Address: "a@example.com", Path: "u5001/Maildir/", UID: 5001, GID: 5002}
-	if errs := pool.Deliver(context.Background(), msg, []store.Recipient{rc}); errs[0] != nil {
-		t.Fatal(errs[0])
-	}
-	ents, _ := os.ReadDir(filepath.Join(base, "u5001/Maildir/new"))
-	if len(ents) != 1 {
-		t.Fatalf("new/: %v", ents)
-	}
-	var st syscall.Stat_t
-	syscall.Stat(filepath.Join(base, "u5001/Maildir/new", ents[0].Name()), &st)
-	if st.Uid != 5001 || st.Gid != 5002 || st.Mode&0o777 != 0o600 {
-		t.Errorf("file %d:%d %o", st.Uid, st.Gid, st.Mode&0o777)
-	}
-
-	// A second worker straight from the client, to check and to kill.
-	proc, err := c.Spawn(context.Background(), 5001, 5002)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proc.Conn.Close()
-	// The worker re-execs once to drop everything and sends its hello only
-	// after its own checks: read the hello's first bytes so the creds read
-	// below are the serving worker's, not its first stage's.
-	tv := unix.NsecToTimeval((10 * time.Second).Nanoseconds())
-	if err := unix.SetsockoptTimeval(int(proc.Conn.Fd()), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(proc.Conn, make([]byte, 5)); err != nil {
-		t.Fatalf("no hello from the worker: %v", err)
-	}
-	if cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(proc.PID) + "/cmdline"); !strings.Contains(string(cmd), "-dropped=") {
-		t.Errorf("worker %d has not re-executed itself: %q", proc.PID, cmd)
-	}
-	cr, err := worker.ReadCreds(proc.PID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cr.UIDs != [4]int{5001, 5001, 5001, 5001} || cr.GIDs != [4]int{5002, 5002, 5002, 5002} || len(cr.Groups) != 0 ||
-		cr.CapEff|cr.CapPrm|cr.CapAmb|cr.CapInh != 0 || !cr.NoNewPrivs {
-		t.Errorf("worker creds %+v", cr)
-	}
-	if err := proc.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	waitGone(t, proc.PID)
-}
-
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	for i := 0; i < 500; i++ {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Errorf("process %d still exists", pid)
-}
-
-func TestRunStartsFront(t *testing.T) {
-	requireRoot(t)
-	dir := t.TempDir()
-	os.Chmod(filepath.Dir(dir), 0o755)
-	os.Chmod(dir, 0o755)
-	sock := filepath.Join(dir, "front.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(sock, 0o666)
-	var logs testutil.SyncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- Run(Options{User: "nobody", FrontArgs: []string{"test-front"}, Listeners: []net.Listener{l},
-			SpoolDirectory: filepath.Join(dir, "spool"), Policy: Policy{MinUID: 1000},
-			Worker: worker.Config{Base: dir}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
-	}()
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintln(c, "5001 5001")
-	c.(*net.UnixConn).CloseWrite()
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	c.Close()
-	var code int
-	select {
-	case code = <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("Run did not return; logs:\n%s", logs.String())
-	}
-	if !strings.HasPrefix(line, "uid=65534 listeners=1 worker=") {
-		t.Errorf("front said %q; logs:\n%s", line, logs.String())
-	}
-	if code != 7 {
-		t.Errorf("Run returned %d, want the front's 7", code)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(dir, "spool"), &st); err != nil || st.Uid != 65534 || st.Mode&0o777 != 0o700 {
-		t.Errorf("spool: %v uid %d mode %o", err, st.Uid, st.Mode&0o777)
-	}
-	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("socket left behind: %v", err)
-	}
-}
-
-func TestRunRefusesMissingUser(t *testing.T) {
-	var logs testutil.SyncBuffer
-	code := Run(Options{User: "no-such-user-vlmtpd", Worker: worker.Config{Base: "/"}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
-	if code == 0 || !strings.Contains(logs.String(), `user \"no-such-user-vlmtpd\"`) || !strings.Contains(logs.String(), "does not exist") {
-		t.Errorf("code %d, logs %s", code, logs.String())
 	}
 }
 
@@ -309,7 +50,7 @@ func TestWatchParent(t *testing.T) {
 	gone := make(chan struct{})
 	go c.WatchParent(func() { close(gone) })
 	// Traffic from a live parent is not mistaken for its death.
-	unix.Write(fds[0], reply{Seq: 1}.encode())
+	unix.Write(fds[0], Reply{Seq: 1}.Encode())
 	select {
 	case <-gone:
 		t.Fatal("gone called while the parent lives")
@@ -321,4 +62,39 @@ func TestWatchParent(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("parent's exit not noticed")
 	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add(Request{Op: OpSpawn, Seq: 1, UID: 5000, GID: 5000}.Encode())
+	f.Add(Request{Op: OpKill, Seq: 2, ID: 7}.Encode())
+	f.Add([]byte{OpSpawn, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeRequest(b)
+		if err != nil {
+			return
+		}
+		if r.UID < 0 || r.GID < 0 {
+			t.Fatalf("negative id accepted: %+v", r)
+		}
+		if string(r.Encode()) != string(b) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}
+
+func FuzzDecodeReply(f *testing.F) {
+	f.Add(Reply{Seq: 1, Code: CodeOK, ID: 3, PID: 99}.Encode())
+	f.Add(Reply{Seq: 2, Code: CodeRefused, Msg: "uid 0 is not allowed"}.Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeReply(b)
+		if err != nil {
+			return
+		}
+		if r.PID < 0 || r.Code > CodeFailed {
+			t.Fatalf("accepted %+v", r)
+		}
+		if string(r.Encode()) != string(b) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
 }

@@ -201,7 +201,7 @@ func TestProcessNames(t *testing.T) {
 	var workers []proc
 	for _, p := range children(t, in.cmd.Process.Pid) {
 		switch p.role() {
-		case "serve":
+		case "front":
 			front = p
 		case "worker":
 			workers = append(workers, p)

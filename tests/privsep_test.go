@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/vlmtpd/vlmtpd/internal/proctree"
-	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 // proc is a live child process of a vlmtpd under test.
@@ -109,14 +108,14 @@ func TestPrivsepDeliversAsEachOwner(t *testing.T) {
 	// exactly its owner's ids and nothing else.
 	var front *proc
 	for _, c := range children(t, parent) {
-		if c.role() == "serve" {
+		if c.role() == "front" {
 			front = &c
 		}
 	}
 	if front == nil {
 		t.Fatalf("no front among the parent's children: %v", children(t, parent))
 	}
-	fc, err := worker.ReadCreds(front.pid)
+	fc, err := proctree.ReadCreds(front.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +129,7 @@ func TestPrivsepDeliversAsEachOwner(t *testing.T) {
 			continue
 		}
 		workers = append(workers, c.pid)
-		wc, err := worker.ReadCreds(c.pid)
+		wc, err := proctree.ReadCreds(c.pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,7 +277,7 @@ func frontOf(t *testing.T, in *Instance) int {
 	front := 0
 	pollUntil(t, 10*time.Second, "the front to start", func() bool {
 		for _, c := range children(t, in.cmd.Process.Pid) {
-			if c.role() == "serve" {
+			if c.role() == "front" {
 				front = c.pid
 				return true
 			}

@@ -10,16 +10,10 @@ import (
 )
 
 // newDeliverer returns what writes the mailboxes: a pool of long-lived
-// worker processes, one kind per (uid, gid). Behind the root parent the
-// parent starts them (front mode); otherwise this process starts them as
-// itself and they deliver only to its own uid (single-user mode).
-func newDeliverer(cfg *config.Config, log *slog.Logger) (store.Deliverer, func(), error) {
-	var spawn worker.Spawner
-	if privsepFront != nil {
-		spawn = privsepFront.Control
-	} else {
-		spawn = &worker.LocalSpawner{Config: workerConfig(cfg)}
-	}
+// worker processes, one kind per (uid, gid), started by spawn: the root
+// parent (through the control socket) or, in single-user mode, this
+// process itself, as its own uid.
+func newDeliverer(cfg *config.Config, spawn worker.Spawner, log *slog.Logger) (store.Deliverer, func(), error) {
 	p := worker.NewPool(spawn, worker.PoolOptions{
 		IdleTimeout:     cfg.WorkerIdleTimeout,
 		MaxDeliveries:   cfg.WorkerMaxUse,

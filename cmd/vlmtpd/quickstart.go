@@ -28,6 +28,9 @@ func runQuickstart(args []string) int {
 		return 1
 	}
 	asOwner(cfg, uid, gid)
+	if os.Getuid() == 0 {
+		cfg.User = "nobody"
+	}
 	// The example mbox (bob) lives in example.com/, and delivery never
 	// creates an mbox's parent: make it here, as an admin would.
 	for _, dir := range []string{filepath.Join(cfg.VirtualMailboxBase, "example.com"), cfg.SpoolDirectory} {
@@ -43,13 +46,16 @@ func runQuickstart(args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "vlmtpd quickstart: %s with mailboxes owned by %d:%d under %s\n",
 		cfg.Path, uid, gid, cfg.VirtualMailboxBase)
-	return serve(cfg, func() (*config.Config, error) {
+	// As root, the front runs as nobody with the same mailbox owner, given
+	// on its command line.
+	frontArgs := []string{"front", "-config", cfg.Path, "-mailbox-owner", fmt.Sprintf("%d:%d", uid, gid)}
+	return start(cfg, func() (*config.Config, error) {
 		next, err := config.Load(cfg.Path)
 		if err == nil {
 			asOwner(next, uid, gid)
 		}
 		return next, err
-	})
+	}, frontArgs)
 }
 
 // quickstartOwner is who owns the try-out mailboxes: the current user,
@@ -67,11 +73,9 @@ func quickstartOwner() (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// asOwner makes every mailbox of cfg belong to uid:gid.
+// asOwner makes every mailbox of cfg belong to uid:gid (quickstart's
+// try-out mode, in its parent and its front alike).
 func asOwner(cfg *config.Config, uid, gid int) {
-	if os.Getuid() == 0 {
-		cfg.User = "nobody"
-	}
 	cfg.VirtualUIDMaps = []string{"static:" + strconv.Itoa(uid)}
 	cfg.VirtualGIDMaps = []string{"static:" + strconv.Itoa(gid)}
 	cfg.VirtualMinimumUID = min(cfg.VirtualMinimumUID, uid)

@@ -13,6 +13,7 @@ import (
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/server/lmtp"
 	"github.com/vlmtpd/vlmtpd/store"
+	"github.com/vlmtpd/vlmtpd/worker"
 )
 
 func init() {
@@ -44,7 +45,7 @@ func runQuota(args []string) int {
 	defer r.Close()
 	// The usage is read by a worker running as the mailbox's owner, as
 	// the server does: this needs root, or to be that owner.
-	d, closeD, err := newDeliverer(cfg, stderrlog.New(os.Stderr, "warn", cfg.LogFormat))
+	d, closeD, err := newDeliverer(cfg, &worker.LocalSpawner{Config: workerConfig(cfg)}, stderrlog.New(os.Stderr, "warn", cfg.LogFormat))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vlmtpd:", err)
 		return 1

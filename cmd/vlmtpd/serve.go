@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"github.com/vlmtpd/vlmtpd/internal/metrics"
 	"github.com/vlmtpd/vlmtpd/internal/sdnotify"
 	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
+	"github.com/vlmtpd/vlmtpd/privsep"
 	"github.com/vlmtpd/vlmtpd/server"
 	"github.com/vlmtpd/vlmtpd/server/config"
 	"github.com/vlmtpd/vlmtpd/worker"
@@ -30,7 +32,18 @@ func runServe(args []string) int {
 	if cfg == nil {
 		return code
 	}
-	return serve(cfg, func() (*config.Config, error) { return config.Load(cfg.Path) })
+	return start(cfg, func() (*config.Config, error) { return config.Load(cfg.Path) }, []string{"front", "-config", cfg.Path})
+}
+
+// start runs serve's processes for cfg: as root the parent, which starts
+// the front as the configured user with frontArgs (the hidden front
+// command); otherwise only the front, which then starts its workers itself
+// as its own uid (single-user mode).
+func start(cfg *config.Config, load func() (*config.Config, error), frontArgs []string) int {
+	if os.Geteuid() == 0 {
+		return runParent(cfg, frontArgs, stderrlog.Open(cfg.LogLevel, cfg.LogFormat))
+	}
+	return serve(cfg, load, nil)
 }
 
 // reload applies a re-read configuration to new sessions, or keeps the
@@ -78,27 +91,36 @@ func loadConfig(name, def string, args []string) (cfg *config.Config, fs *flag.F
 	return cfg, fs, 0
 }
 
-// serve runs the server on a loaded configuration until SIGTERM or SIGINT;
-// SIGHUP reloads it with load.
-func serve(cfg *config.Config, load func() (*config.Config, error)) int {
+// serve is the front: it runs the server on a loaded configuration until
+// SIGTERM or SIGINT; SIGHUP reloads it with load. fr is what the root
+// parent passed (listeners, the control socket that starts workers), nil
+// in single-user mode, where the front opens and starts them itself.
+func serve(cfg *config.Config, load func() (*config.Config, error), fr *privsep.Front) int {
 	log := stderrlog.Open(cfg.LogLevel, cfg.LogFormat)
 	fail := func(err error) int {
 		log.Error("startup failed", "error", err)
 		return 1
 	}
-	code, done, parentGone := privsepRole(cfg, log)
-	if done {
-		return code
+	var (
+		ls         []net.Listener
+		ml         net.Listener
+		spawn      worker.Spawner
+		parentGone = make(chan struct{})
+		err        error
+	)
+	if fr != nil {
+		ls, ml, spawn = fr.Listeners, fr.Metrics, fr.Control
+		go fr.Control.WatchParent(func() { close(parentGone) })
+	} else {
+		if ls, _, err = openListeners(cfg, log); err != nil {
+			return fail(err)
+		}
+		if ml, err = server.ListenMetrics(cfg); err != nil {
+			return fail(err)
+		}
+		spawn = &worker.LocalSpawner{Config: workerConfig(cfg)}
 	}
-	ls, err := listeners(cfg, log)
-	if err != nil {
-		return fail(err)
-	}
-	ml, err := metricsListener(cfg)
-	if err != nil {
-		return fail(err)
-	}
-	d, closeDeliverer, err := newDeliverer(cfg, log)
+	d, closeDeliverer, err := newDeliverer(cfg, spawn, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -161,7 +183,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error)) int {
 	if err := srv.Serve(ls); err != nil {
 		return fail(err)
 	}
-	code = <-exit
+	code := <-exit
 	log.Info("vlmtpd stopped", "exit", code)
 	return code
 }

@@ -1,4 +1,4 @@
-package privsep
+package parent
 
 import (
 	"errors"
@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vlmtpd/vlmtpd/internal/scmrights"
+	"github.com/vlmtpd/vlmtpd/privsep"
+	"github.com/vlmtpd/vlmtpd/store"
 	"github.com/vlmtpd/vlmtpd/worker"
 )
 
@@ -19,7 +21,7 @@ import (
 // template decide what a worker may do; the front chooses only the ids,
 // and those are checked here.
 type Parent struct {
-	Policy Policy
+	Policy store.IDPolicy
 	// Worker is the template for every worker (base, writer options); UID
 	// and GID come from the request.
 	Worker worker.Config
@@ -47,7 +49,7 @@ func (p *Parent) log() *slog.Logger {
 func (p *Parent) ServeControl(ctl *os.File) error {
 	defer ctl.Close()
 	fd := int(ctl.Fd())
-	buf := make([]byte, maxPacket)
+	buf := make([]byte, privsep.MaxPacket)
 	oob := make([]byte, unix.CmsgSpace(4*8))
 	for {
 		n, oobn, flags, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
@@ -74,9 +76,9 @@ func (p *Parent) ServeControl(ctl *os.File) error {
 			// The front never sends descriptors; drop any it does.
 			scmrights.Close(scmrights.Parse(oob[:oobn]))
 		}
-		req, err := decodeRequest(buf[:n])
+		req, err := privsep.DecodeRequest(buf[:n])
 		if err == nil && flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
-			err = fmt.Errorf("%w: truncated request", errControl)
+			err = fmt.Errorf("%w: truncated request", privsep.ErrProtocol)
 		}
 		if err != nil {
 			// A front that sends garbage is broken or compromised; keep
@@ -89,7 +91,7 @@ func (p *Parent) ServeControl(ctl *os.File) error {
 		if wfd != nil {
 			rights = unix.UnixRights(int(wfd.Fd()))
 		}
-		err = sendPacket(fd, rep.encode(), rights)
+		err = privsep.SendPacket(fd, rep.Encode(), rights)
 		if wfd != nil {
 			wfd.Close()
 		}
@@ -123,35 +125,26 @@ func peerClosed(fd int) (bool, error) {
 	}
 }
 
-func sendPacket(fd int, b, oob []byte) error {
-	for {
-		err := unix.Sendmsg(fd, b, oob, nil, unix.MSG_NOSIGNAL)
-		if err != unix.EINTR {
-			return err
-		}
-	}
-}
-
 // handle runs one request; a spawn that succeeds returns the front's end
 // of the worker's socket.
-func (p *Parent) handle(req request) (reply, *os.File) {
-	rep := reply{Seq: req.Seq}
+func (p *Parent) handle(req privsep.Request) (privsep.Reply, *os.File) {
+	rep := privsep.Reply{Seq: req.Seq}
 	switch req.Op {
-	case opSpawn:
+	case privsep.OpSpawn:
 		if err := p.Policy.Check(req.UID, req.GID); err != nil {
 			p.log().Warn("refused to start a worker", "uid", req.UID, "gid", req.GID, "reason", err)
-			rep.Code, rep.Msg = codeRefused, err.Error()
+			rep.Code, rep.Msg = privsep.CodeRefused, err.Error()
 			return rep, nil
 		}
 		id, pid, f, err := p.spawn(req.UID, req.GID)
 		if err != nil {
 			p.log().Error("cannot start a worker", "uid", req.UID, "gid", req.GID, "err", err)
-			rep.Code, rep.Msg = codeFailed, err.Error()
+			rep.Code, rep.Msg = privsep.CodeFailed, err.Error()
 			return rep, nil
 		}
 		rep.ID, rep.PID = id, pid
 		return rep, f
-	case opKill, opStop:
+	case privsep.OpKill, privsep.OpStop:
 		p.mu.Lock()
 		proc := p.workers[req.ID]
 		p.mu.Unlock()
@@ -160,16 +153,16 @@ func (p *Parent) handle(req request) (reply, *os.File) {
 			return rep, nil
 		}
 		sig := syscall.SIGKILL
-		if req.Op == opStop {
+		if req.Op == privsep.OpStop {
 			sig = syscall.SIGTERM
 		}
 		// os.Process signals through a pidfd, so a recycled pid is never hit.
 		if err := proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			rep.Code, rep.Msg = codeFailed, err.Error()
+			rep.Code, rep.Msg = privsep.CodeFailed, err.Error()
 		}
 		return rep, nil
 	}
-	rep.Code, rep.Msg = codeFailed, "unknown request"
+	rep.Code, rep.Msg = privsep.CodeFailed, "unknown request"
 	return rep, nil
 }
 

@@ -1,4 +1,4 @@
-package privsep
+package parent
 
 import (
 	"os"

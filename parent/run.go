@@ -1,4 +1,4 @@
-package privsep
+package parent
 
 import (
 	"errors"
@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/privsep"
+	"github.com/vlmtpd/vlmtpd/store"
 	"github.com/vlmtpd/vlmtpd/worker"
 )
 
@@ -26,7 +28,8 @@ type Options struct {
 	// User runs the front; it must exist and must not be root.
 	User string
 	// FrontArgs is the front's command line after the program name, e.g.
-	// serve -config /etc/vlmtpd/vlmtpd.toml.
+	// front -config /etc/vlmtpd/vlmtpd.toml; Run appends the flags naming
+	// the descriptors it passes (privsep.InheritArgs).
 	FrontArgs []string
 	// Listeners are open already; Run hands them to the front and closes
 	// its own copies.
@@ -42,7 +45,7 @@ type Options struct {
 	ConfigPath string
 	// SpoolDirectory is created for the user if missing.
 	SpoolDirectory string
-	Policy         Policy
+	Policy         store.IDPolicy
 	Worker         worker.Config
 	// Exe is the binary for the front and the workers; default
 	// worker.SelfExe.
@@ -242,10 +245,9 @@ func Run(o Options) int {
 	if o.Metrics != nil {
 		mfd, lfds = lfds[len(lfds)-1], lfds[:len(lfds)-1]
 	}
-	env := append(os.Environ(), frontEnv(3, lfds, mfd))
 	// argv[0] shows the role in ps.
-	front, err := os.StartProcess(exe, append([]string{"vlmtpd: front"}, o.FrontArgs...), &os.ProcAttr{
-		Env:   env,
+	argv := append(append([]string{"vlmtpd: front"}, o.FrontArgs...), privsep.InheritArgs(3, lfds, mfd)...)
+	front, err := os.StartProcess(exe, argv, &os.ProcAttr{
 		Files: files,
 		Sys: &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
