@@ -176,7 +176,7 @@ recipient_concurrency_limit = 0
 	s.front = func() int { return s.cmd.Process.Pid }
 	if privsep {
 		s.name = "vlmtpd (privsep)"
-		s.front = func() int { return childRunning(s.cmd.Process.Pid, "serve") }
+		s.front = func() int { return childRunning(s.cmd.Process.Pid, "front") }
 	} else if os.Geteuid() == 0 {
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(o.UID), Gid: uint32(o.GID), Groups: []uint32{}}}
 	}
