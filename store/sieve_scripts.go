@@ -14,10 +14,11 @@ import (
 	"github.com/vlmtpd/vlmtpd/sieve"
 )
 
-// scriptCache keeps compiled scripts for as long as their file does not
-// change: a worker lives for many deliveries, and compiling is far more
-// work than a stat. A compile error is cached too, so a broken script is
-// reported (and its .log written) once per version, not once per message.
+// scriptCache keeps compiled scripts for as long as their file and the
+// files it includes do not change: a worker lives for many deliveries, and
+// compiling is far more work than a few stats. A compile error is cached
+// too, so a broken script is reported (and its .log written) once per
+// version, not once per message.
 type scriptCache struct {
 	mu      sync.Mutex
 	entries map[string]*cachedScript
@@ -27,6 +28,28 @@ type cachedScript struct {
 	stamp  fileStamp
 	script *sieve.Script
 	err    error
+	// includes are the files the compiler asked for, as they were then
+	// (a missing one too: when it appears, the script compiles anew).
+	includes []includedFile
+}
+
+// includedFile is one script an include named, and its version when the
+// script was compiled; open opens it again the same way.
+type includedFile struct {
+	open    func() (int, error)
+	stamp   fileStamp
+	missing bool
+}
+
+// changed reports whether an included file is not the version compiled.
+func (f includedFile) changed() bool {
+	fd, err := f.open()
+	if err != nil {
+		return !f.missing || (err != unix.ENOENT && err != unix.ENOTDIR)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	return f.missing || unix.Fstat(fd, &st) != nil || stampOf(&st) != f.stamp
 }
 
 // fileStamp tells one version of a file from another.
@@ -49,6 +72,11 @@ func (c *scriptCache) get(key string, stamp fileStamp) (*cachedScript, bool) {
 	e, ok := c.entries[key]
 	if !ok || e.stamp != stamp {
 		return nil, false
+	}
+	for _, inc := range e.includes {
+		if inc.changed() {
+			return nil, false
+		}
 	}
 	return e, true
 }
@@ -131,13 +159,14 @@ func (l *Local) userScript(rel string, log *slog.Logger) (*sieve.Script, error) 
 	if err != nil {
 		return nil, err
 	}
+	include, seen := l.includes(mp)
 	opts := &sieve.Options{
 		Name:          path.Base(mp.rel),
 		MaxScriptSize: l.maxScript(),
-		Include:       l.includes(mp),
+		Include:       include,
 	}
 	s, err := sieve.Compile(src, opts)
-	l.scripts.put(key, &cachedScript{stamp: stamp, script: s, err: err})
+	l.scripts.put(key, &cachedScript{stamp: stamp, script: s, err: err, includes: *seen})
 	if err != nil {
 		if lerr := l.scriptLog(mp.rel, err); lerr != nil {
 			log.Warn("sieve: cannot write the script's .log file", "script", mp.rel, "err", lerr)
@@ -219,35 +248,45 @@ func readAllFD(fd, max int) ([]byte, error) {
 // includes loads include :personal "name" from the sieve/ directory
 // beside the active script (Dovecot's default layout: ~/.dovecot.sieve and
 // ~/sieve/name.sieve), beneath the base, and include :global "name" from
-// sieve_global_dir (the administrator's, read by path).
-func (l *Local) includes(script mailboxPath) sieve.IncludeLoader {
-	return func(loc sieve.IncludeLocation, name string) ([]byte, error) {
+// sieve_global_dir (the administrator's, read by path). What it read (or
+// found missing) is recorded in seen, for the cache to check later.
+func (l *Local) includes(script mailboxPath) (sieve.IncludeLoader, *[]includedFile) {
+	seen := new([]includedFile)
+	load := func(loc sieve.IncludeLocation, name string) ([]byte, error) {
 		if name == "" || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
 			return nil, fmt.Errorf("include %q: not a script name", name)
 		}
-		var fd int
-		var err error
+		var open func() (int, error)
 		if loc == sieve.Global {
 			if l.opts.Sieve.GlobalDir == "" {
 				return nil, fmt.Errorf("global include %q: sieve_global_dir is not set: %w", name, fs.ErrNotExist)
 			}
-			fd, err = unix.Open(l.opts.Sieve.GlobalDir+"/"+name+".sieve", readNonblock|unix.O_CLOEXEC, 0)
+			p := l.opts.Sieve.GlobalDir + "/" + name + ".sieve"
+			open = func() (int, error) { return unix.Open(p, readNonblock|unix.O_CLOEXEC, 0) }
 		} else {
 			rel := "sieve/" + name + ".sieve"
 			if script.dir != "." {
 				rel = script.dir + "/" + rel
 			}
-			fd, err = openBeneath(l.base, rel, readNonblock, 0)
+			open = func() (int, error) { return openBeneath(l.base, rel, readNonblock, 0) }
 		}
-		if err == unix.ENOENT {
+		fd, err := open()
+		if err == unix.ENOENT || err == unix.ENOTDIR {
+			*seen = append(*seen, includedFile{open: open, missing: true})
 			return nil, fmt.Errorf("include %q: %w", name, fs.ErrNotExist)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("include %q: %w", name, err)
 		}
 		defer unix.Close(fd)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, fmt.Errorf("include %q: %w", name, err)
+		}
+		*seen = append(*seen, includedFile{open: open, stamp: stampOf(&st)})
 		return readAllFD(fd, l.maxScript())
 	}
+	return load, seen
 }
 
 // adminScript reads and compiles an administrator's script (sieve_before,
@@ -271,7 +310,7 @@ func (l *Local) adminScript(p string) (*sieve.Script, error) {
 	if err != nil {
 		return nil, err
 	}
-	users := l.includes(mailboxPath{dir: "."})
+	users, seen := l.includes(mailboxPath{dir: "."})
 	globalOnly := func(loc sieve.IncludeLocation, name string) ([]byte, error) {
 		if loc != sieve.Global {
 			return nil, fmt.Errorf("include %q: an administrator's script has no personal scripts: %w", name, fs.ErrNotExist)
@@ -279,7 +318,7 @@ func (l *Local) adminScript(p string) (*sieve.Script, error) {
 		return users(loc, name)
 	}
 	s, err := sieve.Compile(src, &sieve.Options{Name: p, MaxScriptSize: l.maxScript(), Include: globalOnly})
-	l.scripts.put(key, &cachedScript{stamp: stamp, script: s, err: err})
+	l.scripts.put(key, &cachedScript{stamp: stamp, script: s, err: err, includes: *seen})
 	return s, err
 }
 
