@@ -43,6 +43,7 @@ type state struct {
 	cfg      *config.Config
 	resolver *Resolver
 	spool    *Spool
+	submit   *submitter // Sieve's redirects and vacation replies
 
 	mu      sync.Mutex
 	refs    int
@@ -77,7 +78,7 @@ func (s *Server) newState(cfg *config.Config) (*state, lmtp.Settings, error) {
 		TLSConfig:      tc,
 		RequireTLS:     cfg.TLSSecurityLevel == "encrypt",
 	}
-	return &state{cfg: cfg, resolver: res, spool: sp}, set, nil
+	return &state{cfg: cfg, resolver: res, spool: sp, submit: newSubmitter(cfg)}, set, nil
 }
 
 // acquire takes a reference for a new session; false once retired.
