@@ -121,6 +121,7 @@ func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, erro
 		return nil, err
 	}
 	s.state.Store(st)
+	st.submit.warn(log)
 	s.lmtp = &lmtp.Server{Settings: set, Backend: s, Log: log}
 	return s, nil
 }
@@ -134,6 +135,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	st.submit.warn(s.log)
 	old := s.state.Swap(st)
 	s.lmtp.SetSettings(set)
 	old.retire()

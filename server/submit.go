@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -38,10 +39,29 @@ type submitter struct {
 	sendmail string // sendmail_path
 	helo     string // hostname, for EHLO
 	timeout  time.Duration
+	// unusable, if set, fails every submission at once: Postfix's
+	// sendmail under no_new_privs would retry postdrop until the timeout.
+	unusable error
 }
 
 func newSubmitter(cfg *config.Config) *submitter {
-	return &submitter{host: cfg.SubmissionHost, sendmail: cfg.SendmailPath, helo: cfg.Hostname, timeout: submitTimeout}
+	sb := &submitter{host: cfg.SubmissionHost, sendmail: cfg.SendmailPath, helo: cfg.Hostname, timeout: submitTimeout}
+	if sb.host == "" && sieveConfigured(cfg) && NoNewPrivs() && PostfixSendmail(sb.sendmail) {
+		sb.unusable = fmt.Errorf("sendmail_path %s is Postfix's sendmail, whose set-gid postdrop cannot queue under no_new_privs (NoNewPrivileges=yes): set submission_host", sb.sendmail)
+	}
+	return sb
+}
+
+// warn logs, when a configuration is loaded, that submissions cannot work.
+func (sb *submitter) warn(log *slog.Logger) {
+	if sb.unusable != nil {
+		log.Warn("sieve: redirects will be kept and vacation replies not sent", "error", sb.unusable)
+	}
+}
+
+// sieveConfigured reports whether any recipient's mail may go through Sieve.
+func sieveConfigured(cfg *config.Config) bool {
+	return len(cfg.SieveScriptMaps) > 0 || len(cfg.SieveBefore) > 0 || len(cfg.SieveAfter) > 0
 }
 
 // via names the transport for logs.
@@ -99,6 +119,9 @@ func content(s store.Submission, msg *store.Message) (io.Reader, int64) {
 
 // submit sends one checked submission, within submitTimeout and ctx.
 func (sb *submitter) submit(ctx context.Context, s store.Submission, msg *store.Message) error {
+	if sb.unusable != nil {
+		return sb.unusable
+	}
 	ctx, cancel := context.WithTimeout(ctx, sb.timeout)
 	defer cancel()
 	body, size := content(s, msg)
@@ -133,7 +156,12 @@ func (sb *submitter) smtp(ctx context.Context, s store.Submission, body io.Reade
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se):
+			// The server's own words, as a log reader expects them.
+			err = fmt.Errorf("server said %s", smtpReply(se))
+		case ctx.Err() != nil:
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
 		return fmt.Errorf("submission_host %s: %s: %w", sb.host, what, err)
@@ -163,6 +191,15 @@ func (sb *submitter) smtp(ctx context.Context, s store.Submission, body io.Reade
 	}
 	c.Quit() // the message is queued: a failing QUIT changes nothing
 	return nil
+}
+
+// smtpReply is an SMTP reply as the server wrote it: code, enhanced code
+// if there was one, text.
+func smtpReply(e *smtp.SMTPError) string {
+	if ec := e.EnhancedCode; ec[0] > 0 {
+		return fmt.Sprintf("%d %d.%d.%d %s", e.Code, ec[0], ec[1], ec[2], e.Message)
+	}
+	return fmt.Sprintf("%d %s", e.Code, e.Message)
 }
 
 func isASCII(s string) bool {
