@@ -258,13 +258,13 @@ func TestSieveBodyFromSpool(t *testing.T) {
 
 // deliverOut delivers to r with DeliverTimed and returns the error and
 // what the front is to submit.
-func deliverOut(t *testing.T, l *Local, msg *Message, r Recipient) (error, Outbound) {
+func deliverOut(t *testing.T, l *Local, msg *Message, r Recipient) (Outbound, error) {
 	t.Helper()
 	errs, _, outs := l.DeliverTimed(context.Background(), msg, []Recipient{r})
 	if len(errs) != 1 || len(outs) != 1 {
 		t.Fatalf("DeliverTimed returned %d errors and %d outbounds for 1 recipient", len(errs), len(outs))
 	}
-	return errs[0], outs[0]
+	return outs[0], errs[0]
 }
 
 // Combinations as the Result lists them: redirect :copy with fileinto and
@@ -292,7 +292,7 @@ func TestSieveActionCombinations(t *testing.T) {
 			os.MkdirAll(filepath.Join(md, d), 0o700)
 		}
 		body := "Subject: c\n\nx\n"
-		err, out := deliverOut(t, l, spool(t, "s@x", body), r)
+		out, err := deliverOut(t, l, spool(t, "s@x", body), r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +318,7 @@ deleteheader "X-Spam"; addheader "X-Tag" "yes"; redirect :copy "a@x.test";`)
 	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
 	body := "X-Spam: 9\nSubject: e\n\nthe body\n"
 	msg := spool(t, "s@x", body)
-	err, out := deliverOut(t, l, msg, r)
+	out, err := deliverOut(t, l, msg, r)
 	if err != nil || len(out.Submissions) != 1 {
 		t.Fatalf("%v, %+v", err, out)
 	}
@@ -347,7 +347,7 @@ deleteheader "X-Spam"; addheader "X-Tag" "yes"; redirect :copy "a@x.test";`)
 func TestSieveVacationAndLoopSubmissions(t *testing.T) {
 	l, base, r := sieveLocal(t, LocalOptions{Hostname: "mx.test"}, `require "vacation"; redirect "a@x.test"; vacation :subject "Away" "not here";`)
 	os.MkdirAll(filepath.Join(base, "example.com/u/new"), 0o700)
-	err, out := deliverOut(t, l, spool(t, "s@x", "From: s@x\nTo: "+r.Address+"\nSubject: q\n\nx\n"), r)
+	out, err := deliverOut(t, l, spool(t, "s@x", "From: s@x\nTo: "+r.Address+"\nSubject: q\n\nx\n"), r)
 	if err != nil || len(out.Submissions) != 2 {
 		t.Fatalf("%v, %+v", err, out)
 	}
@@ -361,7 +361,7 @@ func TestSieveVacationAndLoopSubmissions(t *testing.T) {
 	}
 	// The second time: no reply (answered), and a looping redirect is
 	// kept here.
-	err, out = deliverOut(t, l, spool(t, "s@x", "X-Sieve-Redirected-From: "+r.Address+"\nFrom: s@x\nTo: "+r.Address+"\nSubject: q\n\nx\n"), r)
+	out, err = deliverOut(t, l, spool(t, "s@x", "X-Sieve-Redirected-From: "+r.Address+"\nFrom: s@x\nTo: "+r.Address+"\nSubject: q\n\nx\n"), r)
 	if err != nil || len(out.Submissions) != 0 || !out.Kept {
 		t.Fatalf("%v, %+v", err, out)
 	}
@@ -378,7 +378,7 @@ func TestSieveNoSieveAndDeliverKeeping(t *testing.T) {
 	os.MkdirAll(filepath.Join(base, "example.com/u/new"), 0o700)
 	nr := r
 	nr.NoSieve = true
-	err, out := deliverOut(t, l, spool(t, "s@x", "Subject: n\n\nx\n"), nr)
+	out, err := deliverOut(t, l, spool(t, "s@x", "Subject: n\n\nx\n"), nr)
 	if err != nil || len(out.Submissions) != 0 {
 		t.Fatalf("%v, %+v", err, out)
 	}
