@@ -296,11 +296,12 @@ func (ss *session) submitAll(ctx context.Context, msg *store.Message, boxes []st
 	var idx []int
 	sctx, cancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
 	defer cancel()
+	var down error
 	for i := range boxes {
 		if i >= len(errs) || errs[i] != nil || i >= len(outs) || len(outs[i].Submissions) == 0 {
 			continue
 		}
-		if ss.submitFor(sctx, msg, boxes[i], outs[i]) {
+		if ss.submitFor(sctx, msg, boxes[i], outs[i], &down) {
 			r := boxes[i]
 			r.NoSieve = true
 			again = append(again, r)

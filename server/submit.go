@@ -28,7 +28,20 @@ import (
 )
 
 // submitTimeout bounds one submission: the MTA only queues the message.
-const submitTimeout = 60 * time.Second
+// dialTimeout bounds reaching submission_host, usually on this machine.
+const (
+	submitTimeout = 60 * time.Second
+	dialTimeout   = 10 * time.Second
+)
+
+// transportError is a failure to reach the transport at all (no
+// connection, no greeting, a sendmail that does not start or hangs): the
+// message's later submissions are then failed at once instead of each
+// waiting as long again.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
 
 // maxSubmitOutput bounds what is kept of sendmail's output for the log.
 const maxSubmitOutput = 2048
@@ -140,10 +153,10 @@ func (sb *submitter) smtp(ctx context.Context, s store.Submission, body io.Reade
 	if p, ok := strings.CutPrefix(sb.host, "unix:"); ok {
 		network, addr = "unix", p
 	}
-	var d net.Dialer
+	d := net.Dialer{Timeout: dialTimeout}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		return fmt.Errorf("submission_host %s: %w", sb.host, err)
+		return &transportError{fmt.Errorf("submission_host %s: %w", sb.host, err)}
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -167,7 +180,7 @@ func (sb *submitter) smtp(ctx context.Context, s store.Submission, body io.Reade
 		return fmt.Errorf("submission_host %s: %s: %w", sb.host, what, err)
 	}
 	if err := step("EHLO", c.Hello(sb.helo)); err != nil {
-		return err
+		return &transportError{err}
 	}
 	utf8 := !isASCII(s.Sender) || !isASCII(s.Rcpt)
 	if err := step("MAIL FROM", c.Mail(s.Sender, &smtp.MailOptions{Size: size, UTF8: utf8})); err != nil {
@@ -230,13 +243,19 @@ func (sb *submitter) exec(ctx context.Context, s store.Submission, body io.Reade
 	var out limitedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
+		down := ctx.Err() != nil || cmd.ProcessState == nil // timed out, or did not start
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
 		if o := strings.TrimSpace(out.b.String()); o != "" {
-			return fmt.Errorf("%s: %w: %s", sb.sendmail, err, o)
+			err = fmt.Errorf("%s: %w: %s", sb.sendmail, err, o)
+		} else {
+			err = fmt.Errorf("%s: %w", sb.sendmail, err)
 		}
-		return fmt.Errorf("%s: %w", sb.sendmail, err)
+		if down {
+			return &transportError{err}
+		}
+		return err
 	}
 	return nil
 }
@@ -292,8 +311,10 @@ func PostfixSendmail(path string) bool {
 // submitFor sends what one recipient's scripts asked for, in their order,
 // and reports whether the message must still be kept for it: a redirect
 // failed (or was refused here) and the worker did not keep the message
-// already. A failed vacation reply is only logged.
-func (ss *session) submitFor(ctx context.Context, msg *store.Message, box store.Recipient, out store.Outbound) (keep bool) {
+// already. A failed vacation reply is only logged. down is the message's
+// transport failure so far: once the transport could not be reached, the
+// rest of the message's submissions fail at once.
+func (ss *session) submitFor(ctx context.Context, msg *store.Message, box store.Recipient, out store.Outbound, down *error) (keep bool) {
 	sb := ss.st.submit
 	log := ss.log.With("id", msg.ID, "rcpt", box.Address)
 	redirects, vacations := 0, 0
@@ -321,7 +342,16 @@ func (ss *session) submitFor(ctx context.Context, msg *store.Message, box store.
 			failed = failed || s.Redirect
 			continue
 		}
-		if err := sb.submit(ctx, s, msg); err != nil {
+		if *down != nil {
+			err = fmt.Errorf("not tried: %w", *down)
+		} else {
+			err = sb.submit(ctx, s, msg)
+			var te *transportError
+			if errors.As(err, &te) {
+				*down = te
+			}
+		}
+		if err != nil {
 			if s.Redirect {
 				log.Warn("sieve: redirect failed, message kept", "to", s.Rcpt, "via", sb.via(), "error", err)
 				failed = true

@@ -25,9 +25,10 @@ type fakeSMTP struct {
 	replies map[string]string // "RCPT" → "550 5.1.1 no"
 	silent  bool              // never greet
 
-	mu   sync.Mutex
-	cmds []string
-	data []string
+	mu    sync.Mutex
+	conns int
+	cmds  []string
+	data  []string
 }
 
 func startFakeSMTP(t *testing.T, network, addr string, f *fakeSMTP) *fakeSMTP {
@@ -52,6 +53,9 @@ func startFakeSMTP(t *testing.T, network, addr string, f *fakeSMTP) *fakeSMTP {
 
 func (f *fakeSMTP) serve(c net.Conn) {
 	defer c.Close()
+	f.mu.Lock()
+	f.conns++
+	f.mu.Unlock()
 	if f.silent {
 		io.Copy(io.Discard, c)
 		return
@@ -370,5 +374,40 @@ func TestPostfixSendmail(t *testing.T) {
 	os.Symlink(real, link)
 	if !PostfixSendmail(real) || !PostfixSendmail(link) {
 		t.Errorf("%s not recognised", real)
+	}
+}
+
+// Once the transport cannot be reached (here: a server that never
+// greets), the message's other submissions fail at once rather than each
+// waiting as long; both recipients' messages are kept.
+func TestSubmitAllTransportDown(t *testing.T) {
+	f := startFakeSMTP(t, "tcp", "127.0.0.1:0", &fakeSMTP{silent: true})
+	red := store.Submission{Redirect: true, Sender: "s@remote.test", Rcpt: "a@x.test", Head: []byte(redirectHead)}
+	d := &outboundDeliverer{out: store.Outbound{Submissions: []store.Submission{red, red}}}
+	s := testServer(t, d, "submission_host = \"inet:"+f.ln.Addr().String()+"\"\n")
+	s.state.Load().submit.timeout = 300 * time.Millisecond
+	ss := s.NewSession(lmtp.ConnInfo{Hello: "client.test"})
+	ss.Mail(mailbox("s@remote.test"), lmtp.MailOptions{})
+	for _, r := range []string{"alice@example.com", "carol@example.com"} {
+		if rep := ss.Rcpt(context.Background(), mailbox(r), lmtp.RcptOptions{}); rep != nil {
+			t.Fatal(rep)
+		}
+	}
+	start := time.Now()
+	reps := ss.Data(context.Background(), strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+	if len(reps) != 2 || code(reps[0]) != "250 2.0.0" || code(reps[1]) != "250 2.0.0" {
+		t.Fatalf("replies %v", reps)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v: every submission waited", d)
+	}
+	f.mu.Lock()
+	n := f.conns
+	f.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+	if len(d.calls) != 2 || len(d.calls[1]) != 2 || !d.calls[1][0].NoSieve || !d.calls[1][1].NoSieve {
+		t.Errorf("deliveries %+v, want the keep for both recipients in one call", d.calls)
 	}
 }
