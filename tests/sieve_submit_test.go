@@ -115,7 +115,7 @@ func TestSieveSubmitSMTPToPostfix(t *testing.T) {
 	}
 	waitLog(t, in, "sieve: redirected")
 	waitLog(t, in, "sieve: vacation reply sent")
-	// Postfix logged the submissions from vlmtpd's EHLO name.
+	// Postfix queued both with their envelope senders.
 	if log := readLogFile(pf.Log); !strings.Contains(log, "from=<s@example.org>") || !strings.Contains(log, "from=<>") {
 		t.Errorf("postfix log lacks the envelopes:\n%s", tailLines(log, 40))
 	}
