@@ -203,3 +203,31 @@ func TestSieveSubmitFailureKeeps(t *testing.T) {
 	waitLog(t, in, "sieve: vacation reply failed")
 	waitLog(t, in, "connection refused")
 }
+
+// Under no_new_privs (as under the unit) with Postfix's sendmail and no
+// submission_host, the front says so when it loads the configuration and
+// fails the redirect at once (postdrop would retry until the timeout):
+// the message is kept with a 250.
+func TestSieveSendmailNoNewPrivsKept(t *testing.T) {
+	sendmail := toolOrSkip(t, "Postfix's sendmail", "/usr/sbin/sendmail")
+	setpriv := toolOrSkip(t, "setpriv (util-linux)", "/usr/bin/setpriv")
+	in := sieveInstance(t, sieveSetup{
+		scripts:    map[string]string{"example.com/alice/.dovecot.sieve": `redirect "elsewhere@example.net";`},
+		privileged: true,
+		config:     "sendmail_path = \"" + sendmail + "\"\n",
+		wrap:       []string{setpriv, "--no-new-privs"},
+	})
+	waitLog(t, in, "cannot queue under no_new_privs (NoNewPrivileges=yes): set submission_host")
+	start := time.Now()
+	dr := deliverTo(t, in, "s@example.org", []string{"alice@example.com"}, msgFrom("s@example.org", "alice@example.com", "fwd me", "x"))
+	if len(dr) != 1 || !strings.HasPrefix(dr[0], "250") {
+		t.Fatalf("replies: %v", dr)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("delivery took %v", d)
+	}
+	if n := len(maildirFiles(t, filepath.Join(in.Base, "example.com/alice"))); n != 1 {
+		t.Errorf("alice has %d messages, want the kept one", n)
+	}
+	waitLog(t, in, "sieve: redirect failed, message kept")
+}
