@@ -43,6 +43,7 @@ type state struct {
 	cfg      *config.Config
 	resolver *Resolver
 	spool    *Spool
+	submit   *submitter // Sieve's redirects and vacation replies
 
 	mu      sync.Mutex
 	refs    int
@@ -77,7 +78,7 @@ func (s *Server) newState(cfg *config.Config) (*state, lmtp.Settings, error) {
 		TLSConfig:      tc,
 		RequireTLS:     cfg.TLSSecurityLevel == "encrypt",
 	}
-	return &state{cfg: cfg, resolver: res, spool: sp}, set, nil
+	return &state{cfg: cfg, resolver: res, spool: sp, submit: newSubmitter(cfg)}, set, nil
 }
 
 // acquire takes a reference for a new session; false once retired.
@@ -120,6 +121,7 @@ func New(cfg *config.Config, d store.Deliverer, log *slog.Logger) (*Server, erro
 		return nil, err
 	}
 	s.state.Store(st)
+	st.submit.warn(log)
 	s.lmtp = &lmtp.Server{Settings: set, Backend: s, Log: log}
 	return s, nil
 }
@@ -133,6 +135,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	st.submit.warn(s.log)
 	old := s.state.Swap(st)
 	s.lmtp.SetSettings(set)
 	old.retire()

@@ -249,8 +249,9 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	}
 	if len(boxes) > 0 {
 		dctx, cancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
-		errs, ts := deliverTimed(dctx, ss.s.deliver, msg, boxes)
+		errs, ts, outs := deliverTimed(dctx, ss.s.deliver, msg, boxes)
 		cancel()
+		errs = ss.submitAll(ctx, msg, boxes, errs, outs)
 		for i, k := range keys {
 			var err error
 			if i < len(errs) {
@@ -285,10 +286,51 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	return out
 }
 
-// deliverTimed delivers through d, with its per-recipient timings if it
-// keeps them (the worker pool and Local do), else the call's time as the
-// write time.
-func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing) {
+// submitAll sends, after the delivery, what each delivered recipient's
+// Sieve scripts asked for (submit.go), and delivers again with NoSieve —
+// the implicit keep — every recipient whose redirect failed and whose
+// message is not kept yet: its reply is then that delivery's, so the
+// message is acknowledged only once it is durable somewhere.
+func (ss *session) submitAll(ctx context.Context, msg *store.Message, boxes []store.Recipient, errs []error, outs []store.Outbound) []error {
+	var again []store.Recipient
+	var idx []int
+	sctx, cancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
+	defer cancel()
+	var down error
+	for i := range boxes {
+		if i >= len(errs) || errs[i] != nil || i >= len(outs) || len(outs[i].Submissions) == 0 {
+			continue
+		}
+		if ss.submitFor(sctx, msg, boxes[i], outs[i], &down) {
+			r := boxes[i]
+			r.NoSieve = true
+			again = append(again, r)
+			idx = append(idx, i)
+		}
+	}
+	if len(again) == 0 {
+		return errs
+	}
+	kctx, kcancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
+	defer kcancel()
+	kerrs, _, _ := deliverTimed(kctx, ss.s.deliver, msg, again)
+	for j, i := range idx {
+		if j < len(kerrs) {
+			errs[i] = kerrs[j]
+		} else {
+			errs[i] = &store.Error{Status: store.Temporary, Op: "keep", Err: errors.New("deliverer returned too few results")}
+		}
+		if errs[i] != nil {
+			ss.log.Warn("sieve: keeping the message after a failed redirect failed", "id", msg.ID, "rcpt", again[j].Address, "error", errs[i])
+		}
+	}
+	return errs
+}
+
+// deliverTimed delivers through d, with its per-recipient timings and
+// submissions if it keeps them (the worker pool and Local do), else the
+// call's time as the write time and nothing to submit.
+func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing, []store.Outbound) {
 	if td, ok := d.(store.TimedDeliverer); ok {
 		return td.DeliverTimed(ctx, msg, rcpts)
 	}
@@ -298,7 +340,7 @@ func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rc
 	for i := range ts {
 		ts[i].Write = time.Since(start)
 	}
-	return errs, ts
+	return errs, ts, nil
 }
 
 // delays are where one recipient's time went. In Postfix-style logs they

@@ -124,25 +124,27 @@ const maxParallelRecipients = 8
 // a failure for one never affects another. Recipients that share a
 // Maildir share one fsync of its new/ directory, done after all links and
 // before Deliver returns.
+// Nothing is submitted: see DeliverKeeping.
 func (l *Local) Deliver(ctx context.Context, msg *Message, rcpts []Recipient) []error {
-	errs, _ := l.DeliverTimed(ctx, msg, rcpts)
-	return errs
+	return DeliverKeeping(ctx, l, msg, rcpts)
 }
 
 var _ TimedDeliverer = (*Local)(nil)
 
 // DeliverTimed is Deliver that also reports each recipient's write and
-// fsync time. A Maildir's new/ fsync shared by several recipients counts
-// for each of them: each waited for it.
-func (l *Local) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing) {
+// fsync time, and what each one's Sieve scripts ask the caller to submit.
+// A Maildir's new/ fsync shared by several recipients counts for each of
+// them: each waited for it.
+func (l *Local) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing, []Outbound) {
 	errs := make([]error, len(rcpts))
 	times := make([]Timing, len(rcpts))
+	outs := make([]Outbound, len(rcpts))
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	batch := dirSyncBatch{times: times}
 	one := func(i int, r Recipient) {
 		start := time.Now()
-		errs[i] = l.deliverOne(ctx, msg, r, i, &batch)
+		errs[i] = l.deliverOne(ctx, msg, r, i, &batch, &outs[i])
 		times[i].Write = time.Since(start) - times[i].Fsync
 	}
 	if len(rcpts) == 1 {
@@ -161,10 +163,15 @@ func (l *Local) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipien
 		wg.Wait()
 	}
 	batch.sync(errs)
-	return errs, times
+	for i := range outs {
+		if errs[i] != nil {
+			outs[i] = Outbound{} // nothing is sent for a message not stored
+		}
+	}
+	return errs, times, outs
 }
 
-func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch) error {
+func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch, out *Outbound) error {
 	if err := l.permitted(r); err != nil {
 		return err
 	}
@@ -183,7 +190,7 @@ func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx i
 		return fail(Temporary, "header", r.Path, err)
 	}
 	if l.filtered(r) {
-		return l.deliverSieve(ctx, msg, r, mp, hdr, idx, batch)
+		return l.deliverSieve(ctx, msg, r, mp, hdr, idx, batch, out)
 	}
 	if r.Format() == Maildir {
 		return l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch, detailDest(r))

@@ -32,9 +32,6 @@ type SieveOptions struct {
 	// GlobalDir holds the scripts of include :global "name" (name.sieve),
 	// Pigeonhole's sieve_global; "" makes :global includes an error.
 	GlobalDir string
-	// Sendmail is sendmail_path, run as the mailbox owner for redirect and
-	// vacation; default /usr/sbin/sendmail.
-	Sendmail string
 	// Separator is recipient_delimiter, for the subaddress extension.
 	Separator string
 	// MaxRedirects, MaxActions and MaxScriptSize are sieve_max_redirects

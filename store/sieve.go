@@ -27,19 +27,23 @@ import (
 // worker as the mailbox's owner: a user's script is user data, read and run
 // with exactly the rights of its owner, never in the front or the parent.
 // The sieve package decides; this file turns a Result into writes (INBOX,
-// Maildir++ folders, flags), a per-recipient rejection, and submissions
-// through sendmail (sieve_sendmail.go), and keeps the response and
-// duplicate state beneath the mailbox (sieve_state.go).
+// Maildir++ folders, flags), a per-recipient rejection, and the
+// submissions (redirects, vacation replies) the front is to send
+// (sieve_submit.go), and keeps the response and duplicate state beneath
+// the mailbox (sieve_state.go).
 
-// Defaults of SieveOptions (Pigeonhole's, and Postfix's sendmail_path).
+// Defaults of SieveOptions (Pigeonhole's).
 const (
-	DefaultSendmail      = "/usr/sbin/sendmail"
 	DefaultSieveCPUTime  = 5 * time.Second
 	DefaultSieveMaxBytes = 1 << 20
 )
 
-// filtered reports whether r's message goes through Sieve.
+// filtered reports whether r's message goes through Sieve: not when the
+// front asked for the implicit keep only (Recipient.NoSieve).
 func (l *Local) filtered(r Recipient) bool {
+	if r.NoSieve {
+		return false
+	}
 	return r.Sieve != "" || len(l.opts.Sieve.Before) > 0 || len(l.opts.Sieve.After) > 0
 }
 
@@ -54,9 +58,10 @@ type storeTarget struct {
 
 // deliverSieve runs the scripts for r and carries out their result. Every
 // failure of the filter itself (an unreadable or broken script, a runtime
-// error, the CPU limit, a failing sendmail) ends in the implicit keep: the
-// message is never lost because of a script.
-func (l *Local) deliverSieve(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch) error {
+// error, the CPU limit, a refused redirect) ends in the implicit keep: the
+// message is never lost because of a script. What is to be submitted goes
+// to out, for the front.
+func (l *Local) deliverSieve(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, out *Outbound) error {
 	log := l.log.With("queue_id", msg.ID, "rcpt", r.Address)
 	// The implicit keep goes where the message would go without Sieve:
 	// the +detail folder when there is one (Dovecot's
@@ -102,14 +107,17 @@ func (l *Local) deliverSieve(ctx context.Context, msg *Message, r Recipient, mp 
 	if res == nil {
 		res = &sieve.Result{ImplicitKeep: true}
 	}
-	return l.execute(ctx, msg, r, mp, hdr, idx, batch, res, inbox, state, log)
+	return l.execute(ctx, msg, r, mp, hdr, idx, batch, res, inbox, state, log, out)
 }
 
 // execute carries out a script's result: writes first (nothing is sent
-// for a message that could not be stored), then redirects and vacation
-// replies; a failed redirect makes sure the message is kept.
+// for a message that could not be stored), then the redirects and
+// vacation replies are composed for the front to submit; a refused
+// redirect (a loop, an unusable address) makes sure the message is kept.
+// A redirect the front fails to submit is kept by the front asking again
+// with NoSieve (unless out.Kept says it already is).
 func (l *Local) execute(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch,
-	res *sieve.Result, inbox storeTarget, state *sieveState, log *slog.Logger) error {
+	res *sieve.Result, inbox storeTarget, state *sieveState, log *slog.Logger, out *Outbound) error {
 	var targets []storeTarget
 	add := func(t storeTarget) {
 		for i := range targets {
@@ -150,9 +158,16 @@ func (l *Local) execute(ctx context.Context, msg *Message, r Recipient, mp mailb
 		return fail(Rejected, "sieve", r.Path, &Rejection{Reason: reject.Reason})
 	}
 
+	var eh *editedHeader
 	if res.HeaderEdited {
-		edited, err := editedMessage(msg, res.Header)
+		var edited *Message
+		var err error
+		eh, err = editHeader(msg, res.Header)
+		if err == nil {
+			edited, err = editedMessage(msg, eh)
+		}
 		if err != nil {
+			eh = nil
 			log.Warn("sieve: cannot apply editheader, the original header is kept", "err", err)
 		} else {
 			defer edited.Body.Close()
@@ -164,12 +179,13 @@ func (l *Local) execute(ctx context.Context, msg *Message, r Recipient, mp mailb
 	}
 	kept := slices.ContainsFunc(targets, func(t storeTarget) bool { return t.folder == inbox.folder })
 	for _, rd := range redirects {
-		err := l.redirect(ctx, msg, r, rd.Address)
+		sub, err := redirectSubmission(msg, r, rd.Address, eh)
 		if err == nil {
-			log.Info("sieve: redirected", "to", rd.Address, "copy", rd.Copy)
+			out.Submissions = append(out.Submissions, sub)
+			log.Debug("sieve: redirect handed to the front", "to", rd.Address, "copy", rd.Copy)
 			continue
 		}
-		log.Warn("sieve: redirect failed, message kept", "to", rd.Address, "err", err)
+		log.Warn("sieve: redirect refused, message kept", "to", rd.Address, "err", err)
 		if !kept {
 			if err := l.storeTargets(ctx, msg, r, mp, hdr, idx, batch, []storeTarget{inbox}); err != nil {
 				return err
@@ -177,19 +193,26 @@ func (l *Local) execute(ctx context.Context, msg *Message, r Recipient, mp mailb
 			kept = true
 		}
 	}
+	out.Kept = kept
 	for _, v := range vacations {
 		if !v.Send {
 			log.Debug("sieve: vacation not sent", "to", v.To, "why", v.Why)
 			continue
 		}
-		if err := l.sendVacation(ctx, v, r); err != nil {
-			log.Warn("sieve: vacation reply failed", "to", v.To, "err", err)
+		sub, err := l.vacationSubmission(v)
+		if err != nil {
+			log.Warn("sieve: vacation reply not composed", "to", v.To, "err", err)
 			continue
 		}
-		log.Info("sieve: vacation reply sent", "to", v.To, "handle", v.Handle)
+		out.Submissions = append(out.Submissions, sub)
+		// Recorded when handed over, before the front submits it: a reply
+		// the front then fails to submit (logged there) is not retried
+		// for this sender within :days, and a reply is never sent twice
+		// because its record came too late.
 		if err := state.record(vacationPrefix, v.Key, v.Period, true); err != nil {
 			log.Warn("sieve: cannot record the vacation reply", "err", err)
 		}
+		log.Debug("sieve: vacation reply handed to the front", "to", v.To, "handle", v.Handle)
 	}
 	for _, d := range res.Duplicates {
 		if err := state.record(duplicatePrefix, d.Key, d.Period, d.Last); err != nil {
@@ -407,26 +430,38 @@ func MaildirFlags(flags []string) string {
 	return string(b)
 }
 
-// editedMessage is msg with its header replaced by editheader's result,
-// in a sealed memory file like the spool (LF line ends).
-func editedMessage(msg *Message, fields []sieve.Field) (*Message, error) {
+// editedHeader is editheader's result: the new header with the empty
+// line that ends it (LF line ends), and where the original body starts in
+// the spool.
+type editedHeader struct {
+	head   []byte
+	bodyAt int64
+}
+
+func editHeader(msg *Message, fields []sieve.Field) (*editedHeader, error) {
 	var hb strings.Builder
 	if err := sieve.WriteFields(&hb, fields); err != nil {
 		return nil, err
 	}
-	head := strings.ReplaceAll(hb.String(), "\r\n", "\n")
+	head := strings.ReplaceAll(hb.String(), "\r\n", "\n") + "\n"
 	bodyAt, err := bodyOffset(msg)
 	if err != nil {
 		return nil, err
 	}
+	return &editedHeader{head: []byte(head), bodyAt: bodyAt}, nil
+}
+
+// editedMessage is msg with its header replaced by editheader's result,
+// in a sealed memory file like the spool (LF line ends).
+func editedMessage(msg *Message, eh *editedHeader) (*Message, error) {
 	fd, err := unix.MemfdCreate("vlmtpd-edited", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "edited message")
-	_, err = io.WriteString(f, head+"\n")
+	_, err = f.Write(eh.head)
 	if err == nil {
-		_, err = io.Copy(f, io.NewSectionReader(msg.Body, bodyAt, msg.Size-bodyAt))
+		_, err = io.Copy(f, io.NewSectionReader(msg.Body, eh.bodyAt, msg.Size-eh.bodyAt))
 	}
 	var size int64
 	if err == nil {

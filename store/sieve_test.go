@@ -256,46 +256,137 @@ func TestSieveBodyFromSpool(t *testing.T) {
 	}
 }
 
-// fakeSendmail writes a sendmail that appends its argv and stdin to log.
-func fakeSendmail(t testing.TB, log string) string {
+// deliverOut delivers to r with DeliverTimed and returns the error and
+// what the front is to submit.
+func deliverOut(t *testing.T, l *Local, msg *Message, r Recipient) (Outbound, error) {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "sendmail")
-	script := "#!/bin/sh\n{ echo \"ARGS $*\"; cat; echo END; } >> " + log + "\n"
-	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+	errs, _, outs := l.DeliverTimed(context.Background(), msg, []Recipient{r})
+	if len(errs) != 1 || len(outs) != 1 {
+		t.Fatalf("DeliverTimed returned %d errors and %d outbounds for 1 recipient", len(errs), len(outs))
 	}
-	return p
+	return outs[0], errs[0]
 }
 
 // Combinations as the Result lists them: redirect :copy with fileinto and
-// keep stores twice and submits once; a plain redirect cancels the
-// implicit keep; discard with redirect :copy submits and stores nothing.
+// keep stores twice and asks for one submission; a plain redirect cancels
+// the implicit keep; discard with redirect :copy submits and stores
+// nothing. Kept says whether INBOX already holds the message (so that
+// the front, when a redirect fails, adds no second copy).
 func TestSieveActionCombinations(t *testing.T) {
 	for _, c := range []struct {
 		script       string
 		inbox, work  int
 		redirections int
+		kept         bool
 	}{
-		{`require ["copy", "fileinto"]; redirect :copy "a@x.test"; fileinto "Work"; keep;`, 1, 1, 1},
-		{`redirect "a@x.test";`, 0, 0, 1},
-		{`require "copy"; redirect :copy "a@x.test"; discard;`, 0, 0, 1},
-		{`require "fileinto"; fileinto "Work"; fileinto "Work";`, 0, 1, 0},
-		{`redirect "a@x.test"; redirect "b@x.test"; keep;`, 1, 0, 2},
+		{`require ["copy", "fileinto"]; redirect :copy "a@x.test"; fileinto "Work"; keep;`, 1, 1, 1, true},
+		{`redirect "a@x.test";`, 0, 0, 1, false},
+		{`require "copy"; redirect :copy "a@x.test"; discard;`, 0, 0, 1, false},
+		{`require "fileinto"; fileinto "Work"; fileinto "Work";`, 0, 1, 0, false},
+		{`redirect "a@x.test"; redirect "b@x.test"; keep;`, 1, 0, 2, true},
+		{`require ["copy", "fileinto"]; redirect :copy "a@x.test"; fileinto "Work";`, 0, 1, 1, false},
 	} {
-		log := filepath.Join(t.TempDir(), "sent")
-		l, base, r := sieveLocal(t, LocalOptions{Sieve: SieveOptions{Sendmail: fakeSendmail(t, log)}}, c.script)
+		l, base, r := sieveLocal(t, LocalOptions{}, c.script)
 		md := filepath.Join(base, "example.com/u")
 		for _, d := range []string{"new", "cur", "tmp", ".Work/new", ".Work/cur", ".Work/tmp"} {
 			os.MkdirAll(filepath.Join(md, d), 0o700)
 		}
-		if err := deliver(t, l, spool(t, "s@x", "Subject: c\n\nx\n"), r); err != nil {
+		body := "Subject: c\n\nx\n"
+		out, err := deliverOut(t, l, spool(t, "s@x", body), r)
+		if err != nil {
 			t.Fatal(err)
 		}
-		sent, _ := os.ReadFile(log)
-		got := [3]int{len(listDir(t, filepath.Join(md, "new"))), len(listDir(t, filepath.Join(md, ".Work/new"))), strings.Count(string(sent), "ARGS -i -f s@x -- ")}
-		if want := [3]int{c.inbox, c.work, c.redirections}; got != want {
-			t.Errorf("%s: INBOX, Work, redirects = %v, want %v\n%s", c.script, got, want, sent)
+		got := [3]int{len(listDir(t, filepath.Join(md, "new"))), len(listDir(t, filepath.Join(md, ".Work/new"))), out.Redirects()}
+		if want := [3]int{c.inbox, c.work, c.redirections}; got != want || out.Kept != c.kept {
+			t.Errorf("%s: INBOX, Work, redirects = %v, kept %v; want %v, %v", c.script, got, out.Kept, want, c.kept)
 		}
+		for _, s := range out.Submissions {
+			if !s.Redirect || s.Sender != "s@x" || s.BodyFrom != 0 ||
+				string(s.Head) != "X-Sieve-Redirected-From: "+r.Address+"\nDelivered-To: "+r.Address+"\n" {
+				t.Errorf("%s: submission %+v", c.script, s)
+			}
+		}
+	}
+}
+
+// editheader changes what is redirected: the submission carries the new
+// header and where the original body starts, so the front sends exactly
+// what was stored.
+func TestSieveRedirectEditedHeader(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{}, `require ["editheader", "copy"];
+deleteheader "X-Spam"; addheader "X-Tag" "yes"; redirect :copy "a@x.test";`)
+	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
+	body := "X-Spam: 9\nSubject: e\n\nthe body\n"
+	msg := spool(t, "s@x", body)
+	out, err := deliverOut(t, l, msg, r)
+	if err != nil || len(out.Submissions) != 1 {
+		t.Fatalf("%v, %+v", err, out)
+	}
+	s := out.Submissions[0]
+	if s.BodyFrom != int64(strings.Index(body, "the body")) {
+		t.Errorf("body offset %d", s.BodyFrom)
+	}
+	head := string(s.Head)
+	if !strings.HasPrefix(head, "X-Sieve-Redirected-From: "+r.Address+"\nDelivered-To: "+r.Address+"\n") ||
+		!strings.Contains(head, "X-Tag: yes\n") || strings.Contains(head, "X-Spam") || !strings.HasSuffix(head, "Subject: e\n\n") {
+		t.Errorf("head %q", head)
+	}
+	stored := listDir(t, filepath.Join(base, "example.com/u/new"))
+	if len(stored) != 1 {
+		t.Fatalf("stored %v", stored)
+	}
+	b, _ := os.ReadFile(filepath.Join(base, "example.com/u/new", stored[0]))
+	if !strings.HasSuffix(string(b), head[strings.Index(head, "X-Tag"):]+"the body\n") {
+		t.Errorf("stored message differs from the redirected one:\n%s\nhead:\n%s", b, head)
+	}
+}
+
+// A vacation reply is composed in the worker (null sender, complete) and
+// recorded as answered when handed over; a refused redirect (a loop) is
+// kept in INBOX by the worker itself and not handed over.
+func TestSieveVacationAndLoopSubmissions(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{Hostname: "mx.test"}, `require "vacation"; redirect "a@x.test"; vacation :subject "Away" "not here";`)
+	os.MkdirAll(filepath.Join(base, "example.com/u/new"), 0o700)
+	out, err := deliverOut(t, l, spool(t, "s@x", "From: s@x\nTo: "+r.Address+"\nSubject: q\n\nx\n"), r)
+	if err != nil || len(out.Submissions) != 2 {
+		t.Fatalf("%v, %+v", err, out)
+	}
+	v := out.Submissions[1]
+	if v.Redirect || v.Sender != "" || v.Rcpt != "s@x" || v.BodyFrom != -1 ||
+		!strings.Contains(string(v.Head), "Auto-Submitted: auto-replied") || !strings.Contains(string(v.Head), "not here") || strings.Contains(string(v.Head), "\r") {
+		t.Errorf("vacation %+v\n%s", v, v.Head)
+	}
+	if st, _ := filepath.Glob(filepath.Join(base, "example.com/u/vlmtpd-sieve/vacation-*")); len(st) != 1 {
+		t.Errorf("vacation state %v", st)
+	}
+	// The second time: no reply (answered), and a looping redirect is
+	// kept here.
+	out, err = deliverOut(t, l, spool(t, "s@x", "X-Sieve-Redirected-From: "+r.Address+"\nFrom: s@x\nTo: "+r.Address+"\nSubject: q\n\nx\n"), r)
+	if err != nil || len(out.Submissions) != 0 || !out.Kept {
+		t.Fatalf("%v, %+v", err, out)
+	}
+	if n := len(listDir(t, filepath.Join(base, "example.com/u/new"))); n != 1 {
+		t.Errorf("INBOX has %d, want the looping message", n)
+	}
+}
+
+// NoSieve is the implicit keep without running the script, and
+// Deliver (which submits nothing) keeps a redirected message rather than
+// lose it.
+func TestSieveNoSieveAndDeliverKeeping(t *testing.T) {
+	l, base, r := sieveLocal(t, LocalOptions{}, `redirect "a@x.test";`)
+	os.MkdirAll(filepath.Join(base, "example.com/u/new"), 0o700)
+	nr := r
+	nr.NoSieve = true
+	out, err := deliverOut(t, l, spool(t, "s@x", "Subject: n\n\nx\n"), nr)
+	if err != nil || len(out.Submissions) != 0 {
+		t.Fatalf("%v, %+v", err, out)
+	}
+	if err := deliver(t, l, spool(t, "s@x", "Subject: k\n\nx\n"), r); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(listDir(t, filepath.Join(base, "example.com/u/new"))); n != 2 {
+		t.Errorf("INBOX has %d, want 2", n)
 	}
 }
 

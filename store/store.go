@@ -85,6 +85,10 @@ type Recipient struct {
 	// relative to the mailbox base like Path; "" for none. The worker reads
 	// it as the mailbox owner, never following a symlink.
 	Sieve string
+	// NoSieve delivers as if the recipient had no script: the implicit
+	// keep only. The front asks for it when a redirect it was to submit
+	// failed, so that the message is not lost.
+	NoSieve bool
 }
 
 // Format is the recipient's mailbox format.
@@ -119,10 +123,37 @@ type Timing struct {
 }
 
 // TimedDeliverer is a Deliverer that also reports, per recipient, where
-// the time went. Deliverers that do not implement it are timed as a whole
-// by their caller.
+// the time went and what its Sieve scripts ask to submit (redirects,
+// vacation replies), which the caller must then do: a redirected message
+// is not stored unless Outbound.Kept says so. Deliverers that do not
+// implement it are timed as a whole by their caller and submit nothing.
 type TimedDeliverer interface {
-	DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing)
+	DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing, []Outbound)
+}
+
+// DeliverKeeping is Deliver for a caller that submits nothing: every
+// recipient whose redirect would have gone out and whose message is not
+// kept yet is delivered again with NoSieve, the implicit keep, so nothing
+// is lost; vacation replies are dropped.
+func DeliverKeeping(ctx context.Context, d TimedDeliverer, msg *Message, rcpts []Recipient) []error {
+	errs, _, outs := d.DeliverTimed(ctx, msg, rcpts)
+	var again []Recipient
+	var idx []int
+	for i, o := range outs {
+		if i < len(errs) && errs[i] == nil && o.Redirects() > 0 && !o.Kept {
+			r := rcpts[i]
+			r.NoSieve = true
+			again = append(again, r)
+			idx = append(idx, i)
+		}
+	}
+	if len(again) > 0 {
+		kerrs, _, _ := d.DeliverTimed(ctx, msg, again)
+		for j, i := range idx {
+			errs[i] = kerrs[j]
+		}
+	}
+	return errs
 }
 
 // QuotaReporter is implemented by deliverers that can report a mailbox's

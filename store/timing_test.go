@@ -17,7 +17,7 @@ func TestDeliverTimedReportsWriteAndFsync(t *testing.T) {
 	}
 	msg := spool(t, "alice@example.org", testBody)
 	rcpts := []Recipient{rcpt("/example.com/a/Maildir/"), rcpt("/example.com/b/mbox"), rcpt("/example.com/c/Maildir/")}
-	errs, times := l.DeliverTimed(context.Background(), msg, rcpts)
+	errs, times, _ := l.DeliverTimed(context.Background(), msg, rcpts)
 	if len(times) != len(rcpts) {
 		t.Fatalf("%d timings for %d recipients", len(times), len(rcpts))
 	}

@@ -88,3 +88,54 @@ sendmail_path = "`+filepath.Join(dir, "no-sendmail")+`"
 		t.Errorf("a good script is reported:\n%s", out)
 	}
 }
+
+// check-config warns when the front would run Postfix's sendmail under
+// no_new_privs (the unit's NoNewPrivileges=yes, which check-config shares
+// as ExecStartPre): its set-gid postdrop cannot queue there. Not without
+// no_new_privs, and not with submission_host set.
+func TestCheckConfigSendmailNoNewPrivs(t *testing.T) {
+	rootOrSkip(t, "a spool directory for the front's user")
+	sendmail := toolOrSkip(t, "Postfix's sendmail", "/usr/sbin/sendmail")
+	setpriv := toolOrSkip(t, "setpriv (util-linux)", "/usr/bin/setpriv")
+	bin := vlmtpdBinary(t)
+	dir := sharedTempDir(t)
+	os.MkdirAll(filepath.Join(dir, "mail"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "spool"), 0o700)
+	os.Chown(filepath.Join(dir, "spool"), 65534, 65534)
+	cfg := filepath.Join(dir, "vlmtpd.toml")
+	base := `virtual_mailbox_base = "mail"
+spool_directory = "spool"
+virtual_mailbox_maps = "static:x/"
+virtual_uid_maps = "static:5000"
+virtual_gid_maps = "static:5000"
+sieve_script_maps = "static:x/.dovecot.sieve"
+user = "nobody"
+sendmail_path = "` + sendmail + `"
+`
+	const warning = "is Postfix's sendmail, whose set-gid postdrop cannot queue under no_new_privs"
+	for _, c := range []struct {
+		nnp   bool
+		extra string
+		warn  bool
+	}{
+		{true, "", true},
+		{false, "", false},
+		{true, "submission_host = \"inet:127.0.0.1:25\"\n", false},
+	} {
+		writeTestFile(t, cfg, base+c.extra)
+		args := []string{bin, "check-config", "-config", cfg}
+		if c.nnp {
+			args = append([]string{setpriv, "--no-new-privs"}, args...)
+		}
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		if got := strings.Contains(string(out), warning); got != c.warn {
+			t.Errorf("no_new_privs %v, %q: warning %v, want %v:\n%s", c.nnp, c.extra, got, c.warn, out)
+		}
+		if c.warn && !strings.Contains(string(out), "set submission_host") {
+			t.Errorf("the warning does not say what to do:\n%s", out)
+		}
+	}
+}

@@ -13,7 +13,8 @@ import (
 
 // Sieve at delivery, end to end: LMTP on the built binary, scripts read by
 // the worker as the mailbox owner, results checked in the Maildir files,
-// the replies, the log and what a fake sendmail was given.
+// the replies, the log and what a fake sendmail (run by the front) was
+// given.
 
 // sieveSetup describes one instance: the scripts (paths beneath the
 // mailbox base), the sieve_script_maps table, and more configuration.
@@ -25,12 +26,14 @@ type sieveSetup struct {
 	privileged bool
 	sendmail   string // the fake sendmail's body ("" = record and succeed)
 	prepare    func(dir string)
+	wrap       []string // Options.Wrap
 }
 
 // sieveInstance starts vlmtpd with the setup. The fake sendmail (a shell
-// script in the test directory) records each call beneath the mailbox
-// base, in outbox/ (a worker may write nowhere else): N.args holds argv
-// one per line, N.msg the message from stdin.
+// script in the test directory, run by the front as its user) records
+// each call in outbox/ beneath the mailbox base: N.args holds argv one
+// per line, N.msg the message from stdin. s.config may name another
+// sendmail_path.
 func sieveInstance(t *testing.T, s sieveSetup) *Instance {
 	t.Helper()
 	owner := testMailOwner(t)
@@ -39,7 +42,10 @@ func sieveInstance(t *testing.T, s sieveSetup) *Instance {
 		owner = mailOwner{5001, 5001}
 	}
 	var cfg strings.Builder
-	cfg.WriteString("sieve_script_maps = [\"texthash:sieve\"]\nsendmail_path = \"SENDMAIL\"\n")
+	cfg.WriteString("sieve_script_maps = [\"texthash:sieve\"]\n")
+	if !strings.Contains(s.config, "sendmail_path") {
+		cfg.WriteString("sendmail_path = \"SENDMAIL\"\n")
+	}
 	if s.privileged {
 		cfg.WriteString("user = \"nobody\"\nvirtual_uid_maps = [\"static:5001\"]\nvirtual_gid_maps = [\"static:5001\"]\nvirtual_minimum_uid = 1000\n")
 	}
@@ -84,6 +90,7 @@ mv "` + outbox + `/$n.args.tmp" "` + outbox + `/$n.args"
 		chownTree(t, base, owner)
 		if s.privileged {
 			os.Chown(filepath.Join(dir, "spool"), 65534, 65534)
+			os.Chown(outbox, 65534, 65534) // the front, as nobody, runs sendmail
 		}
 		if s.prepare != nil {
 			s.prepare(dir)
@@ -94,6 +101,7 @@ mv "` + outbox + `/$n.args.tmp" "` + outbox + `/$n.args"
 	// is patched in Prepare.
 	return startWithSendmail(t, Options{
 		Privileged: s.privileged,
+		Wrap:       s.wrap,
 		Tables:     map[string]string{"sieve": table},
 		Config:     cfg.String(),
 	}, &sendmailPath, prepare)
@@ -312,8 +320,9 @@ func TestSieveDiscard(t *testing.T) {
 // TestSieveVacation: a vacation reply goes out once per :days per sender,
 // through sendmail_path with the null envelope sender, RFC 3834's
 // Auto-Submitted, to the envelope sender; the message itself is kept.
-// The response is tracked beneath the Maildir. Privilege separation: the
-// worker (as the mailbox owner, sandboxed) runs sendmail.
+// The response is tracked beneath the Maildir by the worker (as the
+// mailbox owner). Privilege separation: the worker composes the reply,
+// the front (as nobody) runs sendmail.
 func TestSieveVacation(t *testing.T) {
 	in := sieveInstance(t, sieveSetup{
 		scripts: map[string]string{"example.com/alice/.dovecot.sieve": `require "vacation";

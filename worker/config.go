@@ -32,7 +32,7 @@ type Config struct {
 	LockTimeout   time.Duration
 	StaleLockTime time.Duration
 	// Sieve is how the worker runs Sieve scripts (store.SieveOptions):
-	// the administrator's scripts, sendmail and the limits.
+	// the administrator's scripts and the limits.
 	Sieve store.SieveOptions
 	// LogLevel and LogFormat ("text", "json" or "postfix") match the
 	// front's logs. LogJournal: stderr is the systemd journal, which a
@@ -72,9 +72,6 @@ func (c Config) Args() []string {
 	}
 	if c.Sieve.GlobalDir != "" {
 		a = append(a, "-sieve-global-dir", c.Sieve.GlobalDir)
-	}
-	if c.Sieve.Sendmail != "" {
-		a = append(a, "-sendmail", c.Sieve.Sendmail)
 	}
 	if c.Sieve.Separator != "" {
 		a = append(a, "-recipient-delimiter", c.Sieve.Separator)
@@ -120,7 +117,6 @@ func ParseArgs(args []string) (Config, error) {
 	fs.Var((*pathList)(&c.Sieve.Before), "sieve-before", "an administrator's Sieve script run before the user's (repeatable)")
 	fs.Var((*pathList)(&c.Sieve.After), "sieve-after", "an administrator's Sieve script run after the user's (repeatable)")
 	fs.StringVar(&c.Sieve.GlobalDir, "sieve-global-dir", "", "directory of include :global scripts")
-	fs.StringVar(&c.Sieve.Sendmail, "sendmail", "", "sendmail_path for redirect and vacation")
 	fs.StringVar(&c.Sieve.Separator, "recipient-delimiter", "", "recipient_delimiter (Sieve subaddress)")
 	fs.IntVar(&c.Sieve.MaxRedirects, "sieve-max-redirects", 0, "sieve_max_redirects")
 	fs.IntVar(&c.Sieve.MaxActions, "sieve-max-actions", 0, "sieve_max_actions")

@@ -13,7 +13,7 @@ func TestConfigArgsRoundTrip(t *testing.T) {
 		LockMethods: []string{"flock", "dotlock"}, LockTimeout: 20 * time.Second, StaleLockTime: 500 * time.Second,
 		LogLevel: "debug", LogFormat: "postfix", LogJournal: true,
 		Sieve: store.SieveOptions{Before: []string{"/etc/a,b.sieve", "/etc/c.sieve"}, After: []string{"/etc/after.sieve"}, GlobalDir: "/etc/vlmtpd/sieve-global",
-			Sendmail: "/usr/sbin/sendmail", Separator: "+", MaxRedirects: 2, MaxActions: 10, MaxScriptSize: 1000, MaxCPUTime: time.Second}}
+			Separator: "+", MaxRedirects: 2, MaxActions: 10, MaxScriptSize: 1000, MaxCPUTime: time.Second}}
 	got, err := ParseArgs(c.Args())
 	if err != nil || !reflect.DeepEqual(got, c) {
 		t.Fatalf("got %+v, %v; want %+v", got, err, c)

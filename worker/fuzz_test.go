@@ -61,8 +61,9 @@ func FuzzWorkerDecoders(f *testing.F) {
 // compromised: the same rules.
 func FuzzFrontDecoders(f *testing.F) {
 	f.Add(byte(0), hello{Version: 1, Build: "b", PID: 3, UID: 5, GID: 5}.encode())
-	f.Add(byte(1), (&deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.Locked, Op: "lock", Path: "p", Err: "e"}}, Timings: []timing{{1, 2}, {3, 4}}}).encode())
-	f.Add(byte(1), (&deliverReply{Seq: 2, Results: []result{{Status: store.Rejected, Op: "sieve", Path: "p/", Err: "not wanted"}}, Timings: []timing{{1, 2}}}).encode())
+	f.Add(byte(1), (&deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.Locked, Op: "lock", Path: "p", Err: "e"}}, Timings: []timing{{1, 2}, {3, 4}},
+		Outbound: []store.Outbound{{Kept: true, Submissions: []store.Submission{{Redirect: true, Sender: "s@x", Rcpt: "r@y", Head: []byte("X: y\n"), BodyFrom: 0}}}, {}}}).encode())
+	f.Add(byte(1), (&deliverReply{Seq: 2, Results: []result{{Status: store.Rejected, Op: "sieve", Path: "p/", Err: "not wanted"}}, Timings: []timing{{1, 2}}, Outbound: make([]store.Outbound, 1)}).encode())
 	f.Add(byte(2), (&sizeReply{Seq: 1, Size: 3, Result: result{}}).encode())
 	f.Add(byte(3), (&quotaReply{Seq: 1, Bytes: 3, Count: 1, Recalculated: "missing"}).encode())
 	f.Fuzz(func(t *testing.T, typ byte, p []byte) {

@@ -489,28 +489,28 @@ func failure(err error, path string) error {
 
 // Deliver implements store.Deliverer: recipients are grouped by (uid, gid)
 // and each group goes to one worker in one request, the groups in
-// parallel.
+// parallel. Nothing is submitted: see store.DeliverKeeping.
 func (p *Pool) Deliver(ctx context.Context, msg *store.Message, rcpts []store.Recipient) []error {
-	errs, _ := p.DeliverTimed(ctx, msg, rcpts)
-	return errs
+	return store.DeliverKeeping(ctx, p, msg, rcpts)
 }
 
 var _ store.TimedDeliverer = (*Pool)(nil)
 
 // DeliverTimed is Deliver with each recipient's wait for its worker and
-// the write and fsync times its worker reported.
-func (p *Pool) DeliverTimed(ctx context.Context, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing) {
+// the write and fsync times and the submissions its worker reported.
+func (p *Pool) DeliverTimed(ctx context.Context, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing, []store.Outbound) {
 	errs := make([]error, len(rcpts))
 	times := make([]store.Timing, len(rcpts))
+	outs := make([]store.Outbound, len(rcpts))
 	if len(rcpts) == 0 {
-		return errs, times
+		return errs, times, outs
 	}
 	fd, closeFd, err := readOnlyFd(msg.Body)
 	if err != nil {
 		for i, r := range rcpts {
 			errs[i] = &store.Error{Status: store.Temporary, Op: "spool", Path: r.Path, Err: err}
 		}
-		return errs, times
+		return errs, times, outs
 	}
 	defer closeFd()
 
@@ -525,32 +525,33 @@ func (p *Pool) DeliverTimed(ctx context.Context, msg *store.Message, rcpts []sto
 	}
 	deadline := p.deadline(ctx, p.opts.DeliveryTimeout)
 	group := func(k ids, idx []int) {
-		res, ts := p.deliverGroup(ctx, deadline, msg, fd, k, rcpts, idx)
+		res, ts, ob := p.deliverGroup(ctx, deadline, msg, fd, k, rcpts, idx)
 		for j, i := range idx {
-			errs[i], times[i] = res[j], ts[j]
+			errs[i], times[i], outs[i] = res[j], ts[j], ob[j]
 		}
 	}
 	if len(order) == 1 {
 		// The common case (one vmail uid): no goroutine hand-off.
 		group(order[0], groups[order[0]])
-		return errs, times
+		return errs, times, outs
 	}
 	var wg sync.WaitGroup
 	for _, k := range order {
 		wg.Go(func() { group(k, groups[k]) })
 	}
 	wg.Wait()
-	return errs, times
+	return errs, times, outs
 }
 
-func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.Message, fd int, k ids, all []store.Recipient, idx []int) ([]error, []store.Timing) {
+func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.Message, fd int, k ids, all []store.Recipient, idx []int) ([]error, []store.Timing, []store.Outbound) {
 	out := make([]error, len(idx))
 	times := make([]store.Timing, len(idx))
-	failAll := func(err error) ([]error, []store.Timing) {
+	outs := make([]store.Outbound, len(idx))
+	failAll := func(err error) ([]error, []store.Timing, []store.Outbound) {
 		for j, i := range idx {
 			out[j] = failure(err, all[i].Path)
 		}
-		return out, times
+		return out, times, outs
 	}
 	if err := ctx.Err(); err != nil {
 		// The server is stopping: nothing new is started.
@@ -592,8 +593,11 @@ func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.
 		out[j] = r.err()
 		times[j].Write = time.Duration(min(rep.Timings[j].Write, math.MaxInt64))
 		times[j].Fsync = time.Duration(min(rep.Timings[j].Fsync, math.MaxInt64))
+		if out[j] == nil {
+			outs[j] = rep.Outbound[j]
+		}
 	}
-	return out, times
+	return out, times, outs
 }
 
 func (p *Pool) logSpawnError(id string, k ids, err error) {

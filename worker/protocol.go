@@ -21,7 +21,7 @@ import (
 // ProtocolVersion changes whenever a frame's layout or meaning changes. A
 // worker started from an upgraded binary announces a different version in
 // its hello and the front refuses it.
-const ProtocolVersion = 5
+const ProtocolVersion = 6
 
 // maxFrame bounds a frame's payload so a broken peer cannot make the other
 // side allocate without limit. A request for thousands of recipients with
@@ -112,6 +112,9 @@ type deliverReply struct {
 	// Timings are the worker's write and fsync times, one per result (the
 	// front adds its own wait for the worker). Protocol 4 added them.
 	Timings []timing
+	// Outbound is, per result, what the front is to submit for Sieve
+	// (redirects, vacation replies). Protocol 6 added it.
+	Outbound []store.Outbound
 }
 
 // timing is store.Timing's worker part, in nanoseconds.
@@ -333,10 +336,11 @@ func (e *encoder) rcpt(r store.Recipient) {
 	e.str(r.Folder)
 	e.flag(r.CreateFolder)
 	e.str(r.Sieve)
+	e.flag(r.NoSieve)
 }
 
 // rcptMin is the smallest encoding of a recipient.
-const rcptMin = 3*4 + 4 + 4 + 8 + 1 + (1 + 8 + 8 + 1 + 1 + 4 + 1) + 4
+const rcptMin = 3*4 + 4 + 4 + 8 + 1 + (1 + 8 + 8 + 1 + 1 + 4 + 1) + 4 + 1
 
 func (d *decoder) rcpt() store.Recipient {
 	r := store.Recipient{
@@ -356,6 +360,7 @@ func (d *decoder) rcpt() store.Recipient {
 	r.Folder = d.str("folder")
 	r.CreateFolder = d.flag("create folder")
 	r.Sieve = d.str("sieve script")
+	r.NoSieve = d.flag("no sieve")
 	if d.err == nil && r.Limit < 0 {
 		d.fail("limit")
 	}
@@ -387,6 +392,32 @@ func (d *decoder) result() result {
 		d.fail("status")
 	}
 	return r
+}
+
+func (e *encoder) outbound(o store.Outbound) {
+	e.flag(o.Kept)
+	appendList(e, o.Submissions, func(s store.Submission) {
+		e.flag(s.Redirect)
+		e.str(s.Sender)
+		e.str(s.Rcpt)
+		e.str(string(s.Head))
+		e.i64(s.BodyFrom)
+	})
+}
+
+const submissionMin = 1 + 3*4 + 8
+
+func (d *decoder) outbound() store.Outbound {
+	o := store.Outbound{Kept: d.flag("kept")}
+	o.Submissions = list(d, submissionMin, "submission count", func() store.Submission {
+		s := store.Submission{Redirect: d.flag("redirect"), Sender: d.str("submission sender"), Rcpt: d.str("submission recipient"),
+			Head: []byte(d.str("submission head")), BodyFrom: d.i64("submission body offset")}
+		if d.err == nil && s.BodyFrom < -1 {
+			d.fail("submission body offset")
+		}
+		return s
+	})
+	return o
 }
 
 func (h hello) encode() []byte {
@@ -448,6 +479,7 @@ func (r *deliverReply) encode() []byte {
 	e.u64(r.Seq)
 	appendList(&e, r.Results, e.result)
 	appendList(&e, r.Timings, func(t timing) { e.u64(t.Write); e.u64(t.Fsync) })
+	appendList(&e, r.Outbound, e.outbound)
 	return e.b
 }
 
@@ -458,6 +490,10 @@ func decodeDeliverReply(p []byte) (*deliverReply, error) {
 	r.Timings = list(&d, 16, "timing count", func() timing { return timing{d.u64("write time"), d.u64("fsync time")} })
 	if d.err == nil && len(r.Timings) != len(r.Results) {
 		d.fail("timing count")
+	}
+	r.Outbound = list(&d, 1+4, "outbound count", d.outbound)
+	if d.err == nil && len(r.Outbound) != len(r.Results) {
+		d.fail("outbound count")
 	}
 	return r, d.end("delivery reply")
 }

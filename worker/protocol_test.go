@@ -17,13 +17,17 @@ import (
 
 func TestMessagesRoundTrip(t *testing.T) {
 	rc := store.Recipient{Address: "Joe@example.com", OriginalRecipient: "joe+x@example.com", Path: "example.com/joe/", UID: 5001, GID: 5002, Limit: 1 << 20, HasDeliveredTo: true, Sieve: "example.com/joe/.dovecot.sieve"}
-	req := &deliverRequest{Seq: 7, Sender: `"a b"@example.org`, Size: 1234, Arrival: time.Unix(1700000000, 5), ID: "Q1", HasReturnPath: true, Rcpts: []store.Recipient{rc, {Path: "x", UID: 1, GID: 2}}}
+	req := &deliverRequest{Seq: 7, Sender: `"a b"@example.org`, Size: 1234, Arrival: time.Unix(1700000000, 5), ID: "Q1", HasReturnPath: true, Rcpts: []store.Recipient{rc, {Path: "x", UID: 1, GID: 2, NoSieve: true}}}
 	got, err := decodeDeliverRequest(req.encode())
 	if err != nil || !reflect.DeepEqual(got, req) {
 		t.Fatalf("deliver request: %+v, %v; want %+v", got, err, req)
 	}
 	rep := &deliverReply{Seq: 7, Results: []result{{Status: store.OK}, {Status: store.BadMailbox, Op: "open", Path: "x", Err: "symlink"}},
-		Timings: []timing{{Write: 1500, Fsync: 2500}, {}}}
+		Timings: []timing{{Write: 1500, Fsync: 2500}, {}},
+		Outbound: []store.Outbound{{Kept: true, Submissions: []store.Submission{
+			{Redirect: true, Sender: `"a b"@example.org`, Rcpt: "c@example.net", Head: []byte("X-Sieve-Redirected-From: Joe@example.com\n"), BodyFrom: 17},
+			{Rcpt: `"a b"@example.org`, Head: []byte("Subject: Auto\n\naway\n"), BodyFrom: -1}}},
+			{Submissions: []store.Submission{}}}}
 	gotRep, err := decodeDeliverReply(rep.encode())
 	if err != nil || !reflect.DeepEqual(gotRep, rep) {
 		t.Fatalf("deliver reply: %+v, %v", gotRep, err)
@@ -119,7 +123,7 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 			t.Errorf("status %v refused: %v", st, err)
 		}
 	}
-	if _, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{{Status: store.Rejected + 1}}}).encode()); err == nil {
+	if _, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{{Status: store.Rejected + 1}}, Timings: make([]timing, 1), Outbound: make([]store.Outbound, 1)}).encode()); err == nil {
 		t.Error("unknown status: no error")
 	}
 	err := resultOf(errors.New("plain")).err()
@@ -209,9 +213,17 @@ func TestReadFrameKeepsWhatFollows(t *testing.T) {
 // A reply whose timings do not match its results one for one is a
 // protocol error, not a guess.
 func TestDeliverReplyTimingsMatchResults(t *testing.T) {
-	rep := &deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.OK}}, Timings: []timing{{1, 2}}}
+	rep := &deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.OK}}, Timings: []timing{{1, 2}}, Outbound: make([]store.Outbound, 2)}
 	if _, err := decodeDeliverReply(rep.encode()); err == nil {
 		t.Fatal("reply with 2 results and 1 timing decoded")
+	}
+	rep = &deliverReply{Seq: 1, Results: []result{{Status: store.OK}, {Status: store.OK}}, Timings: []timing{{1, 2}, {3, 4}}, Outbound: make([]store.Outbound, 1)}
+	if _, err := decodeDeliverReply(rep.encode()); err == nil {
+		t.Fatal("reply with 2 results and 1 outbound decoded")
+	}
+	rep.Outbound = []store.Outbound{{}, {Submissions: []store.Submission{{Rcpt: "x", Head: []byte("y"), BodyFrom: -2}}}}
+	if _, err := decodeDeliverReply(rep.encode()); err == nil {
+		t.Fatal("submission with body offset -2 decoded")
 	}
 }
 
@@ -219,7 +231,7 @@ func TestDeliverReplyTimingsMatchResults(t *testing.T) {
 // cause the server puts into the reply.
 func TestRejectedResultRoundTrip(t *testing.T) {
 	in := &store.Error{Status: store.Rejected, Op: "sieve", Path: "p/", Err: &store.Rejection{Reason: "go away"}}
-	rep, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{resultOf(in)}, Timings: []timing{{1, 2}}}).encode())
+	rep, err := decodeDeliverReply((&deliverReply{Seq: 1, Results: []result{resultOf(in)}, Timings: []timing{{1, 2}}, Outbound: make([]store.Outbound, 1)}).encode())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,8 +67,7 @@ func Main(args []string) int {
 	log.Debug("worker ready", "sandbox", sandbox)
 	c := newConn(os.NewFile(socketFD, "front"))
 	defer c.Close()
-	// Programs the worker runs (sendmail, for Sieve) must not inherit the
-	// front's socket.
+	// Nothing the worker might run inherits the front's socket.
 	unix.CloseOnExec(socketFD)
 
 	opts := cfg.localOptions()
@@ -200,7 +199,8 @@ func (s *server) permitted(r store.Recipient) error {
 func (s *server) deliver(ctx context.Context, req *deliverRequest, fd int) *deliverReply {
 	body := os.NewFile(uintptr(fd), "spool")
 	defer body.Close()
-	out := &deliverReply{Seq: req.Seq, Results: make([]result, len(req.Rcpts)), Timings: make([]timing, len(req.Rcpts))}
+	out := &deliverReply{Seq: req.Seq, Results: make([]result, len(req.Rcpts)), Timings: make([]timing, len(req.Rcpts)),
+		Outbound: make([]store.Outbound, len(req.Rcpts))}
 	fail := func(err error) *deliverReply {
 		for i := range out.Results {
 			out.Results[i] = resultOf(err)
@@ -227,10 +227,13 @@ func (s *server) deliver(ctx context.Context, req *deliverRequest, fd int) *deli
 		idx = append(idx, i)
 	}
 	if len(todo) > 0 {
-		errs, times := deliverTimed(ctx, s.d, msg, todo)
+		errs, times, outs := deliverTimed(ctx, s.d, msg, todo)
 		for j, i := range idx {
 			if j < len(times) {
 				out.Timings[i] = timingOf(times[j])
+			}
+			if j < len(outs) {
+				out.Outbound[i] = outs[j]
 			}
 			var err error
 			if j < len(errs) {
@@ -255,9 +258,10 @@ func (s *server) size(ctx context.Context, req *sizeRequest) *sizeReply {
 	return out
 }
 
-// deliverTimed delivers through d, with its per-recipient timings if it
-// keeps them, else the whole call's time as every recipient's write time.
-func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing) {
+// deliverTimed delivers through d, with its per-recipient timings and
+// submissions if it keeps them, else the whole call's time as every
+// recipient's write time.
+func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing, []store.Outbound) {
 	if td, ok := d.(store.TimedDeliverer); ok {
 		return td.DeliverTimed(ctx, msg, rcpts)
 	}
@@ -267,5 +271,5 @@ func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rc
 	for i := range times {
 		times[i].Write = time.Since(start)
 	}
-	return errs, times
+	return errs, times, nil
 }

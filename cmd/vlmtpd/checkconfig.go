@@ -92,7 +92,7 @@ func runCheckConfig(args []string) int {
 		}
 	}
 
-	checkSieve(cfg, problem)
+	checkSieve(cfg, problem, slog.New(warnings).Warn)
 
 	if len(problems) > 0 {
 		for _, p := range problems {
@@ -148,9 +148,9 @@ func writableBy(fi os.FileInfo, u *user.User) bool {
 
 // checkSieve compiles the administrator's scripts (they are not users'
 // data, so they may be compiled here; users' scripts are only ever read by
-// the workers) and checks that they and sendmail_path can be used by
-// every mailbox owner.
-func checkSieve(cfg *config.Config, problem func(string, ...any)) {
+// the workers) and checks that they can be read by every mailbox owner
+// and that sendmail_path can be run by the front.
+func checkSieve(cfg *config.Config, problem func(string, ...any), warn func(string, ...any)) {
 	before, after, sendmail := cfg.SieveBefore, cfg.SieveAfter, cfg.SendmailPath
 	if g := cfg.SieveGlobalDir; g != "" {
 		if fi, err := os.Stat(g); err != nil || !fi.IsDir() {
@@ -187,11 +187,21 @@ func checkSieve(cfg *config.Config, problem func(string, ...any)) {
 		}
 	}
 	if len(cfg.SieveScriptMaps) == 0 && len(before) == 0 && len(after) == 0 {
-		return // no Sieve: sendmail is not used
+		return // no Sieve: nothing is submitted
+	}
+	if cfg.SubmissionHost != "" {
+		return // sendmail is not used
 	}
 	if fi, err := os.Stat(sendmail); err != nil {
 		problem("sendmail_path: %v: redirect and vacation replies would fail (the messages are kept)", err)
 	} else if fi.IsDir() || fi.Mode().Perm()&0o001 == 0 {
-		problem("sendmail_path: %s is not executable by others: the workers run it as each mailbox owner", sendmail)
+		problem("sendmail_path: %s is not executable by others: the front runs it as %q", sendmail, cfg.User)
+	}
+	// check-config runs as the unit's ExecStartPre, with the service's
+	// no_new_privs: what it sees is what the front will have.
+	if server.NoNewPrivs() && server.PostfixSendmail(sendmail) {
+		warn("sendmail_path " + sendmail + " is Postfix's sendmail, whose set-gid postdrop cannot queue under no_new_privs (NoNewPrivileges=yes): " +
+			"Sieve redirects would fail (the messages are kept) and vacation replies would not be sent; " +
+			`set submission_host (e.g. "inet:127.0.0.1:25", Postfix's smtpd)`)
 	}
 }

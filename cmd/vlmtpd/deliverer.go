@@ -36,7 +36,7 @@ func workerConfig(cfg *config.Config) worker.Config {
 		LogFormat:     cfg.LogFormat,
 		LogJournal:    stderrlog.Journal,
 		Sieve: store.SieveOptions{
-			Before: cfg.SieveBefore, After: cfg.SieveAfter, GlobalDir: cfg.SieveGlobalDir, Sendmail: cfg.SendmailPath,
+			Before: cfg.SieveBefore, After: cfg.SieveAfter, GlobalDir: cfg.SieveGlobalDir,
 			Separator:    firstDelimiter(cfg.RecipientDelimiter),
 			MaxRedirects: cfg.SieveMaxRedirects, MaxActions: cfg.SieveMaxActions,
 			MaxScriptSize: cfg.SieveMaxScriptSize, MaxCPUTime: cfg.SieveMaxCPUTime,

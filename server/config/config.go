@@ -80,7 +80,9 @@ type Config struct {
 	// Sieve (Pigeonhole's names): the per-recipient active script table
 	// (results are paths beneath VirtualMailboxBase), the administrator's
 	// scripts run before and after it (absolute paths), the limits, and
-	// Postfix's sendmail_path for redirect and vacation.
+	// how redirects and vacation replies are submitted by the front:
+	// SubmissionHost (Pigeonhole's submission_host, "inet:host:port" or
+	// "unix:/path", SMTP) when set, else Postfix's sendmail_path.
 	SieveScriptMaps    []string
 	SieveBefore        []string
 	SieveAfter         []string
@@ -90,6 +92,7 @@ type Config struct {
 	SieveMaxScriptSize int
 	SieveMaxCPUTime    time.Duration
 	SendmailPath       string
+	SubmissionHost     string
 
 	MaxConnections  int
 	MaxRecipients   int
@@ -177,6 +180,7 @@ type file struct {
 	SieveMaxScriptSize *int    `toml:"sieve_max_script_size"`
 	SieveMaxCPUTime    *string `toml:"sieve_max_cpu_time"`
 	SendmailPath       *string `toml:"sendmail_path"`
+	SubmissionHost     *string `toml:"submission_host"`
 
 	DeliverLockAttempts *int    `toml:"deliver_lock_attempts"`
 	DeliverLockDelay    *string `toml:"deliver_lock_delay"`
@@ -274,8 +278,9 @@ func (p *parser) quota(c *Config, f *file) {
 	}
 }
 
-// sieve reads the Sieve settings. Admin scripts and sendmail are run by
-// the workers, so they must be absolute paths; whether they exist is
+// sieve reads the Sieve settings. Admin scripts are read by the workers
+// and sendmail run by the front, so they must be absolute paths; whether
+// they exist is
 // checked by "vlmtpd check-config" and at delivery, not here (a reload
 // must not fail because a script is being replaced).
 func (p *parser) sieve(c *Config, f *file) {
@@ -305,6 +310,7 @@ func (p *parser) sieve(c *Config, f *file) {
 	if !filepath.IsAbs(c.SendmailPath) || strings.ContainsAny(c.SendmailPath, " \t") {
 		p.errorf("sendmail_path", "%q is not an absolute path to a program (no arguments)", c.SendmailPath)
 	}
+	c.SubmissionHost = p.submissionHost(c.Dir, or(f.SubmissionHost, ""))
 	c.SieveMaxRedirects = or(f.SieveMaxRedirects, 4)
 	c.SieveMaxActions = or(f.SieveMaxActions, 32)
 	c.SieveMaxScriptSize = or(f.SieveMaxScriptSize, 1<<20)
@@ -615,6 +621,30 @@ func (p *parser) metricsListen(dir, v string) string {
 	return v
 }
 
+// submissionHost checks submission_host: inet:host:port (a port number or
+// a service name, as Postfix's smtpd is usually "smtp") or unix:/path.
+func (p *parser) submissionHost(dir, v string) string {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return ""
+	}
+	if path, ok := strings.CutPrefix(v, "unix:"); ok {
+		if path == "" {
+			p.errorf("submission_host", "%q: empty socket path", v)
+		}
+		return "unix:" + p.absPath(dir, path)
+	}
+	hostport, ok := strings.CutPrefix(v, "inet:")
+	if !ok {
+		p.errorf("submission_host", "%q: expected inet:host:port (e.g. inet:127.0.0.1:25) or unix:/path", v)
+		return v
+	}
+	if host, port, err := net.SplitHostPort(hostport); err != nil || host == "" || port == "" {
+		p.errorf("submission_host", "%q: expected inet:host:port (e.g. inet:127.0.0.1:25)", v)
+	}
+	return v
+}
+
 // localDomains sets myorigin, mydomain and mydestination with Postfix's
 // defaults and $name expansion ($myhostname is our hostname).
 func (p *parser) localDomains(c *Config, f *file) {
@@ -769,7 +799,6 @@ func RestartOnly(a, b *Config) []string {
 	add("sieve_max_actions", a.SieveMaxActions != b.SieveMaxActions)
 	add("sieve_max_script_size", a.SieveMaxScriptSize != b.SieveMaxScriptSize)
 	add("sieve_max_cpu_time", a.SieveMaxCPUTime != b.SieveMaxCPUTime)
-	add("sendmail_path", a.SendmailPath != b.SendmailPath)
 	add("log_level", a.LogLevel != b.LogLevel)
 	add("log_format", a.LogFormat != b.LogFormat)
 	add("metrics_listen", a.MetricsListen != b.MetricsListen)

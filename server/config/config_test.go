@@ -90,6 +90,10 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{minimal + "sieve_before = [\"before.sieve\"]\n", `v.toml:6: sieve_before: "before.sieve" is not an absolute path`},
 		{minimal + "sieve_after = \"/a.sieve, rel.sieve\"\n", `v.toml:6: sieve_after: "rel.sieve" is not an absolute path`},
 		{minimal + "sendmail_path = \"/usr/sbin/sendmail -t\"\n", "v.toml:6: sendmail_path: "},
+		{minimal + "submission_host = \"127.0.0.1:25\"\n", "v.toml:6: submission_host: \"127.0.0.1:25\": expected inet:host:port"},
+		{minimal + "submission_host = \"inet:127.0.0.1\"\n", "v.toml:6: submission_host:"},
+		{minimal + "submission_host = \"inet::25\"\n", "v.toml:6: submission_host:"},
+		{minimal + "submission_host = \"unix:\"\n", "v.toml:6: submission_host:"},
 		{minimal + "sieve_max_redirects = 0\n", "v.toml:6: sieve_max_redirects: must be at least 1"},
 		{minimal + "sieve_max_actions = 0\n", "v.toml:6: sieve_max_actions: must be at least 1"},
 		{minimal + "sieve_max_script_size = 0\n", "v.toml:6: sieve_max_script_size:"},
@@ -121,6 +125,24 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c.Dir, "examples", "vmailbox")); err != nil {
 		t.Errorf("example table: %v", err)
+	}
+}
+
+func TestSubmissionHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                     "",
+		"inet:127.0.0.1:25":    "inet:127.0.0.1:25",
+		"inet:localhost:smtp":  "inet:localhost:smtp",
+		"inet:[::1]:10025":     "inet:[::1]:10025",
+		"unix:run/submit.sock": "unix:/etc/vlmtpd/run/submit.sock",
+		"unix:/run/smtpd.sock": "unix:/run/smtpd.sock",
+	} {
+		c, err := Parse("/etc/vlmtpd/v.toml", []byte(minimal+"submission_host = \""+in+"\"\n"))
+		if err != nil {
+			t.Errorf("submission_host %q: %v", in, err)
+		} else if c.SubmissionHost != want {
+			t.Errorf("submission_host %q: got %q, want %q", in, c.SubmissionHost, want)
+		}
 	}
 }
 
