@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,10 +61,8 @@ func NewLocal(base string, opts LocalOptions) (*Local, error) {
 	opts.LockMethods = append([]string(nil), opts.LockMethods...)
 	seen := map[string]bool{}
 	for _, m := range opts.LockMethods {
-		switch m {
-		case LockFcntl, LockFlock, LockDotlock:
-		default:
-			return nil, fmt.Errorf("store: unknown mailbox lock method %q (want fcntl, flock or dotlock)", m)
+		if !slices.Contains(LockMethods, m) {
+			return nil, fmt.Errorf("store: unknown mailbox lock method %q (want one of %s)", m, strings.Join(LockMethods, ", "))
 		}
 		if seen[m] {
 			return nil, fmt.Errorf("store: mailbox lock method %q given twice", m)

@@ -21,6 +21,10 @@ const (
 	LockDotlock = "dotlock"
 )
 
+// LockMethods are all the lock methods, the one list that
+// virtual_mailbox_lock is checked against (by server/config and NewLocal).
+var LockMethods = []string{LockFcntl, LockFlock, LockDotlock}
+
 var errLockBusy = errors.New("mailbox is locked by another process")
 
 // mboxLock is the set of locks held on one mbox.
