@@ -38,7 +38,10 @@ type Local struct {
 
 var _ Deliverer = (*Local)(nil)
 
-// Defaults of LocalOptions, as in Postfix.
+// Defaults of LocalOptions and SieveOptions fields left zero: the
+// configuration's defaults (server/config's table, which owns them;
+// TestPackageDefaultsAgree there keeps these equal). DefaultLockTimeout
+// is deliver_lock_attempts × deliver_lock_delay.
 const (
 	DefaultLockTimeout   = 20 * time.Second
 	DefaultStaleLockTime = 500 * time.Second

@@ -10,12 +10,14 @@ import (
 type LocalOptions struct {
 	// Hostname goes into Maildir file names; default os.Hostname().
 	Hostname string
-	// LockMethods is virtual_mailbox_lock: "fcntl", "flock", "dotlock",
-	// applied in this order. Default fcntl, dotlock.
+	// LockMethods is virtual_mailbox_lock: some of LockMethods, applied
+	// in this order; default DefaultLockMethods.
 	LockMethods []string
-	// LockTimeout bounds the wait for all mbox locks together; default 20s.
+	// LockTimeout bounds the wait for all mbox locks together; default
+	// DefaultLockTimeout.
 	LockTimeout time.Duration
-	// StaleLockTime is the age after which a dotlock is removed; default 500s.
+	// StaleLockTime is stale_lock_time, the age after which a dotlock is
+	// removed; default DefaultStaleLockTime.
 	StaleLockTime time.Duration
 	Logger        *slog.Logger
 	// Sieve configures filtering; with no administrator scripts, only
@@ -33,14 +35,15 @@ type SieveOptions struct {
 	// Pigeonhole's sieve_global; "" makes :global includes an error.
 	GlobalDir string
 	// Sendmail is sendmail_path, run as the mailbox owner for redirect and
-	// vacation; default /usr/sbin/sendmail.
+	// vacation; default DefaultSendmail.
 	Sendmail string
 	// Separator is recipient_delimiter, for the subaddress extension.
 	Separator string
-	// MaxRedirects, MaxActions and MaxScriptSize are sieve_max_redirects
-	// (4), sieve_max_actions (32) and sieve_max_script_size (1 MiB).
+	// MaxRedirects, MaxActions and MaxScriptSize are sieve_max_redirects,
+	// sieve_max_actions and sieve_max_script_size (default
+	// DefaultSieveMaxBytes); zero limits are the sieve package's.
 	MaxRedirects, MaxActions, MaxScriptSize int
 	// MaxCPUTime is sieve_max_cpu_time: the longest one message's scripts
-	// may run; default 5s.
+	// may run; default DefaultSieveCPUTime.
 	MaxCPUTime time.Duration
 }

@@ -31,7 +31,9 @@ import (
 // through sendmail (sieve_sendmail.go), and keeps the response and
 // duplicate state beneath the mailbox (sieve_state.go).
 
-// Defaults of SieveOptions (Pigeonhole's, and Postfix's sendmail_path).
+// Defaults of SieveOptions fields left zero: the configuration's
+// (Pigeonhole's, and Postfix's sendmail_path), kept equal to server/config's
+// table by TestPackageDefaultsAgree there.
 const (
 	DefaultSendmail      = "/usr/sbin/sendmail"
 	DefaultSieveCPUTime  = 5 * time.Second
