@@ -42,10 +42,7 @@ var _ Deliverer = (*Local)(nil)
 // configuration's defaults (server/config's table, which owns them;
 // TestPackageDefaultsAgree there keeps these equal). DefaultLockTimeout
 // is deliver_lock_attempts × deliver_lock_delay.
-const (
-	DefaultLockTimeout   = 20 * time.Second
-	DefaultStaleLockTime = 500 * time.Second
-)
+const DefaultLockTimeout = 20 * time.Second
 
 // DefaultLockMethods is virtual_mailbox_lock's default.
 var DefaultLockMethods = []string{LockFcntl, LockDotlock}
@@ -74,9 +71,6 @@ func NewLocal(base string, opts LocalOptions) (*Local, error) {
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
-	}
-	if opts.StaleLockTime <= 0 {
-		opts.StaleLockTime = DefaultStaleLockTime
 	}
 	if opts.Hostname == "" {
 		h, err := os.Hostname()

@@ -119,7 +119,7 @@ func (l *Local) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, n
 		}
 		age := time.Since(time.Unix(st.Ctim.Unix()))
 		pid, dead := l.dotlockOwnerGone(lk.dirfd, lockName, &st)
-		if !dead && age <= l.opts.StaleLockTime {
+		if !dead && (l.opts.StaleLockTime <= 0 || age <= l.opts.StaleLockTime) {
 			return errLockBusy
 		}
 		// As with any dotlock breaking, another program could replace the

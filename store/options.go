@@ -17,7 +17,8 @@ type LocalOptions struct {
 	// DefaultLockTimeout.
 	LockTimeout time.Duration
 	// StaleLockTime is stale_lock_time, the age after which a dotlock is
-	// removed; default DefaultStaleLockTime.
+	// taken to be left over by a crash and removed. Zero: never; only a
+	// dotlock whose writer's pid is gone is removed.
 	StaleLockTime time.Duration
 	Logger        *slog.Logger
 	// Sieve configures filtering; with no administrator scripts, only

@@ -165,7 +165,6 @@ func TestPackageDefaultsAgree(t *testing.T) {
 		pkg, want any
 	}{
 		{"store.DefaultLockTimeout", store.DefaultLockTimeout, c.LockTimeout()},
-		{"store.DefaultStaleLockTime", store.DefaultStaleLockTime, c.StaleLockTime},
 		{"store.DefaultLockMethods", store.DefaultLockMethods, c.VirtualMailboxLock},
 		{"store.DefaultSendmail", store.DefaultSendmail, c.SendmailPath},
 		{"store.DefaultSieveCPUTime", store.DefaultSieveCPUTime, c.SieveMaxCPUTime},
