@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vlmtpd/vlmtpd/maps"
 	"github.com/vlmtpd/vlmtpd/sieve"
 	"github.com/vlmtpd/vlmtpd/store"
 	"github.com/vlmtpd/vlmtpd/store/worker"
@@ -169,6 +170,7 @@ func TestPackageDefaultsAgree(t *testing.T) {
 		{"store.DefaultSendmail", store.DefaultSendmail, c.SendmailPath},
 		{"store.DefaultSieveCPUTime", store.DefaultSieveCPUTime, c.SieveMaxCPUTime},
 		{"store.DefaultSieveMaxBytes", store.DefaultSieveMaxBytes, c.SieveMaxScriptSize},
+		{"maps.DefaultDoubleBounce", maps.DefaultDoubleBounce, c.DoubleBounceSender},
 		{"sieve.DefaultMaxActions", sieve.DefaultMaxActions, c.SieveMaxActions},
 		{"sieve.DefaultMaxRedirects", sieve.DefaultMaxRedirects, c.SieveMaxRedirects},
 		{"worker.DefaultIdleTimeout", worker.DefaultIdleTimeout, c.WorkerIdleTimeout},
