@@ -588,12 +588,12 @@ func (p *parser) localDomains(c *Config, f *file) {
 	vars := map[string]string{"myhostname": c.Hostname}
 	c.MyDomain = p.expand("mydomain", or(f.MyDomain, def), vars)
 	vars["mydomain"] = c.MyDomain
-	c.MyOrigin = p.expand("myorigin", or(f.MyOrigin, "$myhostname"), vars)
+	c.MyOrigin = p.expand("myorigin", val(f.MyOrigin), vars)
 	if strings.HasPrefix(c.MyOrigin, "/") {
 		p.errorf("myorigin", "%q: reading myorigin from a file (a Debian patch) is not supported: write the domain", c.MyOrigin)
 	}
 	vars["myorigin"] = c.MyOrigin
-	for _, d := range or(f.MyDestination, list{"$myhostname", "localhost.$mydomain", "localhost"}) {
+	for _, d := range val(f.MyDestination) {
 		if d = p.expand("mydestination", d, vars); d != "" {
 			c.MyDestination = append(c.MyDestination, maps.SplitList(d)...)
 		}
