@@ -256,3 +256,41 @@ func TestREADMETable(t *testing.T) {
 	}
 	t.Errorf("README.md's settings table is not server/config's: run go test ./server/config -update")
 }
+
+// proseDefault is a default quoted in prose: "`name` (default VALUE".
+var proseDefault = regexp.MustCompile("`?\\b([a-z_]+)`? \\(default:? ([^),;]+)")
+
+// TestProseDefaults: where the other documents quote a setting's default,
+// it is the table's.
+func TestProseDefaults(t *testing.T) {
+	def, err := Parse("/etc/v.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	dist, _ := filepath.Glob(filepath.Join("..", "..", "dist", "*"))
+	files = append(append(files, dist...), filepath.Join("..", "..", "README.md"))
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range proseDefault.FindAllStringSubmatch(string(data), -1) {
+			name, value := m[1], strings.TrimSpace(m[2])
+			if settingsByName[name] == nil {
+				continue // another program's setting, e.g. Postfix's lmtp_*
+			}
+			c, err := Parse("/etc/v.toml", []byte(minimal+name+" = "+value+"\n"))
+			if err != nil {
+				c, err = Parse("/etc/v.toml", []byte(minimal+name+" = "+tomlString(value)+"\n"))
+			}
+			if err != nil {
+				t.Errorf("%s: %s: write the default %q as in TOML: %v", path, name, value, err)
+				continue
+			}
+			if got, want := must(c.Value(name)), must(def.Value(name)); got != want {
+				t.Errorf("%s: says %s defaults to %s; it is %s", path, name, got, want)
+			}
+		}
+	}
+}
