@@ -38,7 +38,7 @@ func (p *parser) checkValues(c *Config) {
 		for _, s := range sec.settings {
 			v := c.field(s.name)
 			switch {
-			case s.hasMin && v.CanInt():
+			case typeName(s.name) == "number":
 				n := v.Int()
 				switch {
 				case s.max > 0 && (n < s.min || n > s.max):

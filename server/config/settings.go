@@ -25,12 +25,11 @@ type setting struct {
 	restart bool
 
 	// Checks of the value on its own; the parser checks what involves
-	// other settings. Numbers: at least min (checked when min or max is
-	// set), at most max (when not 0), why is added to the error. oneOf:
-	// the values a string, or each item of a list, may take; bad is the
+	// other settings. A number is at least min (so never negative) and,
+	// unless max is 0, at most max; why is added to the error. oneOf: the
+	// values a string, or each item of a list, may take; bad is the
 	// error, with the value for %q.
 	min, max int64
-	hasMin   bool
 	why      string
 	oneOf    []string
 	bad      string
@@ -40,12 +39,6 @@ type setting struct {
 type section struct {
 	title    string
 	settings []setting
-}
-
-// atLeast sets a number's lower bound.
-func atLeast(s setting, n int64, why string) setting {
-	s.min, s.hasMin, s.why = n, true, why
-	return s
 }
 
 var (
@@ -100,8 +93,8 @@ var sections = []section{
 			more: "Tables are Postfix's `type:name`: `texthash:`, `hash:` and `btree:` (the `name.db` that postmap builds), `cdb:`, `regexp:`, `pcre:`, `mysql:`, `pgsql:`, `sqlite:`, `ldap:`, `socketmap:`, `static:`, `inline:`. Relative names are taken from the configuration file's directory; file tables are re-read when they change."},
 		{name: "virtual_uid_maps", defDoc: "none: required", doc: "the tables that give each recipient's mailbox owner uid"},
 		{name: "virtual_gid_maps", defDoc: "none: required", doc: "the tables that give each recipient's mailbox group gid"},
-		atLeast(setting{name: "virtual_minimum_uid", def: "100", restart: true,
-			doc: "the lowest uid (and gid) mail is delivered as; lower ones get `451 4.3.5`"}, 1, " (uid 0 may never receive mail)"),
+		{name: "virtual_minimum_uid", def: "100", restart: true,
+			doc: "the lowest uid (and gid) mail is delivered as; lower ones get `451 4.3.5`", min: 1, why: " (uid 0 may never receive mail)"},
 	}},
 	{"Mailboxes", []setting{
 		{name: "virtual_mailbox_base", defDoc: "none: required", restart: true,
@@ -110,8 +103,8 @@ var sections = []section{
 		{name: "virtual_mailbox_lock", def: `["fcntl", "dotlock"]`, restart: true,
 			oneOf: store.LockMethods, bad: "unknown method %q (" + strings.Join(store.LockMethods, ", ") + ")",
 			doc: "how an mbox is locked: any of " + strings.Join(store.LockMethods, ", ") + ", taken in the order listed"},
-		atLeast(setting{name: "deliver_lock_attempts", def: "20", restart: true,
-			doc: "how many times an mbox lock is tried, `deliver_lock_delay` apart"}, 1, ""),
+		{name: "deliver_lock_attempts", def: "20", restart: true,
+			doc: "how many times an mbox lock is tried, `deliver_lock_delay` apart", min: 1},
 		{name: "deliver_lock_delay", def: `"1s"`, restart: true, doc: "the time between mbox lock attempts"},
 		{name: "stale_lock_time", def: `"500s"`, restart: true,
 			doc: "the age after which an mbox dotlock is taken to be left over by a crash and removed (one whose writer's pid is gone is removed at once)"},
@@ -125,10 +118,10 @@ var sections = []section{
 			doc: "with `save_to_detail_mailbox`, create the missing folder (with `maildirfolder`)"},
 	}},
 	{"Sizes and quota", []setting{
-		atLeast(setting{name: "message_size_limit", def: "10240000",
-			doc: "the largest message in bytes (`552 5.3.4`); 0: no limit"}, 0, ""),
-		atLeast(setting{name: "virtual_mailbox_limit", def: "51200000",
-			doc: "the largest mbox file or Maildir message in bytes (`552 5.2.2`); 0: no limit; not below `message_size_limit`"}, 0, ""),
+		{name: "message_size_limit", def: "10240000",
+			doc: "the largest message in bytes (`552 5.3.4`); 0: no limit"},
+		{name: "virtual_mailbox_limit", def: "51200000",
+			doc: "the largest mbox file or Maildir message in bytes (`552 5.2.2`); 0: no limit; not below `message_size_limit`"},
 		{name: "virtual_mailbox_limit_maps", def: `[]`,
 			doc:  "per-recipient quota (VDA's name), looked up like `virtual_uid_maps`: bytes (`52428800`) or Maildir++ `NS`, `NC`, `NS,MC`; `0` = none",
 			more: "An entry replaces `virtual_mailbox_limit`: for a Maildir it limits the whole Maildir++ tree (INBOX and every `.folder`, Trash too, as Dovecot counts), for an mbox the file's size (a `C` part is ignored)."},
@@ -140,8 +133,8 @@ var sections = []section{
 			doc: "over quota is `552 5.2.2`; `false`: `452 4.2.2`, so the client keeps the message and retries"},
 		{name: "virtual_maildir_limit_message", def: `"mailbox is full"`,
 			doc: "the text of the over-quota reply (printable ASCII, at most 200 bytes)"},
-		atLeast(setting{name: "recipient_concurrency_limit", def: "10",
-			doc: "deliveries in flight (RCPT to the end of DATA) to one mailbox; beyond it RCPT gets `451 4.2.1`; 0: no limit"}, 0, " (0 means no limit)"),
+		{name: "recipient_concurrency_limit", def: "10",
+			doc: "deliveries in flight (RCPT to the end of DATA) to one mailbox; beyond it RCPT gets `451 4.2.1`; 0: no limit", why: " (0 means no limit)"},
 	}},
 	{"Sieve", []setting{
 		{name: "sieve_script_maps", def: `[]`,
@@ -156,22 +149,22 @@ var sections = []section{
 			doc: "where `include :global \"name\"` finds `name.sieve` (Pigeonhole's `sieve_global`), absolute, readable by every mailbox owner; empty: none"},
 		{name: "sendmail_path", def: `"/usr/sbin/sendmail"`, restart: true,
 			doc: "program for `redirect` and vacation replies, run as the mailbox owner: `sendmail -i -f SENDER -- RCPT`, the message on stdin"},
-		atLeast(setting{name: "sieve_max_redirects", def: "4", restart: true,
-			doc: "Pigeonhole's limit of redirects per message; beyond it the message is kept"}, 1, ""),
-		atLeast(setting{name: "sieve_max_actions", def: "32", restart: true,
-			doc: "Pigeonhole's limit of actions per message; beyond it the message is kept"}, 1, ""),
-		{name: "sieve_max_script_size", def: "1048576", restart: true, min: 1, hasMin: true, max: 64 << 20, why: " bytes",
+		{name: "sieve_max_redirects", def: "4", restart: true,
+			doc: "Pigeonhole's limit of redirects per message; beyond it the message is kept", min: 1},
+		{name: "sieve_max_actions", def: "32", restart: true,
+			doc: "Pigeonhole's limit of actions per message; beyond it the message is kept", min: 1},
+		{name: "sieve_max_script_size", def: "1048576", restart: true, min: 1, max: 64 << 20, why: " bytes",
 			doc: "bytes per script (a larger one is not run; the message is kept)"},
 		{name: "sieve_max_cpu_time", def: `"5s"`, restart: true,
 			doc: "how long one message's scripts may run; then the message is kept. At most `delivery_timeout`"},
 	}},
 	{"Limits and timeouts", []setting{
-		atLeast(setting{name: "max_connections", def: "100", restart: true,
-			doc: "sessions at once; beyond it `421 4.4.5`"}, 1, ""),
-		atLeast(setting{name: "max_recipients", def: "1000",
-			doc: "recipients per message; beyond it `452 4.5.3`"}, 1, ""),
-		atLeast(setting{name: "line_length_limit", def: "1048576",
-			doc: "longest line accepted in bytes (Postfix itself never sends more than 998)"}, 1000, " (RFC 5321 allows 1000-byte lines)"),
+		{name: "max_connections", def: "100", restart: true,
+			doc: "sessions at once; beyond it `421 4.4.5`", min: 1},
+		{name: "max_recipients", def: "1000",
+			doc: "recipients per message; beyond it `452 4.5.3`", min: 1},
+		{name: "line_length_limit", def: "1048576",
+			doc: "longest line accepted in bytes (Postfix itself never sends more than 998)", min: 1000, why: " (RFC 5321 allows 1000-byte lines)"},
 		{name: "idle_timeout", def: `"300s"`,
 			doc: "for one command line, in total (a client dripping bytes cannot extend it)"},
 		{name: "data_timeout", def: `"600s"`, doc: "for one message body, all BDAT chunks included"},
@@ -181,10 +174,10 @@ var sections = []section{
 	}},
 	{"Delivery workers", []setting{
 		{name: "worker_idle_timeout", def: `"60s"`, restart: true, doc: "a worker nobody used for this long exits"},
-		atLeast(setting{name: "worker_max_use", def: "10000", restart: true,
-			doc: "deliveries one worker makes before it is replaced"}, 1, ""),
-		atLeast(setting{name: "worker_limit", def: "64", restart: true,
-			doc: "worker processes alive at once, over all uids; at the limit an idle worker of another uid is ended to make room, else the delivery waits"}, 1, ""),
+		{name: "worker_max_use", def: "10000", restart: true,
+			doc: "deliveries one worker makes before it is replaced", min: 1},
+		{name: "worker_limit", def: "64", restart: true,
+			doc: "worker processes alive at once, over all uids; at the limit an idle worker of another uid is ended to make room, else the delivery waits", min: 1},
 	}},
 	{"TLS", []setting{
 		{name: "tls_cert_file", def: `""`,
