@@ -132,7 +132,9 @@ func (c *Config) LockTimeout() time.Duration {
 // MapOptions are the options every table of this configuration opens with.
 func (c *Config) MapOptions() maps.Options { return maps.Options{Dir: c.Dir} }
 
-// file mirrors the TOML; pointers tell "absent" from "zero".
+// file mirrors the TOML. Parse decodes the table's defaults into it
+// first, so a nil pointer is a setting the file leaves out that has no
+// literal default (required, or worked out from others: see or).
 type file struct {
 	Hostname        *string `toml:"hostname"`
 	Listen          *list   `toml:"listen"`
