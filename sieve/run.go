@@ -51,8 +51,9 @@ type Limits struct {
 // Pigeonhole's defaults, which are vlmtpd's configuration's too
 // (server/config's TestPackageDefaultsAgree keeps them equal).
 const (
-	DefaultMaxActions   = 32
-	DefaultMaxRedirects = 4
+	DefaultMaxActions    = 32
+	DefaultMaxRedirects  = 4
+	DefaultMaxScriptSize = 1 << 20 // bytes
 )
 
 // Env is everything a run can see of the world.

@@ -37,7 +37,7 @@ import (
 const (
 	DefaultSendmail      = "/usr/sbin/sendmail"
 	DefaultSieveCPUTime  = 5 * time.Second
-	DefaultSieveMaxBytes = 1 << 20
+	DefaultSieveMaxBytes = sieve.DefaultMaxScriptSize
 )
 
 // filtered reports whether r's message goes through Sieve.

@@ -87,7 +87,7 @@ func (c *Config) Value(name string) (string, bool) {
 func tomlValue(v any) string {
 	switch v := v.(type) {
 	case time.Duration:
-		return tomlString(FormatDuration(v))
+		return tomlString(formatDuration(v))
 	case os.FileMode:
 		return tomlString(fmt.Sprintf("%04o", uint32(v)))
 	case []netip.Prefix:
@@ -128,9 +128,9 @@ func tomlString(s string) string {
 	return b.String()
 }
 
-// FormatDuration writes d as Postfix would: whole hours as "24h", whole
+// formatDuration writes d as Postfix would: whole hours as "24h", whole
 // seconds as "300s", anything finer as Go does ("1.5s").
-func FormatDuration(d time.Duration) string {
+func formatDuration(d time.Duration) string {
 	switch {
 	case d != 0 && d%time.Hour == 0:
 		return fmt.Sprintf("%dh", d/time.Hour)

@@ -169,7 +169,7 @@ func TestPackageDefaultsAgree(t *testing.T) {
 		{"store.DefaultLockMethods", store.DefaultLockMethods, c.VirtualMailboxLock},
 		{"store.DefaultSendmail", store.DefaultSendmail, c.SendmailPath},
 		{"store.DefaultSieveCPUTime", store.DefaultSieveCPUTime, c.SieveMaxCPUTime},
-		{"store.DefaultSieveMaxBytes", store.DefaultSieveMaxBytes, c.SieveMaxScriptSize},
+		{"sieve.DefaultMaxScriptSize", sieve.DefaultMaxScriptSize, c.SieveMaxScriptSize},
 		{"maps.DefaultDoubleBounce", maps.DefaultDoubleBounce, c.DoubleBounceSender},
 		{"sieve.DefaultMaxActions", sieve.DefaultMaxActions, c.SieveMaxActions},
 		{"sieve.DefaultMaxRedirects", sieve.DefaultMaxRedirects, c.SieveMaxRedirects},
