@@ -66,9 +66,9 @@ func typeName(name string) string {
 	return "string"
 }
 
-// MarkdownTable is the README's table of settings: one row per setting,
+// markdownTable is the README's table of settings: one row per setting,
 // a bold row per section.
-func MarkdownTable() string {
+func markdownTable() string {
 	var b strings.Builder
 	b.WriteString("| setting | default | meaning |\n|---|---|---|\n")
 	section := ""

@@ -232,7 +232,7 @@ const (
 )
 
 // TestREADMETable: the README's settings table is the table's, made by
-// MarkdownTable; -update rewrites it.
+// markdownTable; -update rewrites it.
 func TestREADMETable(t *testing.T) {
 	path := filepath.Join("..", "..", "README.md")
 	data, err := os.ReadFile(path)
@@ -244,7 +244,7 @@ func TestREADMETable(t *testing.T) {
 	if i < 0 || j < i {
 		t.Fatalf("README.md lacks the lines %q and %q around the settings table", readmeStart, readmeEnd)
 	}
-	want := text[:i] + readmeStart + MarkdownTable() + readmeEnd + text[j+len(readmeEnd):]
+	want := text[:i] + readmeStart + markdownTable() + readmeEnd + text[j+len(readmeEnd):]
 	if want == text {
 		return
 	}
