@@ -4,7 +4,7 @@ export PATH := $(dir $(GO)):$(PATH)
 BIN     := bin/vlmtpd
 PKGS    := ./...
 
-.PHONY: build test test-short check run fuzz lint setup clean bench man install
+.PHONY: build test test-short check run fuzz lint setup clean bench man readme install
 
 build:
 	$(GO) build -o $(BIN) ./cmd/vlmtpd
@@ -37,11 +37,17 @@ setup:
 run: build
 	./$(BIN) quickstart -config config.example.toml
 
-# vlmtpd(8), generated from the commands' own help texts.
+# vlmtpd(8), generated from the commands' own help texts, and
+# vlmtpd.toml(5), from the settings table (server/config/settings.go).
 man: build
 	./$(BIN) man > docs/vlmtpd.8
+	./$(BIN) man -section 5 > docs/vlmtpd.toml.5
 
-# Installs the binary, the man page, the systemd units and the example
+# The README's settings table, from the same table.
+readme:
+	$(GO) test ./server/config -run TestREADMETable -update
+
+# Installs the binary, the man pages, the systemd units and the example
 # configuration (as vlmtpd.toml.example, never over a real one).
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -49,6 +55,8 @@ install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/vlmtpd
 	./$(BIN) man > bin/vlmtpd.8
 	install -D -m 0644 bin/vlmtpd.8 $(DESTDIR)$(PREFIX)/share/man/man8/vlmtpd.8
+	./$(BIN) man -section 5 > bin/vlmtpd.toml.5
+	install -D -m 0644 bin/vlmtpd.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/vlmtpd.toml.5
 	install -D -m 0644 dist/vlmtpd.service $(DESTDIR)/etc/systemd/system/vlmtpd.service
 	install -D -m 0644 dist/vlmtpd.socket $(DESTDIR)/etc/systemd/system/vlmtpd.socket
 	install -D -m 0644 config.example.toml $(DESTDIR)/etc/vlmtpd/vlmtpd.toml.example

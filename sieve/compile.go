@@ -46,7 +46,8 @@ type Options struct {
 	Extensions []string
 	// Include loads scripts named by include; nil makes include an error.
 	Include IncludeLoader
-	// MaxScriptSize bounds each script's source; 0 means 1 MiB.
+	// MaxScriptSize bounds each script's source; 0 means
+	// DefaultMaxScriptSize.
 	MaxScriptSize int
 	// Name is used in error messages.
 	Name string
@@ -95,7 +96,7 @@ type compiler struct {
 func (c *compiler) compile(src []byte, name string, stack []includeKey) (*Script, error) {
 	max := c.opts.MaxScriptSize
 	if max <= 0 {
-		max = 1 << 20
+		max = DefaultMaxScriptSize
 	}
 	if len(src) > max {
 		return nil, &Error{Script: name, Msg: fmt.Sprintf("script is larger than %d bytes", max)}

@@ -42,11 +42,19 @@ type VacationTracker interface {
 }
 
 // Limits bound what a script may do; zero values take Pigeonhole's
-// defaults. CPU time is bounded by the context given to Run.
+// defaults, below. CPU time is bounded by the context given to Run.
 type Limits struct {
-	MaxActions   int // sieve_max_actions, 32
-	MaxRedirects int // sieve_max_redirects, 4
+	MaxActions   int // sieve_max_actions
+	MaxRedirects int // sieve_max_redirects
 }
+
+// Pigeonhole's defaults, which are vlmtpd's configuration's too
+// (server/config's TestPackageDefaultsAgree keeps them equal).
+const (
+	DefaultMaxActions    = 32
+	DefaultMaxRedirects  = 4
+	DefaultMaxScriptSize = 1 << 20 // bytes
+)
 
 // Env is everything a run can see of the world.
 type Env struct {
@@ -340,10 +348,10 @@ func (r *run) command(f *frame, x *cmd) error {
 func (r *run) limits() Limits {
 	l := r.env.Limits
 	if l.MaxActions <= 0 {
-		l.MaxActions = 32
+		l.MaxActions = DefaultMaxActions
 	}
 	if l.MaxRedirects <= 0 {
-		l.MaxRedirects = 4
+		l.MaxRedirects = DefaultMaxRedirects
 	}
 	return l
 }

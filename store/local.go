@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,11 +38,11 @@ type Local struct {
 
 var _ Deliverer = (*Local)(nil)
 
-// Defaults of LocalOptions, as in Postfix.
-const (
-	DefaultLockTimeout   = 20 * time.Second
-	DefaultStaleLockTime = 500 * time.Second
-)
+// Defaults of LocalOptions and SieveOptions fields left zero: the
+// configuration's defaults (server/config's table, which owns them;
+// TestPackageDefaultsAgree there keeps these equal). DefaultLockTimeout
+// is deliver_lock_attempts × deliver_lock_delay.
+const DefaultLockTimeout = 20 * time.Second
 
 // DefaultLockMethods is virtual_mailbox_lock's default.
 var DefaultLockMethods = []string{LockFcntl, LockDotlock}
@@ -59,10 +61,8 @@ func NewLocal(base string, opts LocalOptions) (*Local, error) {
 	opts.LockMethods = append([]string(nil), opts.LockMethods...)
 	seen := map[string]bool{}
 	for _, m := range opts.LockMethods {
-		switch m {
-		case LockFcntl, LockFlock, LockDotlock:
-		default:
-			return nil, fmt.Errorf("store: unknown mailbox lock method %q (want fcntl, flock or dotlock)", m)
+		if !slices.Contains(LockMethods, m) {
+			return nil, fmt.Errorf("store: unknown mailbox lock method %q (want one of %s)", m, strings.Join(LockMethods, ", "))
 		}
 		if seen[m] {
 			return nil, fmt.Errorf("store: mailbox lock method %q given twice", m)
@@ -71,9 +71,6 @@ func NewLocal(base string, opts LocalOptions) (*Local, error) {
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
-	}
-	if opts.StaleLockTime <= 0 {
-		opts.StaleLockTime = DefaultStaleLockTime
 	}
 	if opts.Hostname == "" {
 		h, err := os.Hostname()

@@ -71,7 +71,7 @@ func TestNewLocalErrors(t *testing.T) {
 	if got := strings.Join(l.opts.LockMethods, ","); got != "fcntl,dotlock" {
 		t.Errorf("default lock methods %s", got)
 	}
-	if l.opts.LockTimeout != DefaultLockTimeout || l.opts.StaleLockTime != DefaultStaleLockTime || l.host == "" {
+	if l.opts.LockTimeout != DefaultLockTimeout || l.opts.StaleLockTime != 0 || l.host == "" {
 		t.Errorf("defaults not applied: %+v", l.opts)
 	}
 }

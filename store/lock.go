@@ -21,6 +21,10 @@ const (
 	LockDotlock = "dotlock"
 )
 
+// LockMethods are all the lock methods, the one list that
+// virtual_mailbox_lock is checked against (by server/config and NewLocal).
+var LockMethods = []string{LockFcntl, LockFlock, LockDotlock}
+
 var errLockBusy = errors.New("mailbox is locked by another process")
 
 // mboxLock is the set of locks held on one mbox.
@@ -115,7 +119,7 @@ func (l *Local) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, n
 		}
 		age := time.Since(time.Unix(st.Ctim.Unix()))
 		pid, dead := l.dotlockOwnerGone(lk.dirfd, lockName, &st)
-		if !dead && age <= l.opts.StaleLockTime {
+		if !dead && (l.opts.StaleLockTime <= 0 || age <= l.opts.StaleLockTime) {
 			return errLockBusy
 		}
 		// As with any dotlock breaking, another program could replace the

@@ -10,12 +10,15 @@ import (
 type LocalOptions struct {
 	// Hostname goes into Maildir file names; default os.Hostname().
 	Hostname string
-	// LockMethods is virtual_mailbox_lock: "fcntl", "flock", "dotlock",
-	// applied in this order. Default fcntl, dotlock.
+	// LockMethods is virtual_mailbox_lock: some of LockMethods, applied
+	// in this order; default DefaultLockMethods.
 	LockMethods []string
-	// LockTimeout bounds the wait for all mbox locks together; default 20s.
+	// LockTimeout bounds the wait for all mbox locks together; default
+	// DefaultLockTimeout.
 	LockTimeout time.Duration
-	// StaleLockTime is the age after which a dotlock is removed; default 500s.
+	// StaleLockTime is stale_lock_time, the age after which a dotlock is
+	// taken to be left over by a crash and removed. Zero: never; only a
+	// dotlock whose writer's pid is gone is removed.
 	StaleLockTime time.Duration
 	Logger        *slog.Logger
 	// Sieve configures filtering; with no administrator scripts, only
@@ -34,10 +37,11 @@ type SieveOptions struct {
 	GlobalDir string
 	// Separator is recipient_delimiter, for the subaddress extension.
 	Separator string
-	// MaxRedirects, MaxActions and MaxScriptSize are sieve_max_redirects
-	// (4), sieve_max_actions (32) and sieve_max_script_size (1 MiB).
+	// MaxRedirects, MaxActions and MaxScriptSize are sieve_max_redirects,
+	// sieve_max_actions and sieve_max_script_size (default
+	// DefaultSieveMaxBytes); zero limits are the sieve package's.
 	MaxRedirects, MaxActions, MaxScriptSize int
 	// MaxCPUTime is sieve_max_cpu_time: the longest one message's scripts
-	// may run; default 5s.
+	// may run; default DefaultSieveCPUTime.
 	MaxCPUTime time.Duration
 }

@@ -32,10 +32,12 @@ import (
 // (sieve_submit.go), and keeps the response and duplicate state beneath
 // the mailbox (sieve_state.go).
 
-// Defaults of SieveOptions (Pigeonhole's).
+// Defaults of SieveOptions fields left zero: the configuration's
+// (Pigeonhole's), kept equal to server/config's table by
+// TestPackageDefaultsAgree there.
 const (
 	DefaultSieveCPUTime  = 5 * time.Second
-	DefaultSieveMaxBytes = 1 << 20
+	DefaultSieveMaxBytes = sieve.DefaultMaxScriptSize
 )
 
 // filtered reports whether r's message goes through Sieve: not when the

@@ -20,7 +20,7 @@ func TestManPage(t *testing.T) {
 	}
 	for cmd, flag := range map[string]string{"serve": "-config", "quickstart": "-config", "lookup": "-config",
 		"check-config": "-config", "makemap": "-N", "version": "", "sieve-check": "-global", "sieve-test": "-mailboxes",
-		"quota": "-recalc", "stats": "-raw"} {
+		"quota": "-recalc", "stats": "-raw", "config": "-n"} {
 		i := strings.Index(page, "\n.SS "+cmd+"\n")
 		if i < 0 {
 			t.Errorf("no section for %s", cmd)

@@ -18,21 +18,26 @@ import (
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
-// PoolOptions tune a Pool. Zero values get the defaults.
+// PoolOptions tune a Pool. The first four are settings: the caller passes
+// the configuration's values (cmd/vlmtpd); a zero one gets the Default of
+// the same name, the configuration's default (server/config's table;
+// TestPackageDefaultsAgree there keeps them equal). The others are not
+// settings and zero gets the default written beside them.
 type PoolOptions struct {
-	// IdleTimeout ends a worker nobody used for this long; default 60s.
+	// IdleTimeout ends a worker nobody used for this long
+	// (worker_idle_timeout).
 	IdleTimeout time.Duration
 	// MaxDeliveries is how many requests one worker serves before it is
-	// replaced; default 1000.
+	// replaced (worker_max_use).
 	MaxDeliveries int
-	// MaxWorkers caps the worker processes alive at once, over all uids;
-	// default 32. At the cap, an idle worker of another uid is ended to
-	// make room, else the request waits.
+	// MaxWorkers caps the worker processes alive at once, over all uids
+	// (worker_limit). At the cap, an idle worker of another uid is ended
+	// to make room, else the request waits.
 	MaxWorkers int
 	// DeliveryTimeout bounds one delivery request (all recipients of a
 	// uid group) when the context has no earlier deadline; a worker past it
-	// is killed and its recipients get WorkerFailed. Default 5 minutes, below
-	// Postfix's lmtp_data_done_timeout of 600s.
+	// is killed and its recipients get WorkerFailed (delivery_timeout, below
+	// Postfix's lmtp_data_done_timeout of 600s).
 	DeliveryTimeout time.Duration
 	// QueryTimeout bounds a mailbox size query; default 30s.
 	QueryTimeout time.Duration
@@ -46,18 +51,26 @@ type PoolOptions struct {
 	Logger    *slog.Logger
 }
 
+// The configuration's defaults, for a PoolOptions field left zero.
+const (
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultMaxDeliveries   = 10000
+	DefaultMaxWorkers      = 64
+	DefaultDeliveryTimeout = 300 * time.Second
+)
+
 func (o *PoolOptions) defaults() {
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 60 * time.Second
+		o.IdleTimeout = DefaultIdleTimeout
 	}
 	if o.MaxDeliveries <= 0 {
-		o.MaxDeliveries = 1000
+		o.MaxDeliveries = DefaultMaxDeliveries
 	}
 	if o.MaxWorkers <= 0 {
-		o.MaxWorkers = 32
+		o.MaxWorkers = DefaultMaxWorkers
 	}
 	if o.DeliveryTimeout <= 0 {
-		o.DeliveryTimeout = 5 * time.Minute
+		o.DeliveryTimeout = DefaultDeliveryTimeout
 	}
 	if o.QueryTimeout <= 0 {
 		o.QueryTimeout = 30 * time.Second

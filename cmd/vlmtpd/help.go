@@ -69,6 +69,15 @@ sessions, recipients sent, deferred and bounced by status code, refusals at
 RCPT, workers, table lookups and the mean time of each delivery phase. It
 reads them from the metrics endpoint, so metrics_listen must be set (and
 was set when the server started). -raw prints the endpoint's text as is.`,
+	"config": `[-config FILE] [-n] [NAME...]
+
+Prints the effective configuration as TOML, one "name = value" line per
+setting (or per NAME), with every default filled in and values as they
+would be written: times as strings such as "300s", lists as arrays, paths
+made absolute. With -n only the settings the file changes from their
+defaults, like postconf -n. The output loads back to the same
+configuration from the file's directory (relative table names are taken
+from there). Every setting is described in vlmtpd.toml(5).`,
 	"version": `
 
 Prints the version.`,

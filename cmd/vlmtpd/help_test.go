@@ -65,6 +65,7 @@ func TestSubcommandHelp(t *testing.T) {
 		"check-config": {"-config"},
 		"makemap":      {"-f", "-N", "-i"},
 		"stats":        {"-config", "-raw"},
+		"config":       {"-config", "-n"},
 		"version":      nil,
 		"sieve-check":  {"-global"},
 		"quota":        {"-config", "-size", "-recalc"},

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -136,7 +135,9 @@ func (c *Config) LockTimeout() time.Duration {
 // MapOptions are the options every table of this configuration opens with.
 func (c *Config) MapOptions() maps.Options { return maps.Options{Dir: c.Dir} }
 
-// file mirrors the TOML; pointers tell "absent" from "zero".
+// file mirrors the TOML. Parse decodes the table's defaults into it
+// first, so a nil pointer is a setting the file leaves out that has no
+// literal default (required, or worked out from others: see or).
 type file struct {
 	Hostname        *string `toml:"hostname"`
 	Listen          *list   `toml:"listen"`
@@ -213,30 +214,26 @@ type file struct {
 // tls reads the STARTTLS settings. A certificate alone means "may"; any
 // level but "none" needs the certificate and its key.
 func (p *parser) tls(c *Config, f *file) {
-	if f.TLSCertFile != nil {
-		c.TLSCertFile = p.absPath(c.Dir, *f.TLSCertFile)
+	if v := val(f.TLSCertFile); v != "" {
+		c.TLSCertFile = p.absPath(c.Dir, v)
 	}
-	if f.TLSKeyFile != nil {
-		c.TLSKeyFile = p.absPath(c.Dir, *f.TLSKeyFile)
+	if v := val(f.TLSKeyFile); v != "" {
+		c.TLSKeyFile = p.absPath(c.Dir, v)
 	}
 	def := "none"
 	if c.TLSCertFile != "" {
 		def = "may"
 	}
 	c.TLSSecurityLevel = or(f.TLSSecurityLevel, def)
-	switch c.TLSSecurityLevel {
-	case "none":
-	case "may", "encrypt":
+	if c.TLSSecurityLevel == "may" || c.TLSSecurityLevel == "encrypt" {
 		if c.TLSCertFile == "" || c.TLSKeyFile == "" {
 			p.errorf("tls_security_level", "%q needs tls_cert_file and tls_key_file", c.TLSSecurityLevel)
 		}
-	default:
-		p.errorf("tls_security_level", "unknown level %q (none, may, encrypt)", c.TLSSecurityLevel)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		p.errorf("tls_cert_file", "tls_cert_file and tls_key_file go together")
 	}
-	for _, fp := range or(f.TLSClientFingerprints, nil) {
+	for _, fp := range val(f.TLSClientFingerprints) {
 		hex := strings.ToLower(strings.ReplaceAll(fp, ":", ""))
 		if len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
 			p.errorf("tls_client_fingerprints", "%q is not a SHA-256 fingerprint (64 hex digits, colons allowed)", fp)
@@ -267,9 +264,6 @@ func (p *parser) quota(c *Config, f *file) {
 			}
 		}
 	}
-	if c.RecipientConcurrencyLimit < 0 {
-		p.errorf("recipient_concurrency_limit", "must not be negative (0 means no limit)")
-	}
 	if c.SaveToDetailMailbox && c.RecipientDelimiter == "" {
 		p.errorf("save_to_detail_mailbox", "needs recipient_delimiter (there is no detail without it)")
 	}
@@ -284,10 +278,10 @@ func (p *parser) quota(c *Config, f *file) {
 // checked by "vlmtpd check-config" and at delivery, not here (a reload
 // must not fail because a script is being replaced).
 func (p *parser) sieve(c *Config, f *file) {
-	c.SieveScriptMaps = or(f.SieveScriptMaps, nil)
+	c.SieveScriptMaps = val(f.SieveScriptMaps)
 	for key, v := range map[string]*list{"sieve_before": f.SieveBefore, "sieve_after": f.SieveAfter} {
 		var out []string
-		for _, path := range or(v, nil) {
+		for _, path := range val(v) {
 			if !filepath.IsAbs(path) {
 				p.errorf(key, "%q is not an absolute path", path)
 				continue
@@ -300,30 +294,21 @@ func (p *parser) sieve(c *Config, f *file) {
 			c.SieveAfter = out
 		}
 	}
-	if g := or(f.SieveGlobalDir, ""); g != "" {
+	if g := val(f.SieveGlobalDir); g != "" {
 		if !filepath.IsAbs(g) {
 			p.errorf("sieve_global_dir", "%q is not an absolute path", g)
 		}
 		c.SieveGlobalDir = filepath.Clean(g)
 	}
-	c.SendmailPath = or(f.SendmailPath, "/usr/sbin/sendmail")
+	c.SendmailPath = val(f.SendmailPath)
 	if !filepath.IsAbs(c.SendmailPath) || strings.ContainsAny(c.SendmailPath, " \t") {
 		p.errorf("sendmail_path", "%q is not an absolute path to a program (no arguments)", c.SendmailPath)
 	}
-	c.SubmissionHost = p.submissionHost(c.Dir, or(f.SubmissionHost, ""))
-	c.SieveMaxRedirects = or(f.SieveMaxRedirects, 4)
-	c.SieveMaxActions = or(f.SieveMaxActions, 32)
-	c.SieveMaxScriptSize = or(f.SieveMaxScriptSize, 1<<20)
-	c.SieveMaxCPUTime = p.duration("sieve_max_cpu_time", f.SieveMaxCPUTime, 5*time.Second)
-	if c.SieveMaxRedirects < 1 {
-		p.errorf("sieve_max_redirects", "must be at least 1")
-	}
-	if c.SieveMaxActions < 1 {
-		p.errorf("sieve_max_actions", "must be at least 1")
-	}
-	if c.SieveMaxScriptSize < 1 || c.SieveMaxScriptSize > 64<<20 {
-		p.errorf("sieve_max_script_size", "must be between 1 and 67108864 bytes")
-	}
+	c.SubmissionHost = p.submissionHost(c.Dir, val(f.SubmissionHost))
+	c.SieveMaxRedirects = val(f.SieveMaxRedirects)
+	c.SieveMaxActions = val(f.SieveMaxActions)
+	c.SieveMaxScriptSize = val(f.SieveMaxScriptSize)
+	c.SieveMaxCPUTime = p.duration("sieve_max_cpu_time", f.SieveMaxCPUTime)
 	if c.SieveMaxCPUTime > c.DeliveryTimeout {
 		p.errorf("sieve_max_cpu_time", "%v is longer than delivery_timeout %v", c.SieveMaxCPUTime, c.DeliveryTimeout)
 	}
@@ -337,8 +322,11 @@ func (l *list) UnmarshalTOML(v any) error {
 	switch v := v.(type) {
 	case string:
 		*l = maps.SplitList(v)
+		if len(*l) == 0 {
+			*l = nil // as [] does: an empty list is nil
+		}
 	case []any:
-		out := make([]string, 0, len(v))
+		var out []string
 		for _, e := range v {
 			s, ok := e.(string)
 			if !ok {
@@ -372,6 +360,9 @@ func Load(path string) (*Config, error) {
 // the directory relative paths are taken from.
 func Parse(path string, data []byte) (*Config, error) {
 	var f file
+	if _, err := toml.Decode(defaultsTOML, &f); err != nil {
+		panic("config: the table's defaults: " + err.Error())
+	}
 	md, err := toml.Decode(string(data), &f)
 	if err != nil {
 		return nil, decodeError(path, err)
@@ -381,6 +372,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		p.errorf(k.String(), "unknown parameter %q", k.String())
 	}
 	c := p.build(&f)
+	p.checkValues(c)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
@@ -430,6 +422,8 @@ func (p *parser) lineOf(key string) int {
 	return 0
 }
 
+// or is a setting's value, def when the file leaves it out; for settings
+// whose default is worked out from others (the table has none).
 func or[T any](v *T, def T) T {
 	if v == nil {
 		return def
@@ -437,50 +431,56 @@ func or[T any](v *T, def T) T {
 	return *v
 }
 
+// val is a setting's value: the file's, or the table's default.
+func val[T any](v *T) T {
+	var zero T
+	return or(v, zero)
+}
+
 func (p *parser) build(f *file) *Config {
 	dir := filepath.Dir(p.path)
 	c := &Config{
 		Path:                p.path,
 		Dir:                 dir,
-		Hostname:            or(f.Hostname, ""),
-		SocketGroup:         or(f.SocketGroup, ""),
-		User:                or(f.User, "vlmtpd"),
-		SpoolDirectory:      p.absPath(dir, or(f.SpoolDirectory, "/var/spool/vlmtpd")),
-		MessageSizeLimit:    or(f.MessageSizeLimit, 10240000),
-		RecipientDelimiter:  or(f.RecipientDelimiter, ""),
-		DoubleBounceSender:  or(f.DoubleBounceSender, "double-bounce"),
-		VirtualMailboxMaps:  or(f.VirtualMailboxMaps, nil),
-		VirtualUIDMaps:      or(f.VirtualUIDMaps, nil),
-		VirtualGIDMaps:      or(f.VirtualGIDMaps, nil),
-		VirtualMinimumUID:   or(f.VirtualMinimumUID, 100),
-		VirtualMailboxLock:  or(f.VirtualMailboxLock, list{"fcntl", "dotlock"}),
-		VirtualMailboxLimit: or(f.VirtualMailboxLimit, 51200000),
-		DeliverLockAttempts: or(f.DeliverLockAttempts, 20),
+		Hostname:            val(f.Hostname),
+		SocketGroup:         val(f.SocketGroup),
+		User:                val(f.User),
+		SpoolDirectory:      p.absPath(dir, val(f.SpoolDirectory)),
+		MessageSizeLimit:    val(f.MessageSizeLimit),
+		RecipientDelimiter:  val(f.RecipientDelimiter),
+		DoubleBounceSender:  val(f.DoubleBounceSender),
+		VirtualMailboxMaps:  val(f.VirtualMailboxMaps),
+		VirtualUIDMaps:      val(f.VirtualUIDMaps),
+		VirtualGIDMaps:      val(f.VirtualGIDMaps),
+		VirtualMinimumUID:   val(f.VirtualMinimumUID),
+		VirtualMailboxLock:  val(f.VirtualMailboxLock),
+		VirtualMailboxLimit: val(f.VirtualMailboxLimit),
+		DeliverLockAttempts: val(f.DeliverLockAttempts),
 
-		VirtualMailboxLimitMaps:    or(f.VirtualMailboxLimitMaps, nil),
-		VirtualCreateMaildirsize:   or(f.VirtualCreateMaildirsize, true),
-		VirtualOverquotaBounce:     or(f.VirtualOverquotaBounce, true),
-		VirtualMaildirLimitMessage: or(f.VirtualMaildirLimitMessage, "mailbox is full"),
-		RecipientConcurrencyLimit:  or(f.RecipientConcurrencyLimit, 10),
-		SaveToDetailMailbox:        or(f.SaveToDetailMailbox, false),
-		DetailMailboxCreate:        or(f.DetailMailboxCreate, false),
-		MaxConnections:             or(f.MaxConnections, 100),
-		MaxRecipients:              or(f.MaxRecipients, 1000),
-		LineLengthLimit:            or(f.LineLengthLimit, 1<<20),
-		WorkerMaxUse:               or(f.WorkerMaxUse, 10000),
-		WorkerLimit:                or(f.WorkerLimit, 64),
-		EnableOriginalRecipient:    or(f.EnableOriginalRecipient, true),
-		DeliveredToLoopCheck:       or(f.DeliveredToLoopCheck, true),
-		LogLevel:                   or(f.LogLevel, "info"),
-		LogFormat:                  or(f.LogFormat, "text"),
+		VirtualMailboxLimitMaps:    val(f.VirtualMailboxLimitMaps),
+		VirtualCreateMaildirsize:   val(f.VirtualCreateMaildirsize),
+		VirtualOverquotaBounce:     val(f.VirtualOverquotaBounce),
+		VirtualMaildirLimitMessage: val(f.VirtualMaildirLimitMessage),
+		RecipientConcurrencyLimit:  val(f.RecipientConcurrencyLimit),
+		SaveToDetailMailbox:        val(f.SaveToDetailMailbox),
+		DetailMailboxCreate:        val(f.DetailMailboxCreate),
+		MaxConnections:             val(f.MaxConnections),
+		MaxRecipients:              val(f.MaxRecipients),
+		LineLengthLimit:            val(f.LineLengthLimit),
+		WorkerMaxUse:               val(f.WorkerMaxUse),
+		WorkerLimit:                val(f.WorkerLimit),
+		EnableOriginalRecipient:    val(f.EnableOriginalRecipient),
+		DeliveredToLoopCheck:       val(f.DeliveredToLoopCheck),
+		LogLevel:                   val(f.LogLevel),
+		LogFormat:                  val(f.LogFormat),
 	}
-	c.DeliverLockDelay = p.duration("deliver_lock_delay", f.DeliverLockDelay, time.Second)
-	c.StaleLockTime = p.duration("stale_lock_time", f.StaleLockTime, 500*time.Second)
-	c.IdleTimeout = p.duration("idle_timeout", f.IdleTimeout, 300*time.Second)
-	c.DataTimeout = p.duration("data_timeout", f.DataTimeout, 600*time.Second)
-	c.DeliveryTimeout = p.duration("delivery_timeout", f.DeliveryTimeout, 300*time.Second)
-	c.ShutdownTimeout = p.duration("shutdown_timeout", f.ShutdownTimeout, 50*time.Second)
-	c.WorkerIdleTimeout = p.duration("worker_idle_timeout", f.WorkerIdleTimeout, 60*time.Second)
+	c.DeliverLockDelay = p.duration("deliver_lock_delay", f.DeliverLockDelay)
+	c.StaleLockTime = p.duration("stale_lock_time", f.StaleLockTime)
+	c.IdleTimeout = p.duration("idle_timeout", f.IdleTimeout)
+	c.DataTimeout = p.duration("data_timeout", f.DataTimeout)
+	c.DeliveryTimeout = p.duration("delivery_timeout", f.DeliveryTimeout)
+	c.ShutdownTimeout = p.duration("shutdown_timeout", f.ShutdownTimeout)
+	c.WorkerIdleTimeout = p.duration("worker_idle_timeout", f.WorkerIdleTimeout)
 
 	if c.Hostname == "" {
 		h, err := os.Hostname()
@@ -494,18 +494,18 @@ func (p *parser) build(f *file) *Config {
 	}
 	p.localDomains(c, f)
 
-	for _, l := range or(f.Listen, list{"unix:/run/vlmtpd/lmtp.sock"}) {
+	for _, l := range val(f.Listen) {
 		c.Listen = append(c.Listen, p.listenAddr(dir, l))
 	}
 	if len(c.Listen) == 0 {
 		p.errorf("listen", "at least one listener is needed")
 	}
-	mode, err := strconv.ParseUint(or(f.SocketMode, "0660"), 8, 32)
+	mode, err := strconv.ParseUint(val(f.SocketMode), 8, 32)
 	if err != nil || mode > 0o777 {
-		p.errorf("socket_mode", "%q is not an octal file mode", or(f.SocketMode, ""))
+		p.errorf("socket_mode", "%q is not an octal file mode", val(f.SocketMode))
 	}
 	c.SocketMode = os.FileMode(mode)
-	for _, n := range or(f.AllowedNetworks, list{"127.0.0.0/8", "::1/128"}) {
+	for _, n := range val(f.AllowedNetworks) {
 		pfx, err := parseNetwork(n)
 		if err != nil {
 			p.errorf("allowed_networks", "%v", err)
@@ -518,9 +518,6 @@ func (p *parser) build(f *file) *Config {
 		p.errorf("user", "must name an unprivileged user")
 	}
 
-	if c.MessageSizeLimit < 0 {
-		p.errorf("message_size_limit", "must not be negative")
-	}
 	if c.DoubleBounceSender == "" {
 		p.errorf("double_bounce_sender", "must not be empty")
 	}
@@ -530,11 +527,9 @@ func (p *parser) build(f *file) *Config {
 		}
 	}
 
-	base := or(f.VirtualMailboxBase, "")
-	switch {
-	case base == "":
+	if base := val(f.VirtualMailboxBase); base == "" {
 		p.errorf("virtual_mailbox_base", "must be set")
-	default:
+	} else {
 		c.VirtualMailboxBase = p.absPath(dir, base)
 	}
 	if len(c.VirtualMailboxMaps) == 0 {
@@ -548,17 +543,7 @@ func (p *parser) build(f *file) *Config {
 	}
 	// Postfix's default: virtual_mailbox_domains = $virtual_mailbox_maps.
 	c.VirtualMailboxDomains = or(f.VirtualMailboxDomains, list(c.VirtualMailboxMaps))
-	if c.VirtualMinimumUID < 1 {
-		p.errorf("virtual_minimum_uid", "must be at least 1 (uid 0 may never receive mail)")
-	}
-	for _, m := range c.VirtualMailboxLock {
-		if m != "fcntl" && m != "flock" && m != "dotlock" {
-			p.errorf("virtual_mailbox_lock", "unknown method %q (fcntl, flock, dotlock)", m)
-		}
-	}
 	switch lim, msg := c.VirtualMailboxLimit, c.MessageSizeLimit; {
-	case lim < 0:
-		p.errorf("virtual_mailbox_limit", "must not be negative")
 	case lim > 0 && msg == 0:
 		p.errorf("virtual_mailbox_limit", "is %d while message_size_limit is 0 (unlimited): set message_size_limit or make this 0", lim)
 	case lim > 0 && lim < msg:
@@ -566,29 +551,7 @@ func (p *parser) build(f *file) *Config {
 	}
 	p.quota(c, f)
 	p.sieve(c, f)
-	if c.DeliverLockAttempts < 1 {
-		p.errorf("deliver_lock_attempts", "must be at least 1")
-	}
-	for key, v := range map[string]int{"max_connections": c.MaxConnections, "max_recipients": c.MaxRecipients,
-		"worker_max_use": c.WorkerMaxUse, "worker_limit": c.WorkerLimit} {
-		if v < 1 {
-			p.errorf(key, "must be at least 1")
-		}
-	}
-	if c.LineLengthLimit < 1000 {
-		p.errorf("line_length_limit", "must be at least 1000 (RFC 5321 allows 1000-byte lines)")
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		p.errorf("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
-	}
-	switch c.LogFormat {
-	case "text", "json", "postfix":
-	default:
-		p.errorf("log_format", "%q is not text, json or postfix", c.LogFormat)
-	}
-	c.MetricsListen = p.metricsListen(dir, or(f.MetricsListen, ""))
+	c.MetricsListen = p.metricsListen(dir, val(f.MetricsListen))
 	return c
 }
 
@@ -657,12 +620,12 @@ func (p *parser) localDomains(c *Config, f *file) {
 	vars := map[string]string{"myhostname": c.Hostname}
 	c.MyDomain = p.expand("mydomain", or(f.MyDomain, def), vars)
 	vars["mydomain"] = c.MyDomain
-	c.MyOrigin = p.expand("myorigin", or(f.MyOrigin, "$myhostname"), vars)
+	c.MyOrigin = p.expand("myorigin", val(f.MyOrigin), vars)
 	if strings.HasPrefix(c.MyOrigin, "/") {
 		p.errorf("myorigin", "%q: reading myorigin from a file (a Debian patch) is not supported: write the domain", c.MyOrigin)
 	}
 	vars["myorigin"] = c.MyOrigin
-	for _, d := range or(f.MyDestination, list{"$myhostname", "localhost.$mydomain", "localhost"}) {
+	for _, d := range val(f.MyDestination) {
 		if d = p.expand("mydestination", d, vars); d != "" {
 			c.MyDestination = append(c.MyDestination, maps.SplitList(d)...)
 		}
@@ -733,14 +696,13 @@ func parseNetwork(s string) (netip.Prefix, error) {
 
 // duration parses a Postfix time value: a number with an optional unit
 // s, m, h, d or w (default seconds); Go durations such as "1m30s" too.
-func (p *parser) duration(key string, v *string, def time.Duration) time.Duration {
-	if v == nil {
-		return def
-	}
-	d, err := ParseDuration(*v)
+// A bad one is an error and leaves the default, so that checks against
+// other settings do not report it again.
+func (p *parser) duration(key string, v *string) time.Duration {
+	d, err := ParseDuration(val(v))
 	if err != nil || d <= 0 {
-		p.errorf(key, "%q is not a positive time (e.g. 30s, 5m, 1h)", *v)
-		return def
+		p.errorf(key, "%q is not a positive time (e.g. 30s, 5m, 1h)", val(v))
+		d, _ = ParseDuration(strings.Trim(settingsByName[key].def, `"`))
 	}
 	return d
 }
@@ -764,43 +726,4 @@ var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$`)
 
 func validHostname(h string) bool {
 	return len(h) <= 255 && hostnameRE.MatchString(h)
-}
-
-// RestartOnly names the settings that differ between a and b and take
-// effect only at a restart: the sockets, the processes' users and their
-// logging, and what the root parent and the delivery workers were started
-// with.
-func RestartOnly(a, b *Config) []string {
-	var out []string
-	add := func(name string, differ bool) {
-		if differ {
-			out = append(out, name)
-		}
-	}
-	add("listen", !slices.Equal(a.Listen, b.Listen))
-	add("socket_mode", a.SocketMode != b.SocketMode)
-	add("socket_group", a.SocketGroup != b.SocketGroup)
-	add("user", a.User != b.User)
-	add("max_connections", a.MaxConnections != b.MaxConnections)
-	add("virtual_mailbox_base", a.VirtualMailboxBase != b.VirtualMailboxBase)
-	add("virtual_minimum_uid", a.VirtualMinimumUID != b.VirtualMinimumUID)
-	add("virtual_mailbox_lock", !slices.Equal(a.VirtualMailboxLock, b.VirtualMailboxLock))
-	add("deliver_lock_attempts", a.DeliverLockAttempts != b.DeliverLockAttempts)
-	add("deliver_lock_delay", a.DeliverLockDelay != b.DeliverLockDelay)
-	add("stale_lock_time", a.StaleLockTime != b.StaleLockTime)
-	add("delivery_timeout", a.DeliveryTimeout != b.DeliveryTimeout)
-	add("worker_idle_timeout", a.WorkerIdleTimeout != b.WorkerIdleTimeout)
-	add("worker_max_use", a.WorkerMaxUse != b.WorkerMaxUse)
-	add("worker_limit", a.WorkerLimit != b.WorkerLimit)
-	add("sieve_before", !slices.Equal(a.SieveBefore, b.SieveBefore))
-	add("sieve_after", !slices.Equal(a.SieveAfter, b.SieveAfter))
-	add("sieve_global_dir", a.SieveGlobalDir != b.SieveGlobalDir)
-	add("sieve_max_redirects", a.SieveMaxRedirects != b.SieveMaxRedirects)
-	add("sieve_max_actions", a.SieveMaxActions != b.SieveMaxActions)
-	add("sieve_max_script_size", a.SieveMaxScriptSize != b.SieveMaxScriptSize)
-	add("sieve_max_cpu_time", a.SieveMaxCPUTime != b.SieveMaxCPUTime)
-	add("log_level", a.LogLevel != b.LogLevel)
-	add("log_format", a.LogFormat != b.LogFormat)
-	add("metrics_listen", a.MetricsListen != b.MetricsListen)
-	return out
 }
