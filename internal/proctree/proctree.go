@@ -1,7 +1,8 @@
 // Package proctree finds a process's children and measures the memory and
-// CPU time of a process and all its descendants from Linux's /proc, for the tests that
-// look at vlmtpd's delivery workers and for the load test and the
-// benchmark that compare vlmtpd, which runs delivery workers as child
+// CPU time of a process and all its descendants from Linux's /proc: for the
+// front's metrics of its delivery workers (any process: it only reads
+// /proc), for the tests that look at the workers, and for the load test and
+// the benchmark that compare vlmtpd, which runs delivery workers as child
 // processes, with other servers made of several processes.
 package proctree
 
@@ -44,8 +45,29 @@ type proc struct {
 	state     string
 	// cpu is utime+stime+cutime+cstime in clock ticks: the process's own
 	// CPU time and that of the children it has reaped, so that a worker
-	// that exits between two readings still counts, in its parent.
-	cpu int64
+	// that exits between two readings still counts, in its parent;
+	// children is cutime+cstime alone.
+	cpu, children int64
+	rss           int64 // resident set size in pages
+}
+
+// Usage is what /proc/PID/stat says one process has used.
+type Usage struct {
+	// CPU is its user and system time, its reaped children's included;
+	// Children is its reaped children's alone. Both are whole clock ticks
+	// (10 ms).
+	CPU, Children time.Duration
+	RSS           int64 // resident set size, bytes
+}
+
+// Stat is pid's usage; false if the process is gone.
+func Stat(pid int) (Usage, bool) {
+	p, ok := readStat(pid)
+	if !ok {
+		return Usage{}, false
+	}
+	return Usage{CPU: time.Duration(p.cpu) * clockTick, Children: time.Duration(p.children) * clockTick,
+		RSS: p.rss * int64(os.Getpagesize())}, true
 }
 
 // Running reports whether pid exists and is not a zombie.
@@ -84,16 +106,14 @@ func readStat(pid int) (proc, bool) {
 		return proc{}, false
 	}
 	f := strings.Fields(string(st[i+1:]))
-	if len(f) < 15 {
+	if len(f) < 22 {
 		return proc{}, false
 	}
-	pp, _ := strconv.Atoi(f[1])
-	p := proc{pid: pid, ppid: pp, state: f[0]}
-	// Fields 14-17 of proc(5), counted from the state (field 3).
-	for _, v := range f[11:15] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		p.cpu += n
-	}
+	// Field n of proc(5) is f[n-3]: f[0] is the state (field 3).
+	num := func(n int) int64 { v, _ := strconv.ParseInt(f[n-3], 10, 64); return v }
+	p := proc{pid: pid, ppid: int(num(4)), state: f[0],
+		children: num(16) + num(17), rss: num(24)}
+	p.cpu = num(14) + num(15) + p.children
 	return p, true
 }
 

@@ -189,3 +189,30 @@ func TestCmdlineAndHWM(t *testing.T) {
 		t.Fatalf("HWM after reset %d, want well under the %d before", after, peak)
 	}
 }
+
+// TestStat: Children grows by what a reaped child used and is part of
+// CPU; RSS agrees with /proc/PID/status's VmRSS; a gone process is false.
+func TestStat(t *testing.T) {
+	before, ok := Stat(os.Getpid())
+	if !ok || before.RSS <= 0 || before.Children > before.CPU {
+		t.Fatalf("Stat(self) = %+v, %v", before, ok)
+	}
+	if vm := RSS(os.Getpid()); before.RSS < vm/2 || before.RSS > vm*2 {
+		t.Errorf("RSS %d bytes, VmRSS %d", before.RSS, vm)
+	}
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	child := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if child < 50*time.Millisecond {
+		t.Skipf("the child used only %v of CPU; too little to tell", child)
+	}
+	after, _ := Stat(os.Getpid())
+	if got := after.Children - before.Children; got < child-2*clockTick {
+		t.Errorf("Children grew by %v, want at least the reaped child's %v", got, child)
+	}
+	if _, ok := Stat(cmd.Process.Pid); ok {
+		t.Errorf("Stat of a reaped child: true")
+	}
+}
