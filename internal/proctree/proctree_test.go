@@ -128,11 +128,10 @@ func TestKiB(t *testing.T) {
 	}
 }
 
-// TestCPUCountsReapedChildren: a child that burns CPU and exits before
-// the second reading still counts, through our cutime/cstime.
-func TestCPUCountsReapedChildren(t *testing.T) {
-	before := CPU(os.Getpid())
-	// A bounded busy loop in a shell: well over the 10 ms resolution.
+// burnChild runs a bounded busy loop in a shell, well over the 10 ms
+// resolution, and returns it, reaped, with the CPU time it used.
+func burnChild(t *testing.T) (*exec.Cmd, time.Duration) {
+	t.Helper()
 	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
@@ -141,6 +140,14 @@ func TestCPUCountsReapedChildren(t *testing.T) {
 	if child < 50*time.Millisecond {
 		t.Skipf("the child used only %v of CPU; too little to tell", child)
 	}
+	return cmd, child
+}
+
+// TestCPUCountsReapedChildren: a child that burns CPU and exits before
+// the second reading still counts, through our cutime/cstime.
+func TestCPUCountsReapedChildren(t *testing.T) {
+	before := CPU(os.Getpid())
+	_, child := burnChild(t)
 	got := CPU(os.Getpid()) - before
 	if got < child-2*clockTick {
 		t.Fatalf("CPU grew by %v, want at least the reaped child's %v", got, child)
@@ -200,14 +207,7 @@ func TestStat(t *testing.T) {
 	if vm := RSS(os.Getpid()); before.RSS < vm/2 || before.RSS > vm*2 {
 		t.Errorf("RSS %d bytes, VmRSS %d", before.RSS, vm)
 	}
-	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done")
-	if err := cmd.Run(); err != nil {
-		t.Fatal(err)
-	}
-	child := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	if child < 50*time.Millisecond {
-		t.Skipf("the child used only %v of CPU; too little to tell", child)
-	}
+	cmd, child := burnChild(t)
 	after, _ := Stat(os.Getpid())
 	if got := after.Children - before.Children; got < child-2*clockTick {
 		t.Errorf("Children grew by %v, want at least the reaped child's %v", got, child)
