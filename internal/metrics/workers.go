@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -33,7 +34,7 @@ type workerUsage struct {
 	reaper int // 0: exited workers are not counted
 
 	mu      sync.Mutex
-	highest float64 // the counter's last value
+	highest time.Duration // the counter's last value
 }
 
 func (u *workerUsage) Describe(ch chan<- *prometheus.Desc) {
@@ -47,33 +48,34 @@ func (u *workerUsage) Collect(ch chan<- prometheus.Metric) {
 	u.highest = max(u.highest, cpu)
 	cpu = u.highest
 	u.mu.Unlock()
-	ch <- prometheus.MustNewConstMetric(descWorkerCPU, prometheus.CounterValue, cpu)
+	ch <- prometheus.MustNewConstMetric(descWorkerCPU, prometheus.CounterValue, cpu.Seconds())
 	ch <- prometheus.MustNewConstMetric(descWorkerRSS, prometheus.GaugeValue, float64(rss))
 }
 
 // read sums the running workers' use and adds the reaper's children's
-// time. A worker reaped between the reaper's readings before and after
-// the workers' would count twice or not at all: then it reads again.
-func (u *workerUsage) read() (cpuSeconds float64, rss int64) {
-	reaped := func() float64 {
+// time (in whole ticks: sums of durations are exact, not floats). A
+// worker reaped between the reaper's readings before and after the
+// workers' would count twice or not at all: then it reads again.
+func (u *workerUsage) read() (cpu time.Duration, rss int64) {
+	reaped := func() time.Duration {
 		if u.reaper == 0 {
 			return 0
 		}
 		r, _ := proctree.Stat(u.reaper)
-		return r.Children.Seconds()
+		return r.Children
 	}
 	for range 3 {
 		before := reaped()
-		cpuSeconds, rss = 0, 0
+		cpu, rss = 0, 0
 		for _, pid := range u.pids() {
 			if w, ok := proctree.Stat(pid); ok {
-				cpuSeconds += w.CPU.Seconds()
+				cpu += w.CPU
 				rss += w.RSS
 			}
 		}
 		if after := reaped(); after == before {
-			return cpuSeconds + before, rss
+			return cpu + before, rss
 		}
 	}
-	return cpuSeconds + reaped(), rss
+	return cpu + reaped(), rss
 }

@@ -41,8 +41,8 @@ func TestWorkerUsageCountsExitedWorkers(t *testing.T) {
 	}
 	u := &workerUsage{pids: func() []int { return []int{pid} }, reaper: os.Getpid()}
 	running, rss := u.read()
-	if running < st.CPU.Seconds() || rss <= 0 {
-		t.Fatalf("while it runs: %v s, %d bytes; it used %v", running, rss, st.CPU)
+	if running < st.CPU || rss <= 0 {
+		t.Fatalf("while it runs: %v, %d bytes; it used %v", running, rss, st.CPU)
 	}
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
@@ -50,10 +50,10 @@ func TestWorkerUsageCountsExitedWorkers(t *testing.T) {
 	}
 	exited, rss := u.read()
 	if exited < running || rss != 0 {
-		t.Fatalf("once exited and reaped: %v s, %d bytes; %v s while it ran", exited, rss, running)
+		t.Fatalf("once exited and reaped: %v, %d bytes; %v while it ran", exited, rss, running)
 	}
 	noReaper := &workerUsage{pids: u.pids}
 	if alone, _ := noReaper.read(); alone != 0 {
-		t.Fatalf("without a reaper, a gone worker counts %v s", alone)
+		t.Fatalf("without a reaper, a gone worker counts %v", alone)
 	}
 }

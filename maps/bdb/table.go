@@ -1,6 +1,7 @@
 package bdb
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -84,7 +85,7 @@ func Open(kind Kind, name string, opts maps.Options) (*Table, error) {
 	}
 	t := &Table{spec: kind.String() + ":" + name}
 	load := func(r io.Reader, name string, _ maps.Warn) (*version, error) {
-		v, unfolded, err := load(r, name, kind)
+		v, unfolded, err := readVersion(r, name, kind)
 		if err == nil {
 			unfolded.Warn(logger, t.spec)
 		}
@@ -100,9 +101,9 @@ func Open(kind Kind, name string, opts maps.Options) (*Table, error) {
 	return t, nil
 }
 
-// load reads and checks one version of the file path from r.
-func load(r io.Reader, path string, kind Kind) (*version, *maps.UnfoldedKeys, error) {
-	data, err := io.ReadAll(r)
+// readVersion reads and checks one version of the file path from r.
+func readVersion(r io.Reader, path string, kind Kind) (*version, *maps.UnfoldedKeys, error) {
+	data, err := readAll(r)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -123,6 +124,19 @@ func load(r io.Reader, path string, kind Kind) (*version, *maps.UnfoldedKeys, er
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return v, &unfolded, nil
+}
+
+// readAll reads r, in one allocation of the file's size when r is a file
+// (a table file can be tens of megabytes).
+func readAll(r io.Reader) ([]byte, error) {
+	var b bytes.Buffer
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil {
+			b.Grow(int(st.Size()) + bytes.MinRead)
+		}
+	}
+	_, err := b.ReadFrom(r)
+	return b.Bytes(), err
 }
 
 func (t *Table) Spec() string  { return t.spec }
