@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // checkInterval is how often a file-backed table looks at its file.
@@ -51,8 +53,8 @@ const maxPrevious = 2
 type snapshot[T any] struct {
 	data  T
 	state fileState
-	// prev are the versions this one replaced less than ReloadGrace
-	// before until, newest first.
+	// prev are the versions this one replaced less than Grace before
+	// until, newest first.
 	prev []previous[T]
 }
 
@@ -66,31 +68,74 @@ type previous[T any] struct {
 var ErrReloading = errors.New("the table file was just replaced and its new version lacks this key, which the previous one held: " +
 	"deferring in case the file is being rewritten in place (replace table files by renaming a complete new file over them)")
 
-// watchedFile holds the parsed contents of a table file and re-reads the
+// ErrClosed is a lookup in a table after Close.
+var ErrClosed = errors.New("table is closed")
+
+// ErrFileLocked is a table file that its writer holds locked (postmap
+// rebuilding a hash: or btree: file in place) for longer than the table
+// waits when it is opened.
+var ErrFileLocked = errors.New("locked by a writer (postmap is rebuilding it)")
+
+// Watch says how a WatchedFile follows its file.
+type Watch struct {
+	// Every is how often lookups look at the file, Settle how long a
+	// changed file must have stayed unmodified before it is read (see
+	// settleTime), Grace how long replaced versions still defer the keys
+	// they held (see ReloadGrace).
+	Every, Settle, Grace time.Duration
+	// Locked is for files whose writer holds an exclusive flock(2) while
+	// it writes them in place, as Debian's postmap does for hash: and
+	// btree: files (it truncates FILE.db and writes it again, same inode):
+	// the file is read under a shared flock, so a version is never read
+	// half-written. Opening waits up to LockWait for the writer; a reload
+	// that finds the file locked tries again at the next check.
+	Locked   bool
+	LockWait time.Duration
+	// CheckFirst makes the lookup that finds a check due make it before it
+	// answers, so that the first recipient after a quiet spell sees a file
+	// rebuilt meanwhile (a new mailbox must not get a 5.1.1 from the old
+	// version); lookups running at the same time use the version in
+	// service. Without it the check runs in the background: for files
+	// slow to parse (a large texthash: takes seconds), so that the lookup
+	// that noticed the change does not wait for it.
+	CheckFirst bool
+}
+
+// defaultWatch is how texthash:, regexp: and pcre: files are followed.
+var defaultWatch = Watch{Every: checkInterval, Settle: settleTime, Grace: ReloadGrace}
+
+// WatchedFile holds the parsed contents of a table file and re-reads the
 // file when it changes. Postfix never notices a change to texthash: or
 // regexp: files (virtual(8) restarts instead); a long-lived server must.
 //
 // Lookups read the current snapshot with one atomic load. At most once per
-// checkInterval a lookup starts a check in the background, which stats the
-// file and, if it changed, loads it again and swaps the new snapshot in;
-// lookups keep using the old one meanwhile. A reload that fails keeps the
-// old contents and logs one warning per distinct error; a version of the
-// file that failed is not read again until it changes.
-type watchedFile[T any] struct {
+// Watch.Every a lookup starts a check, which stats the file and, if it
+// changed, loads it again and swaps the new snapshot in; other lookups
+// keep using the old one meanwhile. A reload that fails keeps the old
+// contents and logs one warning per distinct error; a version of the file
+// that failed is not read again until it changes.
+type WatchedFile[T any] struct {
 	path string
 	spec string
 	log  *slog.Logger
-	load func(r io.Reader, name string, warn Warn) (T, error)
+	load LoadFunc[T]
+	how  Watch
 
-	cur         atomic.Pointer[snapshot[T]]
-	nextCheck   atomic.Int64 // UnixNano of the next stat
-	mu          sync.Mutex   // held by the running check; guards failed*
-	failed      string       // the last reload error, to warn once per error
-	failedState fileState    // the file version that failed to load
+	cur         atomic.Pointer[snapshot[T]] // nil once closed
+	nextCheck   atomic.Int64                // UnixNano of the next stat
+	mu          sync.Mutex                  // held by the running check; guards the fields below
+	failed      string                      // the last reload error, to warn once per error
+	failedState fileState                   // the file version that failed to load
+	closed      bool
 }
 
-// resolvePath makes a table file name absolute against opts.Dir.
-func resolvePath(name string, opts Options) (string, error) {
+// LoadFunc parses one version of a table file read from r; name is the
+// file's path, for messages, and warn takes what is worth logging but not
+// refusing (skipped lines, keys that can never match).
+type LoadFunc[T any] func(r io.Reader, name string, warn Warn) (T, error)
+
+// FilePath makes a table file name absolute against opts.Dir.
+func FilePath(name string, opts Options) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("missing file name")
 	}
@@ -100,41 +145,36 @@ func resolvePath(name string, opts Options) (string, error) {
 	return filepath.Join(opts.Dir, name), nil
 }
 
-func (w *watchedFile[T]) warn() Warn {
+// WatchFile loads path for the first time (an error here is the table's
+// open error) and follows it as how says; spec names the table in logs.
+func WatchFile[T any](path, spec string, log *slog.Logger, load LoadFunc[T], how Watch) (*WatchedFile[T], error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &WatchedFile[T]{path: path, spec: spec, log: log, load: load, how: how}
+	snap, err := w.read(how.LockWait)
+	if err != nil {
+		return nil, err
+	}
+	w.cur.Store(snap)
+	w.nextCheck.Store(time.Now().Add(how.Every).UnixNano())
+	return w, nil
+}
+
+func (w *WatchedFile[T]) warn() Warn {
 	return func(msg string) { w.log.Warn(msg, "table", w.spec) }
 }
 
-// open loads the file for the first time; an error here is an open error.
-func (w *watchedFile[T]) open() error {
-	snap, err := w.read()
-	if err != nil {
-		return err
-	}
-	w.cur.Store(snap)
-	w.nextCheck.Store(time.Now().Add(checkInterval).UnixNano())
-	return nil
-}
+// Path is the file read.
+func (w *WatchedFile[T]) Path() string { return w.path }
 
 // read parses the file, again if it changed while being read (an editor or
-// a deploy tool writing in place), up to a few times.
-func (w *watchedFile[T]) read() (*snapshot[T], error) {
+// a deploy tool writing in place, or a new file renamed over it), up to a
+// few times. With Watch.Locked it waits up to lockWait for the writer.
+func (w *WatchedFile[T]) read(lockWait time.Duration) (*snapshot[T], error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		f, err := os.Open(w.path)
-		if err != nil {
-			return nil, err
-		}
-		before, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		if before.IsDir() {
-			f.Close()
-			return nil, fmt.Errorf("%s is a directory", w.path)
-		}
-		data, err := w.load(f, w.path, w.warn())
-		f.Close()
+		data, before, err := w.readOnce(lockWait)
 		if err != nil {
 			return nil, err
 		}
@@ -150,19 +190,67 @@ func (w *watchedFile[T]) read() (*snapshot[T], error) {
 	return nil, lastErr
 }
 
-// lookup asks the current version of the file with find. A miss that a
-// version replaced less than ReloadGrace ago would have answered is
+// readOnce opens, locks if it must, and loads the file; closing it
+// releases the lock.
+func (w *WatchedFile[T]) readOnce(lockWait time.Duration) (data T, st os.FileInfo, err error) {
+	f, err := os.Open(w.path)
+	if err != nil {
+		return data, nil, err
+	}
+	defer f.Close()
+	if w.how.Locked {
+		if err := lockShared(f, lockWait); err != nil {
+			return data, nil, err
+		}
+	}
+	st, err = f.Stat()
+	switch {
+	case err != nil:
+		return data, nil, err
+	case st.IsDir():
+		return data, nil, fmt.Errorf("%s is a directory", w.path)
+	case w.how.Locked && !st.Mode().IsRegular():
+		return data, nil, fmt.Errorf("%s: not a regular file", w.path)
+	}
+	data, err = w.load(f, w.path, w.warn())
+	return data, st, err
+}
+
+// lockShared takes a shared flock on f, waiting up to wait for a writer's
+// exclusive one.
+func lockShared(f *os.File, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", f.Name(), ErrFileLocked)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Lookup asks the current version of the file with find. A miss that a
+// version replaced less than Watch.Grace ago would have answered is
 // ErrReloading, which defers the recipient instead of bouncing it.
-func (w *watchedFile[T]) lookup(find func(T) (string, bool)) (string, bool, error) {
+func (w *WatchedFile[T]) Lookup(find func(T) (string, bool, error)) (string, bool, error) {
 	snap := w.snap()
-	v, ok := find(snap.data)
-	if ok || len(snap.prev) == 0 {
-		return v, ok, nil
+	if snap == nil {
+		return "", false, ErrClosed
+	}
+	v, ok, err := find(snap.data)
+	if ok || err != nil || len(snap.prev) == 0 {
+		return v, ok, err
 	}
 	now := time.Now()
 	for _, p := range snap.prev {
 		if now.Before(p.until) {
-			if _, held := find(p.data); held {
+			if _, held, _ := find(p.data); held {
 				return "", false, ErrReloading
 			}
 		}
@@ -170,35 +258,51 @@ func (w *watchedFile[T]) lookup(find func(T) (string, bool)) (string, bool, erro
 	return "", false, nil
 }
 
-// get returns the current contents. When a check is due it starts one in
-// the background: a large table takes seconds to parse, and the lookup
-// that noticed the change must not wait for that.
-func (w *watchedFile[T]) get() T { return w.snap().data }
+// Current returns the version in service, ok false once closed.
+func (w *WatchedFile[T]) Current() (data T, ok bool) {
+	if snap := w.snap(); snap != nil {
+		return snap.data, true
+	}
+	return data, false
+}
 
-func (w *watchedFile[T]) snap() *snapshot[T] {
+// snap returns the current snapshot, nil once closed. When a check is due
+// it makes one, or starts one in the background (Watch.CheckFirst).
+func (w *WatchedFile[T]) snap() *snapshot[T] {
 	if now := time.Now().UnixNano(); now >= w.nextCheck.Load() && w.mu.TryLock() {
-		w.nextCheck.Store(now + int64(checkInterval))
-		go func() {
-			defer w.mu.Unlock()
+		w.nextCheck.Store(now + int64(w.how.Every))
+		if w.how.CheckFirst {
 			w.check()
-		}()
+			w.mu.Unlock()
+		} else {
+			go func() {
+				defer w.mu.Unlock()
+				w.check()
+			}()
+		}
 	}
 	return w.cur.Load()
 }
 
 // check reloads the file if it changed. Called with w.mu held.
-func (w *watchedFile[T]) check() {
+func (w *WatchedFile[T]) check() {
+	if w.closed {
+		return
+	}
 	w.expire()
 	fi, err := os.Stat(w.path)
 	if err == nil && (w.cur.Load().state.same(fi) || w.failedState.same(fi)) {
 		return // unchanged, or the version that already failed to load
 	}
-	if err == nil && time.Since(fi.ModTime()) < settleTime {
+	if err == nil && time.Since(fi.ModTime()) < w.how.Settle {
 		return // perhaps still being written: look again at the next check
 	}
 	var snap *snapshot[T]
 	if err == nil {
-		snap, err = w.read()
+		snap, err = w.read(0)
+	}
+	if errors.Is(err, ErrFileLocked) {
+		return // its writer is at work: look again at the next check
 	}
 	if err != nil {
 		w.failedState = fileState{fi}
@@ -211,7 +315,7 @@ func (w *watchedFile[T]) check() {
 	}
 	w.failed, w.failedState = "", fileState{}
 	old := w.cur.Load()
-	until := time.Now().Add(ReloadGrace)
+	until := time.Now().Add(w.how.Grace)
 	snap.prev = append([]previous[T]{{data: old.data, until: until}}, old.prev...)
 	if len(snap.prev) > maxPrevious {
 		// Keep the newest and the oldest: in a burst of reloads the
@@ -225,7 +329,7 @@ func (w *watchedFile[T]) check() {
 
 // expire drops the versions whose grace has ended, so that their memory
 // is freed. Called with w.mu held.
-func (w *watchedFile[T]) expire() {
+func (w *WatchedFile[T]) expire() {
 	cur := w.cur.Load()
 	now := time.Now()
 	keep := 0
@@ -247,11 +351,20 @@ func (w *watchedFile[T]) expire() {
 	w.cur.Store(&next)
 }
 
+// Close drops the contents, once a running check is done; later lookups
+// fail with ErrClosed.
+func (w *WatchedFile[T]) Close() {
+	w.mu.Lock()
+	w.closed = true
+	w.cur.Store(nil)
+	w.mu.Unlock()
+}
+
 // checkNow runs a check and waits for it (tests).
-func (w *watchedFile[T]) checkNow() {
+func (w *WatchedFile[T]) checkNow() {
 	w.nextCheck.Store(0)
-	w.get()
-	// The check started by get holds the lock until done: taking it
+	w.snap()
+	// The check started by snap holds the lock until done: taking it
 	// waits for that.
 	w.mu.Lock()
 	//lint:ignore SA2001 the empty section is the wait described above

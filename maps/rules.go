@@ -390,7 +390,7 @@ func parseInlineRules(d *dialect, text string, warn Warn) (ruleTable, error) {
 // changes) or inline.
 type ruleMap struct {
 	spec   string
-	file   *watchedFile[ruleTable]
+	file   *WatchedFile[ruleTable]
 	inline ruleTable
 }
 
@@ -405,13 +405,12 @@ func openRules(d *dialect, name string, opts Options) (Map, error) {
 		m.inline = rs
 		return m, nil
 	}
-	path, err := resolvePath(name, opts)
+	path, err := FilePath(name, opts)
 	if err != nil {
 		return nil, err
 	}
-	m.file = &watchedFile[ruleTable]{path: path, spec: m.spec, log: opts.Logger,
-		load: func(r io.Reader, name string, warn Warn) (ruleTable, error) { return parseRules(d, r, name, warn) }}
-	if err := m.file.open(); err != nil {
+	load := func(r io.Reader, name string, warn Warn) (ruleTable, error) { return parseRules(d, r, name, warn) }
+	if m.file, err = WatchFile(path, m.spec, opts.Logger, load, defaultWatch); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -419,7 +418,10 @@ func openRules(d *dialect, name string, opts Options) (Map, error) {
 
 func (m *ruleMap) Lookup(_ context.Context, key string) (string, bool, error) {
 	if m.file != nil {
-		return m.file.lookup(func(rs ruleTable) (string, bool) { return rs.lookup(key) })
+		return m.file.Lookup(func(rs ruleTable) (string, bool, error) {
+			v, ok := rs.lookup(key)
+			return v, ok, nil
+		})
 	}
 	v, ok := m.inline.lookup(key)
 	return v, ok, nil

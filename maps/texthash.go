@@ -10,20 +10,19 @@ func init() { Register("texthash", openTextHash) }
 // textHash is a texthash: table: a postmap(1) source file held in memory,
 // keys as written (virtual(8) opens it without folding: a key with upper
 // case never matches, and loading warns about it), first entry winning.
-// Unlike Postfix it follows changes to the file (see watchedFile).
+// Unlike Postfix it follows changes to the file (see WatchedFile).
 type textHash struct {
 	spec string
-	file *watchedFile[map[string]string]
+	file *WatchedFile[map[string]string]
 }
 
 func openTextHash(name string, opts Options) (Map, error) {
-	path, err := resolvePath(name, opts)
+	path, err := FilePath(name, opts)
 	if err != nil {
 		return nil, err
 	}
 	t := &textHash{spec: "texthash:" + name}
-	t.file = &watchedFile[map[string]string]{path: path, spec: t.spec, log: opts.Logger, load: loadTextHash}
-	if err := t.file.open(); err != nil {
+	if t.file, err = WatchFile(path, t.spec, opts.Logger, loadTextHash, defaultWatch); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -50,9 +49,9 @@ func loadTextHash(r io.Reader, name string, warn Warn) (map[string]string, error
 }
 
 func (t *textHash) Lookup(_ context.Context, key string) (string, bool, error) {
-	return t.file.lookup(func(m map[string]string) (string, bool) {
+	return t.file.Lookup(func(m map[string]string) (string, bool, error) {
 		v, ok := m[key]
-		return v, ok
+		return v, ok, nil
 	})
 }
 

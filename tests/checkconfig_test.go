@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -32,8 +33,14 @@ user = "nobody"
 	if err == nil {
 		t.Fatalf("check-config exited 0:\n%s", out)
 	}
+	// The skipped line, by its table, file and line number, once.
+	skipped := regexp.MustCompile(`(?m)^vlmtpd check-config: warning: ` +
+		regexp.QuoteMeta(filepath.Join(dir, "vmailbox")+":2: expected format: key whitespace value: skipping this line") +
+		` table=texthash:vmailbox$`)
+	if n := len(skipped.FindAll(out, -1)); n != 1 || strings.Count(string(out), "skipping this line") != 1 {
+		t.Errorf("check-config reports vmailbox's line 2 %d times, want once, naming texthash:vmailbox:\n%s", n, out)
+	}
 	for _, want := range []string{
-		"skipping this line",
 		"virtual_gid_maps: static:0 makes every mailbox root's",
 		"virtual_mailbox_base: " + filepath.Join(dir, "private") + " is not searchable by other users",
 		"spool_directory: " + spool + " is not writable by nobody",

@@ -74,42 +74,10 @@ func deliverMetricsMix(t *testing.T, in *Instance) {
 
 // TestMetricsAfterDeliveries scrapes a running server after known
 // deliveries and checks each counter's value, then that promtool accepts
-// the output and that `vlmtpd stats` prints the same counts. As root it
-// runs privilege-separated with the metrics socket in a directory only
-// root may write to: it works only if the parent opened it for the front.
+// the output and that `vlmtpd stats` prints the same counts (as root,
+// privilege-separated: see startMetricsInstance).
 func TestMetricsAfterDeliveries(t *testing.T) {
-	privsep := os.Geteuid() == 0
-	var addr, extra string
-	prepare := func(string) {}
-	if privsep {
-		extra = "user = \"nobody\"\n"
-	}
-	in := StartInstance(t, Options{
-		Privileged: privsep,
-		Tables:     map[string]string{"vmailbox": metricsMailboxes},
-		Config:     extra + "metrics_listen = \"METRICS\"\n",
-		Prepare: func(dir string) {
-			prepare(dir)
-			if privsep {
-				os.Chown(filepath.Join(dir, "spool"), 65534, 65534)
-				rootDir := filepath.Join(dir, "root-only")
-				if err := os.Mkdir(rootDir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				addr = "unix:" + filepath.Join(rootDir, "metrics.sock")
-			} else {
-				addr = fmt.Sprintf("inet:127.0.0.1:%d", freePort(t))
-			}
-			cfgPath := filepath.Join(dir, "vlmtpd.toml")
-			cfg, err := os.ReadFile(cfgPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(cfgPath, bytes.Replace(cfg, []byte("METRICS"), []byte(addr), 1), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		},
-	})
+	in, addr := startMetricsInstance(t, metricsMailboxes, "")
 	deliverMetricsMix(t, in)
 	// The RCPT refusal names the session and the transaction.
 	if m := regexp.MustCompile(`msg="recipient refused" session=(\S+) id=(\S+) rcpt=nobody@example.com code=550 dsn=5.1.1`).FindStringSubmatch(in.Logs()); m == nil || m[2] != m[1]+".1" {
@@ -195,11 +163,107 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 		`(?m)^sessions since start +2$`,
 		`(?m)^lookups texthash:vmailbox +found 5, notfound \d+$`,
 		`(?m)^mean time per phase .*fsync=`,
+		`(?m)^worker CPU, memory now +\S+, \d+ bytes$`,
 	} {
 		if !regexp.MustCompile(want).Match(out) {
 			t.Errorf("vlmtpd stats lacks %s:\n%s", want, out)
 		}
 	}
+}
+
+// startMetricsInstance starts a server with metrics_listen and returns it
+// and the metrics address. As root it runs privilege-separated with the
+// metrics socket in a directory only root may write to: that works only
+// if the parent opened it for the front.
+func startMetricsInstance(t *testing.T, mailboxes, config string) (*Instance, string) {
+	t.Helper()
+	privsep := os.Geteuid() == 0
+	var addr string
+	if privsep {
+		config += "user = \"nobody\"\n"
+	}
+	in := StartInstance(t, Options{
+		Privileged: privsep,
+		Tables:     map[string]string{"vmailbox": mailboxes},
+		Config:     config + "metrics_listen = \"METRICS\"\n",
+		Prepare: func(dir string) {
+			if privsep {
+				os.Chown(filepath.Join(dir, "spool"), 65534, 65534)
+				rootDir := filepath.Join(dir, "root-only")
+				if err := os.Mkdir(rootDir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				addr = "unix:" + filepath.Join(rootDir, "metrics.sock")
+			} else {
+				addr = fmt.Sprintf("inet:127.0.0.1:%d", freePort(t))
+			}
+			cfgPath := filepath.Join(dir, "vlmtpd.toml")
+			cfg, err := os.ReadFile(cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(cfgPath, bytes.Replace(cfg, []byte("METRICS"), []byte(addr), 1), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+	return in, addr
+}
+
+// TestWorkerResourceMetrics: deliveries through a real worker (as root,
+// of another uid than the front, started by the privileged parent) show
+// in vlmtpd_worker_cpu_seconds_total and, while the worker runs, in
+// vlmtpd_worker_resident_memory_bytes; once it has exited, its memory is
+// gone and its CPU time still counted. (internal/metrics tests that the
+// time of exited workers comes from their reaper.)
+func TestWorkerResourceMetrics(t *testing.T) {
+	in, addr := startMetricsInstance(t, metricsMailboxes, "worker_idle_timeout = \"3s\"\n")
+	scrape := func() (cpu, rss, idle float64) {
+		t.Helper()
+		fams, err := metrics.Scrape(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sample(fams, "vlmtpd_worker_cpu_seconds_total", nil), sample(fams, "vlmtpd_worker_resident_memory_bytes", nil),
+			sample(fams, "vlmtpd_workers", map[string]string{"state": "idle"})
+	}
+	if cpu, rss, _ := scrape(); cpu != 0 || rss != 0 {
+		t.Fatalf("before any delivery: cpu %v, rss %v", cpu, rss)
+	}
+	// CPU time is counted in 10 ms ticks: deliver until the worker has
+	// used one, a bounded number of times.
+	body := "Subject: big\n\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 16<<10)
+	c := in.Dial(t)
+	defer c.Close()
+	c.lhlo()
+	var cpu, rss, idle float64
+	for n := 1; cpu <= 0; n++ {
+		if n > 200 {
+			t.Fatalf("200 deliveries of 1 MiB: worker CPU %v s", cpu)
+		}
+		_, dr := c.txn("<sender@remote.test>", []string{"<alice@example.com>"}, body)
+		if len(dr) != 1 || !strings.HasPrefix(dr[0], "250 ") {
+			t.Fatalf("delivery %d: %q\n%s", n, dr, in.Logs())
+		}
+		cpu, rss, idle = scrape()
+	}
+	if idle != 1 || rss < 1<<20 {
+		t.Errorf("%v idle workers, worker RSS %v bytes", idle, rss)
+	}
+	c.Send("QUIT\r\n")
+	c.Expect("221")
+	pollUntil(t, 15*time.Second, "the worker to exit", func() bool {
+		_, rss, idle := scrape()
+		return rss == 0 && idle == 0
+	})
+	if after, _, _ := scrape(); after < cpu {
+		t.Errorf("worker CPU %v s once the worker has exited, %v s before", after, cpu)
+	}
+	var raw bytes.Buffer
+	if err := metrics.ScrapeRaw(context.Background(), addr, &raw); err != nil {
+		t.Fatal(err)
+	}
+	promtoolCheck(t, raw.Bytes())
 }
 
 // promtoolCheck runs `promtool check metrics` (Debian's prometheus

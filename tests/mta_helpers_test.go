@@ -470,21 +470,34 @@ type dovecotInstance struct {
 // gives every user the mailbox owner's uid and gid.
 func startDovecotForDoveadm(t testing.TB, owner mailOwner) *dovecotInstance {
 	t.Helper()
+	dir, conf, doveadm := startPrivateDovecot(t, "reader", owner, "", "home=%[1]s/home", "")
+	waitAccept(t, "unix", filepath.Join(dir, "run", "auth-userdb"), 15*time.Second)
+	return &dovecotInstance{Conf: conf, Dir: dir, Owner: owner, doveadm: doveadm}
+}
+
+// startPrivateDovecot writes the configuration of a private Dovecot in a
+// new directory dir (dir/run, dir/state, dir/home owned by owner, the log
+// dir/dovecot.log) and runs it until the test ends: the given protocols, a
+// static passdb, a static userdb giving every user owner's uid and gid
+// and then userdb's arguments, and extra. userdb and extra are formatted
+// with dir as %[1]s. It returns dir, the configuration file and doveadm.
+func startPrivateDovecot(t testing.TB, name string, owner mailOwner, protocols, userdb, extra string) (dir, conf, doveadm string) {
+	t.Helper()
 	rootOrSkip(t, "a private Dovecot instance")
 	dovecot := toolOrSkip(t, "Dovecot", "/usr/sbin/dovecot")
-	doveadm := toolOrSkip(t, "doveadm", "/usr/bin/doveadm")
-	dir := sharedTempDir(t)
-	d := &dovecotInstance{Conf: filepath.Join(dir, "dovecot.conf"), Dir: dir, Owner: owner, doveadm: doveadm}
+	doveadm = toolOrSkip(t, "doveadm", "/usr/bin/doveadm")
+	dir = sharedTempDir(t)
+	conf = filepath.Join(dir, "dovecot.conf")
 	for _, s := range []string{"run", "state", "home"} {
 		if err := os.MkdirAll(filepath.Join(dir, s), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	chownTree(t, filepath.Join(dir, "home"), owner)
-	writeTestFile(t, d.Conf, fmt.Sprintf(`base_dir = %[1]s/run
+	writeTestFile(t, conf, fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
-instance_name = vtest-reader-%[2]d
-protocols =
+instance_name = vtest-%[2]s-%[3]d
+protocols = %[4]s
 ssl = no
 log_path = %[1]s/dovecot.log
 default_internal_user = dovecot
@@ -495,12 +508,11 @@ passdb {
 }
 userdb {
   driver = static
-  args = uid=%[3]d gid=%[4]d home=%[1]s/home
+  args = uid=%[5]d gid=%[6]d `+userdb+`
 }
-`, dir, os.Getpid(), owner.UID, owner.GID))
-	runDovecot(t, dovecot, d.Conf, "")
-	waitAccept(t, "unix", filepath.Join(dir, "run", "auth-userdb"), 15*time.Second)
-	return d
+`+extra, dir, name, os.Getpid(), protocols, owner.UID, owner.GID))
+	runDovecot(t, dovecot, conf, filepath.Join(dir, "dovecot.log"))
+	return dir, conf, doveadm
 }
 
 // runDovecot runs `dovecot -F -c conf` until the test ends (SIGTERM, then

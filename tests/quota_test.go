@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,19 +157,54 @@ func TestQuotaBounceOff(t *testing.T) {
 	}
 }
 
-// TestQuotaMessageCount: "2C" allows two messages whatever their size.
+// TestQuotaMessageCount: "3C" allows three messages whatever their size:
+// the third is accepted and stored, the fourth refused at RCPT with 552
+// 5.2.2, and maildirsize counts three.
 func TestQuotaMessageCount(t *testing.T) {
-	in := quotaInstance(t, "alice@example.com 2C\n", "")
-	for i := 0; i < 2; i++ {
-		if rr, dr := deliverOnce(t, in, "alice@example.com", qBody(300), true); !strings.HasPrefix(dr, "250") {
-			t.Fatalf("message %d: %q %q", i, rr, dr)
+	in := quotaInstance(t, "alice@example.com 3C\n", "")
+	md := filepath.Join(in.Base, "example.com/alice")
+	msg := func(n int) string { return fmt.Sprintf("Subject: count %d\n\nmessage %d\n", n, n) }
+	// 3 messages are accepted (with SIZE= and without), each stored.
+	for n := 1; n <= 3; n++ {
+		rr, dr := deliverOnce(t, in, "alice@example.com", msg(n), n%2 == 0)
+		if !strings.HasPrefix(rr, "250 ") || !strings.HasPrefix(dr, "250 2.0.0 <alice@example.com> ") {
+			t.Fatalf("message %d of 3C: %q %q", n, rr, dr)
+		}
+		if got := len(maildirFiles(t, md)); got != n {
+			t.Fatalf("after message %d: %d files in new/", n, got)
 		}
 	}
-	if rr, _ := deliverOnce(t, in, "alice@example.com", "Subject: s\n\nx\n", true); !strings.HasPrefix(rr, "552 5.2.2 ") {
-		t.Errorf("third message with 2C: %q", rr)
+	// The 4th is refused at RCPT as over quota (a decision: 552 5.2.2),
+	// with SIZE= and without, however small.
+	for _, withSize := range []bool{true, false} {
+		rr, dr := deliverOnce(t, in, "alice@example.com", "Subject: s\n\nx\n", withSize)
+		if !strings.HasPrefix(rr, "552 5.2.2 <alice@example.com> ") || dr != "" {
+			t.Errorf("4th message with 3C (SIZE= %v): %q %q, want 552 5.2.2 at RCPT", withSize, rr, dr)
+		}
 	}
-	if got := readFile(t, filepath.Join(in.Base, "example.com/alice/maildirsize")); !strings.HasPrefix(got, "2C\n") {
-		t.Errorf("maildirsize limits line: %q", got)
+	files := maildirFiles(t, md)
+	if len(files) != 3 {
+		t.Fatalf("%d files in new/, want the 3 accepted", len(files))
+	}
+	var subjects []string
+	for _, f := range files {
+		if m := regexp.MustCompile(`(?m)^Subject: (count \d)$`).FindStringSubmatch(readFile(t, f)); m != nil {
+			subjects = append(subjects, m[1])
+		}
+	}
+	sort.Strings(subjects)
+	if strings.Join(subjects, ",") != "count 1,count 2,count 3" {
+		t.Errorf("stored subjects %q, want count 1..3", subjects)
+	}
+	// maildirsize: the limits line, the first recalculation's "0 0",
+	// then one line per delivery, one message of its file's size each.
+	got := readFile(t, filepath.Join(md, "maildirsize"))
+	want := "3C\n0 0\n"
+	for n := 1; n <= 3; n++ {
+		want += fmt.Sprintf("%d 1\n", fileSize(msg(n), "alice@example.com"))
+	}
+	if got != want {
+		t.Errorf("maildirsize %q, want %q", got, want)
 	}
 }
 

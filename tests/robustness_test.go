@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // rest reads every line the server still sends until it closes the
@@ -271,9 +273,12 @@ func lockedDelivery(t *testing.T, privsep bool, config string) (in *Instance, bu
 	in = StartInstance(t, privsepOptions(Options{Config: "virtual_mailbox_lock = \"dotlock\"\ndeliver_lock_delay = \"100ms\"\n" + config,
 		Prepare: func(dir string) {
 			os.WriteFile(filepath.Join(dir, "mail/example.com/bob"), nil, 0o600)
-			os.WriteFile(filepath.Join(dir, "mail/example.com/bob.lock"), nil, 0o600)
+			// A live pid (ours) in the lock: the worker reads it to see
+			// whether the holder is gone, which tells us it has tried.
+			os.WriteFile(filepath.Join(dir, "mail/example.com/bob.lock"), []byte(fmt.Sprintln(os.Getpid())), 0o600)
 			chownTree(t, filepath.Join(dir, "mail"), testMailOwner(t))
 		}}, privsep))
+	tried := watchOpen(t, filepath.Join(in.Base, "example.com/bob.lock"))
 	busy = in.Dial(t)
 	busy.lhlo()
 	busy.Send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
@@ -281,8 +286,29 @@ func lockedDelivery(t *testing.T, privsep bool, config string) (in *Instance, bu
 	busy.Expect("250")
 	busy.Expect("354")
 	busy.Send("Subject: locked\r\n\r\nx\r\n.\r\n")
-	time.Sleep(300 * time.Millisecond) // the delivery now waits for the lock
+	tried(10 * time.Second) // the delivery now waits for the lock
 	return in, busy
+}
+
+// watchOpen starts watching path with inotify; the function it returns
+// waits up to timeout for some process to have opened the file since.
+func watchOpen(t *testing.T, path string) (wait func(timeout time.Duration)) {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	return func(timeout time.Duration) {
+		t.Helper()
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(timeout/time.Millisecond))
+		if err != nil || n == 0 {
+			t.Fatalf("nothing opened %s within %v: %v", path, timeout, err)
+		}
+	}
 }
 
 // SIGTERM: idle sessions are told 421 4.3.2, a transaction in progress

@@ -73,38 +73,13 @@ type dovecotLMTP struct {
 func startDovecotLMTP(t *testing.T, owner mailOwner) *dovecotLMTP {
 	t.Helper()
 	rootOrSkip(t, "a private Dovecot LMTP")
-	dovecot := toolOrSkip(t, "Dovecot", "/usr/sbin/dovecot")
-	doveadm := toolOrSkip(t, "doveadm", "/usr/bin/doveadm")
 	if _, err := os.Stat("/usr/lib/dovecot/modules/lib90_sieve_plugin.so"); err != nil {
 		testutil.SkipOrFail(t, "Pigeonhole (dovecot-sieve) is not installed: %v", err)
 	}
 	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
 		testutil.SkipOrFail(t, "Dovecot's LMTP (dovecot-lmtpd) is not installed: %v", err)
 	}
-	dir := sharedTempDir(t)
-	d := &dovecotLMTP{conf: filepath.Join(dir, "dovecot.conf"), dir: dir, socket: filepath.Join(dir, "run", "lmtp"), doveadm: doveadm}
-	for _, s := range []string{"run", "state", "home"} {
-		if err := os.MkdirAll(filepath.Join(dir, s), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeTestFile(t, d.conf, fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-instance_name = vtest-sieve-%[2]d
-protocols = lmtp
-ssl = no
-log_path = %[1]s/dovecot.log
-default_internal_user = dovecot
-default_login_user = dovenull
-mail_location = maildir:~/Maildir
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=%[3]d gid=%[4]d home=%[1]s/home/%%n allow_all_users=yes
-}
+	dir, conf, doveadm := startPrivateDovecot(t, "sieve", owner, "lmtp", "home=%[1]s/home/%%n allow_all_users=yes", `mail_location = maildir:~/Maildir
 service lmtp {
   unix_listener lmtp {
     mode = 0666
@@ -116,8 +91,8 @@ protocol lmtp {
 plugin {
   sieve = file:~/sieve;active=~/.dovecot.sieve
 }
-`, dir, os.Getpid(), owner.UID, owner.GID))
-	runDovecot(t, dovecot, d.conf, filepath.Join(dir, "dovecot.log"))
+`)
+	d := &dovecotLMTP{conf: conf, dir: dir, socket: filepath.Join(dir, "run", "lmtp"), doveadm: doveadm}
 	waitAccept(t, "unix", d.socket, 15*time.Second)
 	return d
 }

@@ -2,9 +2,11 @@ package tests
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -199,70 +201,80 @@ if header :contains "subject" "drafts" { fileinto :create "Entwürfe.Sent Items"
 // INBOX, logged), hostile names that never leave the Maildir, and
 // imap4flags: a flagged message lies in cur/ with its Maildir info.
 func TestSieveFileInto(t *testing.T) {
-	for _, mode := range []string{"single-user", "privsep"} {
-		t.Run(mode, func(t *testing.T) {
-			in := sieveInstance(t, sieveSetup{
-				scripts:    map[string]string{"example.com/alice/.dovecot.sieve": fileIntoScript},
-				folders:    []string{"Work"},
-				privileged: mode == "privsep",
-			})
-			md := filepath.Join(in.Base, "example.com/alice")
-			for _, subj := range []string{"work", "create", "missing", "hostile", "flagged", "inboxflags", "plain"} {
-				dr := deliverTo(t, in, "s@example.org", []string{"alice@example.com"}, msgFrom("s@example.org", "alice@example.com", subj, "text of "+subj))
-				if len(dr) != 1 || !strings.HasPrefix(dr[0], "250") {
-					t.Fatalf("%s: %v", subj, dr)
-				}
-			}
-			check := func(sub string, want int) []string {
-				t.Helper()
-				got := files(t, filepath.Join(md, sub))
-				if len(got) != want {
-					t.Errorf("%s holds %d messages, want %d: %v", sub, len(got), want, got)
-				}
-				return got
-			}
-			check(".Work/new", 1)
-			check(".Projects.2026/new", 1)
-			if _, err := os.Stat(filepath.Join(md, ".Projects.2026/maildirfolder")); err != nil {
-				t.Errorf("created folder lacks maildirfolder: %v", err)
-			}
-			// missing, hostile, plain in INBOX/new; inboxflags in cur.
-			check("new", 3)
-			cur := check("cur", 1)
-			if len(cur) == 1 && !strings.HasSuffix(cur[0], ":2,R") {
-				t.Errorf("INBOX message with \\Answered is %q, want :2,R", cur[0])
-			}
-			star := check(".Starred/cur", 1)
-			if len(star) == 1 && !strings.HasSuffix(star[0], ":2,FS") {
-				t.Errorf("flagged message is %q, want :2,FS", star[0])
-			}
-			check(".Starred/new", 0)
-			for _, p := range []string{filepath.Join(in.Base, "example.com/x"), filepath.Join(in.Base, "y"), filepath.Join(in.Base, "example.com/y")} {
-				if _, err := os.Lstat(p); err == nil {
-					t.Errorf("%s exists: a folder name escaped the Maildir", p)
-				}
-			}
-			ents, _ := os.ReadDir(md)
-			for _, e := range ents {
-				switch e.Name() {
-				case "cur", "new", "tmp", ".Work", ".Projects.2026", ".Starred", ".dovecot.sieve", "vlmtpd-sieve":
-				default:
-					t.Errorf("unexpected entry %q in the Maildir", e.Name())
-				}
-			}
-			for _, f := range files(t, filepath.Join(md, "new")) {
-				b := readFile(t, filepath.Join(md, "new", f))
-				if !strings.Contains(b, "Subject: missing") && !strings.Contains(b, "Subject: hostile") && !strings.Contains(b, "Subject: plain") {
-					t.Errorf("unexpected message in INBOX:\n%s", b)
-				}
-			}
-			if mode == "privsep" {
-				checkOwnerMode(t, filepath.Join(md, ".Starred", "cur", star[0]), 5001, 5001, 0o600)
-			}
-			waitLog(t, in, "fileinto a folder that does not exist, kept in INBOX")
-			waitLog(t, in, "fileinto names no safe folder, kept in INBOX")
+	forModes(t, func(t *testing.T, privsep bool) {
+		in := sieveInstance(t, sieveSetup{
+			scripts:    map[string]string{"example.com/alice/.dovecot.sieve": fileIntoScript},
+			folders:    []string{"Work"},
+			privileged: privsep,
 		})
-	}
+		md := filepath.Join(in.Base, "example.com/alice")
+		for _, subj := range []string{"work", "create", "missing", "hostile", "flagged", "inboxflags", "plain"} {
+			dr := deliverTo(t, in, "s@example.org", []string{"alice@example.com"}, msgFrom("s@example.org", "alice@example.com", subj, "text of "+subj))
+			if len(dr) != 1 || !strings.HasPrefix(dr[0], "250") {
+				t.Fatalf("%s: %v", subj, dr)
+			}
+		}
+		// Which message lies where, by its subject, with the Maildir info
+		// its flags give (":2,..." in cur/, none in new/). missing and
+		// hostile fell back to INBOX.
+		want := map[string]map[string]string{
+			"new":                {"missing": "", "hostile": "", "plain": ""},
+			"cur":                {"inboxflags": ":2,R"},
+			".Work/new":          {"work": ""},
+			".Work/cur":          {},
+			".Projects.2026/new": {"create": ""},
+			".Projects.2026/cur": {},
+			".Starred/new":       {},
+			".Starred/cur":       {"flagged": ":2,FS"},
+		}
+		var starred string
+		for sub, subjects := range want {
+			got := map[string]string{}
+			for _, name := range files(t, filepath.Join(md, sub)) {
+				msg := readFile(t, filepath.Join(md, sub, name))
+				subj := regexp.MustCompile(`(?m)^Subject: (.*)$`).FindStringSubmatch(msg)
+				if subj == nil || !strings.HasSuffix(msg, "\n\ntext of "+subj[1]+"\n") {
+					t.Errorf("%s/%s is not one of the messages sent:\n%s", sub, name, msg)
+					continue
+				}
+				if _, dup := got[subj[1]]; dup {
+					t.Errorf("%s holds %q twice", sub, subj[1])
+				}
+				info := ""
+				if k := strings.Index(name, ":"); k >= 0 {
+					info = name[k:]
+				}
+				got[subj[1]] = info
+				if subj[1] == "flagged" {
+					starred = filepath.Join(md, sub, name)
+				}
+			}
+			if !maps.Equal(got, subjects) {
+				t.Errorf("%s holds %v (subject: info), want %v", sub, got, subjects)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(md, ".Projects.2026/maildirfolder")); err != nil {
+			t.Errorf("created folder lacks maildirfolder: %v", err)
+		}
+		for _, p := range []string{filepath.Join(in.Base, "example.com/x"), filepath.Join(in.Base, "y"), filepath.Join(in.Base, "example.com/y")} {
+			if _, err := os.Lstat(p); err == nil {
+				t.Errorf("%s exists: a folder name escaped the Maildir", p)
+			}
+		}
+		ents, _ := os.ReadDir(md)
+		for _, e := range ents {
+			switch e.Name() {
+			case "cur", "new", "tmp", ".Work", ".Projects.2026", ".Starred", ".dovecot.sieve", "vlmtpd-sieve":
+			default:
+				t.Errorf("unexpected entry %q in the Maildir", e.Name())
+			}
+		}
+		if privsep && starred != "" {
+			checkOwnerMode(t, starred, 5001, 5001, 0o600)
+		}
+		waitLog(t, in, "fileinto a folder that does not exist, kept in INBOX")
+		waitLog(t, in, "fileinto names no safe folder, kept in INBOX")
+	})
 }
 
 // TestSieveRejectPerRecipient: alice's script rejects; in the same

@@ -105,7 +105,7 @@ virtual_gid_maps = ["btree:gids"]
 	if n := len(maildirFiles(t, filepath.Join(in.Base, "example.com/dave"))); n != 1 {
 		t.Fatalf("dave has %d messages", n)
 	}
-	if !strings.Contains(in.Logs(), "Berkeley DB table reloaded") {
+	if !strings.Contains(in.Logs(), "table file changed: reloaded") {
 		t.Errorf("no reload logged:\n%s", in.Logs())
 	}
 }

@@ -109,6 +109,9 @@ type Pool struct {
 	stop   chan struct{}
 	warned bool // build mismatch logged
 
+	// live are the pids (from their hello) of workers not yet exited.
+	live map[int]bool
+
 	// For Stats: workers being started, told to exit but not gone yet,
 	// and counts since the pool was made.
 	starting int
@@ -142,11 +145,24 @@ func (p *Pool) Stats() PoolStats {
 		Started: p.started, Failed: p.failed.Load()}
 }
 
+// WorkerPIDs lists the process ids of the workers that said hello and
+// have not exited yet (for their resource use in the metrics).
+func (p *Pool) WorkerPIDs() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pids := make([]int, 0, len(p.live))
+	for pid := range p.live {
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
 var _ store.Deliverer = (*Pool)(nil)
 
 // proc is one worker as the pool tracks it.
 type proc struct {
 	key      ids
+	pid      int // from its hello
 	p        *Process
 	c        *conn
 	seq      uint64
@@ -163,6 +179,7 @@ func NewPool(spawn Spawner, opts PoolOptions) *Pool {
 		opts:  opts,
 		log:   opts.Logger,
 		idle:  map[ids][]*proc{},
+		live:  map[int]bool{},
 		wake:  make(chan struct{}),
 		stop:  make(chan struct{}),
 	}
@@ -269,6 +286,9 @@ func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
 			if spawned {
 				p.started++
 			}
+			if err == nil {
+				p.live[w.pid] = true
+			}
 			p.mu.Unlock()
 			if err != nil {
 				if !spawned { // else start retired it
@@ -354,6 +374,7 @@ func (p *Pool) retire(w *proc) {
 		}
 		w.c.Close()
 		p.mu.Lock()
+		delete(p.live, w.pid)
 		p.total--
 		p.exiting.Add(-1)
 		p.signal()
@@ -421,6 +442,7 @@ func (p *Pool) start(ctx context.Context, key ids) (_ *proc, spawned bool, _ err
 		}
 	}
 	w.c.setDeadline(time.Time{})
+	w.pid = h.PID
 	p.log.Debug("worker started", "worker_pid", h.PID, "uid", key.uid, "gid", key.gid)
 	return w, true, nil
 }

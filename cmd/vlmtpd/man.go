@@ -63,7 +63,7 @@ that speaks LMTP, and per-uid workers that write the mailboxes.
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, ".SS %s\n", n)
+		fmt.Fprintf(w, ".SS %s\n", roffLine(n))
 		help := commandHelp(n)
 		verbatim := false
 		for _, line := range strings.Split(strings.TrimRight(help, "\n"), "\n") {
@@ -186,10 +186,12 @@ func commandHelp(name string) string {
 	return string(<-done)
 }
 
-// roffLine escapes a line of help text for roff: a leading dot or quote
-// and backslashes.
+// roffLine escapes a line of help text for roff: a leading dot or quote,
+// backslashes, and dashes, which roff would print as hyphens (U+2010 on a
+// UTF-8 terminal: a flag copied from the page would not work).
 func roffLine(s string) string {
 	s = strings.ReplaceAll(s, `\`, `\e`)
+	s = strings.ReplaceAll(s, "-", `\-`)
 	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "'") {
 		s = `\&` + s
 	}

@@ -131,7 +131,13 @@ func serve(cfg *config.Config, load func() (*config.Config, error), fr *privsep.
 	}
 	if ml != nil {
 		pool, _ := d.(*worker.Pool)
-		m := metrics.New(metrics.Sources{Server: srv, Pool: pool, Log: log})
+		// The parent reaps the workers it started; in single-user mode,
+		// this process.
+		reaper := os.Getpid()
+		if fr != nil {
+			reaper = os.Getppid()
+		}
+		m := metrics.New(metrics.Sources{Server: srv, Pool: pool, WorkerReaper: reaper, Log: log})
 		srv.SetObserver(m)
 		go func() {
 			if err := m.Serve(ml); err != nil {

@@ -2,7 +2,8 @@
 // server's counts (read at every scrape from server.Server, the one place
 // they are kept, so the metrics and systemd's status line never disagree),
 // histograms of where deliveries spend their time and of table lookups,
-// the worker pool's state, and the Go runtime and process collectors.
+// the worker pool's state and its workers' CPU time and memory, and the Go
+// runtime and process collectors.
 package metrics
 
 import (
@@ -33,6 +34,11 @@ type Sources struct {
 	Server *server.Server
 	// Pool is the worker pool, nil if deliveries do not use one.
 	Pool *worker.Pool
+	// WorkerReaper is the process that reaps exited workers (the
+	// privileged parent, or this process in single-user mode): its
+	// children's CPU time counts in vlmtpd_worker_cpu_seconds_total. 0
+	// counts only the workers running.
+	WorkerReaper int
 	// Log gets the errors of serving the metrics; default slog's.
 	Log *slog.Logger
 }
@@ -98,6 +104,9 @@ func New(src Sources) *Metrics {
 	m.reg.MustRegister(m.phases, m.lookups, m.lookupSeconds, &counts{src},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if src.Pool != nil {
+		m.reg.MustRegister(&workerUsage{pids: src.Pool.WorkerPIDs, reaper: src.WorkerReaper})
+	}
 	return m
 }
 

@@ -149,6 +149,10 @@ func WriteSummary(w io.Writer, fams map[string]*dto.MetricFamily) {
 		line("workers", byLabel("vlmtpd_workers", "state", nil))
 		line("worker starts, restarts", num(total("vlmtpd_worker_starts_total", nil))+", "+num(total("vlmtpd_worker_restarts_total", nil)))
 	}
+	if fams["vlmtpd_worker_cpu_seconds_total"] != nil {
+		line("worker CPU, memory now", seconds(total("vlmtpd_worker_cpu_seconds_total", nil))+", "+
+			num(total("vlmtpd_worker_resident_memory_bytes", nil))+" bytes")
+	}
 	tables := map[string]map[string]float64{}
 	for _, m := range metricsOf(fams, "vlmtpd_table_lookups_total") {
 		l := labels(m)

@@ -1,10 +1,10 @@
 // Package proctree reads processes from Linux's /proc: their identity
 // (credentials, start time), their children, and the memory and CPU time
-// of a process and all its descendants. The worker checks its own
-// credentials with it and the store names processes by start time; the
-// tests that look at vlmtpd's delivery workers, the load test and the
-// benchmark that compares vlmtpd with servers made of several processes
-// measure with it.
+// of a process and all its descendants. It only reads /proc, so any
+// process may use it: the worker checks its own credentials with it, the
+// store names processes by start time, the front's metrics measure its
+// delivery workers, and the tests, the load test and the benchmark (which
+// compares vlmtpd with servers made of several processes) measure with it.
 package proctree
 
 import (
@@ -46,8 +46,29 @@ type proc struct {
 	state     string
 	// cpu is utime+stime+cutime+cstime in clock ticks: the process's own
 	// CPU time and that of the children it has reaped, so that a worker
-	// that exits between two readings still counts, in its parent.
-	cpu int64
+	// that exits between two readings still counts, in its parent;
+	// children is cutime+cstime alone.
+	cpu, children int64
+	rss           int64 // resident set size in pages
+}
+
+// Usage is what /proc/PID/stat says one process has used.
+type Usage struct {
+	// CPU is its user and system time, its reaped children's included;
+	// Children is its reaped children's alone. Both are whole clock ticks
+	// (10 ms).
+	CPU, Children time.Duration
+	RSS           int64 // resident set size, bytes
+}
+
+// Stat is pid's usage; false if the process is gone.
+func Stat(pid int) (Usage, bool) {
+	p, ok := readStat(pid)
+	if !ok {
+		return Usage{}, false
+	}
+	return Usage{CPU: time.Duration(p.cpu) * clockTick, Children: time.Duration(p.children) * clockTick,
+		RSS: p.rss * int64(os.Getpagesize())}, true
 }
 
 // Running reports whether pid exists and is not a zombie.
@@ -92,17 +113,15 @@ func statFields(pid, want int) ([]string, bool) {
 
 // readStat reads /proc/PID/stat; false if the process is gone.
 func readStat(pid int) (proc, bool) {
-	f, ok := statFields(pid, 15)
+	f, ok := statFields(pid, 22)
 	if !ok {
 		return proc{}, false
 	}
-	pp, _ := strconv.Atoi(f[1])
-	p := proc{pid: pid, ppid: pp, state: f[0]}
-	// Fields 14-17 of proc(5), counted from the state (field 3).
-	for _, v := range f[11:15] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		p.cpu += n
-	}
+	// Field n of proc(5) is f[n-3]: f[0] is the state (field 3).
+	num := func(n int) int64 { v, _ := strconv.ParseInt(f[n-3], 10, 64); return v }
+	p := proc{pid: pid, ppid: int(num(4)), state: f[0],
+		children: num(16) + num(17), rss: num(24)}
+	p.cpu = num(14) + num(15) + p.children
 	return p, true
 }
 

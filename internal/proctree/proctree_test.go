@@ -128,11 +128,10 @@ func TestKiB(t *testing.T) {
 	}
 }
 
-// TestCPUCountsReapedChildren: a child that burns CPU and exits before
-// the second reading still counts, through our cutime/cstime.
-func TestCPUCountsReapedChildren(t *testing.T) {
-	before := CPU(os.Getpid())
-	// A bounded busy loop in a shell: well over the 10 ms resolution.
+// burnChild runs a bounded busy loop in a shell, well over the 10 ms
+// resolution, and returns it, reaped, with the CPU time it used.
+func burnChild(t *testing.T) (*exec.Cmd, time.Duration) {
+	t.Helper()
 	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
@@ -141,6 +140,14 @@ func TestCPUCountsReapedChildren(t *testing.T) {
 	if child < 50*time.Millisecond {
 		t.Skipf("the child used only %v of CPU; too little to tell", child)
 	}
+	return cmd, child
+}
+
+// TestCPUCountsReapedChildren: a child that burns CPU and exits before
+// the second reading still counts, through our cutime/cstime.
+func TestCPUCountsReapedChildren(t *testing.T) {
+	before := CPU(os.Getpid())
+	_, child := burnChild(t)
 	got := CPU(os.Getpid()) - before
 	if got < child-2*clockTick {
 		t.Fatalf("CPU grew by %v, want at least the reaped child's %v", got, child)
@@ -187,5 +194,25 @@ func TestCmdlineAndHWM(t *testing.T) {
 	}
 	if after := HWM(os.Getpid()); after > peak-32<<20 {
 		t.Fatalf("HWM after reset %d, want well under the %d before", after, peak)
+	}
+}
+
+// TestStat: Children grows by what a reaped child used and is part of
+// CPU; RSS agrees with /proc/PID/status's VmRSS; a gone process is false.
+func TestStat(t *testing.T) {
+	before, ok := Stat(os.Getpid())
+	if !ok || before.RSS <= 0 || before.Children > before.CPU {
+		t.Fatalf("Stat(self) = %+v, %v", before, ok)
+	}
+	if vm := RSS(os.Getpid()); before.RSS < vm/2 || before.RSS > vm*2 {
+		t.Errorf("RSS %d bytes, VmRSS %d", before.RSS, vm)
+	}
+	cmd, child := burnChild(t)
+	after, _ := Stat(os.Getpid())
+	if got := after.Children - before.Children; got < child-2*clockTick {
+		t.Errorf("Children grew by %v, want at least the reaped child's %v", got, child)
+	}
+	if _, ok := Stat(cmd.Process.Pid); ok {
+		t.Errorf("Stat of a reaped child: true")
 	}
 }

@@ -81,7 +81,7 @@ func TestFixtures(t *testing.T) {
 	for _, f := range fixtures {
 		name := strings.TrimSuffix(filepath.Join("testdata", f.file), ".db")
 		tb := openT(t, f.kind, name)
-		d := tb.cur.Load().db
+		d := tb.current().db
 		if tb.Len() != len(entries) || countOverflowPages(d) == 0 {
 			t.Fatalf("%s: %d entries, %d overflow pages", f.file, tb.Len(), countOverflowPages(d))
 		}

@@ -164,7 +164,7 @@ func TestPostmapGolden(t *testing.T) {
 				if tb.Len() != len(wantKV) || tb.Spec() != kind.String()+":"+path || tb.Pattern() {
 					t.Fatalf("Len %d Spec %q Pattern %v", tb.Len(), tb.Spec(), tb.Pattern())
 				}
-				d := tb.cur.Load().db
+				d := tb.current().db
 				if overflow := countOverflowPages(d); overflow == 0 {
 					t.Fatal("the file has no overflow pages: the test does not cover them")
 				}
@@ -315,7 +315,7 @@ func TestDBLoadOrdersAndPageSizes(t *testing.T) {
 				t.Fatalf("db_load %s: %v: %s", name, err, out)
 			}
 			tb := openT(t, kind, name)
-			d := tb.cur.Load().db
+			d := tb.current().db
 			if d.bigEndian != (c.lorder == "4321") || fmt.Sprint(d.psize) != c.psize {
 				t.Fatalf("%s: read as big-endian=%v, page size %d", name, d.bigEndian, d.psize)
 			}

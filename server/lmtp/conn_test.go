@@ -509,10 +509,7 @@ func TestDataEndNeedsCRLF(t *testing.T) {
 	ts := startServer(t, &fakeBackend{}, nil)
 	c := ts.dial(t)
 	c.lhlo()
-	c.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<u1@y.test>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
+	c.toData("u1@y.test")
 	c.send("a\n.\r\nMAIL FROM:<smuggled@x.test>\r\n..dot\r\n.\r\n")
 	c.expect("250 2.0.0 <u1@y.test>")
 	mails, bodies, _ := ts.b.snapshot()
@@ -522,19 +519,34 @@ func TestDataEndNeedsCRLF(t *testing.T) {
 	}
 }
 
-func TestShutdown(t *testing.T) {
-	b := &fakeBackend{release: make(chan struct{}), entered: make(chan struct{})}
-	ts := startServer(t, b, nil)
-	idle := ts.dial(t)
-	idle.lhlo()
-	busy := ts.dial(t)
+// toData sends MAIL, one RCPT and DATA and reads their three replies.
+func (c *client) toData(rcpt string) {
+	c.t.Helper()
+	c.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<" + rcpt + ">\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+}
+
+// blockedDelivery starts a server whose backend holds every delivery
+// until b.release is closed, and a session whose delivery to u1@y.test is
+// held there.
+func blockedDelivery(t *testing.T) (ts *testServer, b *fakeBackend, busy *client) {
+	t.Helper()
+	b = &fakeBackend{release: make(chan struct{}), entered: make(chan struct{})}
+	ts = startServer(t, b, nil)
+	busy = ts.dial(t)
 	busy.lhlo()
-	busy.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<u1@y.test>\r\nDATA\r\n")
-	busy.expect("250")
-	busy.expect("250")
-	busy.expect("354")
+	busy.toData("u1@y.test")
 	busy.send("x\r\n.\r\n")
 	<-b.entered // the delivery is in progress
+	return ts, b, busy
+}
+
+func TestShutdown(t *testing.T) {
+	ts, b, busy := blockedDelivery(t)
+	idle := ts.dial(t)
+	idle.lhlo()
 	done := make(chan error, 1)
 	go func() { done <- ts.Shutdown(context.Background()) }()
 	idle.expect("421 4.3.2 ")
@@ -555,20 +567,11 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestShutdownOutOfTime(t *testing.T) {
-	b := &fakeBackend{release: make(chan struct{})}
-	ts := startServer(t, b, nil)
-	busy := ts.dial(t)
-	busy.lhlo()
-	busy.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<u1@y.test>\r\nDATA\r\nx\r\n.\r\n")
-	busy.expect("250")
-	busy.expect("250")
-	busy.expect("354")
+	ts, b, busy := blockedDelivery(t)
 	arriving := ts.dial(t)
 	arriving.lhlo()
-	arriving.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<u2@y.test>\r\nDATA\r\npart of a message\r\n")
-	arriving.expect("250")
-	arriving.expect("250")
-	arriving.expect("354")
+	arriving.toData("u2@y.test")
+	arriving.send("part of a message\r\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := ts.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
