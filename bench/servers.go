@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vlmtpd/vlmtpd/internal/proctree"
+	"github.com/vlmtpd/vlmtpd/internal/rig"
 )
 
 // owner is the uid/gid both servers deliver as.
@@ -186,10 +187,8 @@ recipient_concurrency_limit = 0
 // startDovecot runs a private Dovecot with only LMTP: static userdb as
 // owner, Maildir under its own base, Dovecot's default mail_fsync.
 func startDovecot(dir string, o owner) (*server, error) {
-	for _, d := range []string{"run", "state", "mail"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, err
-		}
+	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o755); err != nil {
+		return nil, err
 	}
 	if err := chownTree(filepath.Join(dir, "mail"), o); err != nil {
 		return nil, err
@@ -198,30 +197,14 @@ func startDovecot(dir string, o owner) (*server, error) {
 	if os.Geteuid() == 0 {
 		loginUser = "dovenull"
 	}
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-instance_name = vlmtpd-bench-%[5]d
-protocols = lmtp
-ssl = no
-log_path = %[1]s/../dovecot.log
-default_internal_user = %[4]s
-default_internal_group = %[7]s
-default_login_user = %[6]s
-mail_location = maildir:%[1]s/mail/%%n/Maildir
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=%[2]d gid=%[3]d home=%[1]s/mail/%%n
-}
-service lmtp {
-  unix_listener lmtp {
-    mode = 0666
-  }
-}
-`, dir, o.UID, o.GID, o.Name, os.Getpid(), loginUser, o.GroupName)
+	d := rig.Dovecot{Dir: dir, Instance: fmt.Sprintf("vlmtpd-bench-%d", os.Getpid()), Protocols: "lmtp",
+		UID: o.UID, GID: o.GID, InternalUser: o.Name, InternalGroup: o.GroupName, LoginUser: loginUser,
+		LogPath: filepath.Join(dir, "..", "dovecot.log"), Userdb: "home=" + dir + "/mail/%n",
+		Extra: "mail_location = maildir:" + dir + "/mail/%n/Maildir\nservice lmtp {\n  unix_listener lmtp {\n    mode = 0666\n  }\n}\n"}
+	if err := d.Dirs(); err != nil {
+		return nil, err
+	}
+	conf := d.Config()
 	confPath := filepath.Join(dir, "dovecot.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -315,14 +298,4 @@ func countDir(dir string) int {
 	return len(names)
 }
 
-func chownTree(root string, o owner) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, o.UID, o.GID)
-	})
-}
+func chownTree(root string, o owner) error { return rig.ChownTree(root, o.UID, o.GID) }

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/rig"
 	"github.com/vlmtpd/vlmtpd/internal/testutil"
 )
 
@@ -73,16 +74,7 @@ func sharedTempDir(t testing.TB) string {
 
 func chownTree(t testing.TB, root string, o mailOwner) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		return
-	}
-	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, o.UID, o.GID)
-	})
-	if err != nil {
+	if err := rig.ChownTree(root, o.UID, o.GID); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -479,8 +471,8 @@ func startDovecotForDoveadm(t testing.TB, owner mailOwner) *dovecotInstance {
 // new directory dir (dir/run, dir/state, dir/home owned by owner, the log
 // dir/dovecot.log) and runs it until the test ends: the given protocols, a
 // static passdb, a static userdb giving every user owner's uid and gid
-// and then userdb's arguments, and extra. userdb and extra are formatted
-// with dir as %[1]s. It returns dir, the configuration file and doveadm.
+// and then userdb's arguments (formatted with dir as %[1]s), and extra.
+// It returns dir, the configuration file and doveadm.
 func startPrivateDovecot(t testing.TB, name string, owner mailOwner, protocols, userdb, extra string) (dir, conf, doveadm string) {
 	t.Helper()
 	rootOrSkip(t, "a private Dovecot instance")
@@ -488,29 +480,16 @@ func startPrivateDovecot(t testing.TB, name string, owner mailOwner, protocols, 
 	doveadm = toolOrSkip(t, "doveadm", "/usr/bin/doveadm")
 	dir = sharedTempDir(t)
 	conf = filepath.Join(dir, "dovecot.conf")
-	for _, s := range []string{"run", "state", "home"} {
-		if err := os.MkdirAll(filepath.Join(dir, s), 0o755); err != nil {
-			t.Fatal(err)
-		}
+	d := rig.Dovecot{Dir: dir, Instance: fmt.Sprintf("vtest-%s-%d", name, os.Getpid()), Protocols: protocols,
+		UID: owner.UID, GID: owner.GID, InternalUser: "dovecot", LoginUser: "dovenull", Userdb: fmt.Sprintf(userdb, dir), Extra: extra}
+	if err := d.Dirs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "home"), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	chownTree(t, filepath.Join(dir, "home"), owner)
-	writeTestFile(t, conf, fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-instance_name = vtest-%[2]s-%[3]d
-protocols = %[4]s
-ssl = no
-log_path = %[1]s/dovecot.log
-default_internal_user = dovecot
-default_login_user = dovenull
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=%[5]d gid=%[6]d `+userdb+`
-}
-`+extra, dir, name, os.Getpid(), protocols, owner.UID, owner.GID))
+	writeTestFile(t, conf, d.Config())
 	runDovecot(t, dovecot, conf, filepath.Join(dir, "dovecot.log"))
 	return dir, conf, doveadm
 }
