@@ -1,3 +1,5 @@
+// Runs in: the front (and the lookup, check-config and makemap commands).
+
 // Package maps implements Postfix-style lookup tables: the Map interface, the
 // "type:name" registry, lists of maps searched in order, and the address
 // lookup order of Postfix's virtual(8).

@@ -1,3 +1,5 @@
+// Runs in: the parent (root).
+
 // Package parent is vlmtpd's privileged parent, the only code that runs as
 // root: it opens the listeners, starts the front as the unprivileged
 // configured user (the hidden front command) and from then on only starts

@@ -1,3 +1,5 @@
+// Runs in: the parent (root).
+
 package parent
 
 import (

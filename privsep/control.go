@@ -1,5 +1,7 @@
-// This file is the control protocol between the front and the root
-// parent: request and reply layouts and the uid/gid policy.
+// Runs in: the front (encodes requests) and the parent (decodes them).
+//
+// The control protocol between the front and the root parent: request and
+// reply layouts.
 
 package privsep
 

@@ -1,3 +1,5 @@
+// Runs in: the front.
+
 // Package privsep is the control channel between the front and the root
 // parent (package parent): the packet layouts both sides use, and the
 // front's side of it: the descriptors the parent passed to the front

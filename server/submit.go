@@ -1,4 +1,6 @@
-// Runs in the front: the Sieve submissions the workers composed
+// Runs in: the front.
+//
+// The Sieve submissions the workers composed
 // (redirects, vacation replies), sent over SMTP to submission_host or
 // through sendmail_path, as the front's own unprivileged user. The workers
 // run nothing and open no TCP connection (their sandbox), and a set-gid

@@ -1,3 +1,5 @@
+// Runs in: a worker (and the sieve-test and sieve-check commands).
+
 // Package sieve is a Sieve mail filtering language interpreter (RFC 5228
 // and the extensions Pigeonhole users rely on), checked against
 // Pigeonhole's sieve-test.

@@ -1,3 +1,5 @@
+// Runs in: a worker (and the sieve-test and sieve-check commands).
+
 package sieve
 
 import (

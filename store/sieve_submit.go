@@ -1,4 +1,6 @@
-// Runs in the worker: what redirect and vacation ask for, composed as the
+// Runs in: a worker, as the mailbox owner.
+//
+// What redirect and vacation ask for, composed as the
 // mailbox owner and handed to the front, which submits it (server/submit.go).
 
 package store

@@ -1,5 +1,7 @@
-// This file is the front↔worker protocol: frame layouts, encoding and the
-// socket wrapper. Both the front (Pool) and the worker (Main) use it.
+// Runs in: the front and a worker (both ends of the protocol).
+//
+// The front↔worker protocol: frame layouts, encoding and the socket
+// wrapper, used by the front (Pool) and the worker (Main).
 
 package worker
 

@@ -1,4 +1,6 @@
-// Tool: `vlmtpd config`, the effective configuration, like postconf.
+// Runs in: an administrator's command.
+//
+// `vlmtpd config`: the effective configuration, like postconf.
 
 package main
 

@@ -1,3 +1,5 @@
+// Runs in: the front (and the quota command).
+
 package main
 
 import (

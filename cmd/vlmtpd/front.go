@@ -1,5 +1,7 @@
-// This file runs in the front started by the root parent: the hidden front
-// command takes over the descriptors the parent passed and serves.
+// Runs in: the front.
+//
+// The hidden front command, started by the root parent: it takes over the
+// descriptors the parent passed and serves.
 
 package main
 

@@ -1,3 +1,5 @@
+// Runs in: every vlmtpd process: it dispatches to the role's command.
+
 // Command vlmtpd is an LMTP server that delivers mail into virtual
 // mailboxes. This file only dispatches subcommands; each lives in its own
 // file and registers itself in init.

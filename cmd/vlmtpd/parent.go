@@ -1,4 +1,6 @@
-// This file runs in the parent: serve (or quickstart) started as root
+// Runs in: the parent (root).
+//
+// serve (or quickstart) started as root
 // opens the listeners and hands everything else to the front, which it
 // starts with the hidden front command.
 

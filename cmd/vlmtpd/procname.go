@@ -1,3 +1,5 @@
+// Runs in: every vlmtpd process.
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// Runs in: the parent and, as its try-out owner, the front.
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// Runs in: the parent (start) and the front (serve).
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// Runs in: an administrator's command (one-shot process).
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// Runs in: a worker.
+
 package main
 
 import "github.com/vlmtpd/vlmtpd/worker"

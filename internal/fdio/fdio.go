@@ -1,3 +1,5 @@
+// Runs in: the front and a worker.
+
 // Package fdio holds what the mailbox writers need on raw descriptors
 // (opened with openat2 and O_NOFOLLOW, so never wrapped in *os.File) and
 // the standard library has only for files: writing a buffer whole.

@@ -1,3 +1,5 @@
+// Runs in: the front.
+
 // Package metrics serves vlmtpd's Prometheus metrics from the front: the
 // server's counts (read at every scrape from server.Server, the one place
 // they are kept, so the metrics and systemd's status line never disagree),

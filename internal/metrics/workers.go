@@ -1,3 +1,5 @@
+// Runs in: the front.
+
 package metrics
 
 // Run by the front: the delivery workers' resource use, from /proc.

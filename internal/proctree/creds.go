@@ -1,3 +1,5 @@
+// Runs in: a worker (its credentials), the tests and the benchmark.
+
 package proctree
 
 import (

@@ -1,3 +1,5 @@
+// Runs in: a worker (its credentials), the tests and the benchmark.
+
 // Package proctree reads processes from Linux's /proc: their identity
 // (credentials, start time), their children, and the memory and CPU time
 // of a process and all its descendants. It only reads /proc, so any

@@ -1,3 +1,5 @@
+// Runs in: the front, the parent and a worker.
+
 // Package scmrights reads the file descriptors that arrive with a message
 // on a unix socket (SCM_RIGHTS control messages), for the privsep control
 // socket and the store worker protocol.

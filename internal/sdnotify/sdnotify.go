@@ -1,3 +1,5 @@
+// Runs in: the parent (socket activation) and the front (notifications).
+
 // Package sdnotify speaks the two systemd protocols a service needs:
 // sd_notify(3) state messages and socket activation (sd_listen_fds(3)).
 //

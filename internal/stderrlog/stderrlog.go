@@ -1,3 +1,5 @@
+// Runs in: every process.
+
 // Package stderrlog builds the logger of vlmtpd's processes from the
 // log_level and log_format settings, so that the front and its delivery
 // workers, which write to the same stderr, log in one format.

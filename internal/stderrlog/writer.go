@@ -1,3 +1,5 @@
+// Runs in: every process.
+
 package stderrlog
 
 import (

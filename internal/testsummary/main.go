@@ -1,3 +1,5 @@
+// Runs in: make test (a tool).
+
 // Command testsummary reads `go test -json` on stdin and prints what a
 // plain `go test` prints (each package's result, the output of failing
 // tests), then what was skipped and why, so that a run without root or

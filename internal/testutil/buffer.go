@@ -1,4 +1,5 @@
-// Package testutil holds helpers shared by the tests of several packages.
+// Runs in: tests only.
+
 package testutil
 
 import (

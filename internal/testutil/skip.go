@@ -1,3 +1,5 @@
+// Runs in: tests only.
+
 package testutil
 
 import (

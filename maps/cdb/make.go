@@ -1,3 +1,5 @@
+// Runs in: the front (and the lookup, check-config and makemap commands).
+
 package cdb
 
 import (

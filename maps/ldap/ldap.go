@@ -1,3 +1,5 @@
+// Runs in: the front (and the lookup, check-config and makemap commands).
+
 // Package ldap provides the "ldap:" lookup table: it reads a Postfix
 // ldap_table(5) configuration file unchanged and answers lookups with an
 // LDAP search whose filter and base carry the key escaped (RFC 4515 in

@@ -1,3 +1,5 @@
+// Runs in: the front (and the lookup, check-config and makemap commands).
+
 // Package socketmap implements the "socketmap:" table type: lookups sent
 // to a server as netstrings over a unix or TCP socket, with Postfix's
 // socketmap_table(5) protocol. Connections are persistent and reused, one

@@ -1,3 +1,5 @@
+// Runs in: the front (and the lookup, check-config and makemap commands).
+
 // Package sql provides the "mysql:", "pgsql:" and "sqlite:" lookup tables.
 // Each reads a Postfix mysql_table(5), pgsql_table(5) or sqlite_table(5)
 // configuration file unchanged and answers lookups with a prepared

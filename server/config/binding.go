@@ -1,4 +1,6 @@
-// Any process: a setting's name to its fields, its checks and its value
+// Runs in: every process that reads the configuration (parent, front, commands).
+//
+// A setting's name to its fields, its checks and its value
 // written back as TOML.
 
 package config

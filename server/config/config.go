@@ -1,3 +1,5 @@
+// Runs in: every process that reads the configuration (parent, front, commands).
+
 // Package config loads and validates vlmtpd's TOML configuration. Parameter
 // names are Postfix's where Postfix has one, with Postfix's defaults; every
 // error names the file, the line and the key.

@@ -1,4 +1,6 @@
-// Any process (tools): the settings' documentation, for vlmtpd.toml(5)
+// Runs in: the commands that print documentation (man, config).
+//
+// The settings' documentation, for vlmtpd.toml(5)
 // and the README.
 
 package config

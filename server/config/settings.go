@@ -1,4 +1,4 @@
-// Any process (the parent, the front and the tools read the configuration).
+// Runs in: every process that reads the configuration (parent, front, commands).
 
 package config
 

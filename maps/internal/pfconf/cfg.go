@@ -1,3 +1,5 @@
+// Runs in: the front (and the lookup, check-config and makemap commands).
+
 // Package pfconf reads the configuration files of Postfix's SQL and LDAP
 // tables (mysql_table(5), pgsql_table(5), sqlite_table(5), ldap_table(5))
 // unchanged, and implements what those tables share: the %-expansion of

@@ -1,3 +1,5 @@
+// Runs in: the front (and the lookup, check-config and makemap commands).
+
 // Package testserver starts throw-away MariaDB, PostgreSQL and OpenLDAP
 // servers for tests: each in its own temporary directory, listening on a
 // unix socket and a free 127.0.0.1 port, from the Debian packages listed in

@@ -1,0 +1,4 @@
+// Runs in: tests only.
+
+// Package testutil holds helpers shared by the tests of several packages.
+package testutil

@@ -1,0 +1,8 @@
+// Runs in: the front (and the lookup, check-config and makemap commands).
+
+// Package cdb reads and writes constant databases in the djb/tinycdb
+// format that `postmap cdb:FILE` builds as FILE.cdb, and registers the
+// "cdb" table type. Files are memory-mapped, looked up without locks and
+// reopened when they are replaced, so `vlmtpd makemap` or `postmap` can
+// rebuild a table under a running server.
+package cdb
