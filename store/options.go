@@ -18,6 +18,11 @@ type LocalOptions struct {
 	// StaleLockTime is the age after which a dotlock is removed; default 500s.
 	StaleLockTime time.Duration
 	Logger        *slog.Logger
+	// SingleInstance is single_instance_delivery: the Maildir recipients
+	// of one delivery without a Sieve filter share one file, hard-linked
+	// into each new/, without per-recipient Delivered-To and X-Original-To
+	// (store/single.go).
+	SingleInstance bool
 	// Sieve configures filtering; with no administrator scripts, only
 	// recipients with a script (Recipient.Sieve) are filtered.
 	Sieve SieveOptions

@@ -33,14 +33,15 @@ func newDeliverer(cfg *config.Config, log *slog.Logger) (store.Deliverer, func()
 // workerConfig is the part of the configuration a worker is started with.
 func workerConfig(cfg *config.Config) worker.Config {
 	return worker.Config{
-		Base:          cfg.VirtualMailboxBase,
-		Hostname:      cfg.Hostname,
-		LockMethods:   cfg.VirtualMailboxLock,
-		LockTimeout:   cfg.LockTimeout(),
-		StaleLockTime: cfg.StaleLockTime,
-		LogLevel:      cfg.LogLevel,
-		LogFormat:     cfg.LogFormat,
-		LogJournal:    stderrlog.Journal,
+		Base:           cfg.VirtualMailboxBase,
+		Hostname:       cfg.Hostname,
+		LockMethods:    cfg.VirtualMailboxLock,
+		LockTimeout:    cfg.LockTimeout(),
+		StaleLockTime:  cfg.StaleLockTime,
+		LogLevel:       cfg.LogLevel,
+		LogFormat:      cfg.LogFormat,
+		LogJournal:     stderrlog.Journal,
+		SingleInstance: cfg.SingleInstanceDelivery,
 		Sieve: store.SieveOptions{
 			Before: cfg.SieveBefore, After: cfg.SieveAfter, GlobalDir: cfg.SieveGlobalDir, Sendmail: cfg.SendmailPath,
 			Separator:    firstDelimiter(cfg.RecipientDelimiter),

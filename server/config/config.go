@@ -72,6 +72,10 @@ type Config struct {
 	// .detail/ when it exists (DetailMailboxCreate: creates it).
 	SaveToDetailMailbox bool
 	DetailMailboxCreate bool
+	// SingleInstanceDelivery: the Maildir recipients of one message
+	// share one file, hard-linked, without per-recipient Delivered-To
+	// and X-Original-To (Dovecot's trade-off); off by default.
+	SingleInstanceDelivery bool
 
 	DeliverLockAttempts int
 	DeliverLockDelay    time.Duration
@@ -167,6 +171,7 @@ type file struct {
 	RecipientConcurrencyLimit  *int    `toml:"recipient_concurrency_limit"`
 	SaveToDetailMailbox        *bool   `toml:"save_to_detail_mailbox"`
 	DetailMailboxCreate        *bool   `toml:"detail_mailbox_create"`
+	SingleInstanceDelivery     *bool   `toml:"single_instance_delivery"`
 
 	SieveScriptMaps    *list   `toml:"sieve_script_maps"`
 	SieveBefore        *list   `toml:"sieve_before"`
@@ -458,6 +463,7 @@ func (p *parser) build(f *file) *Config {
 		RecipientConcurrencyLimit:  or(f.RecipientConcurrencyLimit, 10),
 		SaveToDetailMailbox:        or(f.SaveToDetailMailbox, false),
 		DetailMailboxCreate:        or(f.DetailMailboxCreate, false),
+		SingleInstanceDelivery:     or(f.SingleInstanceDelivery, false),
 		MaxConnections:             or(f.MaxConnections, 100),
 		MaxRecipients:              or(f.MaxRecipients, 1000),
 		LineLengthLimit:            or(f.LineLengthLimit, 1<<20),
@@ -769,6 +775,7 @@ func RestartOnly(a, b *Config) []string {
 	add("sieve_max_actions", a.SieveMaxActions != b.SieveMaxActions)
 	add("sieve_max_script_size", a.SieveMaxScriptSize != b.SieveMaxScriptSize)
 	add("sieve_max_cpu_time", a.SieveMaxCPUTime != b.SieveMaxCPUTime)
+	add("single_instance_delivery", a.SingleInstanceDelivery != b.SingleInstanceDelivery)
 	add("sendmail_path", a.SendmailPath != b.SendmailPath)
 	add("log_level", a.LogLevel != b.LogLevel)
 	add("log_format", a.LogFormat != b.LogFormat)
