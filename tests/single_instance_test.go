@@ -14,7 +14,24 @@ import (
 // its trace headers; every recipient its 250. The setting reaches the
 // delivery worker through its command line.
 func TestSingleInstanceDeliveryOverLMTP(t *testing.T) {
-	in := StartInstance(t, Options{Config: "single_instance_delivery = true\n"})
+	t.Run("single-user", func(t *testing.T) {
+		singleInstanceOverLMTP(t, StartInstance(t, Options{Config: "single_instance_delivery = true\n"}))
+	})
+	// Privilege-separated: the root parent starts the worker (as the
+	// mailbox owner) from its own reading of the setting.
+	t.Run("privsep", func(t *testing.T) {
+		rootOrSkip(t, "privilege separation")
+		singleInstanceOverLMTP(t, StartInstance(t, Options{
+			Privileged: true,
+			Config:     "user = \"nobody\"\nsingle_instance_delivery = true\n",
+			Prepare: func(dir string) {
+				os.Chown(filepath.Join(dir, "spool"), 65534, 65534) // the front writes the spool
+			},
+		}))
+	})
+}
+
+func singleInstanceOverLMTP(t *testing.T, in *Instance) {
 	c := in.Dial(t)
 	c.lhlo()
 	rcpts := []string{"alice@example.com", "carol@example.com", "bob@example.com", "someone@example.org"}
