@@ -402,6 +402,7 @@ type pendingDir struct {
 	fd       int
 	dev, ino uint64
 	links    []pendingLink
+	took     time.Duration // the fsync's duration
 }
 
 type pendingLink struct {
@@ -434,11 +435,7 @@ func (b *dirSyncBatch) sync(errs []error) {
 	syncDir := func(d *pendingDir) {
 		start := time.Now()
 		err := unix.Fsync(d.fd)
-		for _, ln := range d.links {
-			if t := b.timing(ln.idx); t != nil {
-				t.Fsync += time.Since(start)
-			}
-		}
+		d.took = time.Since(start)
 		for _, ln := range d.links {
 			if err != nil {
 				unix.Unlinkat(d.fd, ln.name, 0)
@@ -458,6 +455,15 @@ func (b *dirSyncBatch) sync(errs []error) {
 			wg.Go(func() { syncDir(&b.dirs[i]) })
 		}
 		wg.Wait()
+	}
+	// After the fsyncs, not in them: a recipient with links in several
+	// directories (Sieve's fileinto and keep) waited for each.
+	for _, d := range b.dirs {
+		for _, ln := range d.links {
+			if t := b.timing(ln.idx); t != nil {
+				t.Fsync += d.took
+			}
+		}
 	}
 	b.dirs = nil
 }
