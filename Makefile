@@ -25,7 +25,7 @@ test-short:
 # Habits that catch mistakes early: formatting, vet, staticcheck, and the
 # race detector on the packages with concurrency.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
-RACE_PKGS   := ./server/... ./worker/ ./maps/ ./maps/socketmap/ ./internal/... ./privsep/ ./parent/
+RACE_PKGS   := ./server/... ./store/ ./worker/ ./maps/ ./maps/socketmap/ ./internal/... ./privsep/ ./parent/
 check: lint
 	$(GO) run $(STATICCHECK) $(PKGS)
 	$(GO) test -count=1 -race -shuffle=on $(RACE_PKGS)

@@ -109,10 +109,11 @@ func main() {
 		single    = flag.Bool("single", false, "run vlmtpd in single-user mode (as -uid) even when root; default as root: privilege separation")
 		fill      = flag.Int("fill", 100000, "messages in the mailbox of the fill cell (0: no fill cell)")
 		disk      = flag.Duration("disk", 3*time.Second, "how long each disk-limit loop runs (0: none)")
+		sid       = flag.Bool("single-instance", false, "vlmtpd with single_instance_delivery = true (hard links, no per-recipient Delivered-To, as Dovecot)")
 	)
 	flag.Parse()
 	opts := options{dir: *dir, scale: *scale, keep: *keep, vlmtpdBin: *vlmtpdBin, runAs: *runAs, only: *only,
-		privsep: os.Geteuid() == 0 && !*single, runs: max(1, *runs), fill: *fill, disk: *disk}
+		privsep: os.Geteuid() == 0 && !*single, runs: max(1, *runs), fill: *fill, disk: *disk, singleInstance: *sid}
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -123,6 +124,7 @@ type options struct {
 	dir, vlmtpdBin, only string
 	scale                float64
 	keep, privsep        bool
+	singleInstance       bool
 	runAs, runs, fill    int
 	disk                 time.Duration
 }
@@ -276,6 +278,9 @@ func run(o options) error {
 	if o.privsep {
 		mode = "privilege separation"
 	}
+	if o.singleInstance {
+		mode += ", single_instance_delivery"
+	}
 	if len(jobs) > 0 {
 		vlmtpdBin := o.vlmtpdBin
 		if vlmtpdBin == "" {
@@ -287,7 +292,7 @@ func run(o options) error {
 				return fmt.Errorf("go build: %w", err)
 			}
 		}
-		v, err = startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, locals, o.privsep)
+		v, err = startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, locals, o.privsep, o.singleInstance)
 		if err != nil {
 			return err
 		}

@@ -90,8 +90,9 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 		ss.logRefusal(to.Raw, rep)
 		return rep
 	}
+	key := res.Address.String()
 	var h *hold
-	if !ss.hasKey(res.Address.String()) {
+	if !ss.hasKey(key) {
 		var rep *Reply
 		if h, rep = ss.s.admit(ctx, ss.st.cfg, res.Recipient, ss.size, ss.holdsSlot(mailboxKey(res.Recipient))); rep != nil {
 			rep = withID(rep, ss.txID)
@@ -110,7 +111,7 @@ func (ss *session) Rcpt(ctx context.Context, to lmtp.Address, opts lmtp.RcptOpti
 	if !ss.st.cfg.EnableOriginalRecipient {
 		box.OriginalRecipient = ""
 	}
-	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: res.Address.String(), lookup: lookup, hold: h})
+	ss.rcpts = append(ss.rcpts, &rcpt{to: to.Raw, box: box, key: key, lookup: lookup, hold: h})
 	return nil
 }
 

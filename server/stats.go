@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vlmtpd/vlmtpd/server/lmtp"
 )
 
 // The server's counts are kept here once: Stats (systemd's status line)
@@ -131,7 +133,14 @@ func outcomeOf(rep *Reply) Outcome {
 func dsnOf(rep *Reply) string {
 	e := rep.Enhanced
 	if e[0] == 0 {
-		return fmt.Sprintf("%d.0.0", rep.Code/100)
+		e = lmtp.EnhancedCode{rep.Code / 100, 0, 0}
 	}
-	return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
+	switch e { // the common ones, without building a string per outcome
+	case lmtp.EnhancedCode{2, 0, 0}:
+		return "2.0.0"
+	case lmtp.EnhancedCode{2, 1, 5}:
+		return "2.1.5"
+	}
+	var b [16]byte
+	return string(e.Append(b[:0]))
 }

@@ -138,23 +138,38 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// One message to 10 recipients in 10 Maildirs, as a worker receives it;
-// the rate counts recipients.
+// One message to 10 recipients in 10 Maildirs, as a worker receives it,
+// written as 10 copies (the default) or as one file hard-linked 10 times
+// (single_instance_delivery); the rate counts recipients.
 func BenchmarkMaildir10Recipients(b *testing.B) {
-	l := benchLocal(b, LocalOptions{})
-	msg := spool(b, "a@example.org", benchBody)
-	var rcpts []Recipient
-	for i := 0; i < 10; i++ {
-		rcpts = append(rcpts, rcpt(fmt.Sprintf("dom/u%d/Maildir/", i)))
-	}
-	ctx := context.Background()
-	for b.Loop() {
-		for _, err := range l.Deliver(ctx, msg, rcpts) {
-			if err != nil {
-				b.Fatal(err)
+	for _, size := range []struct {
+		name   string
+		copies int
+	}{{"4KB", 1}, {"1MB", 256}} {
+		body := strings.Repeat(benchBody, size.copies)
+		for _, single := range []bool{false, true} {
+			name := size.name + "/copies"
+			if single {
+				name = size.name + "/single-instance"
 			}
+			b.Run(name, func(b *testing.B) {
+				l := benchLocal(b, LocalOptions{SingleInstance: single})
+				msg := spool(b, "a@example.org", body)
+				var rcpts []Recipient
+				for i := 0; i < 10; i++ {
+					rcpts = append(rcpts, rcpt(fmt.Sprintf("dom/u%d/Maildir/", i)))
+				}
+				ctx := context.Background()
+				for b.Loop() {
+					for _, err := range l.Deliver(ctx, msg, rcpts) {
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.ReportMetric(float64(b.N*len(rcpts))/b.Elapsed().Seconds(), "deliveries/s")
+				b.SetBytes(int64(len(body) * len(rcpts)))
+			})
 		}
 	}
-	b.ReportMetric(float64(b.N*len(rcpts))/b.Elapsed().Seconds(), "deliveries/s")
-	b.SetBytes(int64(len(benchBody) * len(rcpts)))
 }

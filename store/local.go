@@ -144,18 +144,33 @@ func (l *Local) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipien
 		errs[i] = l.deliverOne(ctx, msg, r, i, &batch, &outs[i])
 		times[i].Write = time.Since(start) - times[i].Fsync
 	}
+	shared := l.singleInstanceGroup(rcpts)
 	if len(rcpts) == 1 {
 		one(0, rcpts[0])
 	} else {
+		inShared := make([]bool, len(rcpts))
+		for _, i := range shared {
+			inShared[i] = true
+		}
 		sem := make(chan struct{}, maxParallelRecipients)
 		var wg sync.WaitGroup
-		for i, r := range rcpts {
+		if shared != nil {
+			// One task: the links follow the one write.
 			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
+			wg.Go(func() {
+				defer func() { <-sem }()
+				l.deliverShared(ctx, msg, rcpts, shared, errs, &batch)
+			})
+		}
+		for i, r := range rcpts {
+			if inShared[i] {
+				continue
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
 				one(i, r)
-			}()
+			})
 		}
 		wg.Wait()
 	}

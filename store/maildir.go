@@ -247,49 +247,68 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 		}
 	}
 
+	name, err := l.writeTmp(d.tmp, hdr, msg, batch.timing(idx), r.Path)
+	if err != nil {
+		return err
+	}
+	err = l.linkMessage(ctx, r, mp, d, d.tmp, name, size, flags, idx, batch)
+	unix.Unlinkat(d.tmp, name, 0)
+	return err
+}
+
+// writeTmp writes hdr and the message into a new file in tmp (O_EXCL,
+// 0600) and makes its data durable (the fdatasync's time goes to t, which
+// may be nil). It returns the file's name; on failure nothing is left.
+func (l *Local) writeTmp(tmp int, hdr []byte, msg *Message, t *Timing, path string) (string, error) {
 	var name string
 	var fd int
+	var err error
 	for tries := 0; ; tries++ {
 		name = l.maildirName()
-		fd, err = openBeneath(d.tmp, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+		fd, err = openBeneath(tmp, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 		if err == unix.EEXIST && tries < 100 {
 			continue // unlike Postfix: a collision just takes a new name
 		}
 		if err != nil {
-			return classify("create", r.Path, err)
+			return "", classify("create", path, err)
 		}
 		break
 	}
-	removeTmp := func() { unix.Unlinkat(d.tmp, name, 0) }
-
 	err = fdio.WriteAll(fd, hdr)
 	if err == nil {
 		err = copySpool(fd, msg.Body, msg.Size)
 	}
 	if err == nil {
-		err = timed(batch.timing(idx), func() error { return unix.Fdatasync(fd) })
+		err = timed(t, func() error { return unix.Fdatasync(fd) })
 	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
-		removeTmp()
-		return classify("write", r.Path, err)
+		unix.Unlinkat(tmp, name, 0)
+		return "", classify("write", path, err)
 	}
+	return name, nil
+}
 
+// linkMessage links the durable file srcDir/srcName into d.new as a
+// message of size bytes and leaves the fsync of that directory to the
+// batch. With a quota (r.Quota.Set), the decision is made at the link,
+// under the Maildir's quota lock, from maildirsize, which then records the
+// message. The source name stays; the caller removes it.
+func (l *Local) linkMessage(ctx context.Context, r Recipient, mp mailboxPath, d *maildirDirs, srcDir int, srcName string, size int64, flags string, idx int, batch *dirSyncBatch) error {
 	// A quota entry of 0 without maildirsize limits and records nothing:
 	// checking it would be a full recalculation of the Maildir++ tree per
 	// message for nothing. (With maildirsize kept, the check is a read of
 	// that file and creates it when missing.)
 	var q *quotaLock
+	var err error
 	if r.Quota.Set && (r.Quota.Extended || !r.Quota.Limits.None()) {
 		if q, err = l.lockQuota(ctx, mp, r.Path); err != nil {
-			removeTmp()
 			return err
 		}
 		defer q.release()
 		if err = l.checkQuota(q, r, size); err != nil {
-			removeTmp()
 			return err
 		}
 	}
@@ -298,9 +317,9 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 	if flags != "" {
 		info += ":2," + flags
 	}
-	newName := name + info
+	newName := srcName + info
 	for tries := 0; ; tries++ {
-		err = unix.Linkat(d.tmp, name, d.new, newName, 0)
+		err = unix.Linkat(srcDir, srcName, d.new, newName, 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -310,7 +329,6 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 		}
 		break
 	}
-	removeTmp()
 	if err != nil {
 		return classify("link", r.Path, err)
 	}
@@ -384,6 +402,7 @@ type pendingDir struct {
 	fd       int
 	dev, ino uint64
 	links    []pendingLink
+	took     time.Duration // the fsync's duration
 }
 
 type pendingLink struct {
@@ -416,11 +435,7 @@ func (b *dirSyncBatch) sync(errs []error) {
 	syncDir := func(d *pendingDir) {
 		start := time.Now()
 		err := unix.Fsync(d.fd)
-		for _, ln := range d.links {
-			if t := b.timing(ln.idx); t != nil {
-				t.Fsync += time.Since(start)
-			}
-		}
+		d.took = time.Since(start)
 		for _, ln := range d.links {
 			if err != nil {
 				unix.Unlinkat(d.fd, ln.name, 0)
@@ -440,6 +455,15 @@ func (b *dirSyncBatch) sync(errs []error) {
 			wg.Go(func() { syncDir(&b.dirs[i]) })
 		}
 		wg.Wait()
+	}
+	// After the fsyncs, not in them: a recipient with links in several
+	// directories (Sieve's fileinto and keep) waited for each.
+	for _, d := range b.dirs {
+		for _, ln := range d.links {
+			if t := b.timing(ln.idx); t != nil {
+				t.Fsync += d.took
+			}
+		}
 	}
 	b.dirs = nil
 }

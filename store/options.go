@@ -21,6 +21,11 @@ type LocalOptions struct {
 	// dotlock whose writer's pid is gone is removed.
 	StaleLockTime time.Duration
 	Logger        *slog.Logger
+	// SingleInstance is single_instance_delivery: the Maildir recipients
+	// of one delivery without a Sieve filter share one file, hard-linked
+	// into each new/, without per-recipient Delivered-To and X-Original-To
+	// (store/single.go).
+	SingleInstance bool
 	// Sieve configures filtering; with no administrator scripts, only
 	// recipients with a script (Recipient.Sieve) are filtered.
 	Sieve SieveOptions

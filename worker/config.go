@@ -34,6 +34,8 @@ type Config struct {
 	// Sieve is how the worker runs Sieve scripts (store.SieveOptions):
 	// the administrator's scripts and the limits.
 	Sieve store.SieveOptions
+	// SingleInstance is single_instance_delivery (store.LocalOptions).
+	SingleInstance bool
 	// LogLevel and LogFormat ("text", "json" or "postfix") match the
 	// front's logs. LogJournal: stderr is the systemd journal, which a
 	// worker, started with an empty environment, cannot tell itself.
@@ -88,6 +90,9 @@ func (c Config) Args() []string {
 	if c.Sieve.MaxCPUTime > 0 {
 		a = append(a, "-sieve-max-cpu-time", c.Sieve.MaxCPUTime.String())
 	}
+	if c.SingleInstance {
+		a = append(a, "-single-instance-delivery")
+	}
 	if c.LogLevel != "" {
 		a = append(a, "-log-level", c.LogLevel)
 	}
@@ -122,6 +127,7 @@ func ParseArgs(args []string) (Config, error) {
 	fs.IntVar(&c.Sieve.MaxActions, "sieve-max-actions", 0, "sieve_max_actions")
 	fs.IntVar(&c.Sieve.MaxScriptSize, "sieve-max-script-size", 0, "sieve_max_script_size")
 	fs.DurationVar(&c.Sieve.MaxCPUTime, "sieve-max-cpu-time", 0, "sieve_max_cpu_time")
+	fs.BoolVar(&c.SingleInstance, "single-instance-delivery", false, "hard-link one file into every Maildir recipient of a message")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "", "text, json or postfix")
 	fs.BoolVar(&c.LogJournal, "log-journal", false, "stderr is the systemd journal")
@@ -151,11 +157,12 @@ func (c Config) logger() *slog.Logger {
 
 func (c Config) localOptions() store.LocalOptions {
 	return store.LocalOptions{
-		Hostname:      c.Hostname,
-		LockMethods:   c.LockMethods,
-		LockTimeout:   c.LockTimeout,
-		StaleLockTime: c.StaleLockTime,
-		Sieve:         c.Sieve,
+		Hostname:       c.Hostname,
+		LockMethods:    c.LockMethods,
+		LockTimeout:    c.LockTimeout,
+		StaleLockTime:  c.StaleLockTime,
+		Sieve:          c.Sieve,
+		SingleInstance: c.SingleInstance,
 	}
 }
 

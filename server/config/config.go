@@ -73,6 +73,10 @@ type Config struct {
 	// .detail/ when it exists (DetailMailboxCreate: creates it).
 	SaveToDetailMailbox bool
 	DetailMailboxCreate bool
+	// SingleInstanceDelivery: the Maildir recipients of one message
+	// share one file, hard-linked, without per-recipient Delivered-To
+	// and X-Original-To (Dovecot's trade-off); off by default.
+	SingleInstanceDelivery bool
 
 	DeliverLockAttempts int
 	DeliverLockDelay    time.Duration
@@ -173,6 +177,7 @@ type file struct {
 	RecipientConcurrencyLimit  *int    `toml:"recipient_concurrency_limit"`
 	SaveToDetailMailbox        *bool   `toml:"save_to_detail_mailbox"`
 	DetailMailboxCreate        *bool   `toml:"detail_mailbox_create"`
+	SingleInstanceDelivery     *bool   `toml:"single_instance_delivery"`
 
 	SieveScriptMaps    *list   `toml:"sieve_script_maps"`
 	SieveBefore        *list   `toml:"sieve_before"`
@@ -466,6 +471,7 @@ func (p *parser) build(f *file) *Config {
 		RecipientConcurrencyLimit:  val(f.RecipientConcurrencyLimit),
 		SaveToDetailMailbox:        val(f.SaveToDetailMailbox),
 		DetailMailboxCreate:        val(f.DetailMailboxCreate),
+		SingleInstanceDelivery:     val(f.SingleInstanceDelivery),
 		MaxConnections:             val(f.MaxConnections),
 		MaxRecipients:              val(f.MaxRecipients),
 		LineLengthLimit:            val(f.LineLengthLimit),

@@ -217,7 +217,7 @@ func TestQuotaSettings(t *testing.T) {
 	}
 	if len(c.VirtualMailboxLimitMaps) != 0 || c.VirtualMaildirExtended || !c.VirtualCreateMaildirsize ||
 		!c.VirtualOverquotaBounce || c.VirtualMaildirLimitMessage != "mailbox is full" ||
-		c.RecipientConcurrencyLimit != 10 || c.SaveToDetailMailbox || c.DetailMailboxCreate {
+		c.RecipientConcurrencyLimit != 10 || c.SaveToDetailMailbox || c.DetailMailboxCreate || c.SingleInstanceDelivery {
 		t.Errorf("defaults: %+v", c)
 	}
 	// virtual_maildir_extended defaults to yes once there are quotas.
@@ -225,6 +225,7 @@ func TestQuotaSettings(t *testing.T) {
 recipient_delimiter = "+"
 save_to_detail_mailbox = true
 detail_mailbox_create = true
+single_instance_delivery = true
 recipient_concurrency_limit = 0
 virtual_overquota_bounce = false
 virtual_maildir_limit_message = "Sorry, the user's maildir has overdrawn his diskspace quota"
@@ -233,7 +234,7 @@ virtual_maildir_limit_message = "Sorry, the user's maildir has overdrawn his dis
 		t.Fatal(err)
 	}
 	if strings.Join(c.VirtualMailboxLimitMaps, ",") != "texthash:quota" || !c.VirtualMaildirExtended ||
-		c.RecipientConcurrencyLimit != 0 || c.VirtualOverquotaBounce || !c.DetailMailboxCreate {
+		c.RecipientConcurrencyLimit != 0 || c.VirtualOverquotaBounce || !c.DetailMailboxCreate || !c.SingleInstanceDelivery {
 		t.Errorf("set: %+v", c)
 	}
 	c, err = Parse("/etc/v.toml", []byte(minimal+"virtual_mailbox_limit_maps = \"texthash:q\"\nvirtual_maildir_extended = false\n"))

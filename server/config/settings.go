@@ -116,6 +116,9 @@ var sections = []section{
 			doc: "`user+work@dom` (a Maildir recipient, found without its extension) goes into the Maildir++ folder `.work/` when it exists, else INBOX; needs `recipient_delimiter`"},
 		{name: "detail_mailbox_create", def: "false",
 			doc: "with `save_to_detail_mailbox`, create the missing folder (with `maildirfolder`)"},
+		{name: "single_instance_delivery", def: "false", restart: true,
+			doc:  "the Maildir recipients of one message (same uid, no Sieve filter) get one file, written and fsynced once and hard-linked into each `new/`, as Dovecot does by default",
+			more: "Faster for many recipients, but the file then carries only `Return-Path`, **no per-recipient `Delivered-To`/`X-Original-To`** (so Postfix-style loop detection by `Delivered-To` no longer sees this hop). Quota, mailbox limit and the `new/` fsync stay per recipient; a Maildir on another filesystem gets its own copy."},
 	}},
 	{"Sizes and quota", []setting{
 		{name: "message_size_limit", def: "10240000",

@@ -4,6 +4,7 @@ package lmtp
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -50,10 +51,33 @@ func (r *Reply) line(prefix string) string {
 			return c
 		}, text)
 	}
-	if r.Enhanced == (EnhancedCode{}) {
-		return fmt.Sprintf("%03d %s", r.Code, text)
+	// Built by hand, not with fmt: every command of every message gets
+	// a reply, and Sprintf was most of what formatting one cost.
+	b := make([]byte, 0, 10+len(text))
+	b = appendCode(b, r.Code)
+	b = append(b, ' ')
+	if r.Enhanced != (EnhancedCode{}) {
+		b = r.Enhanced.Append(b)
+		b = append(b, ' ')
 	}
-	return fmt.Sprintf("%03d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], text)
+	return string(append(b, text...))
+}
+
+// appendCode appends a reply code as three digits.
+func appendCode(b []byte, code int) []byte {
+	if code >= 0 && code < 1000 {
+		return append(b, byte('0'+code/100), byte('0'+code/10%10), byte('0'+code%10))
+	}
+	return strconv.AppendInt(b, int64(code), 10)
+}
+
+// Append appends the code as "class.subject.detail".
+func (e EnhancedCode) Append(b []byte) []byte {
+	b = strconv.AppendInt(b, int64(e[0]), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(e[1]), 10)
+	b = append(b, '.')
+	return strconv.AppendInt(b, int64(e[2]), 10)
 }
 
 // isControl reports characters that must never reach a reply, a header we
