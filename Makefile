@@ -78,8 +78,11 @@ fuzz:
 bench: setup
 	$(GO) run ./bench $(BENCHFLAGS)
 
+# Each file's first comment says which process runs it (docs/architecture.md).
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@missing=$$(for f in $$(git ls-files '*.go' | grep -v '_test\.go$$'); do head -1 $$f | grep -q '^// Runs in: ' || echo $$f; done); \
+		test -z "$$missing" || { echo "first line is not '// Runs in: <process>.':" $$missing; exit 1; }
 	$(GO) vet $(PKGS)
 
 clean:

@@ -1,3 +1,5 @@
+// Runs in: make bench (a tool).
+
 // Command bench measures vlmtpd against Dovecot's LMTP server, side by side
 // in one run: the same smtp-source load (1 and 20 sessions, 1 and 10
 // recipients per message, 4 KB and 1 MB messages) into Maildirs under one

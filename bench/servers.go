@@ -1,3 +1,5 @@
+// Runs in: make bench (a tool).
+
 package main
 
 import (

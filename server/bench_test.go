@@ -46,7 +46,7 @@ message_size_limit = 0
 		b.Skip("the in-process store refuses uid 0; run as a regular user")
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d, err := store.NewLocal(cfg.VirtualMailboxBase, store.LocalOptions{Hostname: cfg.Hostname, Logger: log})
+	d, err := store.NewWriter(cfg.VirtualMailboxBase, store.WriterOptions{Hostname: cfg.Hostname, Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+// Runs in: the front.
+
 // Package server is vlmtpd's front, the unprivileged process that speaks
 // LMTP: sessions on the protocol engine (server/lmtp), recipient
 // resolution through the configured tables, spooling, and one reply per

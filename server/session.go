@@ -1,3 +1,5 @@
+// Runs in: the front.
+
 package server
 
 import (
@@ -250,7 +252,7 @@ func (ss *session) Data(ctx context.Context, r io.Reader) []*Reply {
 	}
 	if len(boxes) > 0 {
 		dctx, cancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
-		errs, ts, outs := deliverTimed(dctx, ss.s.deliver, msg, boxes)
+		errs, ts, outs := store.DeliverTimed(dctx, ss.s.deliver, msg, boxes)
 		cancel()
 		errs = ss.submitAll(ctx, msg, boxes, errs, outs)
 		for i, k := range keys {
@@ -314,7 +316,7 @@ func (ss *session) submitAll(ctx context.Context, msg *store.Message, boxes []st
 	}
 	kctx, kcancel := context.WithTimeout(ctx, ss.st.cfg.DeliveryTimeout)
 	defer kcancel()
-	kerrs, _, _ := deliverTimed(kctx, ss.s.deliver, msg, again)
+	kerrs, _, _ := store.DeliverTimed(kctx, ss.s.deliver, msg, again)
 	for j, i := range idx {
 		if j < len(kerrs) {
 			errs[i] = kerrs[j]
@@ -326,22 +328,6 @@ func (ss *session) submitAll(ctx context.Context, msg *store.Message, boxes []st
 		}
 	}
 	return errs
-}
-
-// deliverTimed delivers through d, with its per-recipient timings and
-// submissions if it keeps them (the worker pool and Local do), else the
-// call's time as the write time and nothing to submit.
-func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing, []store.Outbound) {
-	if td, ok := d.(store.TimedDeliverer); ok {
-		return td.DeliverTimed(ctx, msg, rcpts)
-	}
-	start := time.Now()
-	errs := d.Deliver(ctx, msg, rcpts)
-	ts := make([]store.Timing, len(rcpts))
-	for i := range ts {
-		ts[i].Write = time.Since(start)
-	}
-	return errs, ts, nil
 }
 
 // delays are where one recipient's time went. In Postfix-style logs they

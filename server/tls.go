@@ -1,3 +1,5 @@
+// Runs in: the front.
+
 package server
 
 import (

@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -185,7 +187,7 @@ func xattrUnsupported(err error) bool {
 // size bytes: if its writer is gone it cuts off the partial message the
 // record names. It returns the mbox size to append at; only errors that
 // make the mbox unusable are returned.
-func (l *Local) recoverAppend(fd int, k inodeKey, size int64, path string) (int64, error) {
+func (l *Writer) recoverAppend(fd int, k inodeKey, size int64, path string) (int64, error) {
 	var buf [recordLen + 1]byte
 	n, err := unix.Fgetxattr(fd, appendXattr, buf[:])
 	switch {
@@ -237,14 +239,14 @@ func (l *Local) recoverAppend(fd int, k inodeKey, size int64, path string) (int6
 	return rec.size, l.dropRecord(fd, path)
 }
 
-func (l *Local) warnNoXattr(path string, err error) {
+func (l *Writer) warnNoXattr(path string, err error) {
 	noXattrWarning.Do(func() {
 		l.log.Warn("filesystem keeps no user extended attributes: an mbox append interrupted by a crash cannot be cut off again",
 			"path", path, "error", err)
 	})
 }
 
-func (l *Local) dropRecord(fd int, path string) error {
+func (l *Writer) dropRecord(fd int, path string) error {
 	if err := unix.Fremovexattr(fd, appendXattr); err != nil && err != unix.ENODATA {
 		return classify("remove append record", path, err)
 	}
@@ -332,7 +334,7 @@ func (fd fdReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // leaves. The common case costs one system call. recorded says whether
 // a record is now set: a failure to set one is logged and the delivery
 // goes on without it, as on a filesystem without extended attributes.
-func (l *Local) startRecord(fd int, k inodeKey, size int64, from, hdr []byte, path string) (newSize int64, recorded bool, err error) {
+func (l *Writer) startRecord(fd int, k inodeKey, size int64, from, hdr []byte, path string) (newSize int64, recorded bool, err error) {
 	rec := newRecord(size, from, hdr)
 	var buf [recordLen]byte
 	err = unix.Fsetxattr(fd, appendXattr, rec.encode(buf[:0]), unix.XATTR_CREATE)

@@ -27,9 +27,9 @@ var benchBody = func() string {
 	return b.String()[:4096-1] + "\n"
 }()
 
-func benchLocal(b *testing.B, opts LocalOptions) *Local {
+func benchWriter(b *testing.B, opts WriterOptions) *Writer {
 	opts.Logger = slog.New(slog.DiscardHandler)
-	l, _ := newTestLocal(b, opts)
+	l, _ := newTestWriter(b, opts)
 	return l
 }
 
@@ -40,8 +40,8 @@ func reportRate(b *testing.B) {
 
 // benchDeliver delivers the bench message to the mailbox at path, one
 // delivery after another.
-func benchDeliver(b *testing.B, opts LocalOptions, path string) {
-	l := benchLocal(b, opts)
+func benchDeliver(b *testing.B, opts WriterOptions, path string) {
+	l := benchWriter(b, opts)
 	msg := spool(b, "a@example.org", benchBody)
 	rcpts := []Recipient{rcpt(path)}
 	ctx := context.Background()
@@ -57,7 +57,7 @@ func benchDeliver(b *testing.B, opts LocalOptions, path string) {
 // goroutines per CPU, each to its own one of 64 mailboxes: pathFormat
 // with the mailbox's number.
 func benchDeliverParallel(b *testing.B, parallelism int, pathFormat string) {
-	l := benchLocal(b, LocalOptions{})
+	l := benchWriter(b, WriterOptions{})
 	msg := spool(b, "a@example.org", benchBody)
 	var user atomic.Int64
 	b.SetParallelism(parallelism)
@@ -77,13 +77,13 @@ func benchDeliverParallel(b *testing.B, parallelism int, pathFormat string) {
 
 // Each delivery is durable: the file fdatasynced and new/ fsynced.
 func BenchmarkMaildir(b *testing.B) {
-	benchDeliver(b, LocalOptions{}, "dom/user/Maildir/")
+	benchDeliver(b, WriterOptions{}, "dom/user/Maildir/")
 }
 
 // The same from a memfd spool, as the server passes most messages: the
 // spool and the Maildir are on different filesystems.
 func BenchmarkMaildirMemfdSpool(b *testing.B) {
-	l := benchLocal(b, LocalOptions{})
+	l := benchWriter(b, WriterOptions{})
 	fd, err := unix.MemfdCreate("bench-spool", unix.MFD_CLOEXEC)
 	if err != nil {
 		b.Skipf("no memfd: %v", err)
@@ -113,7 +113,7 @@ func BenchmarkMaildirParallel(b *testing.B) {
 func BenchmarkMbox(b *testing.B) {
 	for _, method := range []string{LockFcntl, LockFlock, LockDotlock} {
 		b.Run(method, func(b *testing.B) {
-			benchDeliver(b, LocalOptions{LockMethods: []string{method}}, "mbox")
+			benchDeliver(b, WriterOptions{LockMethods: []string{method}}, "mbox")
 		})
 	}
 }
@@ -153,7 +153,7 @@ func BenchmarkMaildir10Recipients(b *testing.B) {
 				name = size.name + "/single-instance"
 			}
 			b.Run(name, func(b *testing.B) {
-				l := benchLocal(b, LocalOptions{SingleInstance: single})
+				l := benchWriter(b, WriterOptions{SingleInstance: single})
 				msg := spool(b, "a@example.org", body)
 				var rcpts []Recipient
 				for i := 0; i < 10; i++ {

@@ -24,7 +24,7 @@ import (
 )
 
 // crashHelperEnv makes the test binary a helper process (see init):
-// "crash:<base>" appends a large message to <base>/mbox through Local and
+// "crash:<base>" appends a large message to <base>/mbox through Writer and
 // SIGKILLs itself after the first write reached the file; "wait" says
 // "ready" and lives until its stdin closes; "exit" exits at once.
 const crashHelperEnv = "STORE_TEST_CRASH_HELPER"
@@ -54,7 +54,7 @@ func crashHelper(spec string) int {
 		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 		return 2
 	}
-	l, err := NewLocal(base, LocalOptions{Hostname: testHost, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	l, err := NewWriter(base, WriterOptions{Hostname: testHost, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -131,10 +131,10 @@ func testLogger(t *testing.T) (*slog.Logger, *testutil.SyncBuffer) {
 	return slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), nil)), logs
 }
 
-func loggedLocal(t *testing.T, opts LocalOptions) (*Local, string, *testutil.SyncBuffer) {
+func loggedWriter(t *testing.T, opts WriterOptions) (*Writer, string, *testutil.SyncBuffer) {
 	var logs *testutil.SyncBuffer
 	opts.Logger, logs = testLogger(t)
-	l, base := newTestLocal(t, opts)
+	l, base := newTestWriter(t, opts)
 	return l, base, logs
 }
 
@@ -154,7 +154,7 @@ func getRecord(t *testing.T, path string) []byte {
 // writer's dotlock at once (not after StaleLockTime), cuts the partial
 // message off and appends its own.
 func TestMboxCrashRecovered(t *testing.T) {
-	l, base, logs := loggedLocal(t, LocalOptions{LockMethods: []string{LockFcntl, LockDotlock}, LockTimeout: 5 * time.Second})
+	l, base, logs := loggedWriter(t, WriterOptions{LockMethods: []string{LockFcntl, LockDotlock}, LockTimeout: 5 * time.Second})
 	path := filepath.Join(base, "mbox")
 	for i := range 2 {
 		must(t, deliver(t, l, spool(t, "a@b", fmt.Sprintf("Subject: %d\n\nintact\n", i)), rcpt("mbox")))
@@ -210,7 +210,7 @@ func TestMboxCrashRecovered(t *testing.T) {
 // During an append the dotlock holds our pid and the record is set; after
 // it neither is left.
 func TestMboxRecordDuringAppend(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{LockMethods: []string{LockFcntl, LockDotlock}})
+	l, base := newTestWriter(t, WriterOptions{LockMethods: []string{LockFcntl, LockDotlock}})
 	path := filepath.Join(base, "mbox")
 	must(t, os.WriteFile(path, []byte(oldMbox), 0o600))
 	var lock string
@@ -257,7 +257,7 @@ func TestMboxRecordDuringAppend(t *testing.T) {
 
 // A failed append cuts its bytes off and removes its record.
 func TestMboxRecordRemovedOnFailure(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	path := filepath.Join(base, "mbox")
 	must(t, os.WriteFile(path, []byte(oldMbox), 0o600))
 	r := rcpt("mbox")
@@ -322,7 +322,7 @@ func TestAppendRecordCases(t *testing.T) {
 		{"shrunk", "", who(dead, 0), 100, false, "shrank"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, base, logs := loggedLocal(t, LocalOptions{})
+			l, base, logs := loggedWriter(t, WriterOptions{})
 			path := filepath.Join(base, "mbox")
 			before := oldMbox + tc.tail
 			must(t, os.WriteFile(path, []byte(before), 0o600))
@@ -369,7 +369,7 @@ func TestDotlockOwner(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const timeout = 300 * time.Millisecond
-			l, base := newTestLocal(t, LocalOptions{LockMethods: []string{LockDotlock}, LockTimeout: timeout})
+			l, base := newTestWriter(t, WriterOptions{LockMethods: []string{LockDotlock}, LockTimeout: timeout})
 			path := filepath.Join(base, "mbox")
 			must(t, os.WriteFile(path, []byte(oldMbox), 0o600))
 			must(t, os.WriteFile(path+".lock", []byte(tc.content), 0o644))
@@ -404,7 +404,7 @@ func TestMboxWithoutXattrs(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	log, logs := testLogger(t)
 	noXattrWarning = sync.Once{}
-	l, err := NewLocal(dir, LocalOptions{Hostname: testHost, Logger: log})
+	l, err := NewWriter(dir, WriterOptions{Hostname: testHost, Logger: log})
 	must(t, err)
 	t.Cleanup(func() { l.Close() })
 	for range 3 {

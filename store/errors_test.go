@@ -44,7 +44,7 @@ func TestClassify(t *testing.T) {
 // virtual_mailbox_limit) makes writes fail with EFBIG: that is OverLimit,
 // and nothing of the message stays behind.
 func TestFileSizeLimitEFBIG(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	old := oldMbox
 	must(t, os.WriteFile(filepath.Join(base, "mbox"), []byte(old), 0o600))
 	msg := spool(t, "a@b", strings.Repeat("x", 300<<10))
@@ -109,7 +109,7 @@ func lockHelper(spec string) int {
 func TestLockOtherProcess(t *testing.T) {
 	for _, tc := range []struct{ helper, method string }{{"posix", LockFcntl}, {"flock", LockFlock}} {
 		t.Run(tc.helper, func(t *testing.T) {
-			l, base := newTestLocal(t, LocalOptions{LockMethods: []string{tc.method}, LockTimeout: 200 * time.Millisecond})
+			l, base := newTestWriter(t, WriterOptions{LockMethods: []string{tc.method}, LockTimeout: 200 * time.Millisecond})
 			path := filepath.Join(base, "mbox")
 			must(t, os.WriteFile(path, []byte(oldMbox), 0o600))
 

@@ -17,8 +17,8 @@ import (
 
 const testHost = "mx.test"
 
-// newTestLocal returns a Local on a fresh base directory.
-func newTestLocal(t testing.TB, opts LocalOptions) (*Local, string) {
+// newTestWriter returns a Writer on a fresh base directory.
+func newTestWriter(t testing.TB, opts WriterOptions) (*Writer, string) {
 	t.Helper()
 	base := t.TempDir()
 	if opts.Hostname == "" {
@@ -27,9 +27,9 @@ func newTestLocal(t testing.TB, opts LocalOptions) (*Local, string) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
-	l, err := NewLocal(base, opts)
+	l, err := NewWriter(base, opts)
 	if err != nil {
-		t.Fatalf("NewLocal: %v", err)
+		t.Fatalf("NewWriter: %v", err)
 	}
 	t.Cleanup(func() { l.Close() })
 	return l, base
@@ -61,7 +61,7 @@ func rcpt(path string) Recipient {
 }
 
 // deliver delivers msg to one recipient and returns its error.
-func deliver(t testing.TB, l *Local, msg *Message, r Recipient) error {
+func deliver(t testing.TB, l *Writer, msg *Message, r Recipient) error {
 	t.Helper()
 	errs := l.Deliver(context.Background(), msg, []Recipient{r})
 	if len(errs) != 1 {

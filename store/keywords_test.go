@@ -36,7 +36,7 @@ func TestKeywordLetters(t *testing.T) {
 // A lock held by someone else (Dovecot rewriting the file) is waited for,
 // then the keywords are given up: the message is still delivered.
 func TestKeywordsLockedDeliveryGoesOn(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{}, `require "imap4flags"; addflag ["\\Seen", "Work"];`)
+	l, base, r := sieveWriter(t, WriterOptions{}, `require "imap4flags"; addflag ["\\Seen", "Work"];`)
 	md := filepath.Join(base, "example.com/u")
 	os.MkdirAll(md, 0o700)
 	os.WriteFile(filepath.Join(md, keywordsLock), nil, 0o600)

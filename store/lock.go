@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -22,7 +24,7 @@ const (
 )
 
 // LockMethods are all the lock methods, the one list that
-// virtual_mailbox_lock is checked against (by server/config and NewLocal).
+// virtual_mailbox_lock is checked against (by server/config and NewWriter).
 var LockMethods = []string{LockFcntl, LockFlock, LockDotlock}
 
 var errLockBusy = errors.New("mailbox is locked by another process")
@@ -40,7 +42,7 @@ type mboxLock struct {
 // F_OFD_SETLKW would park an OS thread and could not honour the deadline.
 // The returned lock is never nil: on failure it holds what was taken, and
 // the caller closes fd and then calls release, as after success.
-func (l *Local) lockMbox(ctx context.Context, fd int, key inodeKey, dirfd int, name, path string) (*mboxLock, error) {
+func (l *Writer) lockMbox(ctx context.Context, fd int, key inodeKey, dirfd int, name, path string) (*mboxLock, error) {
 	deadline := time.Now().Add(l.opts.LockTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -94,7 +96,7 @@ func (l *Local) lockMbox(ctx context.Context, fd int, key inodeKey, dirfd int, n
 // without a readable pid (another program's, or on a network filesystem
 // where the pid may be another host's) is taken to be left over by a
 // crash once its ctime is older than StaleLockTime.
-func (l *Local) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, name string) error {
+func (l *Writer) dotlock(ctx context.Context, deadline time.Time, lk *mboxLock, name string) error {
 	lockName := name + ".lock"
 	return retryLock(ctx, deadline, func() error {
 		fd, err := openBeneath(lk.dirfd, lockName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
@@ -148,7 +150,7 @@ const maxLockFile = 32
 // is st) and reports whether that process no longer exists. Anything
 // unclear (unreadable or empty file, no number, a network filesystem, a
 // live pid even if reused) counts as held.
-func (l *Local) dotlockOwnerGone(dirfd int, lockName string, st *unix.Stat_t) (int, bool) {
+func (l *Writer) dotlockOwnerGone(dirfd int, lockName string, st *unix.Stat_t) (int, bool) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 || st.Size > maxLockFile || networkFS(dirfd) {
 		return 0, false
 	}

@@ -38,7 +38,7 @@ func TestLockHeld(t *testing.T) {
 	for _, method := range []string{LockFcntl, LockFlock, LockDotlock} {
 		t.Run(method, func(t *testing.T) {
 			const timeout = 300 * time.Millisecond
-			l, base := newTestLocal(t, LocalOptions{LockMethods: []string{method}, LockTimeout: timeout})
+			l, base := newTestWriter(t, WriterOptions{LockMethods: []string{method}, LockTimeout: timeout})
 			path := filepath.Join(base, "mbox")
 			must(t, os.WriteFile(path, []byte(oldMbox), 0o600))
 			if method == LockDotlock {
@@ -70,7 +70,7 @@ func TestLockHeld(t *testing.T) {
 
 // The locks taken before a later one times out are released.
 func TestLockPartialRelease(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{LockMethods: []string{LockDotlock, LockFcntl, LockFlock}, LockTimeout: 100 * time.Millisecond})
+	l, base := newTestWriter(t, WriterOptions{LockMethods: []string{LockDotlock, LockFcntl, LockFlock}, LockTimeout: 100 * time.Millisecond})
 	path := filepath.Join(base, "mbox")
 	must(t, os.WriteFile(path, []byte(oldMbox), 0o600))
 	release := holdKernelLock(t, path, LockFlock)
@@ -87,7 +87,7 @@ func TestLockPartialRelease(t *testing.T) {
 
 // A lock released while we wait is taken: the delivery goes through.
 func TestLockWaits(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{LockMethods: []string{LockFcntl, LockDotlock}, LockTimeout: 5 * time.Second})
+	l, base := newTestWriter(t, WriterOptions{LockMethods: []string{LockFcntl, LockDotlock}, LockTimeout: 5 * time.Second})
 	path := filepath.Join(base, "mbox")
 	must(t, os.WriteFile(path, []byte(oldMbox), 0o600))
 	release := holdKernelLock(t, path, LockFcntl)
@@ -103,7 +103,7 @@ func TestLockWaits(t *testing.T) {
 }
 
 func TestStaleDotlock(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{LockMethods: []string{LockDotlock}, LockTimeout: 5 * time.Second, StaleLockTime: 50 * time.Millisecond})
+	l, base := newTestWriter(t, WriterOptions{LockMethods: []string{LockDotlock}, LockTimeout: 5 * time.Second, StaleLockTime: 50 * time.Millisecond})
 	path := filepath.Join(base, "mbox")
 	must(t, os.WriteFile(path+".lock", nil, 0))
 	time.Sleep(100 * time.Millisecond) // ctime cannot be set back: let it age
@@ -123,7 +123,7 @@ func TestStaleDotlock(t *testing.T) {
 }
 
 func TestLockContextCancel(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{LockMethods: []string{LockFcntl}, LockTimeout: time.Minute})
+	l, base := newTestWriter(t, WriterOptions{LockMethods: []string{LockFcntl}, LockTimeout: time.Minute})
 	path := filepath.Join(base, "mbox")
 	must(t, os.WriteFile(path, nil, 0o600))
 	holdKernelLock(t, path, LockFcntl)
@@ -144,7 +144,7 @@ func TestMboxConcurrentWriters(t *testing.T) {
 	for _, method := range []string{LockFcntl, LockFlock, LockDotlock} {
 		t.Run(method, func(t *testing.T) {
 			t.Parallel()
-			l, base := newTestLocal(t, LocalOptions{LockMethods: []string{method}, LockTimeout: time.Minute})
+			l, base := newTestWriter(t, WriterOptions{LockMethods: []string{method}, LockTimeout: time.Minute})
 			const writers, each = 20, 50
 			var wg sync.WaitGroup
 			errc := make(chan error, writers*each)

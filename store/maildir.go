@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -41,7 +43,7 @@ func detailDest(r Recipient) maildirDest {
 var maildirCounter atomic.Uint64
 
 // maildirName is a new unique base name: <sec>.M<usec>P<pid>Q<n>.<host>.
-func (l *Local) maildirName() string {
+func (l *Writer) maildirName() string {
 	now := time.Now()
 	var b strings.Builder
 	b.Grow(64)
@@ -122,7 +124,7 @@ func (d *maildirDirs) close() {
 
 // openSub opens (flags O_PATH or O_RDONLY) or creates the subdirectory
 // name of md and checks it.
-func (l *Local) openSub(md int, name string, flags int, st *unix.Stat_t) (int, error) {
+func (l *Writer) openSub(md int, name string, flags int, st *unix.Stat_t) (int, error) {
 	fd, err := openOrMkdir(md, name, flags)
 	if err != nil {
 		return -1, err
@@ -139,7 +141,7 @@ func (l *Local) openSub(md int, name string, flags int, st *unix.Stat_t) (int, e
 
 // checkCur makes sure cur/ exists as a directory of ours. Nothing is
 // written there, so it is only looked at (lstat), not opened.
-func (l *Local) checkCur(md int) error {
+func (l *Writer) checkCur(md int) error {
 	var st unix.Stat_t
 	err := unix.Fstatat(md, "cur", &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == unix.ENOENT {
@@ -160,7 +162,7 @@ func (l *Local) checkCur(md int) error {
 
 // openMaildir opens (creating what is missing, 0700) the Maildir at mp and
 // its tmp/, new/ and cur/ directories, all owned by this uid.
-func (l *Local) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
+func (l *Writer) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
 	md, err := mkdirAllBeneath(l.base, mp.rel, mp.comps)
 	if err != nil {
 		return nil, classify("mkdir", path, err)
@@ -199,7 +201,7 @@ func (l *Local) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) {
 // dest.flags are Maildir info flags (e.g. "FS", sorted): a message with flags is
 // linked into cur/ as <name>,S=<size>:2,<flags>, the way Dovecot stores a
 // message that already has flags, so that IMAP clients see them.
-func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, dest maildirDest) error {
+func (l *Writer) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, dest maildirDest) error {
 	flags := dest.flags
 	size := int64(len(hdr)) + msg.Size
 	if r.Limit > 0 && size > r.Limit {
@@ -259,7 +261,7 @@ func (l *Local) deliverMaildir(ctx context.Context, msg *Message, r Recipient, m
 // writeTmp writes hdr and the message into a new file in tmp (O_EXCL,
 // 0600) and makes its data durable (the fdatasync's time goes to t, which
 // may be nil). It returns the file's name; on failure nothing is left.
-func (l *Local) writeTmp(tmp int, hdr []byte, msg *Message, t *Timing, path string) (string, error) {
+func (l *Writer) writeTmp(tmp int, hdr []byte, msg *Message, t *Timing, path string) (string, error) {
 	var name string
 	var fd int
 	var err error
@@ -296,7 +298,7 @@ func (l *Local) writeTmp(tmp int, hdr []byte, msg *Message, t *Timing, path stri
 // batch. With a quota (r.Quota.Set), the decision is made at the link,
 // under the Maildir's quota lock, from maildirsize, which then records the
 // message. The source name stays; the caller removes it.
-func (l *Local) linkMessage(ctx context.Context, r Recipient, mp mailboxPath, d *maildirDirs, srcDir int, srcName string, size int64, flags string, idx int, batch *dirSyncBatch) error {
+func (l *Writer) linkMessage(ctx context.Context, r Recipient, mp mailboxPath, d *maildirDirs, srcDir int, srcName string, size int64, flags string, idx int, batch *dirSyncBatch) error {
 	// A quota entry of 0 without maildirsize limits and records nothing:
 	// checking it would be a full recalculation of the Maildir++ tree per
 	// message for nothing. (With maildirsize kept, the check is a read of
@@ -487,7 +489,7 @@ var tmpNow = time.Now
 // process opens it: workers are replaced after worker_max_use deliveries
 // and at idle, so each Maildir is looked at about once per worker. A
 // failure is logged and never fails the delivery.
-func (l *Local) cleanTmpOnce(tmp int, dev, ino uint64, path string) {
+func (l *Writer) cleanTmpOnce(tmp int, dev, ino uint64, path string) {
 	key := [2]uint64{dev, ino}
 	l.tmpMu.Lock()
 	if l.tmpCleaned[key] {

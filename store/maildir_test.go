@@ -31,7 +31,7 @@ func maildirFiles(t *testing.T, md string) []string {
 }
 
 func TestMaildirDelivery(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "alice@example.org", testBody)
 	r := rcpt("/example.com/user/Maildir/")
 	if err := deliver(t, l, msg, r); err != nil {
@@ -67,7 +67,7 @@ func TestMaildirDelivery(t *testing.T) {
 }
 
 func TestMaildirNullSenderNoOriginal(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	r := rcpt("u/")
 	r.OriginalRecipient = ""
 	if err := deliver(t, l, spool(t, "", "x"), r); err != nil {
@@ -84,7 +84,7 @@ func TestMaildirNullSenderNoOriginal(t *testing.T) {
 }
 
 func TestMaildirExistingDirs(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	md := filepath.Join(base, "md")
 	for _, d := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(md, d), 0o750); err != nil {
@@ -104,7 +104,7 @@ func TestMaildirExistingDirs(t *testing.T) {
 }
 
 func TestMaildirLimit(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "a@b", testBody)
 	hdr, _ := traceHeader(&Message{Sender: "a@b"}, rcpt("m/"))
 	size := int64(len(hdr) + len(testBody))
@@ -127,7 +127,7 @@ func TestMaildirLimit(t *testing.T) {
 }
 
 func TestMaildirShortSpool(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "a@b", "short")
 	msg.Size = 100 // the spool claims more than it holds
 	wantStatus(t, deliver(t, l, msg, rcpt("m/")), Temporary)
@@ -150,7 +150,7 @@ func TestMaildirSymlinks(t *testing.T) {
 		{"cur", "dom/user/", "dom/user/cur"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, base := newTestLocal(t, LocalOptions{})
+			l, base := newTestWriter(t, WriterOptions{})
 			outside := t.TempDir()
 			for _, d := range []string{"tmp", "new", "cur"} {
 				must(t, os.Mkdir(filepath.Join(outside, d), 0o700))
@@ -182,7 +182,7 @@ func TestMaildirNotOwned(t *testing.T) {
 	requireRoot(t)
 	for _, sub := range []string{"", "tmp", "new", "cur"} {
 		t.Run("dir="+sub, func(t *testing.T) {
-			l, base := newTestLocal(t, LocalOptions{})
+			l, base := newTestWriter(t, WriterOptions{})
 			md := filepath.Join(base, "md")
 			for _, d := range []string{"tmp", "new", "cur"} {
 				if err := os.MkdirAll(filepath.Join(md, d), 0o700); err != nil {
@@ -201,7 +201,7 @@ func TestMaildirNotOwned(t *testing.T) {
 }
 
 func TestMaildirFileInTheWay(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	if err := os.WriteFile(filepath.Join(base, "dom"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestMaildirFileInTheWay(t *testing.T) {
 // Several recipients in one call, some sharing a Maildir: every one gets
 // its own file, and the new/ fsync is shared.
 func TestMaildirSharedNewDir(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "a@b", testBody)
 	rcpts := []Recipient{rcpt("a/"), rcpt("a/"), rcpt("b/"), rcpt("/a/"), rcpt("a/../x/")}
 	errs := l.Deliver(context.Background(), msg, rcpts)
@@ -228,7 +228,7 @@ func TestMaildirSharedNewDir(t *testing.T) {
 
 // 1000 deliveries from concurrent callers give 1000 distinct files.
 func TestMaildirUniqueNames(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "a@b", testBody)
 	const callers, calls, perCall = 10, 10, 10
 	var wg sync.WaitGroup
@@ -281,7 +281,7 @@ func TestMaildirHost(t *testing.T) {
 			t.Errorf("maildirHost(%q) = %q, want %q", in, got, want)
 		}
 	}
-	l, base := newTestLocal(t, LocalOptions{Hostname: "h/1:2"})
+	l, base := newTestWriter(t, WriterOptions{Hostname: "h/1:2"})
 	if err := deliver(t, l, spool(t, "a@b", "x"), rcpt("m/")); err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestTraceHeaderTheClientWroteIsNotRepeated(t *testing.T) {
 		{false, true, "Return-Path: <alice@example.org>\nX-Original-To: user+tag@example.com\n"},
 		{true, true, "X-Original-To: user+tag@example.com\n"},
 	} {
-		l, base := newTestLocal(t, LocalOptions{})
+		l, base := newTestWriter(t, WriterOptions{})
 		msg := spool(t, "alice@example.org", clientTop+testBody)
 		msg.HasReturnPath = tc.returnPath
 		r := rcpt("md/")
@@ -332,7 +332,7 @@ func TestTraceHeaderTheClientWroteIsNotRepeated(t *testing.T) {
 // regular files of ours directly in tmp/ is touched, and no link is
 // followed.
 func TestMaildirCleansStaleTmp(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	md := filepath.Join(base, "example.com/user/Maildir")
 	for _, d := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(md, d), 0o700); err != nil {
@@ -401,7 +401,7 @@ func TestMaildirCleansStaleTmp(t *testing.T) {
 		t.Errorf("cleaned twice in one process: %v", err)
 	}
 	// A new process (worker) does.
-	l2, err := NewLocal(base, LocalOptions{Hostname: testHost})
+	l2, err := NewWriter(base, WriterOptions{Hostname: testHost})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -53,7 +55,7 @@ func checkMboxStat(st *unix.Stat_t, uid int) error {
 
 // openMboxDir opens the directory that holds the mbox. It is never
 // created: a missing parent is a temporary failure, as in virtual(8).
-func (l *Local) openMboxDir(mp mailboxPath, path string) (int, error) {
+func (l *Writer) openMboxDir(mp mailboxPath, path string) (int, error) {
 	dirfd, err := openBeneath(l.base, mp.dir, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err == unix.ENOENT {
 		return -1, fail(Temporary, "open", path, fmt.Errorf("mailbox directory %s does not exist: %w", mp.dir, err))
@@ -70,7 +72,7 @@ func (l *Local) openMboxDir(mp mailboxPath, path string) (int, error) {
 // with lstat first (so a FIFO or device is never opened) and the opened
 // file is checked again. key names the opened file (it is fixed for the
 // descriptor's life); created says whether this call made the file.
-func (l *Local) openMbox(dirfd int, name, path string) (fd int, key inodeKey, created bool, err error) {
+func (l *Writer) openMbox(dirfd int, name, path string) (fd int, key inodeKey, created bool, err error) {
 	for tries := 0; tries < 10; tries++ {
 		var st unix.Stat_t
 		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
@@ -135,7 +137,7 @@ func (l *Local) openMbox(dirfd int, name, path string) (fd int, key inodeKey, cr
 // size before the append, so it never holds part of a message; should
 // this process be killed midway, the append record (intent.go) lets the
 // next delivery do it instead.
-func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, t *Timing) error {
+func (l *Writer) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, t *Timing) error {
 	from := fromLine(msg.Sender, time.Now())
 	// The least this append can add; quoting and a missing final LF only
 	// add to it.
@@ -214,7 +216,7 @@ func (l *Local) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp m
 
 // appendMbox streams the message into fd in one pass with a fixed buffer:
 // memory use does not grow with the message.
-func (l *Local) appendMbox(fd int, size, limit int64, msg *Message, from, hdr []byte) error {
+func (l *Writer) appendMbox(fd int, size, limit int64, msg *Message, from, hdr []byte) error {
 	var fw io.Writer = &fdWriter{fd: fd, size: size, limit: limit}
 	if testHookMboxWrite != nil {
 		fw = hookWriter{fw}

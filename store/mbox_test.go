@@ -14,7 +14,7 @@ import (
 var fromLineRE = regexp.MustCompile(`^From (\S+)  (Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 1-3]\d \d\d:\d\d:\d\d \d{4}$`)
 
 func TestMboxFormat(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	body := "Subject: hi\nFrom: x@y\n\nFrom the start\n>From quoted\n>>From twice\nFrom\nFromage\n From indented\nfrom lower\n\nlast line without LF"
 	must(t, os.Mkdir(filepath.Join(base, "dom"), 0o755))
 	before := time.Now().UTC().Truncate(time.Second)
@@ -49,7 +49,7 @@ func TestMboxFormat(t *testing.T) {
 }
 
 func TestMboxAppendAndNullSender(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	path := filepath.Join(base, "mbox")
 	if err := os.WriteFile(path, []byte("From old@x  Thu Jan  1 00:00:00 1970\nSubject: old\n\nold\n\n"), 0o640); err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestMboxAppendAndNullSender(t *testing.T) {
 }
 
 func TestMboxMissingParent(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	wantStatus(t, deliver(t, l, spool(t, "a@b", "x\n"), rcpt("nodir/mbox")), Temporary)
 	if _, err := os.Lstat(filepath.Join(base, "nodir")); !os.IsNotExist(err) {
 		t.Errorf("the mbox's parent directory was created (%v)", err)
@@ -89,7 +89,7 @@ func TestMboxMissingParent(t *testing.T) {
 }
 
 func TestMboxLimit(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	path := filepath.Join(base, "mbox")
 	old := oldMbox
 	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
@@ -121,7 +121,7 @@ func TestMboxLimit(t *testing.T) {
 }
 
 func TestMboxShortSpoolTruncates(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	path := filepath.Join(base, "mbox")
 	old := oldMbox
 	must(t, os.WriteFile(path, []byte(old), 0o600))
@@ -174,7 +174,7 @@ func TestMboxUnsafeTargets(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, base := newTestLocal(t, LocalOptions{LockTimeout: time.Second})
+			l, base := newTestWriter(t, WriterOptions{LockTimeout: time.Second})
 			outside := t.TempDir()
 			target := filepath.Join(outside, "target")
 			must(t, os.WriteFile(target, []byte("precious\n"), 0o600))
@@ -202,7 +202,7 @@ func TestMboxUnsafeTargets(t *testing.T) {
 
 func TestMboxNotOwned(t *testing.T) {
 	requireRoot(t)
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	path := filepath.Join(base, "mbox")
 	must(t, os.WriteFile(path, nil, 0o600))
 	must(t, os.Chown(path, 12345, 12345))
@@ -213,7 +213,7 @@ func TestMboxNotOwned(t *testing.T) {
 }
 
 func TestMailboxSize(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	ctx := t.Context()
 	size := func(path string) (int64, error) { return l.MailboxSize(ctx, rcpt(path)) }
 	if n, err := size("missing"); n != 0 || err != nil {
@@ -250,7 +250,7 @@ func must(t *testing.T, err error) {
 // A big message whose quoting pushes it over the limit part way through:
 // the bytes already written are cut off again.
 func TestMboxLimitWhileWriting(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	path := filepath.Join(base, "mbox")
 	old := oldMbox
 	must(t, os.WriteFile(path, []byte(old), 0o600))
@@ -267,7 +267,7 @@ func TestMboxLimitWhileWriting(t *testing.T) {
 // Memory does not grow with the message: a 16 MB message is streamed
 // through fixed buffers, for mbox (quoting) and Maildir (kernel copy).
 func TestDeliverMemoryFlat(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	const line = "From a line that needs quoting\nand a line that does not\n"
 	msg := spool(t, "a@b", strings.Repeat(line, 16<<20/len(line)))
 	for _, path := range []string{"mbox", "md/"} {
@@ -290,7 +290,7 @@ func TestDeliverMemoryFlat(t *testing.T) {
 }
 
 func TestMboxTraceHeaderTheClientWroteIsNotRepeated(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	const clientTop = "Return-Path: <b@x>\nDelivered-To: User@example.com\nReceived: from a by b\n"
 	msg := spool(t, "b@x", clientTop+"Subject: s\n\nFrom me\n")
 	msg.HasReturnPath = true

@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -5,9 +7,9 @@ import (
 	"time"
 )
 
-// LocalOptions configure a Local deliverer (and the same writer inside a
+// WriterOptions configure a Writer (and the same writer inside a
 // worker process).
-type LocalOptions struct {
+type WriterOptions struct {
 	// Hostname goes into Maildir file names; default os.Hostname().
 	Hostname string
 	// LockMethods is virtual_mailbox_lock: some of LockMethods, applied

@@ -1,3 +1,5 @@
+// Runs in: every boundary: the front, the parent and a worker.
+
 package store
 
 import "fmt"

@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -37,7 +39,7 @@ type QuotaUsage struct {
 // Quota implements QuotaReporter: a Maildir's usage from maildirsize (or
 // a recalculation by its rules), an mbox's size. A mailbox that does not
 // exist yet holds nothing.
-func (l *Local) Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage, error) {
+func (l *Writer) Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage, error) {
 	if r.Format() != Maildir {
 		n, err := l.MailboxSize(ctx, r)
 		return QuotaUsage{Usage: maildirpp.Usage{Bytes: n}}, err
@@ -80,7 +82,7 @@ func (l *Local) Quota(ctx context.Context, r Recipient, recalc bool) (QuotaUsage
 }
 
 // rebuild recalculates maildirsize under the quota lock and writes it.
-func (l *Local) rebuild(q *quotaLock, r Recipient) (QuotaUsage, error) {
+func (l *Writer) rebuild(q *quotaLock, r Recipient) (QuotaUsage, error) {
 	u, _, err := maildirpp.Recalculate(q.root)
 	if err == nil {
 		err = maildirpp.Write(q.root, r.Quota.Limits, u)
@@ -93,7 +95,7 @@ func (l *Local) rebuild(q *quotaLock, r Recipient) (QuotaUsage, error) {
 }
 
 // maildirUsage reads or recalculates the usage of the Maildir root.
-func (l *Local) maildirUsage(root int, r Recipient) (QuotaUsage, error) {
+func (l *Writer) maildirUsage(root int, r Recipient) (QuotaUsage, error) {
 	if !r.Quota.Extended {
 		// Without maildirsize every question is a full recalculation.
 		u, _, err := maildirpp.Recalculate(root)
@@ -125,7 +127,7 @@ type quotaLock struct {
 	root int
 }
 
-func (l *Local) lockQuota(ctx context.Context, mp mailboxPath, path string) (*quotaLock, error) {
+func (l *Writer) lockQuota(ctx context.Context, mp mailboxPath, path string) (*quotaLock, error) {
 	root, err := openBeneath(l.base, mp.rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, classify("open", path, err)
@@ -156,7 +158,7 @@ func (l *Local) lockQuota(ctx context.Context, mp mailboxPath, path string) (*qu
 func (q *quotaLock) release() { unix.Close(q.root) }
 
 // checkQuota decides, under q, whether a message file of size bytes fits.
-func (l *Local) checkQuota(q *quotaLock, r Recipient, size int64) error {
+func (l *Writer) checkQuota(q *quotaLock, r Recipient, size int64) error {
 	cur, err := l.maildirUsage(q.root, r)
 	if err != nil {
 		return err
@@ -172,7 +174,7 @@ func (l *Local) checkQuota(q *quotaLock, r Recipient, size int64) error {
 // the delivery, so a failure removes the file instead: the next delivery
 // rebuilds it rather than trusting a count that misses this message.
 // It reports whether a line was appended.
-func (l *Local) recordQuota(q *quotaLock, r Recipient, size int64) bool {
+func (l *Writer) recordQuota(q *quotaLock, r Recipient, size int64) bool {
 	if !r.Quota.Extended {
 		return false
 	}
@@ -217,7 +219,7 @@ func DetailFolder(detail string) (string, bool) {
 // detailTarget is where a Maildir recipient's message goes: the folder
 // dest names (a +detail or a Sieve fileinto) if that exists (or may be
 // created), else the Maildir itself.
-func (l *Local) detailTarget(mp mailboxPath, dest maildirDest, path string) (mailboxPath, error) {
+func (l *Writer) detailTarget(mp mailboxPath, dest maildirDest, path string) (mailboxPath, error) {
 	folder := dest.folder
 	if folder == "" || folder[0] == '.' || strings.ContainsAny(folder, "/\x00") {
 		return mp, nil // never more than one safe component (checked before; kept here too)
@@ -255,7 +257,7 @@ func (l *Local) detailTarget(mp mailboxPath, dest maildirDest, path string) (mai
 // createFolder makes a Maildir++ folder with its maildirfolder marker
 // (which Maildir++ readers such as Courier's deliverquota look for to find
 // the quota in the parent); tmp/, new/ and cur/ come from openMaildir.
-func (l *Local) createFolder(md int, name string) error {
+func (l *Writer) createFolder(md int, name string) error {
 	if err := unix.Mkdirat(md, name, 0o700); err != nil && err != unix.EEXIST {
 		return err
 	}

@@ -35,7 +35,7 @@ func msgFileSize(t *testing.T, msg *Message, r Recipient) int64 {
 // leaves nothing behind (not even in tmp/), and maildirsize gets one line
 // per delivery.
 func TestMaildirQuotaExact(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "s@example.org", "Subject: q\n\nbody\n")
 	size := msgFileSize(t, msg, rcpt("q/"))
 	r := quotaRcpt("q/", maildirpp.Limits{Bytes: 2 * size})
@@ -75,7 +75,7 @@ func openTestDir(t *testing.T, path string) int {
 // TestMaildirQuotaCount: the message count limit, with messages in a
 // folder counted too.
 func TestMaildirQuotaCount(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "", "x\n")
 	os.MkdirAll(filepath.Join(base, "c/.Sent/cur"), 0o700)
 	os.WriteFile(filepath.Join(base, "c/.Sent/cur/1.M1.h,S=10:2,S"), []byte("0123456789"), 0o600)
@@ -92,7 +92,7 @@ func TestMaildirQuotaCount(t *testing.T) {
 // exactly 5, with quota queries and rebuilds running beside them, and
 // maildirsize agrees with a recalculation.
 func TestMaildirQuotaConcurrent(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "s@example.org", strings.Repeat("line\n", 200))
 	size := msgFileSize(t, msg, rcpt("cc/"))
 	r := quotaRcpt("cc/", maildirpp.Limits{Bytes: 5*size + size/2})
@@ -130,7 +130,7 @@ func TestMaildirQuotaConcurrent(t *testing.T) {
 // TestMaildirQuotaRespectsForeignUsage: usage another program (Dovecot,
 // Courier) wrote into maildirsize is what the decision uses.
 func TestMaildirQuotaRespectsForeignUsage(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	os.MkdirAll(filepath.Join(base, "f"), 0o700)
 	os.WriteFile(filepath.Join(base, "f/maildirsize"), []byte("10000S\n9990 3\n"), 0o600)
 	msg := spool(t, "", "0123456789abcdef\n")
@@ -165,7 +165,7 @@ func TestDetailFolder(t *testing.T) {
 // details and a symlink where the folder would be mean INBOX, and nothing
 // is written outside the Maildir.
 func TestDetailDelivery(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "", "x\n")
 	os.MkdirAll(filepath.Join(base, "d/.work/cur"), 0o700)
 	os.MkdirAll(filepath.Join(base, "outside/new"), 0o700)
@@ -208,7 +208,7 @@ func TestDetailDelivery(t *testing.T) {
 // TestDetailCountsInQuota: a message in a folder counts against the
 // Maildir's quota and is recorded in the root's maildirsize.
 func TestDetailCountsInQuota(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "", "x\n")
 	r := quotaRcpt("e/", maildirpp.Limits{Count: 1})
 	r.Folder, r.CreateFolder = "f", true

@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -42,7 +44,7 @@ const (
 
 // filtered reports whether r's message goes through Sieve: not when the
 // front asked for the implicit keep only (Recipient.NoSieve).
-func (l *Local) filtered(r Recipient) bool {
+func (l *Writer) filtered(r Recipient) bool {
 	if r.NoSieve {
 		return false
 	}
@@ -63,7 +65,7 @@ type storeTarget struct {
 // error, the CPU limit, a refused redirect) ends in the implicit keep: the
 // message is never lost because of a script. What is to be submitted goes
 // to out, for the front.
-func (l *Local) deliverSieve(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, out *Outbound) error {
+func (l *Writer) deliverSieve(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, out *Outbound) error {
 	log := l.log.With("queue_id", msg.ID, "rcpt", r.Address)
 	// The implicit keep goes where the message would go without Sieve:
 	// the +detail folder when there is one (Dovecot's
@@ -118,7 +120,7 @@ func (l *Local) deliverSieve(ctx context.Context, msg *Message, r Recipient, mp 
 // redirect (a loop, an unusable address) makes sure the message is kept.
 // A redirect the front fails to submit is kept by the front asking again
 // with NoSieve (unless out.Kept says it already is).
-func (l *Local) execute(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch,
+func (l *Writer) execute(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch,
 	res *sieve.Result, inbox storeTarget, state *sieveState, log *slog.Logger, out *Outbound) error {
 	var targets []storeTarget
 	add := func(t storeTarget) {
@@ -243,7 +245,7 @@ func targetName(t storeTarget) string {
 
 // fileIntoTarget maps a fileinto to where it is stored. Pigeonhole's
 // behaviour for what cannot be stored there: the implicit keep, logged.
-func (l *Local) fileIntoTarget(a *sieve.FileInto, mp mailboxPath, r Recipient, keep func([]string) storeTarget, keepFlags []string, log *slog.Logger) storeTarget {
+func (l *Writer) fileIntoTarget(a *sieve.FileInto, mp mailboxPath, r Recipient, keep func([]string) storeTarget, keepFlags []string, log *slog.Logger) storeTarget {
 	if r.Format() != Maildir {
 		log.Info("sieve: fileinto on an mbox mailbox, kept in the mbox", "mailbox", a.Mailbox)
 		return keep(keepFlags)
@@ -341,7 +343,7 @@ func modifiedUTF7(s string) string {
 
 // folderChecker answers mailboxexists for the recipient's Maildir.
 type folderChecker struct {
-	l  *Local
+	l  *Writer
 	mp mailboxPath
 	r  Recipient
 }
@@ -360,7 +362,7 @@ func (c folderChecker) MailboxExists(_ context.Context, name string) (bool, erro
 // folderExists reports whether the Maildir++ folder (its name on disk
 // without the ".") is a directory in the Maildir mp, looked at without
 // following anything: a symlink is no folder.
-func (l *Local) folderExists(mp mailboxPath, folder string) (bool, error) {
+func (l *Writer) folderExists(mp mailboxPath, folder string) (bool, error) {
 	if folder == "" || folder[0] == '.' || strings.ContainsAny(folder, "/\x00") {
 		return false, nil
 	}
@@ -387,7 +389,7 @@ func (l *Local) folderExists(mp mailboxPath, folder string) (bool, error) {
 // error: the first failure is returned (the recipient then gets a 4xx and
 // the client retries; targets already written may then get a duplicate,
 // as with Pigeonhole).
-func (l *Local) storeTargets(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, targets []storeTarget) error {
+func (l *Writer) storeTargets(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, targets []storeTarget) error {
 	for _, t := range targets {
 		var err error
 		if r.Format() == Maildir {
@@ -543,7 +545,7 @@ var errNoScript = errors.New("no such script")
 // scriptLog writes the compile errors of the user's script to <script>.log
 // beside it, as Pigeonhole does, so that the user (or a ManageSieve client)
 // can see why the script is not run.
-func (l *Local) scriptLog(rel string, err error) error {
+func (l *Writer) scriptLog(rel string, err error) error {
 	fd, oerr := openBeneath(l.base, rel+".log", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NONBLOCK, 0o600)
 	if oerr != nil {
 		return oerr

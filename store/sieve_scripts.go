@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -94,7 +96,7 @@ func (c *scriptCache) put(key string, e *cachedScript) {
 // sieve_before, the user's, sieve_after. A script that is missing or does
 // not compile is left out and logged; the user's compile errors also go to
 // its .log file.
-func (l *Local) sieveScripts(r Recipient, log *slog.Logger) []*sieve.Script {
+func (l *Writer) sieveScripts(r Recipient, log *slog.Logger) []*sieve.Script {
 	var out []*sieve.Script
 	admin := func(p string) {
 		s, err := l.adminScript(p)
@@ -127,7 +129,7 @@ func (l *Local) sieveScripts(r Recipient, log *slog.Logger) []*sieve.Script {
 	return out
 }
 
-func (l *Local) maxScript() int {
+func (l *Writer) maxScript() int {
 	if n := l.opts.Sieve.MaxScriptSize; n > 0 {
 		return n
 	}
@@ -138,7 +140,7 @@ func (l *Local) maxScript() int {
 // a symlink except one that stays in the script's own directory tree (the
 // way ManageSieve makes .dovecot.sieve point into sieve/), and compiles it
 // or takes it from the cache.
-func (l *Local) userScript(rel string, log *slog.Logger) (*sieve.Script, error) {
+func (l *Writer) userScript(rel string, log *slog.Logger) (*sieve.Script, error) {
 	mp, err := parsePath(rel)
 	if err != nil {
 		return nil, fmt.Errorf("bad script path: %w", err)
@@ -177,7 +179,7 @@ func (l *Local) userScript(rel string, log *slog.Logger) (*sieve.Script, error) 
 }
 
 // openScript opens the script file for reading beneath the base.
-func (l *Local) openScript(mp mailboxPath) (int, error) {
+func (l *Writer) openScript(mp mailboxPath) (int, error) {
 	fd, err := openBeneath(l.base, mp.rel, readNonblock, 0)
 	if err != unix.ELOOP {
 		return fd, err
@@ -205,7 +207,7 @@ func (l *Local) openScript(mp mailboxPath) (int, error) {
 
 // readScript checks the open file (a regular file within the size limit)
 // and reads it, unless the cache holds this version.
-func (l *Local) readScript(fd int, key string) ([]byte, fileStamp, *cachedScript, error) {
+func (l *Writer) readScript(fd int, key string) ([]byte, fileStamp, *cachedScript, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fileStamp{}, nil, err
@@ -250,7 +252,7 @@ func readAllFD(fd, max int) ([]byte, error) {
 // ~/sieve/name.sieve), beneath the base, and include :global "name" from
 // sieve_global_dir (the administrator's, read by path). What it read (or
 // found missing) is recorded in seen, for the cache to check later.
-func (l *Local) includes(script mailboxPath) (sieve.IncludeLoader, *[]includedFile) {
+func (l *Writer) includes(script mailboxPath) (sieve.IncludeLoader, *[]includedFile) {
 	seen := new([]includedFile)
 	load := func(loc sieve.IncludeLocation, name string) ([]byte, error) {
 		if name == "" || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
@@ -293,7 +295,7 @@ func (l *Local) includes(script mailboxPath) (sieve.IncludeLoader, *[]includedFi
 // sieve_after) by its absolute path. It is read with the mailbox owner's
 // rights, so it must be readable by every mailbox owner; a symlink is
 // followed (the administrator's files, outside every mailbox).
-func (l *Local) adminScript(p string) (*sieve.Script, error) {
+func (l *Writer) adminScript(p string) (*sieve.Script, error) {
 	fd, err := unix.Open(p, readNonblock|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
 		return nil, errNoScript

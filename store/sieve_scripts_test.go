@@ -13,7 +13,7 @@ import (
 // an edit until it restarts.
 func TestSieveIncludeChangeSeen(t *testing.T) {
 	global := t.TempDir()
-	l, base, r := sieveLocal(t, LocalOptions{Sieve: SieveOptions{GlobalDir: global}},
+	l, base, r := sieveWriter(t, WriterOptions{Sieve: SieveOptions{GlobalDir: global}},
 		`require ["include"]; include :personal "mine"; include :global "admin";`)
 	md := filepath.Join(base, "example.com/u")
 	os.MkdirAll(filepath.Join(md, "sieve"), 0o700)

@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -24,7 +26,7 @@ import (
 // its key, holding its expiry time; an expired entry counts as absent and
 // is removed when another one is recorded.
 type sieveState struct {
-	l     *Local
+	l     *Writer
 	rel   string
 	comps []string
 	now   func() time.Time
@@ -39,7 +41,7 @@ const (
 	maxStateScan = 512
 )
 
-func (l *Local) sieveState(mp mailboxPath, r Recipient) *sieveState {
+func (l *Writer) sieveState(mp mailboxPath, r Recipient) *sieveState {
 	s := &sieveState{l: l, now: time.Now}
 	if r.Format() == Maildir {
 		s.comps = append(append([]string(nil), mp.comps...), stateDirName)

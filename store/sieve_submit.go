@@ -127,7 +127,7 @@ func checkHeaderLoop(msg *Message, self, target string) error {
 
 // vacationSubmission composes a vacation reply, sent with the null
 // envelope sender (RFC 5230 5.1, RFC 3834 3.3).
-func (l *Local) vacationSubmission(v *sieve.Vacation) (Submission, error) {
+func (l *Writer) vacationSubmission(v *sieve.Vacation) (Submission, error) {
 	if err := checkAddress(v.To); err != nil {
 		return Submission{}, err
 	}

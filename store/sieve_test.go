@@ -64,10 +64,10 @@ func TestMaildirFlags(t *testing.T) {
 	}
 }
 
-// sieveLocal is a Local with a Maildir for the test user and its script.
-func sieveLocal(t *testing.T, opts LocalOptions, script string) (*Local, string, Recipient) {
+// sieveWriter is a Writer with a Maildir for the test user and its script.
+func sieveWriter(t *testing.T, opts WriterOptions, script string) (*Writer, string, Recipient) {
 	t.Helper()
-	l, base := newTestLocal(t, opts)
+	l, base := newTestWriter(t, opts)
 	r := rcpt("example.com/u/")
 	if script != "" {
 		r.Sieve = "example.com/u/.dovecot.sieve"
@@ -82,7 +82,7 @@ func sieveLocal(t *testing.T, opts LocalOptions, script string) (*Local, string,
 // The compiled script is cached by file version: a changed file is
 // compiled again at the next message.
 func TestSieveScriptCacheInvalidated(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{}, `require ["fileinto", "mailbox"]; fileinto :create "One";`)
+	l, base, r := sieveWriter(t, WriterOptions{}, `require ["fileinto", "mailbox"]; fileinto :create "One";`)
 	md := filepath.Join(base, "example.com/u")
 	if err := deliver(t, l, spool(t, "s@x", "Subject: a\n\nx\n"), r); err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestSieveScriptCacheInvalidated(t *testing.T) {
 // (the message is kept); one into sieve/ beside it is, as ManageSieve
 // makes .dovecot.sieve.
 func TestSieveScriptSymlinks(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{}, "")
+	l, base, r := sieveWriter(t, WriterOptions{}, "")
 	md := filepath.Join(base, "example.com/u")
 	os.MkdirAll(filepath.Join(md, "sieve"), 0o700)
 	os.WriteFile(filepath.Join(md, "sieve/main.sieve"), []byte(`discard;`), 0o600)
@@ -144,7 +144,7 @@ func TestSieveScriptSymlinks(t *testing.T) {
 // editheader: the stored message carries the edited header, the body
 // unchanged, and the ,S= size of what was written.
 func TestSieveEditHeader(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{}, `require "editheader"; addheader "X-Filtered" "yes"; deleteheader "X-Spam";`)
+	l, base, r := sieveWriter(t, WriterOptions{}, `require "editheader"; addheader "X-Filtered" "yes"; deleteheader "X-Spam";`)
 	body := "Subject: s\nX-Spam: bad\n\nline 1\nline 2\n"
 	if err := deliver(t, l, spool(t, "s@x", body), r); err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func TestSieveEditHeader(t *testing.T) {
 // The state beneath the Maildir: an entry is valid for its period, a
 // non-restarting record keeps the first expiry, expired entries go.
 func TestSieveState(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{}, "")
+	l, base, r := sieveWriter(t, WriterOptions{}, "")
 	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
 	mp, _ := parsePath(r.Path)
 	s := l.sieveState(mp, r)
@@ -206,7 +206,7 @@ func TestSieveState(t *testing.T) {
 func TestSieveIncludes(t *testing.T) {
 	global := t.TempDir()
 	os.WriteFile(filepath.Join(global, "spam.sieve"), []byte(`require ["fileinto", "mailbox"]; if header :is "x-spam" "yes" { fileinto :create "Junk"; }`), 0o644)
-	l, base, r := sieveLocal(t, LocalOptions{Sieve: SieveOptions{GlobalDir: global}},
+	l, base, r := sieveWriter(t, WriterOptions{Sieve: SieveOptions{GlobalDir: global}},
 		`require ["include", "fileinto", "mailbox"]; include :global "spam"; include :personal "mine"; include :optional "absent";`)
 	md := filepath.Join(base, "example.com/u")
 	os.MkdirAll(filepath.Join(md, "sieve"), 0o700)
@@ -238,7 +238,7 @@ func TestSieveIncludes(t *testing.T) {
 // The body test reads the body from the spool (not from the header), and
 // the size test sees the spooled size.
 func TestSieveBodyFromSpool(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{},
+	l, base, r := sieveWriter(t, WriterOptions{},
 		`require ["body", "fileinto", "mailbox"]; if allof (body :contains "needle", size :over 2000) { fileinto :create "Found"; }`)
 	md := filepath.Join(base, "example.com/u")
 	small := "Subject: needle in the header only\n\nhay\n"
@@ -258,7 +258,7 @@ func TestSieveBodyFromSpool(t *testing.T) {
 
 // deliverOut delivers to r with DeliverTimed and returns the error and
 // what the front is to submit.
-func deliverOut(t *testing.T, l *Local, msg *Message, r Recipient) (Outbound, error) {
+func deliverOut(t *testing.T, l *Writer, msg *Message, r Recipient) (Outbound, error) {
 	t.Helper()
 	errs, _, outs := l.DeliverTimed(context.Background(), msg, []Recipient{r})
 	if len(errs) != 1 || len(outs) != 1 {
@@ -286,7 +286,7 @@ func TestSieveActionCombinations(t *testing.T) {
 		{`redirect "a@x.test"; redirect "b@x.test"; keep;`, 1, 0, 2, true},
 		{`require ["copy", "fileinto"]; redirect :copy "a@x.test"; fileinto "Work";`, 0, 1, 1, false},
 	} {
-		l, base, r := sieveLocal(t, LocalOptions{}, c.script)
+		l, base, r := sieveWriter(t, WriterOptions{}, c.script)
 		md := filepath.Join(base, "example.com/u")
 		for _, d := range []string{"new", "cur", "tmp", ".Work/new", ".Work/cur", ".Work/tmp"} {
 			os.MkdirAll(filepath.Join(md, d), 0o700)
@@ -313,7 +313,7 @@ func TestSieveActionCombinations(t *testing.T) {
 // header and where the original body starts, so the front sends exactly
 // what was stored.
 func TestSieveRedirectEditedHeader(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{}, `require ["editheader", "copy"];
+	l, base, r := sieveWriter(t, WriterOptions{}, `require ["editheader", "copy"];
 deleteheader "X-Spam"; addheader "X-Tag" "yes"; redirect :copy "a@x.test";`)
 	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
 	body := "X-Spam: 9\nSubject: e\n\nthe body\n"
@@ -345,7 +345,7 @@ deleteheader "X-Spam"; addheader "X-Tag" "yes"; redirect :copy "a@x.test";`)
 // recorded as answered when handed over; a refused redirect (a loop) is
 // kept in INBOX by the worker itself and not handed over.
 func TestSieveVacationAndLoopSubmissions(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{Hostname: "mx.test"}, `require "vacation"; redirect "a@x.test"; vacation :subject "Away" "not here";`)
+	l, base, r := sieveWriter(t, WriterOptions{Hostname: "mx.test"}, `require "vacation"; redirect "a@x.test"; vacation :subject "Away" "not here";`)
 	os.MkdirAll(filepath.Join(base, "example.com/u/new"), 0o700)
 	out, err := deliverOut(t, l, spool(t, "s@x", "From: s@x\nTo: "+r.Address+"\nSubject: q\n\nx\n"), r)
 	if err != nil || len(out.Submissions) != 2 {
@@ -374,7 +374,7 @@ func TestSieveVacationAndLoopSubmissions(t *testing.T) {
 // Deliver (which submits nothing) keeps a redirected message rather than
 // lose it.
 func TestSieveNoSieveAndDeliverKeeping(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{}, `redirect "a@x.test";`)
+	l, base, r := sieveWriter(t, WriterOptions{}, `redirect "a@x.test";`)
 	os.MkdirAll(filepath.Join(base, "example.com/u/new"), 0o700)
 	nr := r
 	nr.NoSieve = true
@@ -393,7 +393,7 @@ func TestSieveNoSieveAndDeliverKeeping(t *testing.T) {
 // BenchmarkSieveDeliver: one Maildir delivery through a cached script
 // (header tests and a fileinto), to compare with BenchmarkMaildir.
 func BenchmarkSieveDeliver(b *testing.B) {
-	l, base := newTestLocal(b, LocalOptions{Logger: slog.New(slog.DiscardHandler)})
+	l, base := newTestWriter(b, WriterOptions{Logger: slog.New(slog.DiscardHandler)})
 	r := rcpt("example.com/u/")
 	r.Sieve = "example.com/u/.dovecot.sieve"
 	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
@@ -416,7 +416,7 @@ if address :domain "from" "example.org" { fileinto :create "Work"; }`
 // A FIFO in the script's place does not hang the worker: the script is
 // not run and the message is kept.
 func TestSieveScriptFIFO(t *testing.T) {
-	l, base, r := sieveLocal(t, LocalOptions{}, "")
+	l, base, r := sieveWriter(t, WriterOptions{}, "")
 	os.MkdirAll(filepath.Join(base, "example.com/u"), 0o700)
 	r.Sieve = "example.com/u/.dovecot.sieve"
 	if err := unix.Mkfifo(filepath.Join(base, r.Sieve), 0o600); err != nil {

@@ -1,4 +1,4 @@
-// Runs in the worker (and in the front's in-process Local in tests).
+// Runs in: a worker, as the mailbox owner (and in the front's in-process Writer in tests).
 
 package store
 
@@ -29,7 +29,7 @@ import (
 // file: Maildir recipients of this process's uid whose message no filter
 // can change (Sieve decides per recipient, and its flags and folders make
 // a recipient's file different). Fewer than two: nil, nothing to share.
-func (l *Local) singleInstanceGroup(rcpts []Recipient) []int {
+func (l *Writer) singleInstanceGroup(rcpts []Recipient) []int {
 	if !l.opts.SingleInstance || len(rcpts) < 2 {
 		return nil
 	}
@@ -51,7 +51,7 @@ func (l *Local) singleInstanceGroup(rcpts []Recipient) []int {
 // name is removed. A recipient on another filesystem (EXDEV) gets a copy
 // of its own, with its trace headers, as without the option. errs and
 // the batch are as in DeliverTimed.
-func (l *Local) deliverShared(ctx context.Context, msg *Message, rcpts []Recipient, group []int, errs []error, batch *dirSyncBatch) {
+func (l *Writer) deliverShared(ctx context.Context, msg *Message, rcpts []Recipient, group []int, errs []error, batch *dirSyncBatch) {
 	// The header every copy shares: Return-Path only (traceHeader with
 	// no X-Original-To and Delivered-To "already there").
 	hdr, herr := traceHeader(msg, Recipient{HasDeliveredTo: true})
@@ -82,7 +82,7 @@ func (l *Local) deliverShared(ctx context.Context, msg *Message, rcpts []Recipie
 // linkShared is one recipient of deliverShared: the checks deliverOne
 // makes, the shared file written first if there is none yet, then the
 // link.
-func (l *Local) linkShared(ctx context.Context, msg *Message, r Recipient, hdr []byte, herr error, idx int, batch *dirSyncBatch, srcDir *int, srcName *string, dataSync *time.Duration) error {
+func (l *Writer) linkShared(ctx context.Context, msg *Message, r Recipient, hdr []byte, herr error, idx int, batch *dirSyncBatch, srcDir *int, srcName *string, dataSync *time.Duration) error {
 	if err := l.permitted(r); err != nil {
 		return err
 	}

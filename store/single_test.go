@@ -40,7 +40,7 @@ func oneFile(t *testing.T, md string) string {
 // reduced to Return-Path, mode and owner as a copy's. An mbox recipient and
 // a filtered one still get their own copy with their headers.
 func TestSingleInstanceHardLinks(t *testing.T) {
-	l, base, filtered := sieveLocal(t, LocalOptions{SingleInstance: true}, "keep;")
+	l, base, filtered := sieveWriter(t, WriterOptions{SingleInstance: true}, "keep;")
 	msg := spool(t, "alice@example.org", testBody)
 	var rcpts []Recipient
 	for _, p := range []string{"a/", "b/", "c/Maildir/"} {
@@ -90,7 +90,7 @@ func TestSingleInstanceHardLinks(t *testing.T) {
 
 // Off (the default), every recipient gets its own file with its headers.
 func TestSingleInstanceOffByDefault(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	msg := spool(t, "alice@example.org", testBody)
 	for i, err := range l.Deliver(context.Background(), msg, []Recipient{rcpt("a/"), rcpt("b/")}) {
 		if err != nil {
@@ -111,7 +111,7 @@ func TestSingleInstanceOffByDefault(t *testing.T) {
 // The quota stays per recipient: one over its quota gets OverLimit and no
 // link, the others their link and their maildirsize line.
 func TestSingleInstanceQuotaPerRecipient(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{SingleInstance: true})
+	l, base := newTestWriter(t, WriterOptions{SingleInstance: true})
 	msg := spool(t, "s@example.org", "Subject: q\n\nbody\n")
 	hdr, _ := traceHeader(msg, Recipient{HasDeliveredTo: true})
 	size := int64(len(hdr)) + msg.Size
@@ -137,7 +137,7 @@ func TestSingleInstanceQuotaPerRecipient(t *testing.T) {
 // own (with its trace headers); the others still share.
 func TestSingleInstanceOtherFilesystemCopies(t *testing.T) {
 	testutil.RequireRoot(t, "mounting a tmpfs beneath the base")
-	l, base := newTestLocal(t, LocalOptions{SingleInstance: true})
+	l, base := newTestWriter(t, WriterOptions{SingleInstance: true})
 	other := filepath.Join(base, "other")
 	must(t, os.Mkdir(other, 0o755))
 	if err := unix.Mount("none", other, "tmpfs", 0, "mode=0755"); err != nil {
@@ -167,7 +167,7 @@ func TestSingleInstanceOtherFilesystemCopies(t *testing.T) {
 // alone; the next one writes the shared file instead.
 func TestSingleInstanceWriterFails(t *testing.T) {
 	testutil.RequireRoot(t, "creating a Maildir owned by another uid")
-	l, base := newTestLocal(t, LocalOptions{SingleInstance: true})
+	l, base := newTestWriter(t, WriterOptions{SingleInstance: true})
 	must(t, os.MkdirAll(filepath.Join(base, "theirs/tmp"), 0o700))
 	must(t, os.Chown(filepath.Join(base, "theirs"), 4242, 4242))
 	msg := spool(t, "s@example.org", testBody)

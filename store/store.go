@@ -1,3 +1,5 @@
+// Runs in: a worker (the types are shared with the front).
+
 // Package store writes messages into Maildir and mbox mailboxes: the
 // delivery contract shared by in-process delivery and the per-uid workers,
 // the writers themselves, their locks and the mailbox limit.
@@ -94,7 +96,7 @@ type Recipient struct {
 // Format is the recipient's mailbox format.
 func (r Recipient) Format() Format { return FormatOf(r.Path) }
 
-// Deliverer writes messages into mailboxes. Implementations: Local (in the
+// Deliverer writes messages into mailboxes. Implementations: Writer (in the
 // calling process, only for its own uid) and the worker pool.
 type Deliverer interface {
 	// Deliver writes msg to every recipient and returns one error per
@@ -129,6 +131,23 @@ type Timing struct {
 // implement it are timed as a whole by their caller and submit nothing.
 type TimedDeliverer interface {
 	DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing, []Outbound)
+}
+
+// DeliverTimed delivers through d, with its per-recipient timings and
+// submissions if d keeps them (a TimedDeliverer: the Writer and the worker
+// pool), else the call's time as every recipient's write time and nothing
+// to submit.
+func DeliverTimed(ctx context.Context, d Deliverer, msg *Message, rcpts []Recipient) ([]error, []Timing, []Outbound) {
+	if td, ok := d.(TimedDeliverer); ok {
+		return td.DeliverTimed(ctx, msg, rcpts)
+	}
+	start := time.Now()
+	errs := d.Deliver(ctx, msg, rcpts)
+	times := make([]Timing, len(rcpts))
+	for i := range times {
+		times[i].Write = time.Since(start)
+	}
+	return errs, times, nil
 }
 
 // DeliverKeeping is Deliver for a caller that submits nothing: every

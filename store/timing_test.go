@@ -11,7 +11,7 @@ import (
 // both formats: every delivery fsyncs, so a zero fsync time would mean the
 // measurement is not wired to the syncs.
 func TestDeliverTimedReportsWriteAndFsync(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	if err := os.MkdirAll(filepath.Join(base, "example.com/b"), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func sealedSpool(b *testing.B, body string) *store.Message {
 
 // BenchmarkDeliver compares one-recipient Maildir deliveries of a 4 KiB
 // message through a warm worker with the same deliveries in-process
-// (store.Local), on the same file system in one run. As root the workers
+// (store.Writer), on the same file system in one run. As root the workers
 // run as uid 5001; otherwise both run as the caller.
 func BenchmarkDeliver(b *testing.B) {
 	body := "Subject: bench\n\n" + strings.Repeat(strings.Repeat("b", 63)+"\n", 64)
@@ -46,7 +46,7 @@ func BenchmarkDeliver(b *testing.B) {
 	b.Run("local", func(b *testing.B) {
 		base := mailBase(b)
 		ownedDir(b, base, "u", os.Getuid(), os.Getgid())
-		l, err := store.NewLocal(base, store.LocalOptions{Hostname: "bench.example", Logger: quietLogger(b)})
+		l, err := store.NewWriter(base, store.WriterOptions{Hostname: "bench.example", Logger: quietLogger(b)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func BenchmarkMailboxSize(b *testing.B) {
 	b.Run("local", func(b *testing.B) {
 		base := mailBase(b)
 		ownedDir(b, base, "u", os.Getuid(), os.Getgid())
-		l, err := store.NewLocal(base, store.LocalOptions{Logger: quietLogger(b)})
+		l, err := store.NewWriter(base, store.WriterOptions{Logger: quietLogger(b)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func BenchmarkWorkerOverhead(b *testing.B) {
 	base := mailBase(b)
 	ownedDir(b, base, "l", os.Getuid(), os.Getgid())
 	ownedDir(b, base, "w", uid, gid)
-	l, err := store.NewLocal(base, store.LocalOptions{Hostname: "bench.example", Logger: quietLogger(b)})
+	l, err := store.NewWriter(base, store.WriterOptions{Hostname: "bench.example", Logger: quietLogger(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+// Runs in: the parent and the front (encode) and a worker (decodes).
+
 package worker
 
 import (
@@ -26,7 +28,7 @@ type Config struct {
 	// single-user mode, where the worker runs as its unprivileged starter
 	// and could not drop them anyway.
 	KeepGroups bool
-	// Options for the mailbox writer (store.LocalOptions; Logger unused).
+	// Options for the mailbox writer (store.WriterOptions; Logger unused).
 	Hostname      string
 	LockMethods   []string
 	LockTimeout   time.Duration
@@ -34,7 +36,7 @@ type Config struct {
 	// Sieve is how the worker runs Sieve scripts (store.SieveOptions):
 	// the administrator's scripts and the limits.
 	Sieve store.SieveOptions
-	// SingleInstance is single_instance_delivery (store.LocalOptions).
+	// SingleInstance is single_instance_delivery (store.WriterOptions).
 	SingleInstance bool
 	// LogLevel and LogFormat ("text", "json" or "postfix") match the
 	// front's logs. LogJournal: stderr is the systemd journal, which a
@@ -155,8 +157,8 @@ func (c Config) logger() *slog.Logger {
 	return stderrlog.Open(c.LogLevel, c.LogFormat)
 }
 
-func (c Config) localOptions() store.LocalOptions {
-	return store.LocalOptions{
+func (c Config) localOptions() store.WriterOptions {
+	return store.WriterOptions{
 		Hostname:       c.Hostname,
 		LockMethods:    c.LockMethods,
 		LockTimeout:    c.LockTimeout,

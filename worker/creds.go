@@ -1,3 +1,5 @@
+// Runs in: a worker.
+
 package worker
 
 import (

@@ -1,3 +1,5 @@
+// Runs in: the front (its pool of workers).
+
 // Package worker runs mailbox deliveries in separate processes that hold
 // exactly one mailbox owner's uid and gid: the worker process itself (Main),
 // the protocol between the front and a worker, and the Pool of long-lived

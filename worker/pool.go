@@ -1,3 +1,5 @@
+// Runs in: the front (its pool of workers).
+
 package worker
 
 import (
@@ -650,6 +652,27 @@ func (p *Pool) Permits(uid, gid int) error { return p.spawn.Permits(uid, gid) }
 // MailboxSize implements store.Deliverer by asking a worker of the
 // mailbox's owner, so the front never reads users' files.
 func (p *Pool) MailboxSize(ctx context.Context, r store.Recipient) (int64, error) {
+	rep, err := query(p, ctx, r, frameSize, frameSizeReply,
+		func(seq uint64) []byte { return (&sizeRequest{Seq: seq, Rcpt: r}).encode() },
+		func(b []byte) (*sizeReply, uint64, error) {
+			rep, err := decodeSizeReply(b)
+			if err != nil {
+				return nil, 0, err
+			}
+			return rep, rep.Seq, nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	return rep.Size, rep.Result.err()
+}
+
+// query is one small request (size, quota) to a worker of r's owner and
+// its decoded reply, within QueryTimeout. A broken exchange (the wrong
+// frame, a reply to another request) kills the worker.
+func query[R any](p *Pool, ctx context.Context, r store.Recipient, frame, replyFrame byte,
+	encode func(seq uint64) []byte, decode func([]byte) (R, uint64, error)) (R, error) {
+	var none R
 	k := ids{r.UID, r.GID}
 	deadline := p.deadline(ctx, p.opts.QueryTimeout)
 	gctx, cancel := context.WithDeadline(ctx, deadline)
@@ -657,25 +680,26 @@ func (p *Pool) MailboxSize(ctx context.Context, r store.Recipient) (int64, error
 	w, err := p.get(gctx, k)
 	if err != nil {
 		p.logSpawnError("", k, err)
-		return 0, failure(err, r.Path)
+		return none, failure(err, r.Path)
 	}
 	w.seq++
-	req := &sizeRequest{Seq: w.seq, Rcpt: r}
-	payload, err := p.roundTrip(w, deadline, frameSize, req.encode(), -1, frameSizeReply)
-	var rep *sizeReply
+	seq := w.seq
+	payload, err := p.roundTrip(w, deadline, frame, encode(seq), -1, replyFrame)
+	var rep R
+	var got uint64
 	if err == nil {
-		rep, err = decodeSizeReply(payload)
+		rep, got, err = decode(payload)
 	}
-	if err == nil && rep.Seq != req.Seq {
-		err = protoErr("size reply %d to request %d", rep.Seq, req.Seq)
+	if err == nil && got != seq {
+		err = protoErr("reply %d to request %d", got, seq)
 	}
 	if err != nil {
 		p.kill(w, err)
 		p.put(w, true)
-		return 0, failure(err, r.Path)
+		return none, failure(err, r.Path)
 	}
 	p.put(w, w.stopped)
-	return rep.Size, rep.Result.err()
+	return rep, nil
 }
 
 // readOnlyFd returns a read-only descriptor for the spool file: its own if

@@ -1,3 +1,5 @@
+// Runs in: the front (its pool of workers).
+
 package worker
 
 import (
@@ -13,31 +15,18 @@ var _ store.QuotaReporter = (*Pool)(nil)
 // Quota implements store.QuotaReporter by asking a worker of the
 // mailbox's owner: the front never reads users' files.
 func (p *Pool) Quota(ctx context.Context, r store.Recipient, recalc bool) (store.QuotaUsage, error) {
-	k := ids{r.UID, r.GID}
-	deadline := p.deadline(ctx, p.opts.QueryTimeout)
-	gctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	w, err := p.get(gctx, k)
+	rep, err := query(p, ctx, r, frameQuota, frameQuotaReply,
+		func(seq uint64) []byte { return (&quotaRequest{Seq: seq, Rcpt: r, Recalc: recalc}).encode() },
+		func(b []byte) (*quotaReply, uint64, error) {
+			rep, err := decodeQuotaReply(b)
+			if err != nil {
+				return nil, 0, err
+			}
+			return rep, rep.Seq, nil
+		})
 	if err != nil {
-		p.logSpawnError("", k, err)
-		return store.QuotaUsage{}, failure(err, r.Path)
+		return store.QuotaUsage{}, err
 	}
-	w.seq++
-	req := &quotaRequest{Seq: w.seq, Rcpt: r, Recalc: recalc}
-	payload, err := p.roundTrip(w, deadline, frameQuota, req.encode(), -1, frameQuotaReply)
-	var rep *quotaReply
-	if err == nil {
-		rep, err = decodeQuotaReply(payload)
-	}
-	if err == nil && rep.Seq != req.Seq {
-		err = protoErr("quota reply %d to request %d", rep.Seq, req.Seq)
-	}
-	if err != nil {
-		p.kill(w, err)
-		p.put(w, true)
-		return store.QuotaUsage{}, failure(err, r.Path)
-	}
-	p.put(w, w.stopped)
 	return store.QuotaUsage{Usage: maildirpp.Usage{Bytes: rep.Bytes, Count: rep.Count}, Recalculated: rep.Recalculated}, rep.Result.err()
 }
 

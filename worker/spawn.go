@@ -1,3 +1,5 @@
+// Runs in: the parent, or the front in single-user mode (starting workers).
+
 package worker
 
 import (

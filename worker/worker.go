@@ -1,3 +1,5 @@
+// Runs in: a worker.
+
 package worker
 
 import (
@@ -10,7 +12,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -72,7 +73,7 @@ func Main(args []string) int {
 
 	opts := cfg.localOptions()
 	opts.Logger = log
-	local, err := store.NewLocal(cfg.Base, opts)
+	local, err := store.NewWriter(cfg.Base, opts)
 	if err != nil {
 		log.Error("cannot open the mailbox base", "base", cfg.Base, "err", err)
 		return 1
@@ -227,7 +228,7 @@ func (s *server) deliver(ctx context.Context, req *deliverRequest, fd int) *deli
 		idx = append(idx, i)
 	}
 	if len(todo) > 0 {
-		errs, times, outs := deliverTimed(ctx, s.d, msg, todo)
+		errs, times, outs := store.DeliverTimed(ctx, s.d, msg, todo)
 		for j, i := range idx {
 			if j < len(times) {
 				out.Timings[i] = timingOf(times[j])
@@ -256,20 +257,4 @@ func (s *server) size(ctx context.Context, req *sizeRequest) *sizeReply {
 	n, err := s.d.MailboxSize(ctx, req.Rcpt)
 	out.Size, out.Result = max(n, 0), resultOf(err)
 	return out
-}
-
-// deliverTimed delivers through d, with its per-recipient timings and
-// submissions if it keeps them, else the whole call's time as every
-// recipient's write time.
-func deliverTimed(ctx context.Context, d store.Deliverer, msg *store.Message, rcpts []store.Recipient) ([]error, []store.Timing, []store.Outbound) {
-	if td, ok := d.(store.TimedDeliverer); ok {
-		return td.DeliverTimed(ctx, msg, rcpts)
-	}
-	start := time.Now()
-	errs := d.Deliver(ctx, msg, rcpts)
-	times := make([]store.Timing, len(rcpts))
-	for i := range times {
-		times[i].Write = time.Since(start)
-	}
-	return errs, times, nil
 }

@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 // Package maildirpp reads and keeps up to date the Maildir++ quota file,
 // maildirsize, as Courier's maildirquota(7) defines it and Dovecot's
 // "maildir" quota backend reads and writes it: a first line with the

@@ -1,3 +1,5 @@
+// Runs in: a worker, as the mailbox owner.
+
 package store
 
 import (
@@ -16,10 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Local delivers in the calling process, to mailboxes of the process's own
+// Writer delivers in the calling process, to mailboxes of the process's own
 // uid only. It is safe for concurrent use.
-type Local struct {
-	opts LocalOptions
+type Writer struct {
+	opts WriterOptions
 	log  *slog.Logger
 	uid  int    // the only uid this process may deliver as
 	host string // the Maildir-safe hostname
@@ -36,7 +38,7 @@ type Local struct {
 	base int          // the mailbox base, O_PATH|O_DIRECTORY; -1 when closed
 }
 
-var _ Deliverer = (*Local)(nil)
+var _ Deliverer = (*Writer)(nil)
 
 // Defaults of LocalOptions and SieveOptions fields left zero: the
 // configuration's defaults (server/config's table, which owns them;
@@ -47,11 +49,11 @@ const DefaultLockTimeout = 20 * time.Second
 // DefaultLockMethods is virtual_mailbox_lock's default.
 var DefaultLockMethods = []string{LockFcntl, LockDotlock}
 
-// NewLocal opens the mailbox base (which must be an absolute path to an
+// NewWriter opens the mailbox base (which must be an absolute path to an
 // existing directory) once; every mailbox is then reached beneath it.
 // Empty options get their defaults; an unknown or repeated lock method is
 // an error.
-func NewLocal(base string, opts LocalOptions) (*Local, error) {
+func NewWriter(base string, opts WriterOptions) (*Writer, error) {
 	if !filepath.IsAbs(base) {
 		return nil, fmt.Errorf("store: mailbox base %q is not an absolute path", base)
 	}
@@ -86,7 +88,7 @@ func NewLocal(base string, opts LocalOptions) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open mailbox base: %w", &os.PathError{Op: "open", Path: base, Err: err})
 	}
-	return &Local{
+	return &Writer{
 		opts: opts,
 		log:  opts.Logger,
 		uid:  os.Geteuid(),
@@ -98,7 +100,7 @@ func NewLocal(base string, opts LocalOptions) (*Local, error) {
 
 // Close releases the mailbox base. It waits for deliveries in progress;
 // later calls fail with a Temporary error.
-func (l *Local) Close() error {
+func (l *Writer) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.base < 0 {
@@ -122,17 +124,17 @@ const maxParallelRecipients = 8
 // Maildir share one fsync of its new/ directory, done after all links and
 // before Deliver returns.
 // Nothing is submitted: see DeliverKeeping.
-func (l *Local) Deliver(ctx context.Context, msg *Message, rcpts []Recipient) []error {
+func (l *Writer) Deliver(ctx context.Context, msg *Message, rcpts []Recipient) []error {
 	return DeliverKeeping(ctx, l, msg, rcpts)
 }
 
-var _ TimedDeliverer = (*Local)(nil)
+var _ TimedDeliverer = (*Writer)(nil)
 
 // DeliverTimed is Deliver that also reports each recipient's write and
 // fsync time, and what each one's Sieve scripts ask the caller to submit.
 // A Maildir's new/ fsync shared by several recipients counts for each of
 // them: each waited for it.
-func (l *Local) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing, []Outbound) {
+func (l *Writer) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing, []Outbound) {
 	errs := make([]error, len(rcpts))
 	times := make([]Timing, len(rcpts))
 	outs := make([]Outbound, len(rcpts))
@@ -183,7 +185,7 @@ func (l *Local) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipien
 	return errs, times, outs
 }
 
-func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch, out *Outbound) error {
+func (l *Writer) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch, out *Outbound) error {
 	if err := l.permitted(r); err != nil {
 		return err
 	}
@@ -212,7 +214,7 @@ func (l *Local) deliverOne(ctx context.Context, msg *Message, r Recipient, idx i
 
 // permitted checks that this process may write as r.UID and that the
 // deliverer is open. It must hold l.mu.
-func (l *Local) permitted(r Recipient) error {
+func (l *Writer) permitted(r Recipient) error {
 	if l.base < 0 {
 		return fail(Temporary, "deliver", r.Path, errClosed)
 	}
@@ -226,7 +228,7 @@ func (l *Local) permitted(r Recipient) error {
 }
 
 // Permits reports whether this process may deliver as uid: only its own.
-func (l *Local) Permits(uid, gid int) error {
+func (l *Writer) Permits(uid, gid int) error {
 	if uid != l.uid {
 		return fail(NotPermitted, "deliver", "",
 			fmt.Errorf("process running as uid %d lacks privileges to deliver as uid %d", l.uid, uid))
@@ -236,7 +238,7 @@ func (l *Local) Permits(uid, gid int) error {
 
 // MailboxSize reports an mbox's current size (0 if it does not exist yet)
 // and 0 for a Maildir. The mbox must be a regular file beneath the base.
-func (l *Local) MailboxSize(ctx context.Context, r Recipient) (int64, error) {
+func (l *Writer) MailboxSize(ctx context.Context, r Recipient) (int64, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if err := l.permitted(r); err != nil {

@@ -51,19 +51,19 @@ func TestNewLocalErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		base string
-		opts LocalOptions
+		opts WriterOptions
 	}{
-		{"relative/base", LocalOptions{}},
-		{filepath.Join(dir, "missing"), LocalOptions{}},
-		{dir, LocalOptions{LockMethods: []string{"fcntl", "lockf"}}},
-		{dir, LocalOptions{LockMethods: []string{"dotlock", "dotlock"}}},
+		{"relative/base", WriterOptions{}},
+		{filepath.Join(dir, "missing"), WriterOptions{}},
+		{dir, WriterOptions{LockMethods: []string{"fcntl", "lockf"}}},
+		{dir, WriterOptions{LockMethods: []string{"dotlock", "dotlock"}}},
 	} {
-		if l, err := NewLocal(tc.base, tc.opts); err == nil {
+		if l, err := NewWriter(tc.base, tc.opts); err == nil {
 			l.Close()
-			t.Errorf("NewLocal(%q, %v) succeeded", tc.base, tc.opts.LockMethods)
+			t.Errorf("NewWriter(%q, %v) succeeded", tc.base, tc.opts.LockMethods)
 		}
 	}
-	l, err := NewLocal(dir, LocalOptions{})
+	l, err := NewWriter(dir, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestNewLocalErrors(t *testing.T) {
 }
 
 func TestNotPermitted(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	for _, path := range []string{"mbox", "md/"} {
 		r := rcpt(path)
 		r.UID = os.Getuid() + 1
@@ -95,7 +95,7 @@ func TestNotPermitted(t *testing.T) {
 // One Deliver call, recipients that fail in different ways: each gets its
 // own answer, in order, and the others are delivered.
 func TestDeliverIndependentRecipients(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	must(t, os.Symlink("/etc", filepath.Join(base, "evil")))
 	other := rcpt("md/")
 	other.UID++
@@ -123,14 +123,14 @@ func TestDeliverIndependentRecipients(t *testing.T) {
 }
 
 func TestDeliverAfterClose(t *testing.T) {
-	l, _ := newTestLocal(t, LocalOptions{})
+	l, _ := newTestWriter(t, WriterOptions{})
 	must(t, l.Close())
 	must(t, l.Close())
 	wantStatus(t, deliver(t, l, spool(t, "a@b", "x"), rcpt("md/")), Temporary)
 }
 
 func TestDeliverCancelled(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	errs := l.Deliver(ctx, spool(t, "a@b", "x"), []Recipient{rcpt("md/")})
@@ -148,7 +148,7 @@ func TestDeliverCancelled(t *testing.T) {
 func TestOpenWalkFallback(t *testing.T) {
 	haveOpenat2.Store(false)
 	t.Cleanup(func() { haveOpenat2.Store(true) })
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	outside := t.TempDir()
 	must(t, os.Symlink(outside, filepath.Join(base, "link")))
 	must(t, os.WriteFile(filepath.Join(outside, "mbox"), []byte("x"), 0o600))
@@ -175,7 +175,7 @@ func TestOpenWalkFallback(t *testing.T) {
 }
 
 func TestOpenWalkDotDot(t *testing.T) {
-	l, base := newTestLocal(t, LocalOptions{})
+	l, base := newTestWriter(t, WriterOptions{})
 	must(t, os.Mkdir(filepath.Join(base, "d"), 0o700))
 	for _, p := range []string{"..", "d/..", "d/../d"} {
 		if fd, err := openWalk(l.base, p, unix.O_PATH|unix.O_DIRECTORY, 0); err != unix.EXDEV {
