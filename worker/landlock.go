@@ -3,7 +3,10 @@
 package worker
 
 import (
+	"debug/elf"
 	"fmt"
+	"io"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -12,11 +15,14 @@ import (
 // Landlock confines a worker beyond what its uid allows: it may create,
 // write, truncate, link or remove files only beneath the mailbox base,
 // make no TCP connection, connect to no abstract UNIX socket and signal no
-// process outside itself. A worker holding a real user's uid thus cannot
-// change that user's other files even if it is subverted. Reading and
-// executing stay allowed everywhere the uid may: the re-executed binary,
-// its dynamic loader and libraries live in places that differ between
-// systems, and a worker reads nothing its uid could not read anyway.
+// process outside itself, and execute no program but itself (to
+// re-execute once confined) and its ELF interpreter: it runs nothing
+// (Sieve's redirects and vacation replies are submitted by the front). A
+// worker holding a real user's uid thus cannot change that user's other
+// files or start a shell even if it is subverted. Reading stays allowed
+// everywhere the uid may: its libraries live in places that differ
+// between systems, and a worker reads nothing its uid could not read
+// anyway.
 //
 // Landlock restricts the calling thread only; the worker applies it on a
 // locked thread just before it re-executes itself, and every thread of the
@@ -45,9 +51,35 @@ const (
 		unix.LANDLOCK_ACCESS_FS_READ_DIR | unix.LANDLOCK_ACCESS_FS_REMOVE_FILE |
 		unix.LANDLOCK_ACCESS_FS_MAKE_DIR | unix.LANDLOCK_ACCESS_FS_MAKE_REG |
 		unix.LANDLOCK_ACCESS_FS_REFER | unix.LANDLOCK_ACCESS_FS_TRUNCATE
-	readRights = unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_READ_DIR |
-		unix.LANDLOCK_ACCESS_FS_EXECUTE
+	readRights = unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_READ_DIR
+	// For the two files that may be executed (a rule on a file takes
+	// only file rights).
+	execRights = unix.LANDLOCK_ACCESS_FS_EXECUTE | unix.LANDLOCK_ACCESS_FS_READ_FILE
 )
+
+// executables are the files a confined worker may still execute: the
+// running binary and, if it is dynamically linked, its ELF interpreter,
+// which execve opens for execution too. Shared libraries are mapped by
+// the interpreter with plain reads, which Landlock does not check.
+func executables() ([]string, error) {
+	files := []string{SelfExe}
+	f, err := elf.Open(SelfExe)
+	if err != nil {
+		return nil, fmt.Errorf("read the running binary: %w", err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(p.Open(), 4096))
+		if err != nil {
+			return nil, fmt.Errorf("read the binary's interpreter: %w", err)
+		}
+		files = append(files, strings.TrimRight(string(b), "\x00"))
+	}
+	return files, nil
+}
 
 func handledFS(abi int) uint64 {
 	h := uint64(fsRightsV1)
@@ -97,15 +129,24 @@ func sandboxThisThread(base string) (string, error) {
 		return "", fmt.Errorf("landlock_create_ruleset: %w", errno)
 	}
 	defer unix.Close(int(rfd))
-	rules := []struct {
+	type rule struct {
 		path   string
 		rights uint64
-	}{
-		{"/", readRights},
-		{base, mailboxRights},
+		flags  int
+	}
+	rules := []rule{
+		{"/", readRights, unix.O_DIRECTORY},
+		{base, mailboxRights, unix.O_DIRECTORY},
+	}
+	exes, err := executables()
+	if err != nil {
+		return "", err
+	}
+	for _, p := range exes {
+		rules = append(rules, rule{p, execRights, 0})
 	}
 	for _, r := range rules {
-		fd, err := unix.Open(r.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(r.path, unix.O_PATH|r.flags|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return "", fmt.Errorf("open %s: %w", r.path, err)
 		}

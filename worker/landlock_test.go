@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"os/exec"
+
 	"github.com/vlmtpd/vlmtpd/internal/testutil"
 
 	"errors"
@@ -69,6 +71,11 @@ func TestSandboxConfinesWrites(t *testing.T) {
 		add("create outside", create(filepath.Join(outside, "f")), unix.EACCES)
 		add("mkdir outside", unix.Mkdir(filepath.Join(outside, "d"), 0o700), unix.EACCES)
 		add("symlink in base", unix.Symlink("/etc/passwd", filepath.Join(base, "sym")), unix.EACCES)
+		// The child a locked thread starts inherits its domain: no program
+		// runs, though it may be read.
+		_, err = os.ReadFile("/bin/true")
+		add("read a program", err, nil)
+		add("execute a program", exec.Command("/bin/true").Run(), unix.EACCES)
 		if abi >= 4 {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err == nil {
