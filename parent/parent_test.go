@@ -98,7 +98,7 @@ func testParent(t *testing.T, base string, logs io.Writer) *Parent {
 	if logs == nil {
 		logs = io.Discard
 	}
-	p := &Parent{Policy: store.IDPolicy{MinUID: 1000}, Worker: worker.Config{Base: base, Hostname: "test.example"},
+	p := &Parent{Policy: store.IDPolicy{MinUID: 1000}, Worker: worker.Config{Base: base, Writer: store.WriterOptions{Hostname: "test.example"}},
 		Log: slog.New(slog.NewTextHandler(logs, nil))}
 	t.Cleanup(func() { p.Wait(5 * time.Second) })
 	return p

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/vlmtpd/vlmtpd/internal/stderrlog"
 	"github.com/vlmtpd/vlmtpd/store"
@@ -28,16 +27,9 @@ type Config struct {
 	// single-user mode, where the worker runs as its unprivileged starter
 	// and could not drop them anyway.
 	KeepGroups bool
-	// Options for the mailbox writer (store.WriterOptions; Logger unused).
-	Hostname      string
-	LockMethods   []string
-	LockTimeout   time.Duration
-	StaleLockTime time.Duration
-	// Sieve is how the worker runs Sieve scripts (store.SieveOptions):
-	// the administrator's scripts and the limits.
-	Sieve store.SieveOptions
-	// SingleInstance is single_instance_delivery (store.WriterOptions).
-	SingleInstance bool
+	// Writer is how the worker writes mailboxes and runs Sieve (its
+	// Logger is unused: the worker logs as LogLevel and LogFormat say).
+	Writer store.WriterOptions
 	// LogLevel and LogFormat ("text", "json" or "postfix") match the
 	// front's logs. LogJournal: stderr is the systemd journal, which a
 	// worker, started with an empty environment, cannot tell itself.
@@ -56,43 +48,43 @@ func (c Config) Args() []string {
 	if c.KeepGroups {
 		a = append(a, "-keep-groups")
 	}
-	if c.Hostname != "" {
-		a = append(a, "-hostname", c.Hostname)
+	if c.Writer.Hostname != "" {
+		a = append(a, "-hostname", c.Writer.Hostname)
 	}
-	if len(c.LockMethods) > 0 {
-		a = append(a, "-lock", strings.Join(c.LockMethods, ","))
+	if len(c.Writer.LockMethods) > 0 {
+		a = append(a, "-lock", strings.Join(c.Writer.LockMethods, ","))
 	}
-	if c.LockTimeout > 0 {
-		a = append(a, "-lock-timeout", c.LockTimeout.String())
+	if c.Writer.LockTimeout > 0 {
+		a = append(a, "-lock-timeout", c.Writer.LockTimeout.String())
 	}
-	if c.StaleLockTime > 0 {
-		a = append(a, "-stale-lock-time", c.StaleLockTime.String())
+	if c.Writer.StaleLockTime > 0 {
+		a = append(a, "-stale-lock-time", c.Writer.StaleLockTime.String())
 	}
-	for _, p := range c.Sieve.Before {
+	for _, p := range c.Writer.Sieve.Before {
 		a = append(a, "-sieve-before", p)
 	}
-	for _, p := range c.Sieve.After {
+	for _, p := range c.Writer.Sieve.After {
 		a = append(a, "-sieve-after", p)
 	}
-	if c.Sieve.GlobalDir != "" {
-		a = append(a, "-sieve-global-dir", c.Sieve.GlobalDir)
+	if c.Writer.Sieve.GlobalDir != "" {
+		a = append(a, "-sieve-global-dir", c.Writer.Sieve.GlobalDir)
 	}
-	if c.Sieve.Separator != "" {
-		a = append(a, "-recipient-delimiter", c.Sieve.Separator)
+	if c.Writer.Sieve.Separator != "" {
+		a = append(a, "-recipient-delimiter", c.Writer.Sieve.Separator)
 	}
-	if c.Sieve.MaxRedirects > 0 {
-		a = append(a, "-sieve-max-redirects", strconv.Itoa(c.Sieve.MaxRedirects))
+	if c.Writer.Sieve.MaxRedirects > 0 {
+		a = append(a, "-sieve-max-redirects", strconv.Itoa(c.Writer.Sieve.MaxRedirects))
 	}
-	if c.Sieve.MaxActions > 0 {
-		a = append(a, "-sieve-max-actions", strconv.Itoa(c.Sieve.MaxActions))
+	if c.Writer.Sieve.MaxActions > 0 {
+		a = append(a, "-sieve-max-actions", strconv.Itoa(c.Writer.Sieve.MaxActions))
 	}
-	if c.Sieve.MaxScriptSize > 0 {
-		a = append(a, "-sieve-max-script-size", strconv.Itoa(c.Sieve.MaxScriptSize))
+	if c.Writer.Sieve.MaxScriptSize > 0 {
+		a = append(a, "-sieve-max-script-size", strconv.Itoa(c.Writer.Sieve.MaxScriptSize))
 	}
-	if c.Sieve.MaxCPUTime > 0 {
-		a = append(a, "-sieve-max-cpu-time", c.Sieve.MaxCPUTime.String())
+	if c.Writer.Sieve.MaxCPUTime > 0 {
+		a = append(a, "-sieve-max-cpu-time", c.Writer.Sieve.MaxCPUTime.String())
 	}
-	if c.SingleInstance {
+	if c.Writer.SingleInstance {
 		a = append(a, "-single-instance-delivery")
 	}
 	if c.LogLevel != "" {
@@ -117,19 +109,19 @@ func ParseArgs(args []string) (Config, error) {
 	fs.IntVar(&c.UID, "uid", -1, "uid to run and deliver as")
 	fs.IntVar(&c.GID, "gid", -1, "gid to run and deliver as")
 	fs.BoolVar(&c.KeepGroups, "keep-groups", false, "accept inherited supplementary groups (single-user mode)")
-	fs.StringVar(&c.Hostname, "hostname", "", "host name for Maildir file names")
+	fs.StringVar(&c.Writer.Hostname, "hostname", "", "host name for Maildir file names")
 	fs.StringVar(&locks, "lock", "", "mbox lock methods, comma-separated")
-	fs.DurationVar(&c.LockTimeout, "lock-timeout", 0, "mbox lock timeout")
-	fs.DurationVar(&c.StaleLockTime, "stale-lock-time", 0, "age of a stale dotlock")
-	fs.Var((*pathList)(&c.Sieve.Before), "sieve-before", "an administrator's Sieve script run before the user's (repeatable)")
-	fs.Var((*pathList)(&c.Sieve.After), "sieve-after", "an administrator's Sieve script run after the user's (repeatable)")
-	fs.StringVar(&c.Sieve.GlobalDir, "sieve-global-dir", "", "directory of include :global scripts")
-	fs.StringVar(&c.Sieve.Separator, "recipient-delimiter", "", "recipient_delimiter (Sieve subaddress)")
-	fs.IntVar(&c.Sieve.MaxRedirects, "sieve-max-redirects", 0, "sieve_max_redirects")
-	fs.IntVar(&c.Sieve.MaxActions, "sieve-max-actions", 0, "sieve_max_actions")
-	fs.IntVar(&c.Sieve.MaxScriptSize, "sieve-max-script-size", 0, "sieve_max_script_size")
-	fs.DurationVar(&c.Sieve.MaxCPUTime, "sieve-max-cpu-time", 0, "sieve_max_cpu_time")
-	fs.BoolVar(&c.SingleInstance, "single-instance-delivery", false, "hard-link one file into every Maildir recipient of a message")
+	fs.DurationVar(&c.Writer.LockTimeout, "lock-timeout", 0, "mbox lock timeout")
+	fs.DurationVar(&c.Writer.StaleLockTime, "stale-lock-time", 0, "age of a stale dotlock")
+	fs.Var((*pathList)(&c.Writer.Sieve.Before), "sieve-before", "an administrator's Sieve script run before the user's (repeatable)")
+	fs.Var((*pathList)(&c.Writer.Sieve.After), "sieve-after", "an administrator's Sieve script run after the user's (repeatable)")
+	fs.StringVar(&c.Writer.Sieve.GlobalDir, "sieve-global-dir", "", "directory of include :global scripts")
+	fs.StringVar(&c.Writer.Sieve.Separator, "recipient-delimiter", "", "recipient_delimiter (Sieve subaddress)")
+	fs.IntVar(&c.Writer.Sieve.MaxRedirects, "sieve-max-redirects", 0, "sieve_max_redirects")
+	fs.IntVar(&c.Writer.Sieve.MaxActions, "sieve-max-actions", 0, "sieve_max_actions")
+	fs.IntVar(&c.Writer.Sieve.MaxScriptSize, "sieve-max-script-size", 0, "sieve_max_script_size")
+	fs.DurationVar(&c.Writer.Sieve.MaxCPUTime, "sieve-max-cpu-time", 0, "sieve_max_cpu_time")
+	fs.BoolVar(&c.Writer.SingleInstance, "single-instance-delivery", false, "hard-link one file into every Maildir recipient of a message")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "", "text, json or postfix")
 	fs.BoolVar(&c.LogJournal, "log-journal", false, "stderr is the systemd journal")
@@ -140,7 +132,7 @@ func ParseArgs(args []string) (Config, error) {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if locks != "" {
-		c.LockMethods = strings.Split(locks, ",")
+		c.Writer.LockMethods = strings.Split(locks, ",")
 	}
 	switch {
 	case c.Base == "" || c.Base[0] != '/':
@@ -155,17 +147,6 @@ func ParseArgs(args []string) (Config, error) {
 func (c Config) logger() *slog.Logger {
 	stderrlog.Journal = c.LogJournal
 	return stderrlog.Open(c.LogLevel, c.LogFormat)
-}
-
-func (c Config) localOptions() store.WriterOptions {
-	return store.WriterOptions{
-		Hostname:       c.Hostname,
-		LockMethods:    c.LockMethods,
-		LockTimeout:    c.LockTimeout,
-		StaleLockTime:  c.StaleLockTime,
-		Sieve:          c.Sieve,
-		SingleInstance: c.SingleInstance,
-	}
 }
 
 // pathList is a repeatable flag: paths may hold commas.

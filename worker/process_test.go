@@ -44,7 +44,7 @@ func newRealPool(t testing.TB, base string, opts PoolOptions) *Pool {
 	if opts.Logger == nil {
 		opts.Logger = quietLogger(t)
 	}
-	p := NewPool(&LocalSpawner{Config: Config{Base: base, Hostname: "test.example"}}, opts)
+	p := NewPool(&LocalSpawner{Config: Config{Base: base, Writer: store.WriterOptions{Hostname: "test.example"}}}, opts)
 	t.Cleanup(func() { p.Close() })
 	return p
 }
@@ -309,7 +309,7 @@ func TestLateWorkerStopsCleanly(t *testing.T) {
 	if err := os.WriteFile(mbox+".lock", nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	p := NewPool(&LocalSpawner{Config: Config{Base: base, LockTimeout: time.Minute}},
+	p := NewPool(&LocalSpawner{Config: Config{Base: base, Writer: store.WriterOptions{LockTimeout: time.Minute}}},
 		PoolOptions{Logger: quietLogger(t), DeliveryTimeout: 500 * time.Millisecond})
 	defer p.Close()
 	rc := store.Recipient{Address: "a@example.com", Path: "u5001/mbox", UID: 5001, GID: 5001}

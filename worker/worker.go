@@ -71,7 +71,7 @@ func Main(args []string) int {
 	// Nothing the worker might run inherits the front's socket.
 	unix.CloseOnExec(socketFD)
 
-	opts := cfg.localOptions()
+	opts := cfg.Writer
 	opts.Logger = log
 	local, err := store.NewWriter(cfg.Base, opts)
 	if err != nil {

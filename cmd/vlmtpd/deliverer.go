@@ -29,20 +29,22 @@ func newDeliverer(cfg *config.Config, spawn worker.Spawner, log *slog.Logger) (s
 // workerConfig is the part of the configuration a worker is started with.
 func workerConfig(cfg *config.Config) worker.Config {
 	return worker.Config{
-		Base:           cfg.VirtualMailboxBase,
-		Hostname:       cfg.Hostname,
-		LockMethods:    cfg.VirtualMailboxLock,
-		LockTimeout:    cfg.LockTimeout(),
-		StaleLockTime:  cfg.StaleLockTime,
-		LogLevel:       cfg.LogLevel,
-		LogFormat:      cfg.LogFormat,
-		LogJournal:     stderrlog.Journal,
-		SingleInstance: cfg.SingleInstanceDelivery,
-		Sieve: store.SieveOptions{
-			Before: cfg.SieveBefore, After: cfg.SieveAfter, GlobalDir: cfg.SieveGlobalDir,
-			Separator:    firstDelimiter(cfg.RecipientDelimiter),
-			MaxRedirects: cfg.SieveMaxRedirects, MaxActions: cfg.SieveMaxActions,
-			MaxScriptSize: cfg.SieveMaxScriptSize, MaxCPUTime: cfg.SieveMaxCPUTime,
+		Base:       cfg.VirtualMailboxBase,
+		LogLevel:   cfg.LogLevel,
+		LogFormat:  cfg.LogFormat,
+		LogJournal: stderrlog.Journal,
+		Writer: store.WriterOptions{
+			Hostname:       cfg.Hostname,
+			LockMethods:    cfg.VirtualMailboxLock,
+			LockTimeout:    cfg.LockTimeout(),
+			StaleLockTime:  cfg.StaleLockTime,
+			SingleInstance: cfg.SingleInstanceDelivery,
+			Sieve: store.SieveOptions{
+				Before: cfg.SieveBefore, After: cfg.SieveAfter, GlobalDir: cfg.SieveGlobalDir,
+				Separator:    firstDelimiter(cfg.RecipientDelimiter),
+				MaxRedirects: cfg.SieveMaxRedirects, MaxActions: cfg.SieveMaxActions,
+				MaxScriptSize: cfg.SieveMaxScriptSize, MaxCPUTime: cfg.SieveMaxCPUTime,
+			},
 		},
 	}
 }
