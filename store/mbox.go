@@ -146,11 +146,6 @@ func (l *Writer) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp 
 // fields at the end of the message's header (MboxFlagHeaders).
 func (l *Writer) deliverMboxFlags(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, flags []string, t *Timing) error {
 	from := fromLine(msg.Sender, time.Now())
-	flagHdr := MboxFlagHeaders(flags)
-	// The least this append can add, unless header fields are dropped
-	// (counted below only when it matters); quoting, a missing final LF or
-	// empty line only add to it.
-	minAppend := int64(len(from)+len(hdr)+len(flagHdr)) + msg.Size + 1
 
 	dirfd, err := l.openMboxDir(mp, r.Path)
 	if err != nil {
@@ -182,6 +177,14 @@ func (l *Writer) deliverMboxFlags(ctx context.Context, msg *Message, r Recipient
 	if err := unix.Fstatat(dirfd, mp.name, &cur, unix.AT_SYMLINK_NOFOLLOW); err != nil || cur.Dev != st.Dev || cur.Ino != st.Ino {
 		return fail(Temporary, "lock", r.Path, errors.New("mailbox was replaced while waiting for the lock"))
 	}
+	if len(Keywords(flags)) > 0 {
+		flags = l.mboxKeywords(fd, st.Size, flags, r.Path)
+	}
+	flagHdr := MboxFlagHeaders(flags)
+	// The least this append can add, unless header fields are dropped
+	// (counted below only when it matters); quoting, a missing final LF or
+	// empty line only add to it.
+	minAppend := int64(len(from)+len(hdr)+len(flagHdr)) + msg.Size + 1
 	oldSize, recorded, err := l.startRecord(fd, key, st.Size, from, hdr, r.Path)
 	if err != nil {
 		return err

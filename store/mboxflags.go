@@ -3,6 +3,7 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"slices"
@@ -22,6 +23,14 @@ import (
 // Content-Length...) from every message it saves, so that no sender can
 // set flags, UIDs or message lengths; every mbox delivery here does the
 // same (mboxFilter).
+
+// Keywords need more care. Dovecot takes the keywords of an X-Keywords
+// field only if its index knows every one of them; one it does not know
+// and it drops the whole field as one the sender wrote. The keywords it
+// surely knows are those the mbox's first message lists in X-IMAPbase
+// (Dovecot keeps that list equal to its index's and reads it first), so
+// only those are written (mboxKeywords); a keyword new to the mailbox is
+// left out and logged, and the message keeps its other flags.
 
 // mboxOwnFields are the header fields that never come from the sender:
 // Dovecot's list of fields dropped on save (mbox_save_drop_headers).
@@ -252,4 +261,87 @@ func mboxDroppedBytes(msg *Message) (int64, error) {
 		}
 	}
 	return f.dropped, nil
+}
+
+// maxFirstHeader bounds how much of the mbox's first message is read
+// for its X-IMAPbase.
+const maxFirstHeader = 1 << 20
+
+// mboxKeywords returns flags without the keywords the mbox (fd, size
+// bytes) does not list in its first message's X-IMAPbase, in the
+// mailbox's spelling; what it leaves out is logged.
+func (l *Writer) mboxKeywords(fd int, size int64, flags []string, path string) []string {
+	known, err := imapBaseKeywords(io.NewSectionReader(fdReaderAt(fd), 0, min(size, maxFirstHeader)))
+	if err != nil {
+		l.log.Warn("cannot read the mbox's keyword list; keywords not stored", "path", path, "error", err)
+	}
+	var out, dropped []string
+	for _, f := range flags {
+		if !validKeyword(f) {
+			out = append(out, f)
+			continue
+		}
+		i := slices.IndexFunc(known, func(k string) bool { return strings.EqualFold(k, f) })
+		if i < 0 {
+			dropped = append(dropped, f)
+			continue
+		}
+		out = append(out, known[i])
+	}
+	if len(dropped) > 0 {
+		l.log.Info("keywords the mbox does not list in X-IMAPbase are not stored (Dovecot would drop the field)",
+			"path", path, "keywords", strings.Join(dropped, " "))
+	}
+	return out
+}
+
+// imapBaseKeywords reads the keyword list of the X-IMAPbase (or c-client's
+// X-IMAP) field in the first message's header of the mbox r:
+// "X-IMAPbase: UIDVALIDITY UIDLAST KEYWORD...". No field, no keywords.
+func imapBaseKeywords(r io.Reader) ([]string, error) {
+	br := bufio.NewReaderSize(r, 4096)
+	first := true
+	var field []byte // the X-IMAPbase field, unfolded
+	in := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A line this long is no X-IMAPbase Dovecot wrote; skip it.
+			for err == bufio.ErrBufferFull {
+				_, err = br.ReadSlice('\n')
+			}
+			in, first = false, false
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		switch {
+		case first:
+			if !bytes.HasPrefix(line, fromBytes) {
+				return nil, nil // not an mbox that starts with a message
+			}
+			first = false
+		case len(line) > 0 && (line[0] == ' ' || line[0] == '\t'):
+			if in {
+				field = append(field, line...)
+			}
+		case len(bytes.TrimRight(line, "\r\n")) == 0:
+			err = io.EOF // the end of the first header
+		default:
+			in = false
+			name, _, ok := bytes.Cut(line, []byte{':'})
+			if n := string(bytes.TrimRight(name, " \t")); ok && field == nil && (strings.EqualFold(n, "X-IMAPbase") || strings.EqualFold(n, "X-IMAP")) {
+				field, in = append([]byte(nil), line[len(name)+1:]...), true
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	f := strings.Fields(string(field))
+	if len(f) < 2 {
+		return nil, nil
+	}
+	return f[2:], nil
 }

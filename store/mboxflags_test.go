@@ -97,8 +97,11 @@ func TestMboxFlagsDelivered(t *testing.T) {
 	must(t, os.Mkdir(filepath.Join(base, "example.com"), 0o700))
 	sr := rcpt("example.com/u")
 	sr.Sieve = "example.com/u.sieve"
-	script := `require ["imap4flags", "fileinto"]; addflag ["\\Seen", "\\Answered", "$Label1", "\\Recent"]; fileinto "Work";`
+	script := `require ["imap4flags", "fileinto"]; addflag ["\\Seen", "\\Answered", "$Label1", "Junk", "\\Recent"]; fileinto "Work";`
 	must(t, os.WriteFile(filepath.Join(base, sr.Sieve), []byte(script), 0o600))
+	path := filepath.Join(base, "example.com/u")
+	first := "From x@y  Thu Jan  1 00:00:00 1970\nSubject: first\nX-IMAPbase: 1796175537 0000000007 $label1 NonJunk\nX-UID: 1\n\nx\n\n"
+	must(t, os.WriteFile(path, []byte(first), 0o600))
 	if err := deliver(t, l, spool(t, "a@b", body), sr); err != nil {
 		t.Fatal(err)
 	}
@@ -106,14 +109,14 @@ func TestMboxFlagsDelivered(t *testing.T) {
 	if err := deliver(t, l, spool(t, "a@b", body), r); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(base, "example.com/u")
-	msgs := parseMbox(t, readFile(t, path))
+	msgs := parseMbox(t, readFile(t, path))[1:]
 	if len(msgs) != 2 {
 		t.Fatalf("%d messages: %q", len(msgs), readFile(t, path))
 	}
-	// fileinto on an mbox is a store into the mbox, with its flags.
+	// fileinto on an mbox is a store into the mbox, with its flags; of
+	// the keywords only the one the mbox lists is kept, spelt its way.
 	trace := "Return-Path: <a@b>\nX-Original-To: user+tag@example.com\nDelivered-To: User@example.com\n"
-	if want := trace + "Subject: f\nStatus: R\nX-Status: A\nX-Keywords: $Label1\n\n>From body\nX-Status: F\n"; msgs[0].Text != want {
+	if want := trace + "Subject: f\nStatus: R\nX-Status: A\nX-Keywords: $label1\n\n>From body\nX-Status: F\n"; msgs[0].Text != want {
 		t.Errorf("with flags:\n%q\nwant\n%q", msgs[0].Text, want)
 	}
 	if want := trace + "Subject: f\n\n>From body\nX-Status: F\n"; msgs[1].Text != want {
@@ -131,4 +134,22 @@ func TestMboxFlagsDelivered(t *testing.T) {
 	}
 	r.Limit = 0
 	wantStatus(t, deliver(t, l, spool(t, "a@b", body), Recipient{Address: r.Address, Path: r.Path, UID: r.UID, GID: r.GID, Limit: size}), OverLimit)
+}
+
+func TestImapBaseKeywords(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"Subject: not an mbox\nX-IMAPbase: 1 0000000001 a\n\n", ""},
+		{"From a  Thu Jan  1 00:00:00 1970\nSubject: x\n\nx\n", ""},
+		{"From a  Thu Jan  1 00:00:00 1970\nX-IMAPbase: 1 0000000002\n\n", ""},
+		{"From a  Thu Jan  1 00:00:00 1970\nSubject: x\nx-imapbase : 1 0000000002 $Label1 Junk  \n\tNonJunk\nX-UID: 1\n\nX-IMAPbase: 1 2 body\n", "$Label1 Junk NonJunk"},
+		{"From a  Thu Jan  1 00:00:00 1970\nX-IMAP: 1 0000000002 work\n\n", "work"},
+		{"From a  Thu Jan  1 00:00:00 1970\nSubject: x\n\nbody\n\nFrom b  Thu Jan  1 00:00:00 1970\nX-IMAPbase: 1 2 later\n\n", ""},
+		{"From a  Thu Jan  1 00:00:00 1970\nX-Long: " + strings.Repeat("x", 10000) + "\nX-IMAPbase: 1 0000000002 a\n\n", "a"},
+	} {
+		got, err := imapBaseKeywords(strings.NewReader(c.in))
+		if err != nil || strings.Join(got, " ") != c.want {
+			t.Errorf("imapBaseKeywords(%.60q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
 }
