@@ -132,16 +132,20 @@ func (l *Writer) openMbox(dirfd int, name, path string) (fd int, key inodeKey, c
 }
 
 // deliverMbox appends one message to an mbox under its locks: From_ line,
-// trace headers, the body with From quoting, a final LF if missing and one
-// empty line; fdatasync. On any failure the file is truncated back to its
-// size before the append, so it never holds part of a message; should
-// this process be killed midway, the append record (intent.go) lets the
-// next delivery do it instead.
+// trace headers, the message with From quoting and without the header
+// fields that carry flags and UIDs (mboxflags.go), a final LF if missing
+// and one empty line; fdatasync. On any failure the file is truncated back
+// to its size before the append, so it never holds part of a message;
+// should this process be killed midway, the append record
+// (appendrecord.go) lets the next delivery do it instead.
 func (l *Writer) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, t *Timing) error {
+	return l.deliverMboxFlags(ctx, msg, r, mp, hdr, nil, t)
+}
+
+// deliverMboxFlags is deliverMbox with IMAP flags, written as header
+// fields at the end of the message's header (MboxFlagHeaders).
+func (l *Writer) deliverMboxFlags(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, flags []string, t *Timing) error {
 	from := fromLine(msg.Sender, time.Now())
-	// The least this append can add; quoting and a missing final LF only
-	// add to it.
-	minAppend := int64(len(from)+len(hdr)) + msg.Size + 1
 
 	dirfd, err := l.openMboxDir(mp, r.Path)
 	if err != nil {
@@ -173,6 +177,14 @@ func (l *Writer) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp 
 	if err := unix.Fstatat(dirfd, mp.name, &cur, unix.AT_SYMLINK_NOFOLLOW); err != nil || cur.Dev != st.Dev || cur.Ino != st.Ino {
 		return fail(Temporary, "lock", r.Path, errors.New("mailbox was replaced while waiting for the lock"))
 	}
+	if len(Keywords(flags)) > 0 {
+		flags = l.mboxKeywords(fd, st.Size, flags, r.Path)
+	}
+	flagHdr := MboxFlagHeaders(flags)
+	// The least this append can add, unless header fields are dropped
+	// (counted below only when it matters); quoting, a missing final LF or
+	// empty line only add to it.
+	minAppend := int64(len(from)+len(hdr)+len(flagHdr)) + msg.Size + 1
 	oldSize, recorded, err := l.startRecord(fd, key, st.Size, from, hdr, r.Path)
 	if err != nil {
 		return err
@@ -182,6 +194,12 @@ func (l *Writer) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp 
 		defer endAppend(key)
 	}
 	if r.Limit > 0 && oldSize+minAppend > r.Limit {
+		// Fields the filter drops may make it fit after all.
+		if dropped, err := mboxDroppedBytes(msg); err == nil {
+			minAppend -= dropped
+		}
+	}
+	if r.Limit > 0 && oldSize+minAppend > r.Limit {
 		if recorded {
 			unix.Fremovexattr(fd, appendXattr)
 		}
@@ -189,10 +207,10 @@ func (l *Writer) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp 
 			errOverLimit, oldSize, minAppend, r.Limit))
 	}
 
-	err = l.appendMbox(fd, oldSize, r.Limit, msg, from, hdr)
+	err = l.appendMbox(fd, oldSize, r.Limit, msg, from, hdr, flagHdr)
 	if err == nil && recorded {
 		// Removed before the sync, so that the sync makes the message and
-		// the removal durable together (see intent.go).
+		// the removal durable together (see appendrecord.go).
 		if err = unix.Fremovexattr(fd, appendXattr); err == nil {
 			recorded = false
 			err = timed(t, func() error { return unix.Fsync(fd) }) // fdatasync need not write the attribute
@@ -215,8 +233,9 @@ func (l *Writer) deliverMbox(ctx context.Context, msg *Message, r Recipient, mp 
 }
 
 // appendMbox streams the message into fd in one pass with a fixed buffer:
-// memory use does not grow with the message.
-func (l *Writer) appendMbox(fd int, size, limit int64, msg *Message, from, hdr []byte) error {
+// memory use does not grow with the message. flagHdr goes at the end of
+// the message's header.
+func (l *Writer) appendMbox(fd int, size, limit int64, msg *Message, from, hdr, flagHdr []byte) error {
 	var fw io.Writer = &fdWriter{fd: fd, size: size, limit: limit}
 	if testHookMboxWrite != nil {
 		fw = hookWriter{fw}
@@ -230,11 +249,15 @@ func (l *Writer) appendMbox(fd int, size, limit int64, msg *Message, from, hdr [
 	bw.Write(from)
 	bw.Write(hdr)
 	q := newFromQuoter(bw)
+	f := newMboxFilter(q, flagHdr)
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	n, err := io.CopyBuffer(q, io.NewSectionReader(msg.Body, 0, msg.Size), *bp)
+	n, err := io.CopyBuffer(f, io.NewSectionReader(msg.Body, 0, msg.Size), *bp)
 	if err == nil && n < msg.Size {
 		err = errShortSpool
+	}
+	if err == nil {
+		err = f.Close()
 	}
 	if err == nil {
 		err = q.Close()

@@ -247,8 +247,10 @@ func targetName(t storeTarget) string {
 // behaviour for what cannot be stored there: the implicit keep, logged.
 func (l *Writer) fileIntoTarget(a *sieve.FileInto, mp mailboxPath, r Recipient, keep func([]string) storeTarget, keepFlags []string, log *slog.Logger) storeTarget {
 	if r.Format() != Maildir {
+		// An mbox has no folders: the fileinto is a store into the mbox,
+		// with the fileinto's own flags.
 		log.Info("sieve: fileinto on an mbox mailbox, kept in the mbox", "mailbox", a.Mailbox)
-		return keep(keepFlags)
+		return keep(a.Flags)
 	}
 	name, isInbox, ok := SieveFolder(a.Mailbox)
 	switch {
@@ -396,7 +398,7 @@ func (l *Writer) storeTargets(ctx context.Context, msg *Message, r Recipient, mp
 			err = l.deliverMaildir(ctx, msg, r, mp, hdr, idx, batch,
 				maildirDest{folder: t.folder, create: t.create, flags: MaildirFlags(t.flags), keywords: Keywords(t.flags)})
 		} else {
-			err = l.deliverMbox(ctx, msg, r, mp, hdr, batch.timing(idx))
+			err = l.deliverMboxFlags(ctx, msg, r, mp, hdr, t.flags, batch.timing(idx))
 		}
 		if err != nil {
 			return err

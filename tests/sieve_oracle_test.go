@@ -187,3 +187,152 @@ func TestSieveDeliveryAgainstPigeonhole(t *testing.T) {
 		t.Logf("vlmtpd: %v\nPigeonhole: %v", ours, theirs)
 	}
 }
+
+// mboxOracleScript sets flags by subject; every message stays in INBOX
+// (fileinto would be a folder of its own under Dovecot's mbox storage).
+const mboxOracleScript = `require ["imap4flags"];
+if header :is "subject" "seen" { addflag "\\Seen"; }
+if header :is "subject" "answered-flagged" { addflag ["\\Flagged", "\\Answered"]; }
+if header :is "subject" "all" { addflag ["\\Deleted", "\\Draft", "\\Flagged", "\\Answered", "\\Seen", "\\Recent"]; }
+if header :is "subject" "draft" { addflag "\\Draft"; }
+if header :is "subject" "keyword" { addflag ["$Label1", "\\Seen", "Junk"]; }
+if header :is "subject" "keep-flags" { keep :flags "\\Flagged"; }
+`
+
+var mboxOracleSubjects = []string{"seen", "answered-flagged", "all", "draft", "keyword", "keep-flags", "plain", "forged"}
+
+// mboxOracleDifferences: deliberate differences in the flag fields.
+var mboxOracleDifferences = map[string]string{
+	"keyword": "keywords are only written when the mbox's X-IMAPbase lists them: Dovecot drops an X-Keywords " +
+		"field naming a keyword its index does not know, and vlmtpd cannot see Dovecot's index. The system flags agree.",
+}
+
+// TestSieveMboxFlagsAgainstPigeonhole: the same script and messages go
+// through Dovecot's LMTP with Pigeonhole into an mbox INBOX and through
+// vlmtpd into bob's mbox; the flag fields (Status, X-Status, X-Keywords)
+// must be the same, at the end of the header in both, and a sender's
+// forged flag fields are gone from both. Dovecot's own bookkeeping
+// (X-UID, X-IMAPbase, Content-Length, padding, an empty X-Keywords or
+// Status) is left out of the comparison: vlmtpd does not write it.
+func TestSieveMboxFlagsAgainstPigeonhole(t *testing.T) {
+	owner := testMailOwner(t)
+	rootOrSkip(t, "a private Dovecot LMTP")
+	if _, err := os.Stat("/usr/lib/dovecot/modules/lib90_sieve_plugin.so"); err != nil {
+		testutil.SkipOrFail(t, "Pigeonhole (dovecot-sieve) is not installed: %v", err)
+	}
+	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
+		testutil.SkipOrFail(t, "Dovecot's LMTP (dovecot-lmtpd) is not installed: %v", err)
+	}
+	dir, _, _ := startPrivateDovecot(t, "sievembox", owner, "lmtp", "home=%[1]s/home/%%n allow_all_users=yes", `mail_location = mbox:~/mail:INBOX=~/inbox
+service lmtp {
+  unix_listener lmtp {
+    mode = 0666
+  }
+}
+protocol lmtp {
+  mail_plugins = $mail_plugins sieve
+}
+plugin {
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}
+`)
+	socket := filepath.Join(dir, "run", "lmtp")
+	waitAccept(t, "unix", socket, 15*time.Second)
+	home := filepath.Join(dir, "home", "bob")
+	os.MkdirAll(filepath.Join(home, "mail"), 0o700)
+	writeTestFile(t, filepath.Join(home, ".dovecot.sieve"), mboxOracleScript)
+	chownTree(t, home, owner)
+
+	in := sieveInstance(t, sieveSetup{
+		scripts: map[string]string{"example.com/bob.sieve": mboxOracleScript},
+		table:   "bob@example.com example.com/bob.sieve\n",
+	})
+	for _, subj := range mboxOracleSubjects {
+		body := msgFrom("s@example.org", "bob@example.com", subj, "text of "+subj)
+		if subj == "forged" {
+			body = "From: s@example.org\nTo: bob@example.com\nSubject: forged\nStatus: RO\nX-Status: AF\n" +
+				"X-Keywords: $Label1\nX-UID: 77\nContent-Length: 2\nX-IMAPbase: 1 0000000100 Evil\n\nx\n"
+		}
+		if dr := deliverTo(t, in, "s@example.org", []string{"bob@example.com"}, body); len(dr) != 1 || !strings.HasPrefix(dr[0], "250") {
+			t.Fatalf("vlmtpd %s: %v", subj, dr)
+		}
+		c, err := net.Dial("unix", socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newRaw(t, c)
+		r.lhlo()
+		_, ddr := r.txn("<s@example.org>", []string{"<bob@example.com>"}, body)
+		r.Close()
+		if len(ddr) != 1 || !strings.HasPrefix(ddr[0], "250") {
+			t.Fatalf("Dovecot %s: %v", subj, ddr)
+		}
+	}
+	ours := mboxFlagFields(t, readFile(t, filepath.Join(in.Base, "example.com/bob")))
+	theirs := mboxFlagFields(t, readFile(t, filepath.Join(home, "inbox")))
+	for _, subj := range mboxOracleSubjects {
+		o, p := ours[subj], theirs[subj]
+		if _, ok := mboxOracleDifferences[subj]; ok {
+			o, p = withoutField(o, "X-Keywords:"), withoutField(p, "X-Keywords:")
+		}
+		if o != p {
+			t.Errorf("%s: vlmtpd wrote %q, Dovecot %q", subj, ours[subj], theirs[subj])
+		}
+	}
+	if theirs["forged"] != "" || !strings.Contains(theirs["keyword"], "X-Keywords: $Label1 Junk") {
+		t.Errorf("Dovecot's own result is not what this test assumes: %q", theirs)
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("vlmtpd: %q\nDovecot: %q", ours, theirs)
+	}
+}
+
+// mboxFlagFields maps each message's subject to its flag fields, one per
+// line, as "Name: value" with trailing blanks cut; empty Status and
+// X-Keywords fields and Dovecot's X-UID, X-IMAPbase and Content-Length
+// are left out. A flag field followed by another field of the message is
+// reported as "not at the end of the header".
+func mboxFlagFields(t *testing.T, mbox string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, m := range mboxMessages(t, mbox) {
+		head, _, _ := strings.Cut(m, "\n\n")
+		var subj string
+		var flags []string
+		misplaced := false
+		for _, line := range strings.Split(head, "\n")[1:] {
+			name, value, _ := strings.Cut(line, ":")
+			value = strings.TrimRight(value, " ")
+			switch strings.ToLower(name) {
+			case "subject":
+				subj = strings.TrimSpace(value)
+			case "x-uid", "x-imapbase", "content-length":
+				continue
+			case "status", "x-status", "x-keywords":
+				if value != "" {
+					flags = append(flags, name+":"+value)
+				}
+				continue
+			}
+			if len(flags) > 0 {
+				misplaced = true
+			}
+		}
+		v := strings.Join(flags, "\n")
+		if misplaced {
+			v += "\n(not at the end of the header)"
+		}
+		out[subj] = v
+	}
+	return out
+}
+
+func withoutField(s, prefix string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, prefix) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}

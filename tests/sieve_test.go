@@ -581,3 +581,96 @@ func TestSieveFlagsReadByDovecot(t *testing.T) {
 		}
 	}
 }
+
+// mboxFlagsScript sets flags by subject for bob, whose mailbox is an mbox.
+const mboxFlagsScript = `require ["imap4flags", "fileinto"];
+if header :is "subject" "seen" { setflag "\\Seen"; }
+elsif header :is "subject" "flagged" { addflag ["\\Flagged", "\\Answered"]; }
+elsif header :is "subject" "all" { addflag ["\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Deleted", "\\Recent"]; }
+elsif header :is "subject" ["labels", "early-labels"] { addflag ["$Label1", "\\Seen", "Junk"]; }
+elsif header :is "subject" "fileinto" { fileinto :flags "\\Flagged" "Work"; }
+`
+
+// TestSieveMboxFlagsReadByDovecot: the flags imap4flags set for an mbox
+// recipient are what Dovecot reads from the mbox (doveadm fetch), and
+// flag fields the sender wrote (X-Status: FA, Status: RO, X-Keywords,
+// X-UID) give a message no flags. Keywords: Dovecot drops an X-Keywords
+// field naming a keyword its index does not know (mbox-sync-parse.c), so
+// only those the mbox lists in X-IMAPbase are written: none before
+// Dovecot has seen $Label1 (early-labels keeps \Seen), $Label1 once
+// doveadm set it on another message, never "Junk".
+func TestSieveMboxFlagsReadByDovecot(t *testing.T) {
+	owner := testMailOwner(t)
+	d := startDovecotForDoveadm(t, owner)
+	in := sieveInstance(t, sieveSetup{
+		scripts: map[string]string{"example.com/bob.sieve": mboxFlagsScript},
+		table:   "bob@example.com example.com/bob.sieve\n",
+	})
+	for _, subj := range []string{"seen", "flagged", "all", "fileinto", "plain", "early-labels"} {
+		deliverTo(t, in, "s@example.org", []string{"bob@example.com"}, msgFrom("s@example.org", "bob@example.com", subj, "x"))
+	}
+	deliverTo(t, in, "s@example.org", []string{"bob@example.com"}, "From: s@example.org\nTo: bob@example.com\nSubject: forged"+
+		"\nStatus: RO\nX-Status: FA\nX-Keywords: $Label1 Junk\nX-UID: 4000000000\n\nx\n")
+	mbox := filepath.Join(in.Base, "example.com/bob")
+	if b := readFile(t, mbox); strings.Contains(b, "X-UID: 4000000000") || strings.Contains(b, "X-Status: FA") {
+		t.Errorf("forged fields reached bob's mbox:\n%s", b)
+	}
+	got := fetchMboxFlags(t, d, mbox)
+	want := map[string]string{
+		"seen": `\Seen`, "flagged": `\Answered \Flagged`, "all": `\Answered \Flagged \Deleted \Seen \Draft`,
+		"fileinto": `\Flagged`, "plain": "", "forged": "", "early-labels": `\Seen`,
+	}
+	for subj, w := range want {
+		if g, ok := got[subj]; !ok || g != w {
+			t.Errorf("%s: Dovecot reads %q, want %q (all: %q)", subj, g, w, got)
+		}
+	}
+
+	doveadmMbox(t, d, mbox, "flags", "add", "-u", "reader@readers.test", "$Label1", "mailbox", "INBOX", "header", "subject", "plain")
+	deliverTo(t, in, "s@example.org", []string{"bob@example.com"}, msgFrom("s@example.org", "bob@example.com", "labels", "x"))
+	got = fetchMboxFlags(t, d, mbox)
+	want["plain"], want["labels"] = "$Label1", `\Seen $Label1`
+	for subj, w := range want {
+		if g, ok := got[subj]; !ok || g != w {
+			t.Errorf("after $Label1 is known: %s: Dovecot reads %q, want %q (all: %q)", subj, g, w, got)
+		}
+	}
+}
+
+// doveadmMbox runs doveadm on the mbox as INBOX, with Dovecot's index in
+// its own directory (kept from one call to the next).
+func doveadmMbox(t *testing.T, d *dovecotInstance, mbox string, args ...string) []byte {
+	t.Helper()
+	side := filepath.Join(d.Dir, "home", "mbox-"+filepath.Base(mbox))
+	for _, s := range []string{"index", "root"} {
+		if err := os.MkdirAll(filepath.Join(side, s), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chownTree(t, side, d.Owner)
+	location := fmt.Sprintf("mbox:%s/root:INBOX=%s:INDEX=%s/index", side, mbox, side)
+	cmd := exec.Command(d.doveadm, append([]string{"-f", "tab", "-c", d.Conf, "-o", "mail_location=" + location}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("doveadm %s: %v\n%s", args[0], err, stderr.String())
+	}
+	return out
+}
+
+// fetchMboxFlags returns each message's flags as Dovecot reads them from
+// the mbox, by subject, without \Recent (Dovecot's own: the first
+// session to see a message).
+func fetchMboxFlags(t *testing.T, d *dovecotInstance, mbox string) map[string]string {
+	t.Helper()
+	out := doveadmMbox(t, d, mbox, "fetch", "-u", "reader@readers.test", "flags hdr.subject", "all")
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
+		f := strings.Split(line, "\t")
+		if len(f) == 2 {
+			got[f[1]] = strings.Join(strings.Fields(strings.ReplaceAll(f[0], `\Recent`, "")), " ")
+		}
+	}
+	return got
+}
