@@ -176,7 +176,7 @@ func BenchmarkFrontData(b *testing.B) {
 		b.Run(fmt.Sprintf("%dKB", size>>10), func(b *testing.B) {
 			sock, _ := startBench(b, 5000, 5000, func(*config.Config) store.Deliverer { return nullStore{} })
 			b.SetBytes(int64(size))
-			cmd := exec.Command(os.Args[0], "-test.run", "^TestFrontDataClient$")
+			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), fmt.Sprintf("VLMTPD_BENCH_CLIENT=%s,%d,%d", sock, size, b.N))
 			cmd.Stderr = os.Stderr
 			var before, after unix.Rusage
@@ -194,18 +194,29 @@ func BenchmarkFrontData(b *testing.B) {
 	}
 }
 
-// TestFrontDataClient is BenchmarkFrontData's client, run as a child
-// process: it sends n transactions with a size-byte body (78-character
-// lines, every one a dot to unstuff in a hundred) and checks each reply.
-func TestFrontDataClient(t *testing.T) {
-	env := os.Getenv("VLMTPD_BENCH_CLIENT")
-	if env == "" {
-		t.Skip("BenchmarkFrontData's client")
+// A test binary started with VLMTPD_BENCH_CLIENT set is
+// BenchmarkFrontData's client, not a test run.
+func init() {
+	if env := os.Getenv("VLMTPD_BENCH_CLIENT"); env != "" {
+		if err := frontDataClient(env); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("ok")
+		os.Exit(0)
 	}
-	var sock string
+}
+
+// frontDataClient sends n transactions with a size-byte body
+// (78-character lines, a dot to unstuff in every hundredth) and checks
+// each reply; env is "socket,size,n".
+func frontDataClient(env string) error {
 	var size, n int
 	f := strings.Split(env, ",")
-	sock = f[0]
+	if len(f) != 3 {
+		return fmt.Errorf("VLMTPD_BENCH_CLIENT=%q: want socket,size,n", env)
+	}
+	sock := f[0]
 	fmt.Sscan(f[1], &size)
 	fmt.Sscan(f[2], &n)
 	var body strings.Builder
@@ -220,7 +231,7 @@ func TestFrontDataClient(t *testing.T) {
 	txn := []byte("MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n" + body.String())
 	c, err := net.Dial("unix", sock)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer c.Close()
 	done := make(chan error, 1)
@@ -254,11 +265,8 @@ func TestFrontDataClient(t *testing.T) {
 	io.WriteString(c, "LHLO bench\r\n")
 	for range n {
 		if _, err := c.Write(txn); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("ok")
+	return <-done
 }
