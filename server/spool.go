@@ -68,7 +68,7 @@ func (s *Spool) createFile() (*os.File, error) {
 //
 // The body is read through lmtp.LF: for a DATA body that is the pass that
 // unstuffs it, so each byte is looked at once and copied once, from the
-// connection's buffer into a write buffer that fills before each write.
+// connection's buffer into a 64 KB buffer that fills before each write.
 //
 // sizeHint is the client's SIZE= (0 if none): a body announced larger
 // than memSpoolLimit goes to disk at once instead of being copied there
@@ -198,9 +198,10 @@ func (w *spillWriter) finish() error {
 }
 
 // The buffers of Write are reused: a busy server spools many messages a
-// second and each would otherwise cost its buffer in garbage. 128 KB
-// writes: eight system calls for a 1 MB body.
+// second and each would otherwise cost its buffer in garbage. 64 KB
+// writes: 16 system calls for a 1 MB body, and 6.4 MB of buffers for
+// 100 sessions (128 KB measured the same CPU and cost 5–8 MB more).
 var (
-	bufPool    = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 )
