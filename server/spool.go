@@ -4,13 +4,13 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 
+	"github.com/vlmtpd/vlmtpd/server/lmtp"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,6 +68,10 @@ func (s *Spool) createFile() (*os.File, error) {
 // On a read error the file is closed and the error returned as is, so the
 // caller can tell a client's fault (too big, too long a line) from ours.
 //
+// The body is read through lmtp.LF: for a DATA body that is the pass that
+// unstuffs it, so each byte is looked at once and copied once, from the
+// connection's buffer into a 64 KB buffer that fills before each write.
+//
 // sizeHint is the client's SIZE= (0 if none): a body announced larger
 // than memSpoolLimit goes to disk at once instead of being copied there
 // when it outgrows memory. SIZE= counts CRLF line ends, so the stored
@@ -77,25 +81,40 @@ func (s *Spool) Write(r io.Reader, sizeHint int64) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(sw)
-	buf := copyPool.Get().(*[]byte)
-	w := &lfWriter{w: bw}
-	_, err = io.CopyBuffer(w, r, *buf)
-	if err == nil {
-		err = w.Close()
+	buf := bufPool.Get().(*[]byte)
+	lf := lmtp.LF(r)
+	for err == nil {
+		var n int
+		n, err = readFull(lf, *buf)
+		if n > 0 {
+			if _, werr := sw.Write((*buf)[:n]); werr != nil {
+				err = werr
+			}
+		}
 	}
-	copyPool.Put(buf)
-	bw.Reset(nil)
-	writerPool.Put(bw)
-	if err == nil {
+	bufPool.Put(buf)
+	if err == io.EOF {
 		err = sw.finish()
 	}
 	if err != nil {
 		sw.f.Close()
 		return nil, 0, err
 	}
-	return sw.f, w.n, nil
+	return sw.f, sw.n, nil
+}
+
+// readFull reads until p is full or r ends: io.ReadFull without its
+// ErrUnexpectedEOF for a short last part.
+func readFull(r io.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // spillWriter writes to a memfd until memSpoolLimit, then moves what it
@@ -181,71 +200,10 @@ func (w *spillWriter) finish() error {
 }
 
 // The buffers of Write are reused: a busy server spools many messages a
-// second and each would otherwise cost ~100 KB of garbage.
+// second and each would otherwise cost its buffer in garbage. 64 KB
+// writes: 16 system calls for a 1 MB body, and 6.4 MB of buffers for
+// 100 sessions (128 KB measured the same CPU and cost 5–8 MB more).
 var (
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
-	copyPool   = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 )
-
-// lfWriter turns CRLF into LF on the way through; a CR not followed by LF
-// is kept. It holds back at most one CR between writes.
-type lfWriter struct {
-	w  *bufio.Writer
-	cr bool // the last byte seen was a CR, not yet written
-	n  int64
-}
-
-func (l *lfWriter) Write(p []byte) (int, error) {
-	total := len(p)
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if l.cr {
-		l.cr = false
-		if p[0] != '\n' {
-			if err := l.put([]byte{'\r'}); err != nil {
-				return 0, err
-			}
-		}
-	}
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\r')
-		if i < 0 {
-			return total, l.put(p)
-		}
-		if err := l.put(p[:i]); err != nil {
-			return 0, err
-		}
-		switch {
-		case i+1 == len(p):
-			l.cr = true
-			return total, nil
-		case p[i+1] == '\n':
-			p = p[i+1:] // drop the CR, keep the LF
-		default:
-			if err := l.put(p[i : i+1]); err != nil {
-				return 0, err
-			}
-			p = p[i+1:]
-		}
-	}
-	return total, nil
-}
-
-func (l *lfWriter) put(p []byte) error {
-	n, err := l.w.Write(p)
-	l.n += int64(n)
-	return err
-}
-
-// Close flushes a held-back CR and the buffer.
-func (l *lfWriter) Close() error {
-	if l.cr {
-		l.cr = false
-		if err := l.put([]byte{'\r'}); err != nil {
-			return err
-		}
-	}
-	return l.w.Flush()
-}

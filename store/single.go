@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Single-instance delivery (LocalOptions.SingleInstance, the opt-in
+// Single-instance delivery (WriterOptions.SingleInstance, the opt-in
 // single_instance_delivery): the Maildir recipients of one Deliver call
 // get one message file, written and made durable once, then hard-linked
 // into each recipient's new/ — Dovecot's maildir_copy_with_hardlinks. The

@@ -40,7 +40,7 @@ type Writer struct {
 
 var _ Deliverer = (*Writer)(nil)
 
-// Defaults of LocalOptions and SieveOptions fields left zero: the
+// Defaults of WriterOptions and SieveOptions fields left zero: the
 // configuration's defaults (server/config's table, which owns them;
 // TestPackageDefaultsAgree there keeps these equal). DefaultLockTimeout
 // is deliver_lock_attempts × deliver_lock_delay.

@@ -47,7 +47,7 @@ func TestParsePath(t *testing.T) {
 	}
 }
 
-func TestNewLocalErrors(t *testing.T) {
+func TestNewWriterErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		base string

@@ -10,7 +10,8 @@ import (
 )
 
 // BenchmarkDataReader measures DATA's body path: dot-unstuffing, limits
-// and the end marker, from the connection's buffer to the backend.
+// and the end marker, from the connection's buffer to the backend; LF/
+// reads it as the spool does, with LF line ends.
 //
 //	go test -run '^$' -bench DataReader -benchmem ./server/lmtp/
 func BenchmarkDataReader(b *testing.B) {
@@ -22,18 +23,27 @@ func BenchmarkDataReader(b *testing.B) {
 		}
 		msg.WriteString(".\r\n")
 		wire := msg.Bytes()
-		b.Run(fmt.Sprintf("%dKB", size>>10), func(b *testing.B) {
-			b.SetBytes(int64(len(wire)))
-			br := bufio.NewReaderSize(nil, 64<<10)
-			buf := make([]byte, 32<<10)
-			b.ReportAllocs()
-			for b.Loop() {
-				br.Reset(bytes.NewReader(wire))
-				r := newDotReader(br, limits{maxSize: 20 << 20, maxLine: 1 << 20})
-				if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, buf); err != nil {
-					b.Fatal(err)
-				}
+		for _, lf := range []bool{false, true} {
+			name := fmt.Sprintf("%dKB", size>>10)
+			if lf {
+				name = "LF/" + name
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				b.SetBytes(int64(len(wire)))
+				br := bufio.NewReaderSize(nil, 64<<10)
+				buf := make([]byte, 128<<10)
+				b.ReportAllocs()
+				for b.Loop() {
+					br.Reset(bytes.NewReader(wire))
+					var r io.Reader = newDotReader(br, limits{maxSize: 20 << 20, maxLine: 1 << 20})
+					if lf {
+						r = LF(r)
+					}
+					if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

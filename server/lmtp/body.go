@@ -23,6 +23,67 @@ type bodyReader interface {
 	drain() error
 }
 
+// LF returns a reader of body with LF line ends: each CRLF becomes LF, a
+// CR not followed by LF is kept. For the DATA body Session.Data is given,
+// that is the same single pass that unstuffs it and counts its limits;
+// any other reader is converted on the way through. A body is read
+// through LF or directly, not both.
+func LF(body io.Reader) io.Reader {
+	if d, ok := body.(*dotReader); ok {
+		return dotLF{d}
+	}
+	return &lfReader{r: body, buf: make([]byte, 16<<10)}
+}
+
+// lfReader turns CRLF into LF in what it reads from r, holding back a
+// final CR until the byte after it is known.
+type lfReader struct {
+	r   io.Reader
+	buf []byte
+	b   []byte // read from r, not yet converted
+	err error
+}
+
+func (l *lfReader) Read(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		if n = l.convert(p); n > 0 || l.err != nil {
+			break
+		}
+		k := copy(l.buf, l.b) // at most a CR
+		m, err := l.r.Read(l.buf[k:])
+		l.b, l.err = l.buf[:k+m], err
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return 0, l.err
+}
+
+func (l *lfReader) convert(p []byte) int {
+	n := 0
+	for n < len(p) && len(l.b) > 0 {
+		i := bytes.IndexByte(l.b, '\r')
+		switch {
+		case i < 0:
+			k := copy(p[n:], l.b)
+			n, l.b = n+k, l.b[k:]
+		case i > 0:
+			k := copy(p[n:], l.b[:i])
+			n, l.b = n+k, l.b[k:]
+		case len(l.b) == 1 && l.err == nil:
+			return n // is the CR's LF still to come?
+		case len(l.b) > 1 && l.b[1] == '\n':
+			p[n] = '\n'
+			n, l.b = n+1, l.b[2:]
+		default:
+			p[n] = '\r'
+			n, l.b = n+1, l.b[1:]
+		}
+	}
+	return n
+}
+
 // Stream errors: the message did not arrive whole.
 var (
 	errClientGone = errors.New("client closed the connection during the message")
@@ -68,77 +129,157 @@ func (l *limits) count(p []byte) {
 	}
 }
 
-// dotReader reads a DATA body up to the "." line, line by line straight
-// from the connection's buffer.
+// add counts n more bytes of the current line; complete says they end it
+// (its LF included), and line lengths are then counted as count does.
+func (l *limits) add(n int, complete bool) {
+	l.size += int64(n)
+	if l.maxSize > 0 && l.size > l.maxSize && l.err == nil {
+		l.err = ErrMessageTooBig
+	}
+	if l.maxLine <= 0 {
+		return
+	}
+	l.line += n
+	if complete {
+		l.line-- // the LF
+	}
+	if l.line > l.maxLine+1 && l.err == nil {
+		l.err = ErrLineTooLong
+	}
+	if complete {
+		l.line = 0
+	}
+}
+
+// dotReader reads a DATA body up to the "." line straight from the
+// connection's buffer: one pass over the bytes finds the line ends,
+// removes the dot-stuffing, counts the limits and, read through LF,
+// turns CRLF into LF as it copies.
 type dotReader struct {
 	br       *bufio.Reader
 	lim      limits
-	pending  []byte // the rest of the current line, unstuffed
-	bol      bool   // the next byte starts a line
-	prevCRLF bool   // the last line ended with CRLF
+	bol      bool // the next byte starts a line
+	prevCRLF bool // the last line ended with CRLF
+	lastCR   bool // the last byte consumed was a CR
 	done     bool
 	err      error // stream error, sticky
-	discard  bool
 }
 
 func newDotReader(br *bufio.Reader, lim limits) *dotReader {
 	return &dotReader{br: br, lim: lim, bol: true, prevCRLF: true}
 }
 
-func (r *dotReader) Read(p []byte) (int, error) {
-	for len(r.pending) == 0 {
-		if r.lim.err != nil {
-			return 0, r.lim.err
-		}
-		if r.done {
-			return 0, io.EOF
-		}
-		if r.err != nil {
-			return 0, r.err
-		}
-		r.next()
-	}
-	n := copy(p, r.pending)
-	r.pending = r.pending[n:]
-	return n, nil
-}
+func (r *dotReader) Read(p []byte) (int, error) { return r.read(p, false, false) }
 
-func (r *dotReader) next() {
-	line, err := r.br.ReadSlice('\n')
-	if err != nil && err != bufio.ErrBufferFull {
-		// A partial last line is dropped: the message is incomplete.
-		r.err = streamError(err)
-		return
-	}
-	if r.bol && len(line) > 0 && line[0] == '.' {
-		// Only CRLF.CRLF ends the message: a "." after a bare LF is
-		// content, so a message cannot end where a lax reader would see
-		// an end and a strict one would not (SMTP smuggling).
-		if string(line) == ".\r\n" && r.prevCRLF {
-			r.done = true
-			return
-		}
-		if string(line) != ".\r\n" {
-			line = line[1:]
-		}
-	}
-	complete := err == nil
-	r.bol = complete
-	if complete {
-		r.prevCRLF = len(line) >= 2 && line[len(line)-2] == '\r'
-	}
-	r.lim.count(line)
-	if !r.discard && r.lim.err == nil {
-		r.pending = line
-	}
-}
+// dotLF is a dotReader read with LF line ends.
+type dotLF struct{ r *dotReader }
+
+func (d dotLF) Read(p []byte) (int, error) { return d.r.read(p, true, false) }
 
 func (r *dotReader) drain() error {
-	r.discard, r.pending = true, nil
-	for !r.done && r.err == nil {
-		r.next()
-	}
+	r.read(nil, false, true)
 	return r.err
+}
+
+// read copies the body into p (with LF line ends if lf; nothing at all
+// if discard, which reads to the end of the message whatever the limits
+// say). It returns what the connection's buffer held before it would
+// wait for more, so a slow client's bytes are passed on as they come.
+func (r *dotReader) read(p []byte, lf, discard bool) (int, error) {
+	n := 0
+	full := func() bool { return r.done || r.err != nil || !discard && (r.lim.err != nil || n == len(p)) }
+	for !full() {
+		buf, _ := r.br.Peek(r.br.Buffered())
+		used, m := r.scan(buf, p[n:], lf, discard)
+		r.br.Discard(used)
+		n += m
+		if full() || n > 0 && !discard {
+			// What the buffer held is passed on before waiting for more.
+			break
+		}
+		// The buffer is empty, or holds the undecided start of a line.
+		if _, err := r.br.Peek(len(buf) - used + 1); err != nil {
+			// A partial last line is dropped: the message is incomplete.
+			r.err = streamError(err)
+		}
+	}
+	switch {
+	case n > 0:
+		return n, nil
+	case r.lim.err != nil && !discard:
+		return 0, r.lim.err
+	case r.done:
+		return 0, io.EOF
+	}
+	return 0, r.err
+}
+
+// scan takes what it can decide of buf: whole lines, and the start of an
+// unfinished one, each unstuffed and counted, copied into p as it fits.
+// It stops before a line start that could still be the end marker ("."
+// or ".\r" so far) and, with lf, before a CR that is the last byte it
+// has. It returns the bytes of buf consumed and of p filled.
+func (r *dotReader) scan(buf, p []byte, lf, discard bool) (used, n int) {
+	for used < len(buf) && (n < len(p) || discard) {
+		seg := buf[used:]
+		if r.bol && seg[0] == '.' {
+			switch {
+			case len(seg) >= 3 && seg[1] == '\r' && seg[2] == '\n':
+				if r.prevCRLF {
+					// Only CRLF.CRLF ends the message: a "." after a bare
+					// LF is content, so a message cannot end where a lax
+					// reader would see an end and a strict one would not
+					// (SMTP smuggling).
+					r.done = true
+					return used + 3, n
+				}
+			case len(seg) == 1 || len(seg) == 2 && seg[1] == '\r':
+				return used, n
+			default:
+				seg = seg[1:]
+				used++
+				r.bol, r.lastCR = false, false
+			}
+		}
+		complete := false
+		if i := bytes.IndexByte(seg, '\n'); i >= 0 {
+			seg, complete = seg[:i+1], true
+		} else if lf && seg[len(seg)-1] == '\r' {
+			if seg = seg[:len(seg)-1]; len(seg) == 0 {
+				return used, n
+			}
+		}
+		// With lf, a line's CRLF is copied as LF: one byte shorter.
+		crlf := lf && complete && len(seg) >= 2 && seg[len(seg)-2] == '\r'
+		outLen := len(seg)
+		if crlf {
+			outLen--
+		}
+		if !discard && outLen > len(p)-n {
+			// Part of the line now, the rest on the next read. The cut
+			// is before the line's end, so no CRLF is split by it.
+			seg, complete, crlf = seg[:len(p)-n], false, false
+		}
+		r.lim.add(len(seg), complete)
+		used += len(seg)
+		if complete {
+			r.prevCRLF = len(seg) >= 2 && seg[len(seg)-2] == '\r' || len(seg) == 1 && r.lastCR
+		}
+		r.lastCR = seg[len(seg)-1] == '\r'
+		r.bol = complete
+		switch {
+		case discard:
+		case r.lim.err != nil:
+			return used, n
+		case crlf:
+			n += copy(p[n:], seg[:len(seg)-2])
+			p[n] = '\n'
+			n++
+		default:
+			n += copy(p[n:], seg)
+		}
+	}
+	return used, n
 }
 
 // chunkReader reads a BDAT body: the chunk that started it and every

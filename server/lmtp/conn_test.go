@@ -474,13 +474,21 @@ func TestMessageTooBigAndLongLines(t *testing.T) {
 	c.expect("250")
 	c.expect("250")
 	c.expect("354")
-	c.send(strings.Repeat("z", 4000) + "\r\n.\r\n")
+	// Lines within the line limit: the size is what is over.
+	c.send(strings.Repeat(strings.Repeat("z", 98)+"\r\n", 40) + ".\r\n")
 	c.expect("552 5.3.4 <u1@y.test> message exceeds the size limit")
 	c.expect("552 5.3.4 <u2@y.test>")
 	c.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<u1@y.test>\r\nBDAT 1200 LAST\r\n" + strings.Repeat("w", 1198) + "\r\n")
 	c.expect("250")
 	c.expect("250")
 	c.expect("500 5.5.2 <u1@y.test> message line too long")
+	c.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<u1@y.test>\r\nDATA\r\n" + strings.Repeat("v", 1200) + "\r\n.\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.expect("500 5.5.2 <u1@y.test> message line too long")
+	c.send("NOOP\r\n")
+	c.expect("250 2.0.0 ok")
 }
 
 func TestBDATAbandoned(t *testing.T) {

@@ -43,21 +43,45 @@ func FuzzSession(f *testing.F) {
 
 // FuzzDotReader checks DATA's reader against a plain reference decoding:
 // the body is everything up to the first CRLF.CRLF with leading dots
-// removed.
+// removed, and read through LF each CRLF of it is an LF. Reads of every
+// size up to chunk cut lines anywhere; drain must then find the end.
 func FuzzDotReader(f *testing.F) {
-	f.Add([]byte("a\r\n..b\r\n.\r\n"), 0)
-	f.Add([]byte("a\n.\r\nb\r\n.\r\n"), 3)
-	f.Fuzz(func(t *testing.T, in []byte, maxLine int) {
+	f.Add([]byte("a\r\n..b\r\n.\r\n"), 0, 0, false)
+	f.Add([]byte("a\n.\r\nb\r\n.\r\n"), 3, 1, true)
+	f.Add([]byte(".\r\r\n\r\r\n.\r\nNOOP\r\n"), 0, 2, true)
+	f.Fuzz(func(t *testing.T, in []byte, maxLine, chunk int, lf bool) {
 		maxLine %= 64
-		r := newDotReader(bufio.NewReaderSize(bytes.NewReader(in), 16), limits{maxLine: maxLine})
-		got, err := io.ReadAll(r)
-		want, complete := referenceDot(in)
+		chunk = 1 + int(uint(chunk)%7)
+		d := newDotReader(bufio.NewReaderSize(bytes.NewReader(in), 16), limits{maxLine: maxLine})
+		r := io.Reader(d)
+		if lf {
+			r = LF(d)
+		}
+		var got []byte
+		var err error
+		for {
+			var n int
+			p := make([]byte, chunk)
+			n, err = r.Read(p)
+			got = append(got, p[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if err == io.EOF {
+			err = nil
+		}
+		ref, complete := referenceDot(in)
+		want := ref
+		if lf {
+			want = bytes.ReplaceAll(ref, []byte("\r\n"), []byte("\n"))
+		}
 		switch {
 		case !complete:
 			if err != errClientGone && err != ErrLineTooLong {
 				t.Fatalf("incomplete %q: %v, want errClientGone (or a line too long)", in, err)
 			}
-		case maxLine > 0 && longestLine(want) > maxLine+1:
+		case maxLine > 0 && longestLine(ref) > maxLine+1:
 			if err != ErrLineTooLong {
 				t.Fatalf("a line over %d in %q: %v, want ErrLineTooLong", maxLine, in, err)
 			}
@@ -65,6 +89,16 @@ func FuzzDotReader(f *testing.F) {
 			t.Fatalf("complete message %q within the limits: %v", in, err)
 		case !bytes.Equal(got, want):
 			t.Fatalf("body %q, want %q", got, want)
+		}
+		if derr := d.drain(); complete != (derr == nil) {
+			t.Fatalf("drain of %q: %v (complete %v)", in, derr, complete)
+		}
+		if complete {
+			// Whatever follows the end marker is left for the commands.
+			rest, _ := io.ReadAll(d.br)
+			if end := len(in) - len(rest); end < 3 || string(in[end-3:end]) != ".\r\n" {
+				t.Fatalf("after the message %q, %q is left, not what follows its end", in, rest)
+			}
 		}
 	})
 }

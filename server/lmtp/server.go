@@ -33,7 +33,9 @@ type ConnInfo struct {
 //
 // Data must read body to io.EOF before it delivers anything: any other
 // error means the message did not arrive whole (or broke a limit, then
-// the error is that limit's *Reply), and nothing may be delivered.
+// the error is that limit's *Reply), and nothing may be delivered. The
+// body has the client's CRLF line ends; LF(body) reads it with LF ones
+// in the same pass.
 type Session interface {
 	Mail(from Address, opts MailOptions) *Reply
 	Rcpt(ctx context.Context, to Address, opts RcptOptions) *Reply
