@@ -2,13 +2,17 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -59,6 +63,51 @@ func BenchmarkDeliver(b *testing.B) {
 		p := newRealPool(b, base, PoolOptions{MaxDeliveries: 1 << 30})
 		run(b, p, body, store.Recipient{Address: "a@example.com", Path: "u/Maildir/", UID: uid, GID: gid})
 	})
+}
+
+// BenchmarkDeliverConcurrent is 20 callers delivering 4 KiB messages at
+// once into one Maildir through the pool (20 LMTP sessions to one
+// mailbox), at several OwnerWorkers: with fewer workers than callers the
+// waiting deliveries go to a worker together and share the fsync of new/.
+// owner=20 is one worker per caller, as before group commit.
+func BenchmarkDeliverConcurrent(b *testing.B) {
+	body := "Subject: bench\n\n" + strings.Repeat(strings.Repeat("b", 63)+"\n", 64)
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 5001, 5001
+	}
+	for _, owner := range []int{1, 2, 4, 20} {
+		b.Run(fmt.Sprintf("owner=%d", owner), func(b *testing.B) {
+			base := mailBase(b)
+			ownedDir(b, base, "u", uid, gid)
+			p := newRealPool(b, base, PoolOptions{MaxDeliveries: 1 << 30, OwnerWorkers: owner})
+			msg := sealedSpool(b, body)
+			rcpts := []store.Recipient{{Address: "a@example.com", Path: "u/Maildir/", UID: uid, GID: gid}}
+			var wg sync.WaitGroup
+			for range 20 { // warm up: start the workers
+				wg.Go(func() { p.Deliver(context.Background(), msg, rcpts) })
+			}
+			wg.Wait()
+			var left atomic.Int64
+			left.Store(int64(b.N))
+			cpu0 := proctree.CPU(os.Getpid())
+			b.ResetTimer()
+			for range 20 {
+				wg.Go(func() {
+					for left.Add(-1) >= 0 {
+						if errs := p.Deliver(context.Background(), msg, rcpts); errs[0] != nil {
+							b.Error(errs[0])
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			// This process and its workers: the kernel's work is most of it.
+			b.ReportMetric(float64(proctree.CPU(os.Getpid())-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/delivery")
+		})
+	}
 }
 
 func run(b *testing.B, d store.Deliverer, body string, r store.Recipient) {

@@ -113,7 +113,7 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 			s.mu.Unlock()
 			wk.Close()
 		}()
-		if wk.writeFrame(frameHello, hello{Version: v, Build: BuildID(), PID: id, UID: uid, GID: gid}.encode(), -1) != nil {
+		if wk.writeFrame(frameHello, hello{Version: v, Build: BuildID(), PID: id, UID: uid, GID: gid}.encode(), nil) != nil {
 			return
 		}
 		srv := &server{cfg: Config{UID: uid, GID: gid}, c: wk, d: s.st}
