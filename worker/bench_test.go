@@ -66,8 +66,8 @@ func BenchmarkDeliver(b *testing.B) {
 }
 
 // BenchmarkDeliverConcurrent is 20 callers delivering 4 KiB messages at
-// once into one Maildir through the pool (20 LMTP sessions to one
-// mailbox), at several OwnerWorkers: with fewer workers than callers the
+// once through the pool to the same 1 or 10 Maildirs (20 LMTP sessions
+// to one mailbox, or with 10 recipients each), at several OwnerWorkers: with fewer workers than callers the
 // waiting deliveries go to a worker together and share the fsync of new/.
 // owner=20 is one worker per caller, as before group commit.
 func BenchmarkDeliverConcurrent(b *testing.B) {
@@ -76,13 +76,16 @@ func BenchmarkDeliverConcurrent(b *testing.B) {
 	if uid == 0 {
 		uid, gid = 5001, 5001
 	}
-	for _, owner := range []int{1, 2, 4, 20} {
-		b.Run(fmt.Sprintf("owner=%d", owner), func(b *testing.B) {
+	for _, tc := range []struct{ owner, rcpts int }{{1, 1}, {2, 1}, {4, 1}, {20, 1}, {4, 10}, {20, 10}} {
+		b.Run(fmt.Sprintf("rcpts=%d/owner=%d", tc.rcpts, tc.owner), func(b *testing.B) {
 			base := mailBase(b)
 			ownedDir(b, base, "u", uid, gid)
-			p := newRealPool(b, base, PoolOptions{MaxDeliveries: 1 << 30, OwnerWorkers: owner})
+			p := newRealPool(b, base, PoolOptions{MaxDeliveries: 1 << 30, OwnerWorkers: tc.owner})
 			msg := sealedSpool(b, body)
-			rcpts := []store.Recipient{{Address: "a@example.com", Path: "u/Maildir/", UID: uid, GID: gid}}
+			var rcpts []store.Recipient
+			for i := range tc.rcpts {
+				rcpts = append(rcpts, store.Recipient{Address: fmt.Sprintf("a%d@example.com", i), Path: fmt.Sprintf("u/%d/", i), UID: uid, GID: gid})
+			}
 			var wg sync.WaitGroup
 			for range 20 { // warm up: start the workers
 				wg.Go(func() { p.Deliver(context.Background(), msg, rcpts) })
@@ -95,17 +98,19 @@ func BenchmarkDeliverConcurrent(b *testing.B) {
 			for range 20 {
 				wg.Go(func() {
 					for left.Add(-1) >= 0 {
-						if errs := p.Deliver(context.Background(), msg, rcpts); errs[0] != nil {
-							b.Error(errs[0])
-							return
+						for _, err := range p.Deliver(context.Background(), msg, rcpts) {
+							if err != nil {
+								b.Error(err)
+								return
+							}
 						}
 					}
 				})
 			}
 			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			b.ReportMetric(float64(b.N*tc.rcpts)/b.Elapsed().Seconds(), "deliveries/s")
 			// This process and its workers: the kernel's work is most of it.
-			b.ReportMetric(float64(proctree.CPU(os.Getpid())-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/delivery")
+			b.ReportMetric(float64(proctree.CPU(os.Getpid())-cpu0)/float64(time.Millisecond)/float64(b.N*tc.rcpts), "cpu-ms/delivery")
 		})
 	}
 }

@@ -670,11 +670,14 @@ func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.
 		pd.fail(&store.Error{Status: store.Temporary, Op: "deliver", Err: err})
 		return pd.errs, pd.times, pd.outs
 	}
-	// Waiting for a worker counts against the deadline too.
-	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	// Waiting for a worker counts against the deadline too. A caller that
+	// gives up while it waits leaves: nothing was started.
+	gctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	w, err := p.join(gctx, k, pd)
 	switch {
+	case err != nil && ctx.Err() == context.Canceled:
+		pd.fail(&store.Error{Status: store.Temporary, Op: "deliver", Err: err})
 	case err != nil:
 		p.logSpawnError(msg.ID, k, err)
 		pd.fail(err)
