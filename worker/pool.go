@@ -29,8 +29,8 @@ type PoolOptions struct {
 	// IdleTimeout ends a worker nobody used for this long
 	// (worker_idle_timeout).
 	IdleTimeout time.Duration
-	// MaxDeliveries is how many requests one worker serves before it is
-	// replaced (worker_max_use).
+	// MaxDeliveries is how many messages one worker delivers before it is
+	// replaced (worker_max_use); a request of several counts each.
 	MaxDeliveries int
 	// MaxWorkers caps the worker processes alive at once, over all uids
 	// (worker_limit). At the cap, an idle worker of another uid is ended
@@ -101,8 +101,9 @@ func (o *PoolOptions) defaults() {
 type ids struct{ uid, gid int }
 
 // Pool is a store.Deliverer that hands each message to long-lived worker
-// processes, one request per (uid, gid) group of recipients. It is safe
-// for concurrent use.
+// processes, one request per (uid, gid) group of recipients, or one
+// request for the groups of several messages that waited for the same
+// owner (OwnerWorkers). It is safe for concurrent use.
 //
 // A started delivery runs until it finishes or its deadline passes; the
 // cancellation of a context without a deadline does not interrupt it,
