@@ -268,41 +268,12 @@ func (p *Pool) reapIdle() {
 
 var errPoolClosed = errors.New("worker pool is closed")
 
-// get returns a worker for key: an idle one, a new one, or one freed up
-// after waiting. Queries use it; they are not held to OwnerWorkers.
-func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
-	p.mu.Lock()
-	for {
-		w, start, err := p.tryGet(key, p.opts.MaxWorkers)
-		if err != nil {
-			p.mu.Unlock()
-			return nil, err
-		}
-		if w != nil {
-			p.mu.Unlock()
-			return w, nil
-		}
-		if start {
-			p.mu.Unlock()
-			return p.startReserved(ctx, key)
-		}
-		wake := p.wake
-		p.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		p.mu.Lock()
-	}
-}
-
 // tryGet takes an idle worker of key, or reserves the slot of a new one
-// (start: the caller then calls startReserved) if fewer than ownerCap
+// (start: the caller then calls startReserved) if fewer than OwnerWorkers
 // workers of key and MaxWorkers in all are alive, or neither: the caller
-// waits for p.wake. At MaxWorkers it ends the least recently used idle
-// worker (of another key) to make room. p.mu held.
-func (p *Pool) tryGet(key ids, ownerCap int) (w *proc, start bool, err error) {
+// waits. At MaxWorkers it ends the least recently used idle worker (of
+// another key) to make room. p.mu held.
+func (p *Pool) tryGet(key ids) (w *proc, start bool, err error) {
 	for {
 		if p.closed {
 			return nil, false, errPoolClosed
@@ -324,7 +295,7 @@ func (p *Pool) tryGet(key ids, ownerCap int) (w *proc, start bool, err error) {
 		p.failed.Add(1)
 		p.retire(w)
 	}
-	if p.owned[key] >= ownerCap {
+	if p.owned[key] >= p.opts.OwnerWorkers {
 		return nil, false, nil
 	}
 	if p.total < p.opts.MaxWorkers {
@@ -636,10 +607,11 @@ func (p *Pool) DeliverTimed(ctx context.Context, msg *store.Message, rcpts []sto
 	return errs, times, outs
 }
 
-// pending is one delivery group (one message's recipients of one owner)
-// from the moment it asks for a worker until its results are in. The
-// fields under "p.mu" are the pool's to change.
+// pending is one delivery group (one message's recipients of one owner),
+// or a query, from the moment it asks for a worker until its results are
+// in. The fields under "p.mu" are the pool's to change.
 type pending struct {
+	query    bool // a size or quota query: it waits in the queue like a delivery but is never batched
 	ctx      context.Context
 	msg      *store.Message
 	fd       int
@@ -716,7 +688,7 @@ func (p *Pool) join(ctx context.Context, k ids, pd *pending) (*proc, error) {
 			p.mu.Unlock()
 			return w, nil
 		}
-		w, start, err := p.tryGet(k, p.opts.OwnerWorkers)
+		w, start, err := p.tryGet(k)
 		if err != nil {
 			p.dequeue(pd)
 			p.mu.Unlock()
@@ -794,7 +766,7 @@ func (p *Pool) takeBatch(k ids, lead *pending) []*pending {
 	q := p.queue[k]
 	rest := q[:0]
 	for _, o := range q {
-		if len(batch) < maxBatch && n+len(o.rcpts) <= maxBatchRcpts {
+		if !o.query && len(batch) < maxBatch && n+len(o.rcpts) <= maxBatchRcpts {
 			o.taken, o.queued = true, false
 			n += len(o.rcpts)
 			batch = append(batch, o)
@@ -949,7 +921,10 @@ func query[R any](p *Pool, ctx context.Context, r store.Recipient, frame, replyF
 	deadline := p.deadline(ctx, p.opts.QueryTimeout)
 	gctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	w, err := p.get(gctx, k)
+	// In the owner's queue with its deliveries: a query waits its turn
+	// rather than start a worker beyond OwnerWorkers.
+	pd := &pending{query: true, rcpts: []store.Recipient{r}, asked: time.Now(), handed: make(chan struct{})}
+	w, err := p.join(gctx, k, pd)
 	if err != nil {
 		p.logSpawnError("", k, err)
 		return none, failure(err, r.Path)

@@ -572,3 +572,41 @@ func TestPoolBatchCancellation(t *testing.T) {
 		cancelB()
 	}
 }
+
+// A size query at the owner's limit waits its turn with the deliveries
+// rather than start another worker, and is never sent as part of a batch.
+func TestPoolQueryWaitsInTheOwnersQueue(t *testing.T) {
+	st := &fakeStore{tokens: make(chan struct{})}
+	sp := &fakeSpawner{t: t, st: st}
+	p := NewPool(sp, PoolOptions{Logger: quietLogger(t), OwnerWorkers: 1})
+	defer p.Close()
+	k := ids{5001, 5001}
+	first := waiting(t, p, context.Background(), "first")
+	waitFor(t, "the first delivery to reach the store", func() bool { return st.calls.Load() == 1 })
+	type sized struct {
+		n   int64
+		err error
+	}
+	got := make(chan sized, 1)
+	go func() {
+		n, err := p.MailboxSize(context.Background(), store.Recipient{Path: "abcd", UID: 5001, GID: 5001})
+		got <- sized{n, err}
+	}()
+	waitFor(t, "the query to wait", func() bool { return p.queued(k) == 1 })
+	second := waiting(t, p, context.Background(), "second")
+	waitFor(t, "a delivery to wait behind it", func() bool { return p.queued(k) == 2 })
+	st.tokens <- struct{}{}
+	if errs := first(); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if r := <-got; r.n != 4 || r.err != nil {
+		t.Errorf("MailboxSize = %d, %v", r.n, r.err)
+	}
+	st.tokens <- struct{}{}
+	if errs := second(); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if started, _, _ := sp.counts(); started != 1 {
+		t.Errorf("%d workers started with worker_owner_limit 1", started)
+	}
+}
