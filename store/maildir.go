@@ -337,8 +337,12 @@ func (l *Writer) linkMessage(ctx context.Context, r Recipient, mp mailboxPath, d
 	undo := quotaUndo{root: -1}
 	if q != nil && l.recordQuota(q, r, size) {
 		// If new/ cannot be made durable the link is taken back: so is
-		// this line, or the retry would count the message twice.
-		if fd, err := unix.Dup(q.root); err == nil {
+		// this line, or the retry would count the message twice. A new
+		// open, not a dup: a dup shares the open file and so the flock,
+		// which would then stay held until the batch's fsync and make
+		// every other delivery of the batch into this Maildir wait for
+		// it until its lock timeout.
+		if fd, err := unix.Openat(q.root, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
 			undo = quotaUndo{root: fd, size: size}
 		}
 	}
@@ -354,10 +358,18 @@ type quotaUndo struct {
 }
 
 // apply takes the line back (a negative one, as a deletion writes), or
-// removes maildirsize so it is rebuilt, and closes root.
+// removes maildirsize so it is rebuilt, and closes root. It takes the
+// quota lock for it if it can within a second; else it appends without
+// (best effort: the new/ fsync that failed has made the Maildir suspect).
 func (u quotaUndo) apply() {
 	if u.root < 0 {
 		return
+	}
+	for range 100 {
+		if err := unix.Flock(u.root, unix.LOCK_EX|unix.LOCK_NB); err != unix.EWOULDBLOCK && err != unix.EINTR {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if maildirpp.Append(u.root, maildirpp.Usage{Bytes: -u.size, Count: -1}) != nil {
 		unix.Unlinkat(u.root, maildirpp.FileName, 0)

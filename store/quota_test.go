@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -248,4 +249,47 @@ func mustOpenDir(t *testing.T, dir string) int {
 	}
 	t.Cleanup(func() { unix.Close(fd) })
 	return fd
+}
+
+// TestMaildirQuotaBatch: one DeliverBatch of 8 messages into one Maildir
+// with room for 5 stores exactly 5, promptly: the quota lock of each link
+// is released at once, not held until the batch's fsync of new/ (which
+// made the others wait out their lock timeout), and maildirsize agrees.
+func TestMaildirQuotaBatch(t *testing.T) {
+	l, base := newTestWriter(t, WriterOptions{LockTimeout: 2 * time.Second})
+	var ds []Delivery
+	var size int64
+	for i := range 8 {
+		msg := spool(t, "s@example.org", "Subject: "+strconv.Itoa(i)+"\n\n"+strings.Repeat("line\n", 200))
+		size = msgFileSize(t, msg, rcpt("qb/"))
+		ds = append(ds, Delivery{Msg: msg})
+	}
+	r := quotaRcpt("qb/", maildirpp.Limits{Bytes: 5*size + size/2})
+	for i := range ds {
+		ds[i].Rcpts = []Recipient{r}
+	}
+	start := time.Now()
+	res := l.DeliverBatch(context.Background(), ds)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the batch took %v", d)
+	}
+	ok := 0
+	for _, d := range res {
+		switch StatusOf(d.Errs[0]) {
+		case OK:
+			ok++
+		case OverLimit:
+		default:
+			t.Errorf("unexpected %v", d.Errs[0])
+		}
+	}
+	if n := len(listDir(t, filepath.Join(base, "qb/new"))); ok != 5 || n != 5 {
+		t.Errorf("%d delivered, %d in new/; want 5", ok, n)
+	}
+	fd := openTestDir(t, filepath.Join(base, "qb"))
+	f, _, why, err := maildirpp.Read(fd)
+	re, _, _ := maildirpp.Recalculate(fd)
+	if err != nil || why != maildirpp.Fine || f.Usage != re {
+		t.Errorf("maildirsize %+v (%q, %v), recalculation %+v", f.Usage, why, err, re)
+	}
 }

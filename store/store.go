@@ -150,6 +150,26 @@ func DeliverTimed(ctx context.Context, d Deliverer, msg *Message, rcpts []Recipi
 	return errs, times, nil
 }
 
+// BatchDeliverer is a deliverer that writes several messages in one call
+// and makes them durable together (the Writer: one fsync per new/
+// directory for all of them).
+type BatchDeliverer interface {
+	DeliverBatch(ctx context.Context, ds []Delivery) []Delivered
+}
+
+// DeliverBatch delivers ds through d: in one call if d is a
+// BatchDeliverer, else one message after the other with DeliverTimed.
+func DeliverBatch(ctx context.Context, d Deliverer, ds []Delivery) []Delivered {
+	if bd, ok := d.(BatchDeliverer); ok {
+		return bd.DeliverBatch(ctx, ds)
+	}
+	res := make([]Delivered, len(ds))
+	for i, m := range ds {
+		res[i].Errs, res[i].Times, res[i].Outs = DeliverTimed(ctx, d, m.Msg, m.Rcpts)
+	}
+	return res
+}
+
 // DeliverKeeping is Deliver for a caller that submits nothing: every
 // recipient whose redirect would have gone out and whose message is not
 // kept yet is delivered again with NoSieve, the implicit keep, so nothing

@@ -135,44 +135,92 @@ var _ TimedDeliverer = (*Writer)(nil)
 // A Maildir's new/ fsync shared by several recipients counts for each of
 // them: each waited for it.
 func (l *Writer) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipient) ([]error, []Timing, []Outbound) {
-	errs := make([]error, len(rcpts))
-	times := make([]Timing, len(rcpts))
-	outs := make([]Outbound, len(rcpts))
+	d := l.DeliverBatch(ctx, []Delivery{{Msg: msg, Rcpts: rcpts}})[0]
+	return d.Errs, d.Times, d.Outs
+}
+
+// Delivery is one message and its recipients, for DeliverBatch.
+type Delivery struct {
+	Msg   *Message
+	Rcpts []Recipient
+}
+
+// Delivered is one Delivery's outcome: per recipient, as DeliverTimed's.
+type Delivered struct {
+	Errs  []error
+	Times []Timing
+	Outs  []Outbound
+}
+
+// maxParallelBatch bounds the recipients of one DeliverBatch call written
+// at the same time, over all its messages.
+const maxParallelBatch = 32
+
+// DeliverBatch is DeliverTimed for several messages at once (a worker
+// serving the deliveries that waited for it): all their recipients are
+// written concurrently and then share one fsync per new/ directory, so a
+// Maildir that several sessions deliver into is made durable once for all
+// of them (group commit). Nothing is reported before that fsync; each
+// recipient's outcome stays its own.
+func (l *Writer) DeliverBatch(ctx context.Context, ds []Delivery) []Delivered {
+	n := 0
+	for _, d := range ds {
+		n += len(d.Rcpts)
+	}
+	errs := make([]error, n)
+	times := make([]Timing, n)
+	outs := make([]Outbound, n)
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	batch := dirSyncBatch{times: times}
-	one := func(i int, r Recipient) {
+	one := func(msg *Message, i int, r Recipient) {
 		start := time.Now()
 		errs[i] = l.deliverOne(ctx, msg, r, i, &batch, &outs[i])
 		times[i].Write = time.Since(start) - times[i].Fsync
 	}
-	shared := l.singleInstanceGroup(rcpts)
-	if len(rcpts) == 1 {
-		one(0, rcpts[0])
-	} else {
-		inShared := make([]bool, len(rcpts))
-		for _, i := range shared {
-			inShared[i] = true
-		}
-		sem := make(chan struct{}, maxParallelRecipients)
-		var wg sync.WaitGroup
-		if shared != nil {
-			// One task: the links follow the one write.
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				l.deliverShared(ctx, msg, rcpts, shared, errs, &batch)
-			})
-		}
-		for i, r := range rcpts {
-			if inShared[i] {
-				continue
+	if n == 1 {
+		for _, d := range ds {
+			if len(d.Rcpts) == 1 {
+				one(d.Msg, 0, d.Rcpts[0])
 			}
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				one(i, r)
-			})
+		}
+	} else if n > 1 {
+		// The batch's indexes run over all recipients of all messages.
+		all := make([]Recipient, 0, n)
+		for _, d := range ds {
+			all = append(all, d.Rcpts...)
+		}
+		sem := make(chan struct{}, min(maxParallelRecipients*len(ds), maxParallelBatch))
+		var wg sync.WaitGroup
+		off := 0
+		for _, d := range ds {
+			msg := d.Msg
+			shared := l.singleInstanceGroup(d.Rcpts)
+			inShared := make([]bool, len(d.Rcpts))
+			for j, i := range shared {
+				inShared[i] = true
+				shared[j] = off + i
+			}
+			if shared != nil {
+				// One task: the links follow the one write.
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					l.deliverShared(ctx, msg, all, shared, errs, &batch)
+				})
+			}
+			for i, r := range d.Rcpts {
+				if inShared[i] {
+					continue
+				}
+				at := off + i
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					one(msg, at, r)
+				})
+			}
+			off += len(d.Rcpts)
 		}
 		wg.Wait()
 	}
@@ -182,7 +230,14 @@ func (l *Writer) DeliverTimed(ctx context.Context, msg *Message, rcpts []Recipie
 			outs[i] = Outbound{} // nothing is sent for a message not stored
 		}
 	}
-	return errs, times, outs
+	res := make([]Delivered, len(ds))
+	off := 0
+	for k, d := range ds {
+		end := off + len(d.Rcpts)
+		res[k] = Delivered{Errs: errs[off:end:end], Times: times[off:end:end], Outs: outs[off:end:end]}
+		off = end
+	}
+	return res
 }
 
 func (l *Writer) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch, out *Outbound) error {

@@ -2,13 +2,17 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vlmtpd/vlmtpd/internal/proctree"
 	"github.com/vlmtpd/vlmtpd/store"
 )
 
@@ -59,6 +63,56 @@ func BenchmarkDeliver(b *testing.B) {
 		p := newRealPool(b, base, PoolOptions{MaxDeliveries: 1 << 30})
 		run(b, p, body, store.Recipient{Address: "a@example.com", Path: "u/Maildir/", UID: uid, GID: gid})
 	})
+}
+
+// BenchmarkDeliverConcurrent is 20 callers delivering 4 KiB messages at
+// once through the pool to the same 1 or 10 Maildirs (20 LMTP sessions
+// to one mailbox, or with 10 recipients each), at several OwnerWorkers: with fewer workers than callers the
+// waiting deliveries go to a worker together and share the fsync of new/.
+// owner=20 is one worker per caller, as before group commit.
+func BenchmarkDeliverConcurrent(b *testing.B) {
+	body := "Subject: bench\n\n" + strings.Repeat(strings.Repeat("b", 63)+"\n", 64)
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 5001, 5001
+	}
+	for _, tc := range []struct{ owner, rcpts int }{{1, 1}, {2, 1}, {4, 1}, {20, 1}, {4, 10}, {20, 10}} {
+		b.Run(fmt.Sprintf("rcpts=%d/owner=%d", tc.rcpts, tc.owner), func(b *testing.B) {
+			base := mailBase(b)
+			ownedDir(b, base, "u", uid, gid)
+			p := newRealPool(b, base, PoolOptions{MaxDeliveries: 1 << 30, OwnerWorkers: tc.owner})
+			msg := sealedSpool(b, body)
+			var rcpts []store.Recipient
+			for i := range tc.rcpts {
+				rcpts = append(rcpts, store.Recipient{Address: fmt.Sprintf("a%d@example.com", i), Path: fmt.Sprintf("u/%d/", i), UID: uid, GID: gid})
+			}
+			var wg sync.WaitGroup
+			for range 20 { // warm up: start the workers
+				wg.Go(func() { p.Deliver(context.Background(), msg, rcpts) })
+			}
+			wg.Wait()
+			var left atomic.Int64
+			left.Store(int64(b.N))
+			cpu0 := proctree.CPU(os.Getpid())
+			b.ResetTimer()
+			for range 20 {
+				wg.Go(func() {
+					for left.Add(-1) >= 0 {
+						for _, err := range p.Deliver(context.Background(), msg, rcpts) {
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N*tc.rcpts)/b.Elapsed().Seconds(), "deliveries/s")
+			// This process and its workers: the kernel's work is most of it.
+			b.ReportMetric(float64(proctree.CPU(os.Getpid())-cpu0)/float64(time.Millisecond)/float64(b.N*tc.rcpts), "cpu-ms/delivery")
+		})
+	}
 }
 
 func run(b *testing.B, d store.Deliverer, body string, r store.Recipient) {

@@ -12,10 +12,11 @@ import (
 // decoders must return an error or a value that encodes back to the same
 // bytes, never panic or allocate beyond the input.
 func FuzzWorkerDecoders(f *testing.F) {
-	f.Add(byte(frameDeliver), (&deliverRequest{Seq: 1, Sender: "s@x", Size: 10, Arrival: time.Unix(1, 0), ID: "q",
-		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5}}}).encode())
-	f.Add(byte(frameDeliver), (&deliverRequest{Seq: 3, Sender: "s@x", Size: 10, Arrival: time.Unix(1, 0), ID: "q", HasReturnPath: true,
-		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5, HasDeliveredTo: true}, {Address: "b@x", Path: "x/b", UID: 5, GID: 5, Sieve: "x/b.sieve"}}}).encode())
+	f.Add(byte(frameDeliver), (&deliverRequest{Seq: 1, Msgs: []deliverMsg{{Sender: "s@x", Size: 10, Arrival: time.Unix(1, 0), ID: "q",
+		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5}}}}}).encode())
+	f.Add(byte(frameDeliver), (&deliverRequest{Seq: 3, Msgs: []deliverMsg{{Sender: "s@x", Size: 10, Arrival: time.Unix(1, 0), ID: "q", HasReturnPath: true,
+		Rcpts: []store.Recipient{{Address: "a@x", Path: "x/a/", UID: 5, GID: 5, HasDeliveredTo: true}, {Address: "b@x", Path: "x/b", UID: 5, GID: 5, Sieve: "x/b.sieve"}}},
+		{Sender: "", Size: 0, Arrival: time.Unix(2, 0), ID: "r", Rcpts: []store.Recipient{{Address: "c@x", Path: "x/c/", UID: 5, GID: 5}}}}}).encode())
 	f.Add(byte(frameSize), (&sizeRequest{Seq: 2, Rcpt: store.Recipient{Path: "x/a", UID: 5, GID: 5, Limit: 9}}).encode())
 	f.Add(byte(frameQuota), (&quotaRequest{Seq: 4, Rcpt: store.Recipient{Path: "x/a/", UID: 5, GID: 5, Folder: "w",
 		Quota: store.Quota{Set: true, Limits: maildirpp.Limits{Bytes: 9, Count: 2}, Extended: true}}}).encode())
@@ -37,12 +38,17 @@ func FuzzWorkerDecoders(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if len(r.Rcpts) == 0 || r.Size < 0 {
-				t.Fatalf("accepted %+v", r)
+			if len(r.Msgs) == 0 || len(r.Msgs) > maxBatch {
+				t.Fatalf("accepted %d messages", len(r.Msgs))
 			}
-			for _, rc := range r.Rcpts {
-				if rc.UID < 0 || rc.GID < 0 || rc.Limit < 0 {
-					t.Fatalf("accepted %+v", rc)
+			for _, m := range r.Msgs {
+				if len(m.Rcpts) == 0 || m.Size < 0 {
+					t.Fatalf("accepted %+v", m)
+				}
+				for _, rc := range m.Rcpts {
+					if rc.UID < 0 || rc.GID < 0 || rc.Limit < 0 {
+						t.Fatalf("accepted %+v", rc)
+					}
 				}
 			}
 			if string(r.encode()) != string(p) {

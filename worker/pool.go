@@ -29,13 +29,19 @@ type PoolOptions struct {
 	// IdleTimeout ends a worker nobody used for this long
 	// (worker_idle_timeout).
 	IdleTimeout time.Duration
-	// MaxDeliveries is how many requests one worker serves before it is
-	// replaced (worker_max_use).
+	// MaxDeliveries is how many messages one worker delivers before it is
+	// replaced (worker_max_use); a request of several counts each.
 	MaxDeliveries int
 	// MaxWorkers caps the worker processes alive at once, over all uids
 	// (worker_limit). At the cap, an idle worker of another uid is ended
 	// to make room, else the request waits.
 	MaxWorkers int
+	// OwnerWorkers caps the workers started for deliveries to one owner
+	// (uid, gid) (worker_owner_limit). Deliveries beyond them wait, and
+	// a worker that comes free takes all that waited for its owner (up to
+	// maxBatch) in one request, which makes them durable together: one
+	// fsync of each new/ for all of them.
+	OwnerWorkers int
 	// DeliveryTimeout bounds one delivery request (all recipients of a
 	// uid group) when the context has no earlier deadline; a worker past it
 	// is killed and its recipients get WorkerFailed (delivery_timeout, below
@@ -58,6 +64,7 @@ const (
 	DefaultIdleTimeout     = 60 * time.Second
 	DefaultMaxDeliveries   = 10000
 	DefaultMaxWorkers      = 64
+	DefaultOwnerWorkers    = 64
 	DefaultDeliveryTimeout = 300 * time.Second
 )
 
@@ -70,6 +77,9 @@ func (o *PoolOptions) defaults() {
 	}
 	if o.MaxWorkers <= 0 {
 		o.MaxWorkers = DefaultMaxWorkers
+	}
+	if o.OwnerWorkers <= 0 {
+		o.OwnerWorkers = DefaultOwnerWorkers
 	}
 	if o.DeliveryTimeout <= 0 {
 		o.DeliveryTimeout = DefaultDeliveryTimeout
@@ -91,8 +101,9 @@ func (o *PoolOptions) defaults() {
 type ids struct{ uid, gid int }
 
 // Pool is a store.Deliverer that hands each message to long-lived worker
-// processes, one request per (uid, gid) group of recipients. It is safe
-// for concurrent use.
+// processes, one request per (uid, gid) group of recipients, or one
+// request for the groups of several messages that waited for the same
+// owner (OwnerWorkers). It is safe for concurrent use.
 //
 // A started delivery runs until it finishes or its deadline passes; the
 // cancellation of a context without a deadline does not interrupt it,
@@ -104,9 +115,11 @@ type Pool struct {
 	log   *slog.Logger
 
 	mu     sync.Mutex
-	idle   map[ids][]*proc // most recently used last
-	total  int             // workers alive or starting
-	wake   chan struct{}   // closed and replaced whenever a slot may be free
+	idle   map[ids][]*proc    // most recently used last
+	total  int                // workers alive or starting
+	owned  map[ids]int        // the same, per owner
+	queue  map[ids][]*pending // deliveries waiting for a worker, oldest first
+	wake   chan struct{}      // closed and replaced whenever a slot may be free
 	closed bool
 	stop   chan struct{}
 	warned bool // build mismatch logged
@@ -181,6 +194,8 @@ func NewPool(spawn Spawner, opts PoolOptions) *Pool {
 		opts:  opts,
 		log:   opts.Logger,
 		idle:  map[ids][]*proc{},
+		owned: map[ids]int{},
+		queue: map[ids][]*pending{},
 		live:  map[int]bool{},
 		wake:  make(chan struct{}),
 		stop:  make(chan struct{}),
@@ -253,69 +268,75 @@ func (p *Pool) reapIdle() {
 
 var errPoolClosed = errors.New("worker pool is closed")
 
-// get returns a worker for key: an idle one, a new one, or one freed up
-// after waiting.
-func (p *Pool) get(ctx context.Context, key ids) (*proc, error) {
-	p.mu.Lock()
+// tryGet takes an idle worker of key, or reserves the slot of a new one
+// (start: the caller then calls startReserved) if fewer than OwnerWorkers
+// workers of key and MaxWorkers in all are alive, or neither: the caller
+// waits. At MaxWorkers it ends the least recently used idle worker (of
+// another key) to make room. p.mu held.
+func (p *Pool) tryGet(key ids) (w *proc, start bool, err error) {
 	for {
 		if p.closed {
-			p.mu.Unlock()
-			return nil, errPoolClosed
+			return nil, false, errPoolClosed
 		}
-		if ws := p.idle[key]; len(ws) > 0 {
-			w := ws[len(ws)-1]
-			if len(ws) == 1 {
-				delete(p.idle, key)
-			} else {
-				p.idle[key] = ws[:len(ws)-1]
-			}
-			if !w.c.idleAndAlive() {
-				p.log.Warn("an idle worker exited; replacing it", "worker_pid", w.p.PID, "uid", key.uid, "gid", key.gid)
-				p.failed.Add(1)
-				p.retire(w)
-				continue
-			}
-			p.mu.Unlock()
-			return w, nil
+		ws := p.idle[key]
+		if len(ws) == 0 {
+			break
 		}
-		if p.total < p.opts.MaxWorkers {
-			p.total++
-			p.starting++
-			p.mu.Unlock()
-			w, spawned, err := p.start(ctx, key)
-			p.mu.Lock()
-			p.starting--
-			if spawned {
-				p.started++
-			}
-			if err == nil {
-				p.live[w.pid] = true
-			}
-			p.mu.Unlock()
-			if err != nil {
-				if !spawned { // else start retired it
-					p.mu.Lock()
-					p.total--
-					p.signal()
-					p.mu.Unlock()
-				}
-				return nil, err
-			}
-			return w, nil
+		w := ws[len(ws)-1]
+		if len(ws) == 1 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = ws[:len(ws)-1]
 		}
-		if v := p.evictOldest(); v != nil {
-			// Its slot frees up when it has exited: wait for that below.
-			p.retire(v)
+		if w.c.idleAndAlive() {
+			return w, false, nil
 		}
-		wake := p.wake
-		p.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		p.mu.Lock()
+		p.log.Warn("an idle worker exited; replacing it", "worker_pid", w.p.PID, "uid", key.uid, "gid", key.gid)
+		p.failed.Add(1)
+		p.retire(w)
 	}
+	if p.owned[key] >= p.opts.OwnerWorkers {
+		return nil, false, nil
+	}
+	if p.total < p.opts.MaxWorkers {
+		p.total++
+		p.owned[key]++
+		p.starting++
+		return nil, true, nil
+	}
+	if v := p.evictOldest(); v != nil {
+		// Its slot frees up when it has exited: the caller waits for that.
+		p.retire(v)
+	}
+	return nil, false, nil
+}
+
+// startReserved starts a worker in the slot tryGet reserved.
+func (p *Pool) startReserved(ctx context.Context, key ids) (*proc, error) {
+	w, spawned, err := p.start(ctx, key)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starting--
+	if spawned {
+		p.started++
+	}
+	if err != nil {
+		if !spawned { // else start retired it
+			p.release(key)
+		}
+		return nil, err
+	}
+	p.live[w.pid] = true
+	return w, nil
+}
+
+// release gives back a worker's slot; p.mu held.
+func (p *Pool) release(key ids) {
+	p.total--
+	if p.owned[key]--; p.owned[key] <= 0 {
+		delete(p.owned, key)
+	}
+	p.signal()
 }
 
 // evictOldest removes the least recently used idle worker; p.mu held.
@@ -337,20 +358,27 @@ func (p *Pool) evictOldest() *proc {
 	return victim
 }
 
-// put returns a worker after a request; broken ones and ones that served
-// their share are ended.
-func (p *Pool) put(w *proc, broken bool) {
-	w.served++
+// put returns a worker after a request that delivered n messages (a
+// query counts as none); broken ones and ones that served their share are
+// ended. A delivery waiting for the worker's owner gets it straight away.
+func (p *Pool) put(w *proc, broken bool, n int) {
+	w.served += n
 	w.lastUsed = time.Now()
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if broken || p.closed || w.served >= p.opts.MaxDeliveries {
-		p.mu.Unlock()
 		p.retire(w)
+		return
+	}
+	if q := p.queue[w.key]; len(q) > 0 {
+		next := q[0]
+		p.dequeue(next)
+		next.worker = w
+		close(next.handed)
 		return
 	}
 	p.idle[w.key] = append(p.idle[w.key], w)
 	p.signal()
-	p.mu.Unlock()
 }
 
 // retire ends a worker the pool no longer uses. Its slot counts against
@@ -377,9 +405,8 @@ func (p *Pool) retire(w *proc) {
 		w.c.Close()
 		p.mu.Lock()
 		delete(p.live, w.pid)
-		p.total--
+		p.release(w.key)
 		p.exiting.Add(-1)
-		p.signal()
 		p.mu.Unlock()
 	}()
 }
@@ -450,10 +477,10 @@ func (p *Pool) start(ctx context.Context, key ids) (_ *proc, spawned bool, _ err
 }
 
 // roundTrip sends one request and reads its reply before the deadline.
-func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, fd int, want byte) ([]byte, error) {
+func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, fds []int, want byte) ([]byte, error) {
 	// Every request sets its own deadline, so it is not cleared after.
 	w.c.setDeadline(deadline)
-	if err := w.c.writeFrame(typ, payload, fd); err != nil {
+	if err := w.c.writeFrame(typ, payload, fds); err != nil {
 		return nil, err
 	}
 	rt, reply, fds, err := w.c.readFrame()
@@ -487,7 +514,7 @@ func (p *Pool) roundTrip(w *proc, deadline time.Time, typ byte, payload []byte, 
 // waiting (the server is stopping): once ctx ends, the worker is asked to
 // give up what it has not started writing, and its answer is still read,
 // so the caller learns what was and was not delivered.
-func (p *Pool) roundTripCancellable(ctx context.Context, w *proc, deadline time.Time, typ byte, payload []byte, fd int, want byte) ([]byte, error) {
+func (p *Pool) roundTripCancellable(ctx context.Context, w *proc, deadline time.Time, typ byte, payload []byte, fds []int, want byte) ([]byte, error) {
 	var stopped atomic.Bool
 	fdone := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -496,7 +523,7 @@ func (p *Pool) roundTripCancellable(ctx context.Context, w *proc, deadline time.
 			stopped.Store(true)
 		}
 	})
-	reply, err := p.roundTrip(w, deadline, typ, payload, fd, want)
+	reply, err := p.roundTrip(w, deadline, typ, payload, fds, want)
 	if !stop() {
 		<-fdone
 	}
@@ -580,61 +607,278 @@ func (p *Pool) DeliverTimed(ctx context.Context, msg *store.Message, rcpts []sto
 	return errs, times, outs
 }
 
+// pending is one delivery group (one message's recipients of one owner),
+// or a query, from the moment it asks for a worker until its results are
+// in. The fields under "p.mu" are the pool's to change.
+type pending struct {
+	query    bool // a size or quota query: it waits in the queue like a delivery but is never batched
+	ctx      context.Context
+	msg      *store.Message
+	fd       int
+	rcpts    []store.Recipient
+	deadline time.Time
+	asked    time.Time
+
+	// p.mu
+	taken  bool          // in another pending's request
+	worker *proc         // handed over by put: it leads a request
+	handed chan struct{} // closed when worker is set
+	queued bool          // in p.queue
+
+	// Set by the request's leader before it closes done.
+	done  chan struct{}
+	sent  time.Time
+	errs  []error
+	times []store.Timing
+	outs  []store.Outbound
+}
+
 func (p *Pool) deliverGroup(ctx context.Context, deadline time.Time, msg *store.Message, fd int, k ids, all []store.Recipient, idx []int) ([]error, []store.Timing, []store.Outbound) {
-	out := make([]error, len(idx))
-	times := make([]store.Timing, len(idx))
-	outs := make([]store.Outbound, len(idx))
-	failAll := func(err error) ([]error, []store.Timing, []store.Outbound) {
-		for j, i := range idx {
-			out[j] = failure(err, all[i].Path)
-		}
-		return out, times, outs
+	pd := &pending{ctx: ctx, msg: msg, fd: fd, deadline: deadline, asked: time.Now(), handed: make(chan struct{}), done: make(chan struct{})}
+	for _, i := range idx {
+		pd.rcpts = append(pd.rcpts, all[i])
 	}
 	if err := ctx.Err(); err != nil {
 		// The server is stopping: nothing new is started.
-		return failAll(&store.Error{Status: store.Temporary, Op: "deliver", Err: err})
+		pd.fail(&store.Error{Status: store.Temporary, Op: "deliver", Err: err})
+		return pd.errs, pd.times, pd.outs
 	}
-	// Waiting for a worker counts against the deadline too.
-	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	// Waiting for a worker counts against the deadline too. A caller that
+	// gives up while it waits leaves: nothing was started.
+	gctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	waitStart := time.Now()
-	w, err := p.get(gctx, k)
-	wait := time.Since(waitStart)
-	for j := range times {
-		times[j].WorkerWait = wait
-	}
-	if err != nil {
+	w, err := p.join(gctx, k, pd)
+	switch {
+	case err != nil && ctx.Err() == context.Canceled:
+		pd.fail(&store.Error{Status: store.Temporary, Op: "deliver", Err: err})
+	case err != nil:
 		p.logSpawnError(msg.ID, k, err)
-		return failAll(err)
+		pd.fail(err)
+	case w != nil:
+		p.lead(k, w, pd)
+	default:
+		<-pd.done
 	}
+	return pd.errs, pd.times, pd.outs
+}
+
+// fail gives every recipient of pd the error err, and the time it waited.
+func (pd *pending) fail(err error) {
+	pd.errs = make([]error, len(pd.rcpts))
+	pd.times = make([]store.Timing, len(pd.rcpts))
+	pd.outs = make([]store.Outbound, len(pd.rcpts))
+	for i, r := range pd.rcpts {
+		pd.errs[i] = failure(err, r.Path)
+		pd.times[i].WorkerWait = time.Since(pd.asked)
+	}
+}
+
+// join waits until pd has a worker to lead a request with (w), or another
+// pending's request took pd along (nil, nil: wait for pd.done), or it
+// cannot have one before ctx ends.
+func (p *Pool) join(ctx context.Context, k ids, pd *pending) (*proc, error) {
+	p.mu.Lock()
+	for {
+		switch {
+		case pd.taken:
+			p.mu.Unlock()
+			return nil, nil
+		case pd.worker != nil:
+			w := pd.worker
+			p.mu.Unlock()
+			return w, nil
+		}
+		w, start, err := p.tryGet(k)
+		if err != nil {
+			p.dequeue(pd)
+			p.mu.Unlock()
+			return nil, err
+		}
+		if w != nil || start {
+			p.dequeue(pd)
+			p.mu.Unlock()
+			if start {
+				w, err = p.startReserved(ctx, k)
+			}
+			return w, err
+		}
+		if !pd.queued {
+			pd.queued = true
+			p.queue[k] = append(p.queue[k], pd)
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-pd.handed:
+		case <-ctx.Done():
+			p.mu.Lock()
+			switch {
+			case pd.taken:
+				p.mu.Unlock()
+				return nil, nil
+			case pd.worker != nil:
+				// Handed a worker just too late: pass it on.
+				w := pd.worker
+				pd.worker = nil
+				p.mu.Unlock()
+				p.put(w, false, 0)
+			default:
+				p.dequeue(pd)
+				p.mu.Unlock()
+			}
+			return nil, ctx.Err()
+		}
+		p.mu.Lock()
+	}
+}
+
+// dequeue removes pd from its owner's queue if it is there; p.mu held.
+func (p *Pool) dequeue(pd *pending) {
+	if !pd.queued {
+		return
+	}
+	pd.queued = false
+	k := ids{pd.rcpts[0].UID, pd.rcpts[0].GID}
+	q := p.queue[k]
+	for i, o := range q {
+		if o == pd {
+			q = append(q[:i:i], q[i+1:]...)
+			break
+		}
+	}
+	if len(q) == 0 {
+		delete(p.queue, k)
+	} else {
+		p.queue[k] = q
+	}
+}
+
+// maxBatchRcpts bounds the recipients of one request over all its
+// messages (a message with more still goes, alone).
+const maxBatchRcpts = 1000
+
+// takeBatch is lead and up to maxBatch-1 of the deliveries waiting for k,
+// oldest first; p.mu held.
+func (p *Pool) takeBatch(k ids, lead *pending) []*pending {
+	batch := []*pending{lead}
+	n := len(lead.rcpts)
+	q := p.queue[k]
+	rest := q[:0]
+	for _, o := range q {
+		if !o.query && len(batch) < maxBatch && n+len(o.rcpts) <= maxBatchRcpts {
+			o.taken, o.queued = true, false
+			n += len(o.rcpts)
+			batch = append(batch, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	clear(q[len(rest):])
+	if len(rest) == 0 {
+		delete(p.queue, k)
+	} else {
+		p.queue[k] = rest
+	}
+	return batch
+}
+
+// lead sends lead and the deliveries that waited for the same owner to w
+// in one request and gives each its results. The request's deadline is
+// the earliest of theirs; the worker is asked to stop early only when
+// every one of them was cancelled.
+func (p *Pool) lead(k ids, w *proc, lead *pending) {
+	p.mu.Lock()
+	batch := p.takeBatch(k, lead)
+	p.mu.Unlock()
+	now := time.Now()
+	deadline := lead.deadline
 	w.seq++
-	req := &deliverRequest{Seq: w.seq, Sender: msg.Sender, Size: msg.Size, Arrival: msg.Arrival, ID: msg.ID, HasReturnPath: msg.HasReturnPath}
-	for _, i := range idx {
-		req.Rcpts = append(req.Rcpts, all[i])
+	req := &deliverRequest{Seq: w.seq, Msgs: make([]deliverMsg, len(batch))}
+	fds := make([]int, len(batch))
+	ctxs := make([]context.Context, len(batch))
+	for i, pd := range batch {
+		pd.sent = now
+		if pd.deadline.Before(deadline) {
+			deadline = pd.deadline
+		}
+		m := pd.msg
+		req.Msgs[i] = deliverMsg{Sender: m.Sender, Size: m.Size, Arrival: m.Arrival, ID: m.ID, HasReturnPath: m.HasReturnPath, Rcpts: pd.rcpts}
+		fds[i] = pd.fd
+		ctxs[i] = pd.ctx
 	}
-	payload, err := p.roundTripCancellable(ctx, w, deadline, frameDeliver, req.encode(), fd, frameDeliverReply)
+	ctx, cancel := allDone(ctxs)
+	payload, err := p.roundTripCancellable(ctx, w, deadline, frameDeliver, req.encode(), fds, frameDeliverReply)
+	cancel()
 	var rep *deliverReply
 	if err == nil {
 		rep, err = decodeDeliverReply(payload)
 	}
-	if err == nil && (rep.Seq != req.Seq || len(rep.Results) != len(idx)) {
-		err = protoErr("reply %d with %d results to request %d with %d recipients", rep.Seq, len(rep.Results), req.Seq, len(idx))
+	if n := req.rcptCount(); err == nil && (rep.Seq != req.Seq || len(rep.Results) != n) {
+		err = protoErr("reply %d with %d results to request %d with %d recipients", rep.Seq, len(rep.Results), req.Seq, n)
 	}
 	if err != nil {
-		p.kill(w, fmt.Errorf("queue id %s: %w", msg.ID, err))
-		p.put(w, true)
-		return failAll(err)
-	}
-	p.put(w, w.stopped)
-	for j, r := range rep.Results {
-		out[j] = r.err()
-		times[j].Write = time.Duration(min(rep.Timings[j].Write, math.MaxInt64))
-		times[j].Fsync = time.Duration(min(rep.Timings[j].Fsync, math.MaxInt64))
-		if out[j] == nil {
-			outs[j] = rep.Outbound[j]
+		p.kill(w, fmt.Errorf("queue id %s: %w", lead.msg.ID, err))
+		p.put(w, true, len(batch))
+		for _, pd := range batch {
+			pd.fail(err)
+			pd.finish(lead)
 		}
+		return
 	}
-	return out, times, outs
+	p.put(w, w.stopped, len(batch))
+	off := 0
+	for _, pd := range batch {
+		n := len(pd.rcpts)
+		pd.errs = make([]error, n)
+		pd.times = make([]store.Timing, n)
+		pd.outs = make([]store.Outbound, n)
+		for j := range n {
+			r := rep.Results[off+j]
+			pd.errs[j] = r.err()
+			pd.times[j] = store.Timing{WorkerWait: pd.sent.Sub(pd.asked),
+				Write: time.Duration(min(rep.Timings[off+j].Write, math.MaxInt64)),
+				Fsync: time.Duration(min(rep.Timings[off+j].Fsync, math.MaxInt64))}
+			if pd.errs[j] == nil {
+				pd.outs[j] = rep.Outbound[off+j]
+			}
+		}
+		off += n
+		pd.finish(lead)
+	}
+}
+
+// finish hands pd its results: its caller, waiting in deliverGroup,
+// returns them (the leader returns its own).
+func (pd *pending) finish(lead *pending) {
+	if pd != lead {
+		close(pd.done)
+	}
+}
+
+// allDone is a context that ends when every one of ctxs has ended; stop
+// releases it.
+func allDone(ctxs []context.Context) (context.Context, func()) {
+	if len(ctxs) == 1 {
+		return ctxs[0], func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var left atomic.Int64
+	left.Store(int64(len(ctxs)))
+	stops := make([]func() bool, len(ctxs))
+	for i, c := range ctxs {
+		stops[i] = context.AfterFunc(c, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	return ctx, func() {
+		for _, s := range stops {
+			s()
+		}
+		cancel()
+	}
 }
 
 func (p *Pool) logSpawnError(id string, k ids, err error) {
@@ -677,14 +921,17 @@ func query[R any](p *Pool, ctx context.Context, r store.Recipient, frame, replyF
 	deadline := p.deadline(ctx, p.opts.QueryTimeout)
 	gctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	w, err := p.get(gctx, k)
+	// In the owner's queue with its deliveries: a query waits its turn
+	// rather than start a worker beyond OwnerWorkers.
+	pd := &pending{query: true, rcpts: []store.Recipient{r}, asked: time.Now(), handed: make(chan struct{})}
+	w, err := p.join(gctx, k, pd)
 	if err != nil {
 		p.logSpawnError("", k, err)
 		return none, failure(err, r.Path)
 	}
 	w.seq++
 	seq := w.seq
-	payload, err := p.roundTrip(w, deadline, frame, encode(seq), -1, replyFrame)
+	payload, err := p.roundTrip(w, deadline, frame, encode(seq), nil, replyFrame)
 	var rep R
 	var got uint64
 	if err == nil {
@@ -695,10 +942,10 @@ func query[R any](p *Pool, ctx context.Context, r store.Recipient, frame, replyF
 	}
 	if err != nil {
 		p.kill(w, err)
-		p.put(w, true)
+		p.put(w, true, 0)
 		return none, failure(err, r.Path)
 	}
-	p.put(w, w.stopped)
+	p.put(w, w.stopped, 0)
 	return rep, nil
 }
 

@@ -3,9 +3,11 @@ package worker
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,16 +20,22 @@ import (
 
 // fakeStore is a store.Deliverer for the in-process fake workers.
 type fakeStore struct {
-	block chan struct{} // when non-nil, Deliver waits on it
-	calls atomic.Int32
-	body  atomic.Value // string: what the last Deliver read from the spool
+	block  chan struct{} // when non-nil, Deliver waits on it
+	tokens chan struct{} // when non-nil, each Deliver waits for one
+	calls  atomic.Int32
+	body   atomic.Value // string: what the last Deliver read from the spool
+
+	mu        sync.Mutex
+	batches   []int    // DeliverBatch calls: messages in each
+	delivered []string // bodies delivered, in order
 }
 
 func (f *fakeStore) Deliver(ctx context.Context, msg *store.Message, rcpts []store.Recipient) []error {
 	f.calls.Add(1)
-	if f.block != nil {
+	if f.block != nil || f.tokens != nil {
 		select {
 		case <-f.block:
+		case <-f.tokens:
 		case <-ctx.Done():
 			errs := make([]error, len(rcpts))
 			for i := range errs {
@@ -41,11 +49,37 @@ func (f *fakeStore) Deliver(ctx context.Context, msg *store.Message, rcpts []sto
 	f.body.Store(string(b))
 	errs := make([]error, len(rcpts))
 	for i, r := range rcpts {
-		if r.Path == "full" {
+		switch {
+		case r.Path == "full":
 			errs[i] = &store.Error{Status: store.OverLimit, Op: "write", Path: r.Path}
+		case bytes.HasPrefix(b, []byte("fail")):
+			// A result that depends on the message: a reply routed to
+			// the wrong caller shows.
+			errs[i] = &store.Error{Status: store.Locked, Op: "lock", Path: r.Path}
 		}
 	}
+	f.mu.Lock()
+	f.delivered = append(f.delivered, string(b))
+	f.mu.Unlock()
 	return errs
+}
+
+// DeliverBatch records the batch's size and delivers each message.
+func (f *fakeStore) DeliverBatch(ctx context.Context, ds []store.Delivery) []store.Delivered {
+	f.mu.Lock()
+	f.batches = append(f.batches, len(ds))
+	f.mu.Unlock()
+	out := make([]store.Delivered, len(ds))
+	for i, d := range ds {
+		out[i] = store.Delivered{Errs: f.Deliver(ctx, d.Msg, d.Rcpts), Times: make([]store.Timing, len(d.Rcpts)), Outs: make([]store.Outbound, len(d.Rcpts))}
+	}
+	return out
+}
+
+func (f *fakeStore) record() (batches []int, delivered []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.batches), slices.Clone(f.delivered)
 }
 
 func (f *fakeStore) Permits(uid, gid int) error { return nil }
@@ -113,7 +147,7 @@ func (s *fakeSpawner) Spawn(ctx context.Context, uid, gid int) (*Process, error)
 			s.mu.Unlock()
 			wk.Close()
 		}()
-		if wk.writeFrame(frameHello, hello{Version: v, Build: BuildID(), PID: id, UID: uid, GID: gid}.encode(), -1) != nil {
+		if wk.writeFrame(frameHello, hello{Version: v, Build: BuildID(), PID: id, UID: uid, GID: gid}.encode(), nil) != nil {
 			return
 		}
 		srv := &server{cfg: Config{UID: uid, GID: gid}, c: wk, d: s.st}
@@ -367,5 +401,212 @@ func TestPoolPermits(t *testing.T) {
 	}
 	if store.StatusOf(p.Permits(me+1, mygid)) != store.NotPermitted {
 		t.Error("another uid permitted without root")
+	}
+}
+
+// queued is how many deliveries wait for a worker of key.
+func (p *Pool) queued(key ids) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue[key])
+}
+
+// waiting starts one delivery per body to its own recipient of 5001:5001
+// (path "m<i>") and returns their results once all are done.
+func waiting(t *testing.T, p *Pool, ctx context.Context, bodies ...string) func() []error {
+	t.Helper()
+	errs := make([]error, len(bodies))
+	var wg sync.WaitGroup
+	for i, b := range bodies {
+		msg := spoolFile(t, b)
+		wg.Go(func() {
+			errs[i] = p.Deliver(ctx, msg, []store.Recipient{{Path: fmt.Sprintf("m%d", i), UID: 5001, GID: 5001}})[0]
+		})
+	}
+	return func() []error { wg.Wait(); return errs }
+}
+
+// Deliveries that wait for a busy owner's worker go to the next free one
+// in one request; each caller gets its own message's result.
+func TestPoolBatchesWaitingDeliveries(t *testing.T) {
+	st := &fakeStore{block: make(chan struct{})}
+	sp := &fakeSpawner{t: t, st: st}
+	p := NewPool(sp, PoolOptions{Logger: quietLogger(t), OwnerWorkers: 1})
+	defer p.Close()
+	k := ids{5001, 5001}
+	first := waiting(t, p, context.Background(), "first")
+	waitFor(t, "the first delivery to reach the store", func() bool { return st.calls.Load() == 1 })
+	rest := waiting(t, p, context.Background(), "ok 1", "fail 2", "ok 3", "fail 4", "ok 5")
+	waitFor(t, "five deliveries to wait", func() bool { return p.queued(k) == 5 })
+	close(st.block)
+	if errs := first(); errs[0] != nil {
+		t.Fatalf("first: %v", errs[0])
+	}
+	for i, err := range rest() {
+		want := store.OK
+		if i%2 == 1 {
+			want = store.Locked
+		}
+		if store.StatusOf(err) != want {
+			t.Errorf("delivery %d: %v, want %v", i+1, err, want)
+		}
+	}
+	batches, delivered := st.record()
+	if !slices.Equal(batches, []int{1, 5}) {
+		t.Errorf("requests of %v messages, want [1 5]", batches)
+	}
+	slices.Sort(delivered)
+	if want := []string{"fail 2", "fail 4", "first", "ok 1", "ok 3", "ok 5"}; !slices.Equal(delivered, want) {
+		t.Errorf("delivered %q, want each once: %q", delivered, want)
+	}
+	if started, _, _ := sp.counts(); started != 1 {
+		t.Errorf("%d workers started with worker_owner_limit 1", started)
+	}
+	if st := p.Stats(); st.Idle != 1 || st.Busy != 0 {
+		t.Errorf("after: %+v, want the one worker idle", st)
+	}
+}
+
+// A worker killed in the middle of a request fails every message of it
+// with a temporary error, never a success.
+func TestPoolBatchWorkerKilled(t *testing.T) {
+	st := &fakeStore{block: make(chan struct{})}
+	defer close(st.block)
+	sp := &fakeSpawner{t: t, st: st}
+	p := NewPool(sp, PoolOptions{Logger: quietLogger(t), OwnerWorkers: 1})
+	defer p.Close()
+	k := ids{5001, 5001}
+	killWorker := func(id int) {
+		sp.mu.Lock()
+		wk := sp.workers[id]
+		sp.mu.Unlock()
+		unix.Shutdown(wk.fd, unix.SHUT_RDWR)
+	}
+	first := waiting(t, p, context.Background(), "first")
+	waitFor(t, "the first delivery to reach the store", func() bool { return st.calls.Load() == 1 })
+	rest := waiting(t, p, context.Background(), "a", "b", "c")
+	waitFor(t, "three deliveries to wait", func() bool { return p.queued(k) == 3 })
+	killWorker(1)
+	if errs := first(); store.StatusOf(errs[0]) != store.WorkerFailed {
+		t.Fatalf("first: %v, want worker-failed", errs[0])
+	}
+	waitFor(t, "the three in one request", func() bool { b, _ := st.record(); return len(b) == 2 && b[1] == 3 })
+	killWorker(2)
+	for i, err := range rest() {
+		if store.StatusOf(err) != store.WorkerFailed {
+			t.Errorf("delivery %d: %v, want worker-failed", i, err)
+		}
+	}
+	if _, delivered := st.record(); len(delivered) != 0 {
+		t.Errorf("delivered %q", delivered)
+	}
+}
+
+// A caller that gives up while waiting leaves the queue and is told its
+// message was not delivered; the others are not affected. Once in a
+// request, one caller's cancellation does not stop the worker; every
+// caller's does.
+func TestPoolBatchCancellation(t *testing.T) {
+	st := &fakeStore{block: make(chan struct{})}
+	sp := &fakeSpawner{t: t, st: st}
+	p := NewPool(sp, PoolOptions{Logger: quietLogger(t), OwnerWorkers: 1})
+	defer p.Close()
+	k := ids{5001, 5001}
+	first := waiting(t, p, context.Background(), "first")
+	waitFor(t, "the first delivery to reach the store", func() bool { return st.calls.Load() == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := waiting(t, p, ctx, "cancelled")
+	stay := waiting(t, p, context.Background(), "stays")
+	waitFor(t, "two deliveries to wait", func() bool { return p.queued(k) == 2 })
+	cancel()
+	if errs := gone(); store.StatusOf(errs[0]) != store.Temporary {
+		t.Errorf("cancelled while waiting: %v, want temporary", errs[0])
+	}
+	if n := p.queued(k); n != 1 {
+		t.Errorf("%d waiting after the cancellation, want 1", n)
+	}
+	close(st.block)
+	if errs := first(); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if errs := stay(); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if _, delivered := st.record(); slices.Contains(delivered, "cancelled") {
+		t.Error("the cancelled message was delivered")
+	}
+
+	// In a request: one caller's cancellation changes nothing, both
+	// callers' stop the worker, which answers what it did.
+	for _, both := range []bool{false, true} {
+		st := &fakeStore{tokens: make(chan struct{})}
+		sp := &fakeSpawner{t: t, st: st}
+		p := NewPool(sp, PoolOptions{Logger: quietLogger(t), OwnerWorkers: 1})
+		defer p.Close()
+		first := waiting(t, p, context.Background(), "first")
+		waitFor(t, "the first delivery to reach the store", func() bool { return st.calls.Load() == 1 })
+		ctxA, cancelA := context.WithCancel(context.Background())
+		ctxB, cancelB := context.WithCancel(context.Background())
+		a := waiting(t, p, ctxA, "a")
+		b := waiting(t, p, ctxB, "b")
+		waitFor(t, "two deliveries to wait", func() bool { return p.queued(k) == 2 })
+		st.tokens <- struct{}{}
+		if errs := first(); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		waitFor(t, "the request of two", func() bool { b, _ := st.record(); return len(b) == 2 && b[1] == 2 })
+		cancelA()
+		want := store.OK
+		if both {
+			cancelB()
+			want = store.Locked // the stopped fake's answer
+		} else {
+			time.Sleep(50 * time.Millisecond) // a stop would show now
+			st.tokens <- struct{}{}
+			st.tokens <- struct{}{}
+		}
+		ea, eb := a()[0], b()[0]
+		if store.StatusOf(ea) != want || store.StatusOf(eb) != want {
+			t.Errorf("both cancelled %v: %v, %v; want %v", both, ea, eb, want)
+		}
+		cancelB()
+	}
+}
+
+// A size query at the owner's limit waits its turn with the deliveries
+// rather than start another worker, and is never sent as part of a batch.
+func TestPoolQueryWaitsInTheOwnersQueue(t *testing.T) {
+	st := &fakeStore{tokens: make(chan struct{})}
+	sp := &fakeSpawner{t: t, st: st}
+	p := NewPool(sp, PoolOptions{Logger: quietLogger(t), OwnerWorkers: 1})
+	defer p.Close()
+	k := ids{5001, 5001}
+	first := waiting(t, p, context.Background(), "first")
+	waitFor(t, "the first delivery to reach the store", func() bool { return st.calls.Load() == 1 })
+	type sized struct {
+		n   int64
+		err error
+	}
+	got := make(chan sized, 1)
+	go func() {
+		n, err := p.MailboxSize(context.Background(), store.Recipient{Path: "abcd", UID: 5001, GID: 5001})
+		got <- sized{n, err}
+	}()
+	waitFor(t, "the query to wait", func() bool { return p.queued(k) == 1 })
+	second := waiting(t, p, context.Background(), "second")
+	waitFor(t, "a delivery to wait behind it", func() bool { return p.queued(k) == 2 })
+	st.tokens <- struct{}{}
+	if errs := first(); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if r := <-got; r.n != 4 || r.err != nil {
+		t.Errorf("MailboxSize = %d, %v", r.n, r.err)
+	}
+	st.tokens <- struct{}{}
+	if errs := second(); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if started, _, _ := sp.counts(); started != 1 {
+		t.Errorf("%d workers started with worker_owner_limit 1", started)
 	}
 }

@@ -17,7 +17,9 @@ import (
 
 func TestMessagesRoundTrip(t *testing.T) {
 	rc := store.Recipient{Address: "Joe@example.com", OriginalRecipient: "joe+x@example.com", Path: "example.com/joe/", UID: 5001, GID: 5002, Limit: 1 << 20, HasDeliveredTo: true, Sieve: "example.com/joe/.dovecot.sieve"}
-	req := &deliverRequest{Seq: 7, Sender: `"a b"@example.org`, Size: 1234, Arrival: time.Unix(1700000000, 5), ID: "Q1", HasReturnPath: true, Rcpts: []store.Recipient{rc, {Path: "x", UID: 1, GID: 2, NoSieve: true}}}
+	req := &deliverRequest{Seq: 7, Msgs: []deliverMsg{
+		{Sender: `"a b"@example.org`, Size: 1234, Arrival: time.Unix(1700000000, 5), ID: "Q1", HasReturnPath: true, Rcpts: []store.Recipient{rc, {Path: "x", UID: 1, GID: 2, NoSieve: true}}},
+		{Sender: "", Size: 0, Arrival: time.Unix(1700000001, 0), ID: "Q2", Rcpts: []store.Recipient{rc}}}}
 	got, err := decodeDeliverRequest(req.encode())
 	if err != nil || !reflect.DeepEqual(got, req) {
 		t.Fatalf("deliver request: %+v, %v; want %+v", got, err, req)
@@ -71,7 +73,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 }
 
 func TestDecodersRefuseBadInput(t *testing.T) {
-	good := (&deliverRequest{Seq: 1, Size: 1, Rcpts: []store.Recipient{{Path: "a", UID: 5, GID: 5}}}).encode()
+	good := (&deliverRequest{Seq: 1, Msgs: []deliverMsg{{Size: 1, Rcpts: []store.Recipient{{Path: "a", UID: 5, GID: 5}}}, {Size: 2, Rcpts: []store.Recipient{{Path: "b", UID: 5, GID: 5}}}}}).encode()
 	for i := 0; i < len(good); i++ {
 		if _, err := decodeDeliverRequest(good[:i]); err == nil {
 			t.Errorf("truncated to %d bytes: no error", i)
@@ -80,9 +82,30 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 	if _, err := decodeDeliverRequest(append(good, 0)); err == nil {
 		t.Error("trailing byte: no error")
 	}
-	// A recipient count far beyond the payload must not allocate.
+	// No message, or more than maxBatch, is refused.
+	if _, err := decodeDeliverRequest((&deliverRequest{Seq: 1}).encode()); err == nil {
+		t.Error("no message: no error")
+	}
+	many := &deliverRequest{Seq: 1}
+	for range maxBatch + 1 {
+		many.Msgs = append(many.Msgs, deliverMsg{Size: 1, Rcpts: []store.Recipient{{Path: "a", UID: 5, GID: 5}}})
+	}
+	if _, err := decodeDeliverRequest(many.encode()); err == nil {
+		t.Error("maxBatch+1 messages: no error")
+	}
+	if _, err := decodeDeliverRequest((&deliverRequest{Seq: 1, Msgs: many.Msgs[:maxBatch]}).encode()); err != nil {
+		t.Errorf("maxBatch messages: %v", err)
+	}
+	// A message or recipient count far beyond the payload must not allocate.
 	var e encoder
 	e.u64(1)
+	e.u32(1 << 31)
+	if _, err := decodeDeliverRequest(e.b); err == nil {
+		t.Error("huge message count: no error")
+	}
+	e = encoder{}
+	e.u64(1)
+	e.u32(1)
 	e.str("")
 	e.i64(1)
 	e.i64(0)
@@ -111,8 +134,8 @@ func TestDecodersRefuseBadInput(t *testing.T) {
 	if _, err := decodeSizeRequest(b); err == nil {
 		t.Error("Delivered-To flag 2: no error")
 	}
-	bad := (&deliverRequest{Seq: 1, Size: 1, HasReturnPath: true, Rcpts: []store.Recipient{{Path: "a", UID: 5, GID: 5}}}).encode()
-	bad[8+4+8+8+4] = 0xff // the Return-Path flag, after seq, sender, size, arrival and id
+	bad := (&deliverRequest{Seq: 1, Msgs: []deliverMsg{{Size: 1, HasReturnPath: true, Rcpts: []store.Recipient{{Path: "a", UID: 5, GID: 5}}}}}).encode()
+	bad[8+4+4+8+8+4] = 0xff // the Return-Path flag, after seq, message count, sender, size, arrival and id
 	if _, err := decodeDeliverRequest(bad); err == nil {
 		t.Error("Return-Path flag 0xff: no error")
 	}
@@ -153,19 +176,21 @@ func TestFramesCarryDescriptor(t *testing.T) {
 	big := make([]byte, 3<<20) // larger than the socket buffer: written in pieces
 	errc := make(chan error, 1)
 	go func() {
-		if err := a.writeFrame(frameDeliver, big, int(f.Fd())); err != nil {
+		if err := a.writeFrame(frameDeliver, big, []int{int(f.Fd()), int(f.Fd())}); err != nil {
 			errc <- err
 			return
 		}
-		errc <- a.writeFrame(frameSize, []byte("x"), -1)
+		errc <- a.writeFrame(frameSize, []byte("x"), nil)
 	}()
 	typ, p, fds, err := b.readFrame()
-	if err != nil || typ != frameDeliver || len(p) != len(big) || len(fds) != 1 {
+	if err != nil || typ != frameDeliver || len(p) != len(big) || len(fds) != 2 {
 		t.Fatalf("first frame: type %d, %d bytes, fds %v, %v", typ, len(p), fds, err)
 	}
 	buf := make([]byte, 5)
-	if n, _ := unix.Pread(fds[0], buf, 0); string(buf[:n]) != "hello" {
-		t.Errorf("descriptor reads %q", buf[:n])
+	for _, fd := range fds {
+		if n, _ := unix.Pread(fd, buf, 0); string(buf[:n]) != "hello" {
+			t.Errorf("descriptor reads %q", buf[:n])
+		}
 	}
 	scmrights.Close(fds)
 	typ, p, fds, err = b.readFrame()

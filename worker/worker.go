@@ -81,7 +81,7 @@ func Main(args []string) int {
 	defer local.Close()
 
 	h := hello{Version: ProtocolVersion, Build: BuildID(), PID: os.Getpid(), UID: cfg.UID, GID: cfg.GID}
-	if err := c.writeFrame(frameHello, h.encode(), -1); err != nil {
+	if err := c.writeFrame(frameHello, h.encode(), nil); err != nil {
 		log.Error("hello", "err", err)
 		return 1
 	}
@@ -148,16 +148,15 @@ func (s *server) serve(ctx context.Context) error {
 		var rtyp byte
 		switch typ {
 		case frameDeliver:
-			if len(fds) != 1 {
-				scmrights.Close(fds)
-				return protoErr("delivery request with %d descriptors", len(fds))
-			}
 			req, err := decodeDeliverRequest(payload)
+			if err == nil && len(fds) != len(req.Msgs) {
+				err = protoErr("delivery request of %d messages with %d descriptors", len(req.Msgs), len(fds))
+			}
 			if err != nil {
-				unix.Close(fds[0])
+				scmrights.Close(fds)
 				return err
 			}
-			rtyp, reply = frameDeliverReply, s.deliver(ctx, req, fds[0]).encode()
+			rtyp, reply = frameDeliverReply, s.deliver(ctx, req, fds).encode()
 		case frameSize:
 			scmrights.Close(fds)
 			if len(fds) != 0 {
@@ -182,7 +181,7 @@ func (s *server) serve(ctx context.Context) error {
 			scmrights.Close(fds)
 			return protoErr("unexpected frame type %d", typ)
 		}
-		if err := s.c.writeFrame(rtyp, reply, -1); err != nil {
+		if err := s.c.writeFrame(rtyp, reply, nil); err != nil {
 			return err
 		}
 	}
@@ -197,48 +196,52 @@ func (s *server) permitted(r store.Recipient) error {
 	return nil
 }
 
-func (s *server) deliver(ctx context.Context, req *deliverRequest, fd int) *deliverReply {
-	body := os.NewFile(uintptr(fd), "spool")
-	defer body.Close()
-	out := &deliverReply{Seq: req.Seq, Results: make([]result, len(req.Rcpts)), Timings: make([]timing, len(req.Rcpts)),
-		Outbound: make([]store.Outbound, len(req.Rcpts))}
-	fail := func(err error) *deliverReply {
-		for i := range out.Results {
-			out.Results[i] = resultOf(err)
+// deliver writes the request's messages, all in one store batch; fds are
+// their spool descriptors, which it closes.
+func (s *server) deliver(ctx context.Context, req *deliverRequest, fds []int) *deliverReply {
+	n := req.rcptCount()
+	out := &deliverReply{Seq: req.Seq, Results: make([]result, n), Timings: make([]timing, n), Outbound: make([]store.Outbound, n)}
+	var batch []store.Delivery
+	var where [][]int // per entry of batch, the index in out of each recipient
+	off := 0
+	for k, m := range req.Msgs {
+		body := os.NewFile(uintptr(fds[k]), "spool")
+		defer body.Close()
+		msg, serr := spoolMessage(m, fds[k], body)
+		var todo []store.Recipient
+		var idx []int
+		for i, r := range m.Rcpts {
+			err := serr
+			if err == nil {
+				err = s.permitted(r)
+			}
+			if err != nil {
+				out.Results[off+i] = resultOf(err)
+				continue
+			}
+			todo = append(todo, r)
+			idx = append(idx, off+i)
 		}
+		off += len(m.Rcpts)
+		if len(todo) > 0 {
+			batch = append(batch, store.Delivery{Msg: msg, Rcpts: todo})
+			where = append(where, idx)
+		}
+	}
+	if len(batch) == 0 {
 		return out
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return fail(&store.Error{Status: store.Temporary, Op: "spool", Err: err})
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < req.Size {
-		return fail(&store.Error{Status: store.Temporary, Op: "spool",
-			Err: fmt.Errorf("spool is not a regular file of %d bytes", req.Size)})
-	}
-	msg := &store.Message{Sender: req.Sender, Body: body, Size: req.Size, Arrival: req.Arrival, ID: req.ID, HasReturnPath: req.HasReturnPath}
-	var todo []store.Recipient
-	var idx []int
-	for i, r := range req.Rcpts {
-		if err := s.permitted(r); err != nil {
-			out.Results[i] = resultOf(err)
-			continue
-		}
-		todo = append(todo, r)
-		idx = append(idx, i)
-	}
-	if len(todo) > 0 {
-		errs, times, outs := store.DeliverTimed(ctx, s.d, msg, todo)
-		for j, i := range idx {
-			if j < len(times) {
-				out.Timings[i] = timingOf(times[j])
+	for k, d := range store.DeliverBatch(ctx, s.d, batch) {
+		for j, i := range where[k] {
+			if j < len(d.Times) {
+				out.Timings[i] = timingOf(d.Times[j])
 			}
-			if j < len(outs) {
-				out.Outbound[i] = outs[j]
+			if j < len(d.Outs) {
+				out.Outbound[i] = d.Outs[j]
 			}
 			var err error
-			if j < len(errs) {
-				err = errs[j]
+			if j < len(d.Errs) {
+				err = d.Errs[j]
 			} else {
 				err = &store.Error{Status: store.Temporary, Op: "deliver", Err: errors.New("no result from the writer")}
 			}
@@ -246,6 +249,20 @@ func (s *server) deliver(ctx context.Context, req *deliverRequest, fd int) *deli
 		}
 	}
 	return out
+}
+
+// spoolMessage checks a message's spool descriptor: a regular file holding
+// at least its size.
+func spoolMessage(m deliverMsg, fd int, body *os.File) (*store.Message, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &store.Error{Status: store.Temporary, Op: "spool", Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < m.Size {
+		return nil, &store.Error{Status: store.Temporary, Op: "spool",
+			Err: fmt.Errorf("spool is not a regular file of %d bytes", m.Size)}
+	}
+	return &store.Message{Sender: m.Sender, Body: body, Size: m.Size, Arrival: m.Arrival, ID: m.ID, HasReturnPath: m.HasReturnPath}, nil
 }
 
 func (s *server) size(ctx context.Context, req *sizeRequest) *sizeReply {

@@ -20,6 +20,7 @@ func newDeliverer(cfg *config.Config, spawn worker.Spawner, log *slog.Logger) (s
 		IdleTimeout:     cfg.WorkerIdleTimeout,
 		MaxDeliveries:   cfg.WorkerMaxUse,
 		MaxWorkers:      cfg.WorkerLimit,
+		OwnerWorkers:    cfg.WorkerOwnerLimit,
 		DeliveryTimeout: cfg.DeliveryTimeout,
 		Logger:          log,
 	})

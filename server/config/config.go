@@ -112,6 +112,7 @@ type Config struct {
 	WorkerIdleTimeout time.Duration
 	WorkerMaxUse      int
 	WorkerLimit       int
+	WorkerOwnerLimit  int
 
 	// STARTTLS on inet listeners: the certificate and key (PEM), the
 	// policy ("none", "may", "encrypt": STARTTLS required before MAIL)
@@ -205,6 +206,7 @@ type file struct {
 	WorkerIdleTimeout *string `toml:"worker_idle_timeout"`
 	WorkerMaxUse      *int    `toml:"worker_max_use"`
 	WorkerLimit       *int    `toml:"worker_limit"`
+	WorkerOwnerLimit  *int    `toml:"worker_owner_limit"`
 
 	TLSCertFile           *string `toml:"tls_cert_file"`
 	TLSKeyFile            *string `toml:"tls_key_file"`
@@ -477,6 +479,7 @@ func (p *parser) build(f *file) *Config {
 		LineLengthLimit:            val(f.LineLengthLimit),
 		WorkerMaxUse:               val(f.WorkerMaxUse),
 		WorkerLimit:                val(f.WorkerLimit),
+		WorkerOwnerLimit:           val(f.WorkerOwnerLimit),
 		EnableOriginalRecipient:    val(f.EnableOriginalRecipient),
 		DeliveredToLoopCheck:       val(f.DeliveredToLoopCheck),
 		LogLevel:                   val(f.LogLevel),

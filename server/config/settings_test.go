@@ -60,7 +60,7 @@ func TestTableMatchesStructs(t *testing.T) {
 func TestRestartOnly(t *testing.T) {
 	want := []string{"listen", "socket_mode", "socket_group", "user", "max_connections", "virtual_mailbox_base",
 		"virtual_minimum_uid", "virtual_mailbox_lock", "deliver_lock_attempts", "deliver_lock_delay", "stale_lock_time",
-		"delivery_timeout", "worker_idle_timeout", "worker_max_use", "worker_limit", "sieve_before", "sieve_after",
+		"delivery_timeout", "worker_idle_timeout", "worker_max_use", "worker_limit", "worker_owner_limit", "sieve_before", "sieve_after",
 		"sieve_global_dir", "sieve_max_redirects", "sieve_max_actions", "sieve_max_script_size", "sieve_max_cpu_time", "single_instance_delivery",
 		"log_level", "log_format", "metrics_listen"}
 	var got []string
@@ -175,6 +175,7 @@ func TestPackageDefaultsAgree(t *testing.T) {
 		{"worker.DefaultIdleTimeout", worker.DefaultIdleTimeout, c.WorkerIdleTimeout},
 		{"worker.DefaultMaxDeliveries", worker.DefaultMaxDeliveries, c.WorkerMaxUse},
 		{"worker.DefaultMaxWorkers", worker.DefaultMaxWorkers, c.WorkerLimit},
+		{"worker.DefaultOwnerWorkers", worker.DefaultOwnerWorkers, c.WorkerOwnerLimit},
 		{"worker.DefaultDeliveryTimeout", worker.DefaultDeliveryTimeout, c.DeliveryTimeout},
 	} {
 		if !reflect.DeepEqual(tc.pkg, tc.want) {
