@@ -185,7 +185,7 @@ var sections = []section{
 		{name: "worker_limit", def: "64", restart: true,
 			doc: "worker processes alive at once, over all uids; at the limit an idle worker of another uid is ended to make room, else the delivery waits", min: 1},
 		{name: "worker_owner_limit", def: "64", restart: true,
-			doc:  "worker processes delivering for one mailbox owner (uid and gid) at once; further deliveries for that owner wait, and the next worker free takes all that waited (up to 16 messages) in one request, which makes them durable together, one fsync of each `new/` for all (group commit)", min: 1,
+			doc: "worker processes delivering for one mailbox owner (uid and gid) at once; further deliveries for that owner wait, and the next worker free takes all that waited (up to 16 messages) in one request, which makes them durable together, one fsync of each `new/` for all (group commit)", min: 1,
 			more: "The default, `worker_limit`'s, sets no cap of its own. A lower value (e.g. 4) trades latency for CPU and memory: where every mailbox has one uid (a vmail user) it bounds the workers of the whole site, and a message that waits in a request (an mbox lock, a slow Sieve script) holds the replies of the messages batched with it. See docs/benchmarks.md, run G2."},
 	}},
 	{"TLS", []setting{
