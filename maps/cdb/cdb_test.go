@@ -536,3 +536,22 @@ func TestUnfoldedKeysWarn(t *testing.T) {
 		t.Errorf("a folded file warned:\n%s", logs.String())
 	}
 }
+
+// A reloaded version is checked for unfolded keys too (in the background:
+// the lookup that found it does not wait for the scan).
+func TestUnfoldedKeysWarnOnReload(t *testing.T) {
+	shortCheck(t)
+	path := filepath.Join(t.TempDir(), "vmailbox")
+	build(t, path, WriteOptions{}, "ok@x.test", "a/")
+	var logs testutil.SyncBuffer
+	tb, err := Open(path, maps.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	build(t, path, WriteOptions{KeepCase: true}, "ok@x.test", "a/", "Upper@x.test", "b/")
+	waitFor(t, func() bool {
+		tb.Lookup(ctx, "ok@x.test")
+		return strings.Contains(logs.String(), `key \"Upper@x.test\" is not case-folded`)
+	})
+}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +56,7 @@ type Table struct {
 	spec   string
 	logger *slog.Logger
 	file   *maps.WatchedFile[*mapping]
+	opened bool // the first version is loaded: later ones are reloads
 }
 
 // mapping is one memory-mapped version of the file. It is unmapped by a
@@ -89,6 +89,7 @@ func Open(name string, opts maps.Options) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.opened = true
 	return t, nil
 }
 
@@ -102,19 +103,26 @@ func (t *Table) load(r io.Reader, path string, _ maps.Warn) (*mapping, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.warnUnfolded(m)
+	if !t.opened {
+		t.warnUnfolded(m) // before Open returns: `vlmtpd check-config` shows them
+	} else {
+		// A reload is made by the lookup that found the file replaced,
+		// and a scan of every key of a large file takes tens of
+		// milliseconds: that lookup does not wait for the warnings.
+		go t.warnUnfolded(m)
+	}
 	return m, nil
 }
 
 // warnUnfolded warns about keys that are not case-folded (a file built
 // with `postmap -f`, `vlmtpd makemap -f` or another cdb tool): lookups
 // are folded and keys are not, as in virtual(8), so they never match.
-// The scan reads the mapped file once; keys that are plain lower-case
-// ASCII cost one byte test each.
+// The scan reads the mapped file once, at every load: keys that are plain
+// lower-case ASCII cost one byte test each and no allocation.
 func (t *Table) warnUnfolded(m *mapping) {
 	var u maps.UnfoldedKeys
 	_ = guardedEach(m.r, func(key, _ []byte) bool {
-		u.Add(strings.TrimSuffix(string(key), "\x00"))
+		u.AddStored(key)
 		return true
 	})
 	u.Warn(t.logger, t.spec)
