@@ -110,8 +110,9 @@ var defaultWatch = Watch{Every: checkInterval, Settle: settleTime, Grace: Reload
 // file when it changes. Postfix never notices a change to texthash: or
 // regexp: files (virtual(8) restarts instead); a long-lived server must.
 //
-// Lookups read the current snapshot with one atomic load. At most once per
-// Watch.Every a lookup starts a check, which stats the file and, if it
+// Lookups read whether a check is due and the current snapshot, two
+// atomic loads, no clock. At most once per Watch.Every a lookup starts a
+// check, which stats the file and, if it
 // changed, loads it again and swaps the new snapshot in; other lookups
 // keep using the old one meanwhile. A reload that fails keeps the old
 // contents and logs one warning per distinct error; a version of the file
@@ -123,11 +124,15 @@ type WatchedFile[T any] struct {
 	load LoadFunc[T]
 	how  Watch
 
-	cur         atomic.Pointer[snapshot[T]] // nil once closed
-	nextCheck   atomic.Int64                // UnixNano of the next stat
-	mu          sync.Mutex                  // held by the running check; guards the fields below
-	failed      string                      // the last reload error, to warn once per error
-	failedState fileState                   // the file version that failed to load
+	cur atomic.Pointer[snapshot[T]] // nil once closed
+	// due is set by timer Watch.Every after a check started: lookups test
+	// it instead of reading the clock (time.Now is a good part of a cdb
+	// lookup), and a table nobody asks sets no timer again.
+	due         atomic.Bool
+	timer       *time.Timer
+	mu          sync.Mutex // held by the running check; guards the fields below
+	failed      string     // the last reload error, to warn once per error
+	failedState fileState  // the file version that failed to load
 	closed      bool
 }
 
@@ -159,7 +164,7 @@ func WatchFile[T any](path, spec string, log *slog.Logger, load LoadFunc[T], how
 		return nil, err
 	}
 	w.cur.Store(snap)
-	w.nextCheck.Store(time.Now().Add(how.Every).UnixNano())
+	w.timer = time.AfterFunc(how.Every, func() { w.due.Store(true) })
 	return w, nil
 }
 
@@ -271,8 +276,11 @@ func (w *WatchedFile[T]) Current() (data T, ok bool) {
 // snap returns the current snapshot, nil once closed. When a check is due
 // it makes one, or starts one in the background (Watch.CheckFirst).
 func (w *WatchedFile[T]) snap() *snapshot[T] {
-	if now := time.Now().UnixNano(); now >= w.nextCheck.Load() && w.mu.TryLock() {
-		w.nextCheck.Store(now + int64(w.how.Every))
+	if w.due.Load() && w.mu.TryLock() {
+		w.due.Store(false)
+		if !w.closed {
+			w.timer.Reset(w.how.Every)
+		}
 		if w.how.CheckFirst {
 			w.check()
 			w.mu.Unlock()
@@ -358,13 +366,14 @@ func (w *WatchedFile[T]) expire() {
 func (w *WatchedFile[T]) Close() {
 	w.mu.Lock()
 	w.closed = true
+	w.timer.Stop()
 	w.cur.Store(nil)
 	w.mu.Unlock()
 }
 
 // checkNow runs a check and waits for it (tests).
 func (w *WatchedFile[T]) checkNow() {
-	w.nextCheck.Store(0)
+	w.due.Store(true)
 	w.snap()
 	// The check started by snap holds the lock until done: taking it
 	// waits for that.

@@ -98,6 +98,17 @@ func (u *UnfoldedKeys) Add(key string) {
 	}
 }
 
+// AddStored notes a key as a table file stores it, if it is not
+// case-folded; a trailing NUL (`postmap -N`) is not part of the key. The
+// key is copied only if it is kept for the warning, so that a walk over a
+// large file does not allocate for every key.
+func (u *UnfoldedKeys) AddStored(key []byte) {
+	key = bytes.TrimSuffix(key, []byte{0})
+	if Unfolded(string(key)) { // not kept: no copy for the common short key
+		u.Add(string(key))
+	}
+}
+
 // Warn logs the first keys, then how many there were in all.
 func (u *UnfoldedKeys) Warn(log *slog.Logger, spec string) {
 	for _, k := range u.first {

@@ -96,6 +96,11 @@ type Observer interface {
 	// ObserveLookup is one query of one table: result is "found",
 	// "notfound" or "error".
 	ObserveLookup(table, result string, d time.Duration)
+	// ObserveSubmission is one submission a Sieve script asked for: kind
+	// "redirect" or "vacation", result "sent" (the MTA accepted it) or
+	// "failed" (refused here, not tried because the transport was down
+	// for an earlier one, or not accepted).
+	ObserveSubmission(kind, result string)
 }
 
 // SetObserver makes the server report to o from now on, tables already
@@ -111,6 +116,12 @@ func (s *Server) observePhase(phase string, d time.Duration) {
 func (s *Server) observeLookup(table, result string, d time.Duration) {
 	if o := s.obs.Load(); o != nil {
 		(*o).ObserveLookup(table, result, d)
+	}
+}
+
+func (s *Server) observeSubmission(kind, result string) {
+	if o := s.obs.Load(); o != nil {
+		(*o).ObserveSubmission(kind, result)
 	}
 }
 

@@ -322,9 +322,9 @@ func (ss *session) submitFor(ctx context.Context, msg *store.Message, box store.
 	redirects, vacations := 0, 0
 	failed := false
 	for _, s := range out.Submissions {
-		kind := "vacation reply"
+		kind, metric := "vacation reply", "vacation"
 		if s.Redirect {
-			kind = "redirect"
+			kind, metric = "redirect", "redirect"
 		}
 		err := checkSubmission(s, msg)
 		switch {
@@ -341,6 +341,7 @@ func (ss *session) submitFor(ctx context.Context, msg *store.Message, box store.
 		}
 		if err != nil {
 			log.Error("sieve: "+kind+" refused: the worker asked for what a script cannot", "to", s.Rcpt, "error", err)
+			ss.s.observeSubmission(metric, "failed")
 			failed = failed || s.Redirect
 			continue
 		}
@@ -354,6 +355,7 @@ func (ss *session) submitFor(ctx context.Context, msg *store.Message, box store.
 			}
 		}
 		if err != nil {
+			ss.s.observeSubmission(metric, "failed")
 			if s.Redirect {
 				log.Warn("sieve: redirect failed, message kept", "to", s.Rcpt, "via", sb.via(), "error", err)
 				failed = true
@@ -362,6 +364,7 @@ func (ss *session) submitFor(ctx context.Context, msg *store.Message, box store.
 			}
 			continue
 		}
+		ss.s.observeSubmission(metric, "sent")
 		if s.Redirect {
 			log.Info("sieve: redirected", "to", s.Rcpt, "from", s.Sender, "via", sb.via())
 		} else {

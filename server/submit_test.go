@@ -411,3 +411,70 @@ func TestSubmitAllTransportDown(t *testing.T) {
 		t.Errorf("deliveries %+v, want the keep for both recipients in one call", d.calls)
 	}
 }
+
+// submissionCounts is an Observer that counts submissions by kind and
+// result ("redirect sent").
+type submissionCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *submissionCounts) ObservePhase(string, time.Duration)          {}
+func (c *submissionCounts) ObserveLookup(string, string, time.Duration) {}
+func (c *submissionCounts) ObserveSubmission(kind, result string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[kind+" "+result]++
+}
+
+// Every submission a script asked for is counted once, by kind and
+// result: sent when the MTA accepted it (a real SMTP exchange), failed
+// when the port is closed (the redirect, then the vacation reply not
+// tried), refused here (beyond sieve_max_redirects) or not accepted.
+func TestSubmissionObserved(t *testing.T) {
+	ok := startFakeSMTP(t, "tcp", "127.0.0.1:0", &fakeSMTP{})
+	refusing := startFakeSMTP(t, "tcp", "127.0.0.1:0", &fakeSMTP{replies: map[string]string{"RCPT": "550 5.1.1 no"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	red := store.Submission{Redirect: true, Sender: "s@remote.test", Rcpt: "a@x.test", Head: []byte(redirectHead)}
+	vac := store.Submission{Rcpt: "s@remote.test", Head: []byte("Subject: a\n\nb\n"), BodyFrom: -1}
+	for _, tc := range []struct {
+		name string
+		host string
+		subs []store.Submission
+		want map[string]int
+	}{
+		{"sent", ok.ln.Addr().String(), []store.Submission{red, vac}, map[string]int{"redirect sent": 1, "vacation sent": 1}},
+		{"closed port", closed, []store.Submission{red, vac}, map[string]int{"redirect failed": 1, "vacation failed": 1}},
+		{"not accepted", refusing.ln.Addr().String(), []store.Submission{vac}, map[string]int{"vacation failed": 1}},
+		{"beyond sieve_max_redirects", ok.ln.Addr().String(), []store.Submission{red, red}, map[string]int{"redirect sent": 1, "redirect failed": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &outboundDeliverer{out: store.Outbound{Submissions: tc.subs}}
+			s := testServer(t, d, "submission_host = \"inet:"+tc.host+"\"\nsieve_max_redirects = 1\n")
+			obs := &submissionCounts{n: map[string]int{}}
+			s.SetObserver(obs)
+			ss := s.NewSession(lmtp.ConnInfo{Hello: "client.test"})
+			ss.Mail(mailbox("s@remote.test"), lmtp.MailOptions{})
+			if rep := ss.Rcpt(context.Background(), mailbox("alice@example.com"), lmtp.RcptOptions{}); rep != nil {
+				t.Fatal(rep)
+			}
+			if reps := ss.Data(context.Background(), strings.NewReader("Subject: x\r\n\r\nx\r\n")); len(reps) != 1 || code(reps[0]) != "250 2.0.0" {
+				t.Fatalf("replies %v", reps)
+			}
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			if fmt.Sprint(obs.n) != fmt.Sprint(tc.want) {
+				t.Errorf("counted %v, want %v", obs.n, tc.want)
+			}
+		})
+	}
+	// What counted as sent reached the server: "sent" 2, "beyond" 1.
+	if _, data := ok.got(); len(data) != 3 {
+		t.Errorf("%d messages submitted, want 3", len(data))
+	}
+}

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vlmtpd/vlmtpd/internal/metrics"
 )
 
 // Sieve's redirect and vacation submitted by the front, end to end with
@@ -79,6 +82,31 @@ func wantHeaders(t *testing.T, what, msg string, lines ...string) {
 	}
 }
 
+// metricsListen is a metrics_listen setting on a free port, and the
+// address to scrape.
+func metricsListen(t *testing.T) (config, addr string) {
+	addr = fmt.Sprintf("inet:127.0.0.1:%d", freePort(t))
+	return "metrics_listen = \"" + addr + "\"\n", addr
+}
+
+// wantSubmissions checks vlmtpd_sieve_submissions_total: want maps
+// "kind result" to its count, and every series not in want is 0.
+func wantSubmissions(t *testing.T, addr string, want map[string]float64) {
+	t.Helper()
+	fams, err := metrics.Scrape(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range metrics.SubmissionKinds {
+		for _, result := range metrics.SubmissionResults {
+			got := sample(fams, "vlmtpd_sieve_submissions_total", map[string]string{"kind": kind, "result": result})
+			if w := want[kind+" "+result]; got != w {
+				t.Errorf("vlmtpd_sieve_submissions_total{kind=%q,result=%q} = %v, want %v", kind, result, got, w)
+			}
+		}
+	}
+}
+
 const redirectVacationScript = `require ["copy", "vacation"];
 redirect :copy "elsewhere@example.net";
 vacation :days 1 :subject "Away" "I am away until Monday.";
@@ -90,10 +118,11 @@ vacation :days 1 :subject "Away" "I am away until Monday.";
 // the null sender and Auto-Submitted; the :copy keeps the message once.
 func TestSieveSubmitSMTPToPostfix(t *testing.T) {
 	pf, box := postfixSink(t)
+	listen, metricsAddr := metricsListen(t)
 	in := sieveInstance(t, sieveSetup{
 		scripts:    map[string]string{"example.com/alice/.dovecot.sieve": redirectVacationScript},
 		privileged: true,
-		config:     "submission_host = \"inet:" + pf.Addr() + "\"\n",
+		config:     "submission_host = \"inet:" + pf.Addr() + "\"\n" + listen,
 	})
 	dr := deliverTo(t, in, "s@example.org", []string{"alice@example.com"}, msgFrom("s@example.org", "Alice <alice@example.com>", "question", "are you there?"))
 	if len(dr) != 1 || !strings.HasPrefix(dr[0], "250") {
@@ -127,6 +156,7 @@ func TestSieveSubmitSMTPToPostfix(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(box, "org/s/new")); len(ents) != 1 {
 		t.Errorf("%d vacation replies, want 1", len(ents))
 	}
+	wantSubmissions(t, metricsAddr, map[string]float64{"redirect sent": 2, "vacation sent": 1})
 }
 
 // (2) sendmail_path: Postfix's real sendmail, run by the front (nobody,
@@ -173,6 +203,7 @@ func TestSieveSubmitFailureKeeps(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
+	listen, metricsAddr := metricsListen(t)
 	in := sieveInstance(t, sieveSetup{
 		scripts: map[string]string{
 			"example.com/alice/.dovecot.sieve": `redirect "elsewhere@example.net";`,
@@ -180,7 +211,7 @@ func TestSieveSubmitFailureKeeps(t *testing.T) {
 		},
 		table:      "alice@example.com example.com/alice/.dovecot.sieve\ncarol@example.com example.com/carol/.dovecot.sieve\n",
 		privileged: true,
-		config:     "submission_host = \"inet:" + closed + "\"\n",
+		config:     "submission_host = \"inet:" + closed + "\"\n" + listen,
 	})
 	dr := deliverTo(t, in, "s@example.org", []string{"alice@example.com", "carol@example.com"},
 		msgFrom("s@example.org", "alice@example.com, carol@example.com", "fwd me", "x"))
@@ -202,6 +233,9 @@ func TestSieveSubmitFailureKeeps(t *testing.T) {
 	waitLog(t, in, "sieve: redirect failed, message kept")
 	waitLog(t, in, "sieve: vacation reply failed")
 	waitLog(t, in, "connection refused")
+	// alice's redirect and carol's (after alice's, not tried), and carol's
+	// vacation reply.
+	wantSubmissions(t, metricsAddr, map[string]float64{"redirect failed": 2, "vacation failed": 1})
 }
 
 // Under no_new_privs (as under the unit) with Postfix's sendmail and no

@@ -53,6 +53,7 @@ type Metrics struct {
 	phases        *prometheus.HistogramVec
 	lookups       *prometheus.CounterVec
 	lookupSeconds *prometheus.HistogramVec
+	submissions   *prometheus.CounterVec
 	http          *http.Server
 }
 
@@ -60,6 +61,13 @@ var _ server.Observer = (*Metrics)(nil)
 
 // Phases are the values of vlmtpd_delivery_phase_seconds's phase label.
 var Phases = []string{"lookup", "spool", "worker_wait", "write", "fsync", "total"}
+
+// SubmissionKinds and SubmissionResults are the values of
+// vlmtpd_sieve_submissions_total's labels.
+var (
+	SubmissionKinds   = []string{"redirect", "vacation"}
+	SubmissionResults = []string{"sent", "failed"}
+)
 
 // deliveryBuckets run from 100µs (a lookup in a cdb file) to a minute (a
 // delivery waiting out mbox locks): seconds.
@@ -88,11 +96,20 @@ func New(src Sources) *Metrics {
 			Help:    "Time one lookup of one table took.",
 			Buckets: deliveryBuckets[:len(deliveryBuckets)-2],
 		}, []string{"table"}),
+		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vlmtpd_sieve_submissions_total",
+			Help: "Messages Sieve scripts asked the front to submit, by kind (redirect, vacation) and result: sent (the MTA accepted it) or failed (refused, not tried, or not accepted; a failed redirect's message is kept).",
+		}, []string{"kind", "result"}),
 	}
 	// Every phase is there from the first scrape, so that rate() and
 	// alerts see a zero rather than an absent series.
 	for _, p := range Phases {
 		m.phases.WithLabelValues(p)
+	}
+	for _, k := range SubmissionKinds {
+		for _, r := range SubmissionResults {
+			m.submissions.WithLabelValues(k, r)
+		}
 	}
 	m.http = &http.Server{
 		Handler:           m.Handler(),
@@ -103,7 +120,7 @@ func New(src Sources) *Metrics {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
-	m.reg.MustRegister(m.phases, m.lookups, m.lookupSeconds, &counts{src},
+	m.reg.MustRegister(m.phases, m.lookups, m.lookupSeconds, m.submissions, &counts{src},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src.Pool != nil {
@@ -124,6 +141,11 @@ func (m *Metrics) ObservePhase(phase string, d time.Duration) {
 func (m *Metrics) ObserveLookup(table, result string, d time.Duration) {
 	m.lookups.WithLabelValues(table, result).Inc()
 	m.lookupSeconds.WithLabelValues(table).Observe(d.Seconds())
+}
+
+// ObserveSubmission implements server.Observer.
+func (m *Metrics) ObserveSubmission(kind, result string) {
+	m.submissions.WithLabelValues(kind, result).Inc()
 }
 
 // Handler serves the metrics in the Prometheus text format (or

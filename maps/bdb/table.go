@@ -120,7 +120,7 @@ func readVersion(r io.Reader, path string, kind Kind) (*version, *maps.UnfoldedK
 	var unfolded maps.UnfoldedKeys
 	if err := d.each(func(key, _ []byte) error {
 		v.entries++
-		unfolded.Add(strings.TrimSuffix(string(key), "\x00"))
+		unfolded.AddStored(key)
 		return nil
 	}); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)

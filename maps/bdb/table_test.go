@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/vlmtpd/vlmtpd/internal/testutil"
 	"github.com/vlmtpd/vlmtpd/maps"
+	"github.com/vlmtpd/vlmtpd/maps/internal/churn"
 )
 
 func fastChecks(t *testing.T) {
@@ -50,38 +50,6 @@ func versionSource(n, keys int) string {
 	return b.String()
 }
 
-// lookingUp runs lookup(i) for i = 0, 1, 2... in 4 goroutines (each its
-// own i's) until stop is called; a goroutine stops at its first error,
-// which stop returns.
-func lookingUp(lookup func(i int) error) (stop func() []error) {
-	const readers = 4
-	var done atomic.Bool
-	var wg sync.WaitGroup
-	errs := make(chan error, readers)
-	for g := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := g; !done.Load(); i += readers {
-				if err := lookup(i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	return func() []error {
-		done.Store(true)
-		wg.Wait()
-		close(errs)
-		var all []error
-		for err := range errs {
-			all = append(all, err)
-		}
-		return all
-	}
-}
-
 // TestRebuildInPlaceWhileLookingUp rebuilds the file with postmap over
 // and over, which Debian's postmap does in place (same inode, truncated
 // under an exclusive flock), while readers look keys up. Every answer must
@@ -105,7 +73,7 @@ func TestRebuildInPlaceWhileLookingUp(t *testing.T) {
 			version(0)
 			st0, _ := os.Stat(path + ".db")
 			tb := openT(t, kind, path)
-			stop := lookingUp(func(i int) error {
+			stop := churn.LookingUp(func(i int) error {
 				k := i % keys
 				v, ok, err := tb.Lookup(ctx, fmt.Sprintf("k%d", k))
 				var n int
@@ -318,29 +286,6 @@ func TestFirstLookupAfterQuietSpell(t *testing.T) {
 	want(t, tb, "version", "2", true) // this very lookup, not a later one
 }
 
-// churnSource is version n of the churn table: k0..k(keys-1) in every
-// version, r0..r(keys-1) only in even versions, "version" n. Every value
-// names its version; every 7th is long enough for overflow pages.
-func churnSource(n, keys int) string {
-	var b strings.Builder
-	for i := range keys {
-		fmt.Fprintf(&b, "k%d %s\n", i, churnValue(n, "k", i))
-		if n%2 == 0 {
-			fmt.Fprintf(&b, "r%d %s\n", i, churnValue(n, "r", i))
-		}
-	}
-	fmt.Fprintf(&b, "version %d\n", n)
-	return b.String()
-}
-
-func churnValue(n int, prefix string, i int) string {
-	v := fmt.Sprintf("%s%d-v%d", prefix, i, n)
-	if i%7 == 0 {
-		v += "-" + strings.Repeat("o", 3000)
-	}
-	return v
-}
-
 // TestReplacedWhileLookingUp replaces the file with postmap's two ways,
 // rebuilt in place and a new file renamed over it, while readers look
 // keys up. Every answer must be what the version in service or the one
@@ -356,7 +301,7 @@ func TestReplacedWhileLookingUp(t *testing.T) {
 			path := filepath.Join(dir, "c")
 			const keys = 200
 			build := func(at string, n int) {
-				if err := os.WriteFile(at, []byte(churnSource(n, keys)), 0o644); err != nil {
+				if err := os.WriteFile(at, []byte(churn.Source(n, keys)), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := run(kind.String() + ":" + at); err != nil {
@@ -365,40 +310,10 @@ func TestReplacedWhileLookingUp(t *testing.T) {
 			}
 			build(path, 0)
 			tb := openT(t, kind, path)
-			// A version is started before it is written and published once
-			// its file is complete: a lookup may see from the version before
-			// the one published when it starts to the one started when it
-			// ends (postmap's rewrite in place is complete before it exits).
-			var started, published atomic.Int64
-			var lookups, deferred atomic.Int64
-			stop := lookingUp(func(i int) error {
-				prefix := []string{"k", "r"}[i%2]
-				k := (i / 2) % keys
-				lo := int(published.Load())
-				v, ok, err := tb.Lookup(ctx, fmt.Sprintf("%s%d", prefix, k))
-				hi := int(started.Load())
-				lookups.Add(1)
-				if errors.Is(err, maps.ErrReloading) && prefix == "r" {
-					deferred.Add(1)
-					return nil
-				}
-				var n int
-				if err == nil && ok {
-					_, err = fmt.Sscanf(v[strings.Index(v, "-v")+2:], "%d", &n)
-				}
-				switch {
-				case err != nil:
-					return fmt.Errorf("%s%d (versions %d..%d): %v", prefix, k, lo, hi, err)
-				case !ok:
-					return fmt.Errorf("%s%d (versions %d..%d): not found", prefix, k, lo, hi)
-				case n < lo-1 || n > hi || v != churnValue(n, prefix, k) || (prefix == "r" && n%2 != 0):
-					return fmt.Errorf("%s%d (versions %d..%d): %.40q, not what version %d says", prefix, k, lo, hi, v, n)
-				}
-				return nil
-			})
+			readers := churn.Start(keys, func(key string) (string, bool, error) { return tb.Lookup(ctx, key) })
 			const versions = 10
 			for n := 1; n <= versions; n++ {
-				started.Store(int64(n))
+				readers.Starting(n)
 				if n%2 == 0 {
 					build(path, n) // postmap rewrites path.db in place
 				} else {
@@ -408,7 +323,7 @@ func TestReplacedWhileLookingUp(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				published.Store(int64(n))
+				readers.Published(n)
 				// The next version only once this one is in service, so
 				// that the one in service is never older than the one
 				// before the published one.
@@ -417,19 +332,14 @@ func TestReplacedWhileLookingUp(t *testing.T) {
 					return v == fmt.Sprint(n)
 				})
 			}
-			for _, err := range stop() {
+			for _, err := range readers.Stop() {
 				t.Error(err)
-			}
-			if deferred.Load() == 0 {
-				t.Errorf("%d lookups, none of a key only the replaced version held was deferred", lookups.Load())
 			}
 		})
 	}
 }
 
-// TestReloadGrace: after a rebuild, a key that the replaced version held
-// and the new one lacks is deferred (maps.ErrReloading) for reloadGrace,
-// then not found; a key neither held is not found at once.
+// TestReloadGrace: see churn.Grace.
 func TestReloadGrace(t *testing.T) {
 	fastChecks(t)
 	old := reloadGrace
@@ -437,34 +347,15 @@ func TestReloadGrace(t *testing.T) {
 	t.Cleanup(func() { reloadGrace = old })
 	run := postmap(t)
 	path := filepath.Join(t.TempDir(), "g")
-	build := func(src string) {
+	churn.Grace(t, reloadGrace, func(src string) {
 		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := run("hash:" + path); err != nil {
 			t.Fatal(err)
 		}
-	}
-	build("a a/\nb b/\nversion 1\n")
-	tb := openT(t, Hash, path)
-	want(t, tb, "b", "b/", true)
-	build("a a2/\nversion 2\n")
-	start := time.Now() // the grace ends no sooner than reloadGrace after this
-	waitFor(t, "version 2", func() bool { v, _, _ := tb.Lookup(ctx, "version"); return v == "2" })
-	want(t, tb, "a", "a2/", true)
-	want(t, tb, "z", "", false)
-	_, found, err := tb.Lookup(ctx, "b")
-	if elapsed := time.Since(start); !errors.Is(err, maps.ErrReloading) {
-		if elapsed < reloadGrace {
-			t.Fatalf("b, %v after the rebuild: found %v, %v; want maps.ErrReloading", elapsed, found, err)
-		}
-		t.Fatalf("the machine took %v, longer than the grace, to see the rebuild", elapsed)
-	}
-	waitFor(t, "the end of the grace", func() bool {
-		_, found, err := tb.Lookup(ctx, "b")
-		return !found && err == nil
+	}, func() churn.Lookup {
+		tb := openT(t, Hash, path)
+		return func(key string) (string, bool, error) { return tb.Lookup(ctx, key) }
 	})
-	if elapsed := time.Since(start); elapsed < reloadGrace {
-		t.Fatalf("b not found %v after the rebuild, before the grace of %v ended", elapsed, reloadGrace)
-	}
 }

@@ -103,3 +103,18 @@ func BenchmarkLookupParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
 }
+
+// BenchmarkOpen maps the million-entry file and checks it (header, then
+// every key for case folding): what a reload costs the lookup that finds
+// the file replaced.
+func BenchmarkOpen(b *testing.B) {
+	benchTable(b)
+	path := filepath.Join(benchDir, "big")
+	for b.Loop() {
+		tb, err := Open(path, quietOpts(""))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tb.Close()
+	}
+}

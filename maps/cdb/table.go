@@ -4,14 +4,12 @@ package cdb
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"runtime"
 	"runtime/debug"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,104 +24,105 @@ func init() {
 	})
 }
 
-// checkInterval is how often a lookup may stat the file to notice that it
-// was replaced. Postfix notices a changed table by restarting its
-// daemons; a long-running vlmtpd has to look itself.
-var checkInterval = time.Second // a variable so tests can shorten it
+// Timings, variables so tests can shorten them; a table keeps the values
+// it was opened with. See maps.Watch.
+var (
+	// checkInterval is how often a lookup may stat the file to notice
+	// that it was replaced. Postfix notices a changed table by restarting
+	// its daemons; a long-running vlmtpd has to look itself.
+	checkInterval = time.Second
+	// reloadGrace is maps.ReloadGrace.
+	reloadGrace = maps.ReloadGrace
+)
 
 // ErrClosed is a lookup in a table after Close.
-var ErrClosed = errors.New("cdb table is closed")
+var ErrClosed = maps.ErrClosed
 
 // Table is an open cdb: table. It is safe for concurrent use.
+//
+// postmap and `vlmtpd makemap` write a new file and rename it over the
+// old one, so a mapping of a version never changes under its lookups.
+// maps.WatchedFile follows the file: the lookup that finds a check due
+// stats it first (a mapping is cheap to make, and the first recipient
+// after a quiet spell must see a table rebuilt meanwhile), a new version
+// is mapped and its header checked before it is swapped in, and the keys
+// of a replaced version stay deferred for maps.ReloadGrace. The file is
+// not settled first: a renamed file is complete, a truncated one fails
+// the header check, and a file being rewritten in place changes the
+// version in service anyway (its lookups then fail with ErrCorrupt).
+// Lookups take no lock and no reference count: a version stays mapped
+// while anything can reach it and is unmapped by a cleanup after that.
 type Table struct {
 	spec   string
-	path   string // the FILE.cdb that is read
 	logger *slog.Logger
-
-	cur       atomic.Pointer[mapping]
-	nextCheck atomic.Int64 // unix nanoseconds of the next stat
-
-	reloadMu sync.Mutex // one reopen at a time; guards the fields below
-	failed   fileID     // a replacement that could not be opened, to log it once
-	missing  bool       // the file's absence was logged
-	closed   bool
+	file   *maps.WatchedFile[*mapping]
+	opened bool // the first version is loaded: later ones are reloads
 }
 
-// fileID tells one version of a file from the next.
-type fileID struct {
-	dev, ino uint64
-	size     int64
-	mtime    int64
-}
-
-func idOf(st *unix.Stat_t) fileID {
-	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size, mtime: st.Mtim.Nano()}
-}
-
-// mapping is one mmapped version of the file. refs counts the table's own
-// reference plus every lookup in progress; whoever drops it to zero unmaps.
-// A lookup can only take a reference while refs is above zero, so once the
-// table has swapped in a newer mapping and let go of this one, no new
-// lookup can start on it, and the last running lookup unmaps it.
+// mapping is one memory-mapped version of the file. It is unmapped by a
+// cleanup once unreachable, so whoever reads r must keep the mapping
+// itself alive until done (runtime.KeepAlive): r.data is not Go memory
+// and does not keep anything alive.
 type mapping struct {
-	r    reader
-	id   fileID
-	refs atomic.Int64
+	r reader
 }
 
-func (m *mapping) acquire() bool {
-	for {
-		n := m.refs.Load()
-		if n <= 0 {
-			return false
-		}
-		if m.refs.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
-
-func (m *mapping) release() {
-	if m.refs.Add(-1) == 0 && len(m.r.data) > 0 {
-		_ = unix.Munmap(m.r.data)
-	}
-}
+// liveMappings counts the mappings not yet unmapped (tests).
+var liveMappings atomic.Int64
 
 // Open opens the cdb table name (the "cdb:" spec without its prefix); the
 // file read is name + ".cdb", as for postmap. A relative name is taken
 // from opts.Dir.
 func Open(name string, opts maps.Options) (*Table, error) {
-	if name == "" {
-		return nil, errors.New("cdb: missing file name")
-	}
-	path := name
-	if !filepath.IsAbs(path) && opts.Dir != "" {
-		path = filepath.Join(opts.Dir, path)
+	path, err := maps.FilePath(name, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cdb: %w", err)
 	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	t := &Table{spec: "cdb:" + name, path: path + ".cdb", logger: logger}
-	m, err := openMapping(t.path)
+	t := &Table{spec: "cdb:" + name, logger: logger}
+	t.file, err = maps.WatchFile(path+".cdb", t.spec, logger, t.load, maps.Watch{
+		Every: checkInterval, Grace: reloadGrace, CheckFirst: true,
+	})
 	if err != nil {
 		return nil, err
 	}
-	t.cur.Store(m)
-	t.nextCheck.Store(time.Now().Add(checkInterval).UnixNano())
-	t.warnUnfolded(m)
+	t.opened = true
 	return t, nil
+}
+
+// load maps one version of the file, which maps.WatchedFile has opened.
+func (t *Table) load(r io.Reader, path string, _ maps.Warn) (*mapping, error) {
+	f, ok := r.(*os.File)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a file", path)
+	}
+	m, err := mapFile(f, path)
+	if err != nil {
+		return nil, err
+	}
+	if !t.opened {
+		t.warnUnfolded(m) // before Open returns: `vlmtpd check-config` shows them
+	} else {
+		// A reload is made by the lookup that found the file replaced,
+		// and a scan of every key of a large file takes tens of
+		// milliseconds: that lookup does not wait for the warnings.
+		go t.warnUnfolded(m)
+	}
+	return m, nil
 }
 
 // warnUnfolded warns about keys that are not case-folded (a file built
 // with `postmap -f`, `vlmtpd makemap -f` or another cdb tool): lookups
 // are folded and keys are not, as in virtual(8), so they never match.
-// The scan reads the mapped file once; keys that are plain lower-case
-// ASCII cost one byte test each.
+// The scan reads the mapped file once, at every load: keys that are plain
+// lower-case ASCII cost one byte test each and no allocation.
 func (t *Table) warnUnfolded(m *mapping) {
 	var u maps.UnfoldedKeys
 	_ = guardedEach(m.r, func(key, _ []byte) bool {
-		u.Add(strings.TrimSuffix(string(key), "\x00"))
+		u.AddStored(key)
 		return true
 	})
 	u.Warn(t.logger, t.spec)
@@ -136,12 +135,8 @@ func guardedEach(r reader, fn func(key, value []byte) bool) (err error) {
 	return r.each(fn)
 }
 
-func openMapping(path string) (*mapping, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+// mapFile maps f, the file path, and checks its header.
+func mapFile(f *os.File, path string) (*mapping, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
@@ -164,9 +159,15 @@ func openMapping(path string) (*mapping, error) {
 		_ = unix.Munmap(data)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	m := &mapping{r: r, id: idOf(&st)}
-	m.refs.Store(1)
+	m := &mapping{r: r}
+	liveMappings.Add(1)
+	runtime.AddCleanup(m, unmap, data)
 	return m, nil
+}
+
+func unmap(data []byte) {
+	_ = unix.Munmap(data)
+	liveMappings.Add(-1)
 }
 
 // newReaderGuarded is newReader on mapped memory, which faults (SIGBUS)
@@ -195,28 +196,20 @@ func (t *Table) Spec() string  { return t.spec }
 func (t *Table) Pattern() bool { return false }
 
 // Path is the file the table reads.
-func (t *Table) Path() string { return t.path }
+func (t *Table) Path() string { return t.file.Path() }
 
 // Lookup finds key (already case-folded) without a trailing NUL, then with
 // one (a file built with `postmap -N`); a trailing NUL is cut from the
 // value.
-func (t *Table) Lookup(ctx context.Context, key string) (string, bool, error) {
-	if now := time.Now().UnixNano(); now >= t.nextCheck.Load() {
-		t.maybeReopen(now)
-	}
-	m, err := t.acquire()
-	if err != nil {
-		return "", false, err
-	}
-	defer m.release()
-	v, found, err := lookupGuarded(m.r, key)
-	if err != nil {
-		// Look at the file again on the next lookup: a replacement may
-		// already be there.
-		t.nextCheck.Store(0)
-		return "", false, fmt.Errorf("%s: %w", t.path, err)
-	}
-	return v, found, nil
+func (t *Table) Lookup(_ context.Context, key string) (string, bool, error) {
+	return t.file.Lookup(func(m *mapping) (string, bool, error) {
+		v, found, err := lookupGuarded(m.r, key)
+		runtime.KeepAlive(m) // until the value is copied out of the mapping
+		if err != nil {
+			return "", false, fmt.Errorf("%s: %w", t.file.Path(), err)
+		}
+		return v, found, nil
+	})
 }
 
 func lookupGuarded(r reader, key string) (v string, found bool, err error) {
@@ -236,69 +229,10 @@ func lookupGuarded(r reader, key string) (v string, found bool, err error) {
 	return string(b), true, nil // string() copies out of the mapping
 }
 
-func (t *Table) acquire() (*mapping, error) {
-	for {
-		m := t.cur.Load()
-		if m == nil {
-			return nil, ErrClosed
-		}
-		if m.acquire() {
-			return m, nil
-		}
-		// m was swapped out and released between Load and acquire; the
-		// pointer already holds its successor.
-	}
-}
-
-// maybeReopen stats the file, at most once per checkInterval across all
-// goroutines, and swaps in a new mapping if the file was replaced. If the
-// new file cannot be opened the old one stays in use and the problem is
-// logged once per version of the file.
-func (t *Table) maybeReopen(now int64) {
-	next := t.nextCheck.Load()
-	if now < next || !t.nextCheck.CompareAndSwap(next, now+int64(checkInterval)) {
-		return // another goroutine is checking
-	}
-	var st unix.Stat_t
-	err := unix.Stat(t.path, &st)
-	t.reloadMu.Lock()
-	defer t.reloadMu.Unlock()
-	if t.closed {
-		return
-	}
-	if err != nil {
-		if !t.missing {
-			t.missing = true
-			t.logger.Error("cannot stat cdb table file; still using the version opened earlier", "table", t.spec, "err", err)
-		}
-		return
-	}
-	t.missing = false
-	id := idOf(&st)
-	if m := t.cur.Load(); m == nil || m.id == id || id == t.failed {
-		return
-	}
-	nm, err := openMapping(t.path)
-	if err != nil {
-		t.failed = id
-		t.logger.Error("cdb table changed but cannot be opened; still using the version opened earlier", "table", t.spec, "err", err)
-		return
-	}
-	t.failed = fileID{}
-	old := t.cur.Swap(nm)
-	if old != nil {
-		old.release()
-	}
-	t.logger.Info("cdb table reopened", "table", t.spec, "file", t.path)
-}
-
-// Close unmaps the file once running lookups are done; later lookups fail.
+// Close drops the table's versions; they are unmapped once running
+// lookups are done with them (at a garbage collection after that), and
+// later lookups fail with ErrClosed.
 func (t *Table) Close() error {
-	t.reloadMu.Lock()
-	t.closed = true
-	t.reloadMu.Unlock()
-	if m := t.cur.Swap(nil); m != nil {
-		m.release()
-	}
+	t.file.Close()
 	return nil
 }
