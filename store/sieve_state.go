@@ -10,12 +10,16 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vlmtpd/vlmtpd/internal/fdio"
 )
+
+// stateSeq tells apart the temporary names of one worker's state writes.
+var stateSeq atomic.Uint64
 
 // sieveState keeps what Sieve remembers between messages for one mailbox:
 // the vacation replies sent (RFC 5230 4.2, per sender and :handle) and the
@@ -119,7 +123,10 @@ func (s *sieveState) record(prefix, key string, period time.Duration, restart bo
 	if err := checkOwnedDir(&st, s.l.uid, stateDirName); err != nil {
 		return err
 	}
-	tmp := fmt.Sprintf(".tmp.%d.%d", os.Getpid(), now.UnixNano())
+	// pid and a counter: deliveries of one worker run concurrently (a
+	// request may carry several messages for one user), and O_EXCL would
+	// refuse the second of two names made in the same nanosecond.
+	tmp := fmt.Sprintf(".tmp.%d.%d.%d", os.Getpid(), now.UnixNano(), stateSeq.Add(1))
 	fd, err := openBeneath(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		return err
