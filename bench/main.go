@@ -112,10 +112,15 @@ func main() {
 		fill      = flag.Int("fill", 100000, "messages in the mailbox of the fill cell (0: no fill cell)")
 		disk      = flag.Duration("disk", 3*time.Second, "how long each disk-limit loop runs (0: none)")
 		sid       = flag.Bool("single-instance", false, "vlmtpd with single_instance_delivery = true (hard links, no per-recipient Delivered-To, as Dovecot)")
+		set       settingLines
 	)
+	flag.Var(&set, "set", "a line added to vlmtpd's configuration, e.g. 'worker_owner_limit = 4' (repeatable)")
 	flag.Parse()
+	if *sid {
+		set = append(set, "single_instance_delivery = true")
+	}
 	opts := options{dir: *dir, scale: *scale, keep: *keep, vlmtpdBin: *vlmtpdBin, runAs: *runAs, only: *only,
-		privsep: os.Geteuid() == 0 && !*single, runs: max(1, *runs), fill: *fill, disk: *disk, singleInstance: *sid}
+		privsep: os.Geteuid() == 0 && !*single, runs: max(1, *runs), fill: *fill, disk: *disk, settings: set}
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -126,7 +131,7 @@ type options struct {
 	dir, vlmtpdBin, only string
 	scale                float64
 	keep, privsep        bool
-	singleInstance       bool
+	settings             []string // added to vlmtpd's configuration
 	runAs, runs, fill    int
 	disk                 time.Duration
 }
@@ -280,8 +285,8 @@ func run(o options) error {
 	if o.privsep {
 		mode = "privilege separation"
 	}
-	if o.singleInstance {
-		mode += ", single_instance_delivery"
+	for _, l := range o.settings {
+		mode += ", " + l
 	}
 	if len(jobs) > 0 {
 		vlmtpdBin := o.vlmtpdBin
@@ -294,7 +299,7 @@ func run(o options) error {
 				return fmt.Errorf("go build: %w", err)
 			}
 		}
-		v, err = startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, locals, o.privsep, o.singleInstance)
+		v, err = startVlmtpd(vlmtpdBin, filepath.Join(dir, "vlmtpd"), owner, locals, o.privsep, o.settings)
 		if err != nil {
 			return err
 		}
@@ -497,3 +502,9 @@ func loadavg() string {
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+// settingLines is the repeatable -set flag.
+type settingLines []string
+
+func (s *settingLines) String() string     { return strings.Join(*s, "; ") }
+func (s *settingLines) Set(v string) error { *s = append(*s, v); return nil }

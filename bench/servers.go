@@ -114,7 +114,7 @@ const fullLocal = "fullu"
 // owner: with privsep as root (the production mode: a root parent, the
 // front as nobody, delivery workers as owner), else in single-user mode,
 // started as owner.
-func startVlmtpd(bin, dir string, o owner, locals []string, privsep, singleInstance bool) (*server, error) {
+func startVlmtpd(bin, dir string, o owner, locals []string, privsep bool, settings []string) (*server, error) {
 	for _, d := range []string{"mail", "spool"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
@@ -147,8 +147,8 @@ recipient_concurrency_limit = 0
 	if privsep {
 		conf += "user = \"nobody\"\n"
 	}
-	if singleInstance {
-		conf += "single_instance_delivery = true\n"
+	for _, l := range settings {
+		conf += l + "\n"
 	}
 	spoolOwner := o
 	if privsep {
