@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -484,6 +485,16 @@ func (p *parser) build(f *file) *Config {
 		DeliveredToLoopCheck:       val(f.DeliveredToLoopCheck),
 		LogLevel:                   val(f.LogLevel),
 		LogFormat:                  val(f.LogFormat),
+	}
+	// Each method once (the writer refuses a repeat in every worker), and
+	// at least one.
+	for i, m := range c.VirtualMailboxLock {
+		if slices.Contains(c.VirtualMailboxLock[:i], m) {
+			p.errorf("virtual_mailbox_lock", "%q is given twice", m)
+		}
+	}
+	if len(c.VirtualMailboxLock) == 0 {
+		p.errorf("virtual_mailbox_lock", "needs at least one method (fcntl, flock, dotlock)")
 	}
 	c.DeliverLockDelay = p.duration("deliver_lock_delay", f.DeliverLockDelay)
 	c.StaleLockTime = p.duration("stale_lock_time", f.StaleLockTime)

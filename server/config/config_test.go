@@ -74,6 +74,8 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{minimal + "virtual_mailbox_limit = 1000\n", "v.toml:6: virtual_mailbox_limit: 1000 is smaller than message_size_limit"},
 		{minimal + "message_size_limit = 0\n", "virtual_mailbox_limit: is 51200000 while message_size_limit is 0"},
 		{minimal + "virtual_mailbox_lock = \"fcntl, lockf\"\n", `v.toml:6: virtual_mailbox_lock: unknown method "lockf"`},
+		{minimal + "virtual_mailbox_lock = \"fcntl, fcntl\"\n", `v.toml:6: virtual_mailbox_lock: "fcntl" is given twice`},
+		{minimal + "virtual_mailbox_lock = []\n", `v.toml:6: virtual_mailbox_lock: needs at least one method`},
 		{minimal + "allowed_networks = [\"10.0.0.0/33\"]\n", "v.toml:6: allowed_networks:"},
 		{minimal + "deliver_lock_delay = \"soon\"\n", "v.toml:6: deliver_lock_delay:"},
 		{minimal + "listen = [\"tcp:1.2.3.4\"]\n", "v.toml:6: listen:"},
