@@ -577,57 +577,58 @@ func (p *parser) build(f *file) *Config {
 	return c
 }
 
-// metricsListen checks metrics_listen: unix:/path or inet:host:port with
-// a numeric port, since the address is also what `vlmtpd stats` dials.
-func (p *parser) metricsListen(dir, v string) string {
+// socketAddr reads a "unix:/path" or "inet:host:port" setting; "" stays
+// "" (off), a relative path is taken from dir. The host part's check is
+// the caller's (checkHostPort), since the two settings differ in it.
+func (p *parser) socketAddr(key, dir, v, example string, checkHostPort func(host, port string) string) string {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return ""
 	}
 	if path, ok := strings.CutPrefix(v, "unix:"); ok {
 		if path == "" {
-			p.errorf("metrics_listen", "%q: empty socket path", v)
+			p.errorf(key, "%q: empty socket path", v)
 		}
 		return "unix:" + p.absPath(dir, path)
 	}
 	hostport, ok := strings.CutPrefix(v, "inet:")
 	if !ok {
-		p.errorf("metrics_listen", "%q: expected inet:host:port (e.g. inet:127.0.0.1:9424) or unix:/path", v)
+		p.errorf(key, "%q: expected inet:host:port (e.g. %s) or unix:/path", v, example)
 		return v
 	}
 	host, port, err := net.SplitHostPort(hostport)
-	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n == 0 {
-		p.errorf("metrics_listen", "%q: expected inet:host:port with a port number 1-65535", v)
-		return v
+	if err != nil {
+		host, port = "", ""
 	}
-	if host == "" {
-		p.errorf("metrics_listen", "%q: name the address to listen on (0.0.0.0 for all, but the metrics have no authentication)", v)
+	if problem := checkHostPort(host, port); problem != "" {
+		p.errorf(key, "%q: %s", v, problem)
 	}
 	return v
 }
 
-// submissionHost checks submission_host: inet:host:port (a port number or
-// a service name, as Postfix's smtpd is usually "smtp") or unix:/path.
-func (p *parser) submissionHost(dir, v string) string {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return ""
-	}
-	if path, ok := strings.CutPrefix(v, "unix:"); ok {
-		if path == "" {
-			p.errorf("submission_host", "%q: empty socket path", v)
+// metricsListen checks metrics_listen: a numeric port, since the address
+// is also what `vlmtpd stats` dials, and a host to listen on.
+func (p *parser) metricsListen(dir, v string) string {
+	return p.socketAddr("metrics_listen", dir, v, "inet:127.0.0.1:9424", func(host, port string) string {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return "expected inet:host:port with a port number 1-65535"
 		}
-		return "unix:" + p.absPath(dir, path)
-	}
-	hostport, ok := strings.CutPrefix(v, "inet:")
-	if !ok {
-		p.errorf("submission_host", "%q: expected inet:host:port (e.g. inet:127.0.0.1:25) or unix:/path", v)
-		return v
-	}
-	if host, port, err := net.SplitHostPort(hostport); err != nil || host == "" || port == "" {
-		p.errorf("submission_host", "%q: expected inet:host:port (e.g. inet:127.0.0.1:25)", v)
-	}
-	return v
+		if host == "" {
+			return "name the address to listen on (0.0.0.0 for all, but the metrics have no authentication)"
+		}
+		return ""
+	})
+}
+
+// submissionHost checks submission_host: a port number or a service name
+// (Postfix's smtpd is usually "smtp").
+func (p *parser) submissionHost(dir, v string) string {
+	return p.socketAddr("submission_host", dir, v, "inet:127.0.0.1:25", func(host, port string) string {
+		if host == "" || port == "" {
+			return "expected inet:host:port (e.g. inet:127.0.0.1:25)"
+		}
+		return ""
+	})
 }
 
 // localDomains sets myorigin, mydomain and mydestination with Postfix's
