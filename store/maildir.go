@@ -191,6 +191,25 @@ func (l *Writer) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) 
 	return d, nil
 }
 
+// openDest opens the Maildir a message file of size bytes goes to for r:
+// refused over r's limit, the +detail folder dest names (created if
+// allowed) or the mailbox itself. It returns the directories and the path
+// opened.
+func (l *Writer) openDest(mp mailboxPath, r Recipient, dest maildirDest, size int64) (*maildirDirs, mailboxPath, error) {
+	if r.Limit > 0 && size > r.Limit {
+		return nil, mp, fail(OverLimit, "write", r.Path, fmt.Errorf("%w: message file of %d bytes, limit %d", errOverLimit, size, r.Limit))
+	}
+	target := mp
+	if dest.folder != "" {
+		var err error
+		if target, err = l.detailTarget(mp, dest, r.Path); err != nil {
+			return nil, mp, err
+		}
+	}
+	d, err := l.openMaildir(target, r.Path)
+	return d, target, err
+}
+
 // deliverMaildir writes one message file: tmp/<name> (O_EXCL, 0600),
 // fsynced, then linked as new/<name>,S=<size>. The new/ fsync is left to
 // the batch so that recipients sharing a Maildir share one fsync.
@@ -204,17 +223,7 @@ func (l *Writer) openMaildir(mp mailboxPath, path string) (*maildirDirs, error) 
 func (l *Writer) deliverMaildir(ctx context.Context, msg *Message, r Recipient, mp mailboxPath, hdr []byte, idx int, batch *dirSyncBatch, dest maildirDest) error {
 	flags := dest.flags
 	size := int64(len(hdr)) + msg.Size
-	if r.Limit > 0 && size > r.Limit {
-		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: message file of %d bytes, limit %d", errOverLimit, size, r.Limit))
-	}
-	target := mp
-	if dest.folder != "" {
-		var err error
-		if target, err = l.detailTarget(mp, dest, r.Path); err != nil {
-			return err
-		}
-	}
-	d, err := l.openMaildir(target, r.Path)
+	d, target, err := l.openDest(mp, r, dest, size)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -83,33 +82,15 @@ func (l *Writer) deliverShared(ctx context.Context, msg *Message, rcpts []Recipi
 // makes, the shared file written first if there is none yet, then the
 // link.
 func (l *Writer) linkShared(ctx context.Context, msg *Message, r Recipient, hdr []byte, herr error, idx int, batch *dirSyncBatch, srcDir *int, srcName *string, dataSync *time.Duration) error {
-	if err := l.permitted(r); err != nil {
+	mp, err := l.precheck(ctx, msg, r)
+	if err != nil {
 		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(Temporary, "deliver", r.Path, err)
-	}
-	if msg == nil || msg.Body == nil || msg.Size < 0 {
-		return fail(Temporary, "deliver", r.Path, errors.New("no message to deliver"))
 	}
 	if herr != nil {
 		return fail(Temporary, "header", r.Path, herr)
 	}
-	mp, err := parsePath(r.Path)
-	if err != nil {
-		return fail(BadMailbox, "path", r.Path, err)
-	}
 	size := int64(len(hdr)) + msg.Size
-	if r.Limit > 0 && size > r.Limit {
-		return fail(OverLimit, "write", r.Path, fmt.Errorf("%w: message file of %d bytes, limit %d", errOverLimit, size, r.Limit))
-	}
-	target := mp
-	if dest := detailDest(r); dest.folder != "" {
-		if target, err = l.detailTarget(mp, dest, r.Path); err != nil {
-			return err
-		}
-	}
-	d, err := l.openMaildir(target, r.Path)
+	d, _, err := l.openDest(mp, r, detailDest(r), size)
 	if err != nil {
 		return err
 	}

@@ -240,19 +240,30 @@ func (l *Writer) DeliverBatch(ctx context.Context, ds []Delivery) []Delivered {
 	return res
 }
 
-func (l *Writer) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch, out *Outbound) error {
+// precheck is what every recipient's delivery checks first: the writer may
+// deliver as r's uid, the delivery is still wanted, there is a message,
+// and r.Path is a path beneath the base, which it returns parsed.
+func (l *Writer) precheck(ctx context.Context, msg *Message, r Recipient) (mailboxPath, error) {
 	if err := l.permitted(r); err != nil {
-		return err
+		return mailboxPath{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return fail(Temporary, "deliver", r.Path, err)
+		return mailboxPath{}, fail(Temporary, "deliver", r.Path, err)
 	}
 	if msg == nil || msg.Body == nil || msg.Size < 0 {
-		return fail(Temporary, "deliver", r.Path, errors.New("no message to deliver"))
+		return mailboxPath{}, fail(Temporary, "deliver", r.Path, errors.New("no message to deliver"))
 	}
 	mp, err := parsePath(r.Path)
 	if err != nil {
-		return fail(BadMailbox, "path", r.Path, err)
+		return mailboxPath{}, fail(BadMailbox, "path", r.Path, err)
+	}
+	return mp, nil
+}
+
+func (l *Writer) deliverOne(ctx context.Context, msg *Message, r Recipient, idx int, batch *dirSyncBatch, out *Outbound) error {
+	mp, err := l.precheck(ctx, msg, r)
+	if err != nil {
+		return err
 	}
 	hdr, err := traceHeader(msg, r)
 	if err != nil {
