@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,8 +74,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.UID < 0 || r.GID < 0 {
-			t.Fatalf("negative id accepted: %+v", r)
+		if r.UID > store.MaxID || r.GID > store.MaxID {
+			t.Fatalf("id out of range accepted: %+v", r)
 		}
 		if string(r.Encode()) != string(b) {
 			t.Fatalf("re-encoding differs")

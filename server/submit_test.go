@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vlmtpd/vlmtpd/internal/testutil"
 	"github.com/vlmtpd/vlmtpd/server/lmtp"
 	"github.com/vlmtpd/vlmtpd/store"
 )
@@ -362,16 +363,20 @@ func TestSubmitAllKeepsFailedRedirects(t *testing.T) {
 func TestPostfixSendmail(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "sendmail")
-	os.WriteFile(script, []byte("#!/bin/sh\nexec /usr/lib/sendmail \"$@\"\n"), 0o755)
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec /usr/lib/sendmail \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if PostfixSendmail(script) || PostfixSendmail(filepath.Join(dir, "missing")) {
 		t.Error("a script or a missing file taken for Postfix's sendmail")
 	}
 	const real = "/usr/sbin/sendmail"
 	if b, err := os.ReadFile(real); err != nil || !strings.Contains(string(b), "Postfix") {
-		t.Skip("no Postfix sendmail here")
+		testutil.SkipOrFail(t, "no Postfix sendmail at %s (Debian package postfix)", real)
 	}
 	link := filepath.Join(dir, "link")
-	os.Symlink(real, link)
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
 	if !PostfixSendmail(real) || !PostfixSendmail(link) {
 		t.Errorf("%s not recognised", real)
 	}

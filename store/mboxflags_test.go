@@ -127,6 +127,11 @@ func TestMboxFlagsDelivered(t *testing.T) {
 	// A message that fits once its forged fields are gone is taken.
 	size := int64(len(readFile(t, path)))
 	r.Limit = size + int64(len(fromLine("a@b", time.Now()))+len(msgs[1].Text)+1)
+	// One byte less does not fit: the limit is counted exactly, on what
+	// is written.
+	short := r
+	short.Limit--
+	wantStatus(t, deliver(t, l, spool(t, "a@b", body), short), OverLimit)
 	if err := deliver(t, l, spool(t, "a@b", body), r); err != nil {
 		t.Fatalf("limit %d: %v", r.Limit, err)
 	}

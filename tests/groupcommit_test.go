@@ -10,7 +10,8 @@ import (
 
 // TestTwentySessionsOneMaildir: 20 concurrent LMTP sessions into one
 // Maildir with worker_owner_limit 2, so that deliveries wait and go to the
-// workers several per request (group commit of new/): every message is
+// workers several per request (group commit of new/; that they are
+// batched is worker.TestPoolBatchesWaitingDeliveries'): every message is
 // stored exactly once, whole, with its own trace headers, in both modes.
 func TestTwentySessionsOneMaildir(t *testing.T) {
 	forModes(t, func(t *testing.T, privsep bool) {

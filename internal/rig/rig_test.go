@@ -41,23 +41,36 @@ func TestDovecotConfigParses(t *testing.T) {
 // ChownTree gives the whole tree, links themselves included, to the owner.
 func TestChownTree(t *testing.T) {
 	testutil.RequireRoot(t, "chown")
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "a/b"), 0o755)
-	os.WriteFile(filepath.Join(dir, "a/b/f"), nil, 0o644)
-	os.Symlink("/etc/passwd", filepath.Join(dir, "a/link"))
+	dir, outside := t.TempDir(), t.TempDir()
+	target := filepath.Join(outside, "target")
+	for _, err := range []error{
+		os.MkdirAll(filepath.Join(dir, "a/b"), 0o755),
+		os.WriteFile(filepath.Join(dir, "a/b/f"), nil, 0o644),
+		os.WriteFile(target, nil, 0o644),
+		os.Symlink(target, filepath.Join(dir, "a/link")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := ChownTree(dir, 5000, 5001); err != nil {
 		t.Fatal(err)
 	}
+	seen := 0
 	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		seen++
 		if st, ok := sysStat(fi); !ok || st[0] != 5000 || st[1] != 5001 {
 			t.Errorf("%s: owner %v", p, st)
 		}
 		return nil
 	})
-	if st, _ := os.Stat("/etc/passwd"); st != nil {
-		if o, _ := sysStat(st); o[0] != 0 {
-			t.Error("the link's target was chowned")
-		}
+	if seen != 5 { // dir, a, a/b, a/b/f, a/link
+		t.Errorf("walked %d entries, want 5", seen)
+	}
+	if st, err := os.Stat(target); err != nil {
+		t.Fatal(err)
+	} else if o, _ := sysStat(st); o[0] != 0 {
+		t.Error("the link's target was chowned")
 	}
 }
 

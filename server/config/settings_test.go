@@ -201,11 +201,13 @@ func TestExampleAgrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(f)
+	checked := 0
 	for n := 1; sc.Scan(); n++ {
 		m := exampleLine.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
+		checked++
 		commented, example, name, value := m[1] != "", m[2] != "", m[3], m[4]
 		s := settingsByName[name]
 		switch {
@@ -222,6 +224,10 @@ func TestExampleAgrees(t *testing.T) {
 					n, name, got, want, name)
 			}
 		}
+	}
+	// A pattern that stopped matching must not make the test pass.
+	if checked < 20 {
+		t.Errorf("only %d settings lines recognised in config.example.toml", checked)
 	}
 }
 
@@ -270,6 +276,7 @@ func TestProseDefaults(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
 	dist, _ := filepath.Glob(filepath.Join("..", "..", "dist", "*"))
 	files = append(append(files, dist...), filepath.Join("..", "..", "README.md"))
+	quoted := 0
 	for _, path := range files {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -280,6 +287,7 @@ func TestProseDefaults(t *testing.T) {
 			if settingsByName[name] == nil {
 				continue // another program's setting, e.g. Postfix's lmtp_*
 			}
+			quoted++
 			c, err := Parse("/etc/v.toml", []byte(minimal+name+" = "+value+"\n"))
 			if err != nil {
 				c, err = Parse("/etc/v.toml", []byte(minimal+name+" = "+tomlString(value)+"\n"))
@@ -292,5 +300,8 @@ func TestProseDefaults(t *testing.T) {
 				t.Errorf("%s: says %s defaults to %s; it is %s", path, name, got, want)
 			}
 		}
+	}
+	if quoted < 5 {
+		t.Errorf("only %d quoted defaults found in %d files: the pattern or the globs no longer match", quoted, len(files))
 	}
 }

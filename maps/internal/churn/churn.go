@@ -82,10 +82,10 @@ func LookingUp(lookup func(i int) error) (stop func() []error) {
 // before the one published when it starts to the one started when it
 // ends.
 type Run struct {
-	keys               int
-	started, published atomic.Int64
-	lookups, deferred  atomic.Int64
-	stop               func() []error
+	keys                      int
+	started, published        atomic.Int64
+	lookups, deferred, foundR atomic.Int64
+	stop                      func() []error
 }
 
 // Start starts the readers of a table of keys keys (version 0 in
@@ -100,8 +100,14 @@ func Start(keys int, lookup func(key string) (string, bool, error)) *Run {
 		hi := int(r.started.Load())
 		r.lookups.Add(1)
 		if errors.Is(err, maps.ErrReloading) && prefix == "r" {
+			if hi == 0 {
+				return fmt.Errorf("%s%d deferred before any version was replaced", prefix, k)
+			}
 			r.deferred.Add(1)
 			return nil
+		}
+		if prefix == "r" && err == nil && ok {
+			r.foundR.Add(1)
 		}
 		var n int
 		if err == nil && ok {
@@ -131,6 +137,9 @@ func (r *Run) Published(n int) { r.published.Store(int64(n)) }
 // (maps.ErrReloading), if none was.
 func (r *Run) Stop() []error {
 	errs := r.stop()
+	if r.foundR.Load() == 0 {
+		errs = append(errs, fmt.Errorf("%d lookups, none found a key only the even versions hold", r.lookups.Load()))
+	}
 	if r.deferred.Load() == 0 {
 		errs = append(errs, fmt.Errorf("%d lookups, none of a key only the replaced version held was deferred", r.lookups.Load()))
 	}
