@@ -47,3 +47,17 @@ func BenchmarkDataReader(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLFReader: LF on a reader that is not the DATA reader (a BDAT
+// body, as Postfix's LMTP client sends when CHUNKING is offered).
+func BenchmarkLFReader(b *testing.B) {
+	body := bytes.Repeat([]byte("a line of a message body, about sixty bytes long, ends in\r\n"), 4096/60)
+	buf := make([]byte, 64<<10)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{LF(bytes.NewReader(body))}, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // A body reader is what Session.Data reads: the message as the client sent
@@ -32,15 +33,19 @@ func LF(body io.Reader) io.Reader {
 	if d, ok := body.(*dotReader); ok {
 		return dotLF{d}
 	}
-	return &lfReader{r: body, buf: make([]byte, 16<<10)}
+	return &lfReader{r: body, buf: lfBufs.Get().(*[]byte)}
 }
+
+// lfBufs holds lfReader's buffers: BDAT bodies (what Postfix's LMTP client
+// sends when CHUNKING is offered) are read through it, one per message.
+var lfBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // lfReader turns CRLF into LF in what it reads from r, holding back a
 // final CR until the byte after it is known.
 type lfReader struct {
 	r   io.Reader
-	buf []byte
-	b   []byte // read from r, not yet converted
+	buf *[]byte // from lfBufs; returned once r's error has been passed on
+	b   []byte  // read from r, not yet converted
 	err error
 }
 
@@ -50,12 +55,19 @@ func (l *lfReader) Read(p []byte) (int, error) {
 		if n = l.convert(p); n > 0 || l.err != nil {
 			break
 		}
-		k := copy(l.buf, l.b) // at most a CR
-		m, err := l.r.Read(l.buf[k:])
-		l.b, l.err = l.buf[:k+m], err
+		buf := *l.buf
+		k := copy(buf, l.b) // at most a CR
+		m, err := l.r.Read(buf[k:])
+		l.b, l.err = buf[:k+m], err
 	}
 	if n > 0 {
 		return n, nil
+	}
+	// r has ended and everything read from it has been passed on: the
+	// buffer is no longer needed (a zero-length Read proves neither).
+	if l.buf != nil && l.err != nil && len(l.b) == 0 {
+		lfBufs.Put(l.buf)
+		l.buf = nil
 	}
 	return 0, l.err
 }

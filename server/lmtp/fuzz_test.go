@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -134,4 +135,46 @@ func referenceDot(in []byte) ([]byte, bool) {
 		out = append(out, line...)
 	}
 	return nil, false
+}
+
+// FuzzLFReader: LF on any other reader (BDAT bodies) turns CRLF into LF
+// and keeps a lone CR, whatever the sizes of the reads on either side
+// (zero included), and a finished reader whose pooled buffer went to the
+// next one still only says EOF.
+func FuzzLFReader(f *testing.F) {
+	f.Add([]byte("a\r\nb\r\n"), 1, 0)
+	f.Add([]byte("\r\r\n\r"), 0, 2)
+	f.Add([]byte("x\ry\r\n\r\n"), 5, 3)
+	f.Fuzz(func(t *testing.T, in []byte, chunk, piece int) {
+		chunk = int(uint(chunk) % 9) // 0: a zero-length read now and then
+		src := io.Reader(bytes.NewReader(in))
+		if piece%2 == 1 {
+			src = iotest.OneByteReader(src)
+		}
+		r := LF(src)
+		var got []byte
+		for i := 0; ; i++ {
+			p := make([]byte, max(chunk, i%2))
+			n, err := r.Read(p)
+			got = append(got, p[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i > 4*len(in)+20 {
+				t.Fatalf("no end after %d reads", i)
+			}
+		}
+		if want := bytes.ReplaceAll(in, []byte("\r\n"), []byte("\n")); !bytes.Equal(got, want) {
+			t.Fatalf("%q: got %q, want %q", in, got, want)
+		}
+		// The next reader takes the pooled buffer and fills it.
+		next := LF(bytes.NewReader(bytes.Repeat([]byte("z\r\n"), 100)))
+		io.Copy(io.Discard, next)
+		if n, err := r.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+			t.Fatalf("a finished reader read %d bytes, %v", n, err)
+		}
+	})
 }
