@@ -25,6 +25,7 @@ type fakeSMTP struct {
 	ln      net.Listener
 	replies map[string]string // "RCPT" → "550 5.1.1 no"
 	silent  bool              // never greet
+	noUTF8  bool              // EHLO does not offer SMTPUTF8
 
 	mu    sync.Mutex
 	conns int
@@ -80,7 +81,11 @@ func (f *fakeSMTP) serve(c net.Conn) {
 		}
 		switch verb {
 		case "EHLO":
-			fmt.Fprintf(c, "250-fake\r\n250-8BITMIME\r\n250-SIZE 100000\r\n250 SMTPUTF8\r\n")
+			if f.noUTF8 {
+				fmt.Fprintf(c, "250-fake\r\n250-8BITMIME\r\n250 SIZE 100000\r\n")
+			} else {
+				fmt.Fprintf(c, "250-fake\r\n250-8BITMIME\r\n250-SIZE 100000\r\n250 SMTPUTF8\r\n")
+			}
 		case "DATA":
 			fmt.Fprintf(c, "354 go on\r\n")
 			var b strings.Builder
@@ -213,6 +218,8 @@ func TestSubmitSMTPFailures(t *testing.T) {
 		{"data refused", &fakeSMTP{replies: map[string]string{"DATA": "554 5.6.0 no"}}, red, "DATA: server said 554 5.6.0 no"},
 		{"ehlo and helo refused", &fakeSMTP{replies: map[string]string{"EHLO": "500 no", "HELO": "500 no"}}, red, "EHLO"},
 		{"never greets", &fakeSMTP{silent: true}, red, "EHLO: "},
+		{"SMTPUTF8 not offered", &fakeSMTP{noUTF8: true},
+			store.Submission{Redirect: true, Sender: "s@example.org", Rcpt: "jos\u00e9@example.net", Head: []byte(redirectHead)}, "MAIL FROM: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startFakeSMTP(t, "tcp", "127.0.0.1:0", tc.f)
@@ -481,5 +488,27 @@ func TestSubmissionObserved(t *testing.T) {
 	// What counted as sent reached the server: "sent" 2, "beyond" 1.
 	if _, data := ok.got(); len(data) != 3 {
 		t.Errorf("%d messages submitted, want 3", len(data))
+	}
+}
+
+// A non-ASCII address goes with SMTPUTF8 on MAIL when the server offers it.
+func TestSubmitSMTPUTF8(t *testing.T) {
+	msg := spoolMsg(t, "s@example.org", "Subject: x\n\nx\n")
+	f := startFakeSMTP(t, "tcp", "127.0.0.1:0", &fakeSMTP{})
+	sb := &submitter{host: "inet:" + f.ln.Addr().String(), helo: "mx.test", timeout: 5 * time.Second}
+	s := store.Submission{Redirect: true, Sender: "s@example.org", Rcpt: "jos\u00e9@example.net", Head: []byte(redirectHead)}
+	if err := sb.submit(context.Background(), s, msg); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var mail string
+	for _, c := range f.cmds {
+		if strings.HasPrefix(c, "MAIL FROM:") {
+			mail = c
+		}
+	}
+	if !strings.Contains(mail, "SMTPUTF8") {
+		t.Errorf("MAIL %q lacks SMTPUTF8; commands %q", mail, f.cmds)
 	}
 }
