@@ -287,17 +287,20 @@ func (l *Writer) permitted(r Recipient) error {
 	if r.UID != l.uid {
 		l.log.Warn("cannot deliver: this process lacks privileges for the mailbox uid",
 			"path", r.Path, "uid", r.UID, "process_uid", l.uid)
-		return fail(NotPermitted, "deliver", r.Path,
-			fmt.Errorf("process running as uid %d lacks privileges to deliver as uid %d", l.uid, r.UID))
+		return fail(NotPermitted, "deliver", r.Path, l.notUID(r.UID))
 	}
 	return nil
+}
+
+// notUID is why this process may not deliver as uid.
+func (l *Writer) notUID(uid int) error {
+	return fmt.Errorf("process running as uid %d lacks privileges to deliver as uid %d", l.uid, uid)
 }
 
 // Permits reports whether this process may deliver as uid: only its own.
 func (l *Writer) Permits(uid, gid int) error {
 	if uid != l.uid {
-		return fail(NotPermitted, "deliver", "",
-			fmt.Errorf("process running as uid %d lacks privileges to deliver as uid %d", l.uid, uid))
+		return fail(NotPermitted, "deliver", "", l.notUID(uid))
 	}
 	return nil
 }
